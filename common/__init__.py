@@ -1,0 +1,1 @@
+"""Gatehouse's shared layer: HTTP plumbing, auth, authorization, storage and audit."""

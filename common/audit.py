@@ -1,0 +1,33 @@
+"""Audit entries (SPEC §1): written in the same batch or transaction as the change they record."""
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+COLLECTION = "audit"
+
+
+def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | None = None,
+          before: Any = None, after: Any = None) -> dict[str, Any]:
+    record = {"at": datetime.datetime.now(datetime.timezone.utc), "actor": req.caller.email,
+              "action": action, "target_type": target_type, "target_id": target_id,
+              "request_id": req.id}
+    if dataset is not None:
+        record["dataset"] = dataset
+    if before is not None:
+        record["before"] = before
+    if after is not None:
+        record["after"] = after
+    return record
+
+
+def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
+    """Add the entry to `writer` (a WriteBatch or Transaction) so it commits with the change."""
+    from common import store
+    writer.set(store.collection(COLLECTION).document(), entry(req, action, target_type, target_id, **kw))
+
+
+def write(req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
+    """A standalone entry, for changes outside Firestore (Cloud Storage objects)."""
+    from common import store
+    store.collection(COLLECTION).add(entry(req, action, target_type, target_id, **kw))

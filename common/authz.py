@@ -1,0 +1,186 @@
+"""May they: roles per user (global and per dataset) and the predicates of SPEC §2.
+
+User and dataset records are cached per instance for at most ROLE_CACHE_SECONDS (30 s), and
+dropped at once on the instance that changes them (`forget_user`, `forget_dataset`).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from common import errors
+from common.config import settings
+from common.http import Check, Req
+
+READ_ROLES = frozenset({"clio_read", "clio_general", "clio_write", "dataset_admin"})
+WRITE_OWN_ROLES = frozenset({"clio_general", "clio_write", "dataset_admin"})
+WRITE_OTHERS_ROLES = frozenset({"clio_write", "dataset_admin"})
+MANAGE_ROLES = frozenset({"dataset_admin"})  # on the dataset itself only, never global
+PUBLIC_GRANTS = frozenset({"clio_general"})
+
+
+class _TTLCache:
+    """A small per-instance cache: value per key for `ttl` seconds, loaded on a miss."""
+
+    def __init__(self, max_items: int = 10_000):
+        self._items: dict[str, tuple[float, Any]] = {}
+        self._max = max_items
+        self._lock = threading.Lock()
+
+    def get(self, key: str, load: Callable[[str], Any]) -> Any:
+        hit = self._items.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load(key)
+        with self._lock:
+            if len(self._items) >= self._max:
+                self._items.clear()
+            self._items[key] = (now + settings().role_cache_seconds, value)
+        return value
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+_users = _TTLCache()
+_datasets = _TTLCache()
+
+
+def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
+    def load(key: str) -> dict[str, Any] | None:
+        from common import store
+        snap = store.collection(collection).document(key).get()
+        return snap.to_dict() if snap.exists else None
+    return load
+
+
+_load_user = _load("users")
+_load_dataset = _load("datasets")
+
+
+def user_record(email: str) -> dict[str, Any] | None:
+    return _users.get(email, _load_user)
+
+
+def dataset_record(name: str) -> dict[str, Any] | None:
+    return _datasets.get(name, _load_dataset)
+
+
+def forget_user(email: str) -> None:
+    _users.forget(email)
+
+
+def forget_dataset(name: str) -> None:
+    _datasets.forget(name)
+
+
+def forget_all() -> None:
+    _users.clear()
+    _datasets.clear()
+
+
+@dataclass(frozen=True)
+class Caller:
+    email: str
+    via: str
+    name: str = ""
+    global_roles: frozenset[str] = frozenset()
+    datasets: dict[str, frozenset[str]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+    is_owner: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.is_owner or "admin" in self.global_roles
+
+    def roles_on(self, dataset: str, record: dict[str, Any] | None = None) -> frozenset[str]:
+        """Roles on `dataset`, global ones and a public dataset's grant included.
+
+        `record` is the dataset's record when the caller has it at hand (saves a lookup).
+        """
+        roles = self.global_roles | self.datasets.get(dataset, frozenset())
+        if ((record if record is not None else dataset_record(dataset)) or {}).get("public") is True:
+            roles = roles | PUBLIC_GRANTS
+        return roles
+
+    def _has(self, dataset: str, wanted: frozenset[str], record: dict[str, Any] | None) -> bool:
+        return self.is_admin or bool(self.roles_on(dataset, record) & wanted)
+
+    def can_read(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
+        return self._has(dataset, READ_ROLES, record)
+
+    def can_write_own(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
+        return self._has(dataset, WRITE_OWN_ROLES, record)
+
+    def can_write_others(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
+        return self._has(dataset, WRITE_OTHERS_ROLES, record)
+
+    def can_manage(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
+        return self.is_admin or bool(self.datasets.get(dataset, frozenset()) & MANAGE_ROLES)
+
+    def profile(self) -> dict[str, Any]:
+        """The caller's roles as /roles shows them (OWNER's admin included; public grants not)."""
+        global_roles = set(self.global_roles) | ({"admin"} if self.is_owner else set())
+        return {"email": self.email, "name": self.name, "global_roles": sorted(global_roles),
+                "datasets": {ds: sorted(roles) for ds, roles in sorted(self.datasets.items())},
+                "groups": list(self.groups)}
+
+
+def caller_for(email: str, via: str) -> Caller:
+    record = user_record(email) or {}
+    if record.get("disabled") is True:
+        raise errors.Forbidden("this account is disabled")
+    return Caller(
+        email=email, via=via, name=record.get("name", ""),
+        global_roles=frozenset(record.get("global_roles", ())),
+        datasets={ds: frozenset(roles) for ds, roles in (record.get("datasets") or {}).items()},
+        groups=tuple(record.get("groups", ())),
+        is_owner=bool(settings().owner) and email == settings().owner)
+
+
+def authenticate(request) -> Caller:
+    from common import auth
+    identity = auth.identify(request.headers.get("Authorization"))
+    return caller_for(identity.email, identity.via)
+
+
+# -- route checks ---------------------------------------------------------------------------
+
+def _any(req: Req, params: dict[str, Any]) -> None:
+    return None
+
+
+def _admin(req: Req, params: dict[str, Any]) -> None:
+    if not req.caller.is_admin:
+        raise errors.Forbidden("this needs the admin role")
+
+
+AUTHENTICATED = Check("any authenticated user", _any)
+ADMIN = Check("admin", _admin)
+
+
+def require_dataset(caller: Caller, name: str, predicate: str) -> dict[str, Any]:
+    """The dataset's record if `caller.can_<predicate>(name)`.
+
+    A dataset the caller may not read is answered as missing (404), so names do not leak;
+    one they may read but not act on is 403.
+    """
+    record = dataset_record(name)
+    if record is None or not caller.can_read(name, record):
+        raise errors.NotFound(f"dataset {name!r} not found")
+    if not getattr(caller, "can_" + predicate)(name, record):
+        raise errors.Forbidden(f"this needs {predicate.replace('_', ' ')} on dataset {name!r}")
+    return record
+
+
+def on_dataset(predicate: str, param: str = "name") -> Check:
+    """A route check: the caller needs `predicate` (read, write_own, ...) on the path's dataset."""
+    def run(req: Req, params: dict[str, Any]) -> None:
+        require_dataset(req.caller, params[param], predicate)
+    return Check(f"{predicate} on the dataset", run)

@@ -1,0 +1,77 @@
+"""Settings read once from the environment; every variable is documented in README.md."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+# The gcloud CLI's OAuth client: `gcloud auth print-identity-token` mints tokens for this audience.
+GCLOUD_CLI_CLIENT_ID = "32555940559.apps.googleusercontent.com"
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+DEV_ISSUER = "gatehouse-dev"
+DEV_AUDIENCE = "gatehouse-dev"
+
+
+class ConfigError(RuntimeError):
+    """A setting that must stop start-up (never served)."""
+
+
+def _csv(name: str, default: str = "") -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, default).split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    owner: str
+    allowed_audiences: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    dev_mode: bool
+    dev_key_file: str
+    google_certs_url: str
+    firestore_emulator: str
+    storage_emulator: str
+    attachments_bucket: str
+    signer_key_file: str
+    version: str
+    role_cache_seconds: float
+
+    @property
+    def on_emulators(self) -> bool:
+        return bool(self.firestore_emulator and self.storage_emulator)
+
+
+def load() -> Settings:
+    """Read the environment; refuse combinations that must never run."""
+    env = os.environ
+    s = Settings(
+        project=env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCP_PROJECT") or "gatehouse-dev",
+        owner=env.get("OWNER", "").strip().lower(),
+        allowed_audiences=_csv("ALLOWED_AUDIENCES", GCLOUD_CLI_CLIENT_ID),
+        allowed_origins=_csv("ALLOWED_ORIGINS"),
+        dev_mode=env.get("GATEHOUSE_DEV_MODE", "").lower() in ("1", "true", "yes"),
+        dev_key_file=env.get("GATEHOUSE_DEV_KEY_FILE", ""),
+        google_certs_url=env.get("GOOGLE_CERTS_URL", GOOGLE_CERTS_URL),
+        firestore_emulator=env.get("FIRESTORE_EMULATOR_HOST", ""),
+        storage_emulator=env.get("STORAGE_EMULATOR_HOST", ""),
+        attachments_bucket=env.get("ATTACHMENTS_BUCKET", "gatehouse-attachments"),
+        signer_key_file=env.get("SIGNER_KEY_FILE", ""),
+        version=env.get("GATEHOUSE_VERSION", "dev"),
+        role_cache_seconds=min(float(env.get("ROLE_CACHE_SECONDS", "30")), 30.0),
+    )
+    if s.dev_mode and not s.on_emulators:
+        raise ConfigError(
+            "GATEHOUSE_DEV_MODE needs FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST: "
+            "dev tokens are never accepted against real services")
+    if s.dev_mode and env.get("K_SERVICE"):
+        raise ConfigError("GATEHOUSE_DEV_MODE is refused in a Cloud Functions / Cloud Run deployment")
+    if s.dev_mode and not s.dev_key_file:
+        raise ConfigError("GATEHOUSE_DEV_MODE needs GATEHOUSE_DEV_KEY_FILE (the dev issuer's key)")
+    if s.google_certs_url != GOOGLE_CERTS_URL and not s.on_emulators:
+        raise ConfigError("GOOGLE_CERTS_URL may only be changed for tests against emulators")
+    return s
+
+
+@functools.cache
+def settings() -> Settings:
+    return load()

@@ -1,0 +1,281 @@
+"""Routing, request and response, the error envelope, CORS and request ids, for every function.
+
+A function builds one `App`, declares its routes as a table (`@app.get(path, role=...)`) and
+exposes `handle(request)` to functions-framework. The flow of one request:
+route match -> CORS preflight -> auth (who) -> role check (may they) -> body model -> handler.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from common import errors, jsonio
+from common.config import settings
+from common.logs import log
+
+JSON_LIMIT = 1 << 20  # SPEC §1: request bodies above 1 MiB -> 413
+# curl -d sends form-urlencoded by default; the seed's curl lines must work, so that is read as JSON too.
+_JSON_CONTENT_TYPES = {"", "application/json", "application/x-www-form-urlencoded", "text/plain"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+CORS_HEADERS = "Authorization, Content-Type, Range, Idempotency-Key"
+CORS_EXPOSED = "X-Request-Id, Link, Location, Retry-After"
+
+
+class Check:
+    """A role check run after authentication: raises Forbidden/NotFound, or returns."""
+
+    def __init__(self, describe: str, run: Callable[["Req", dict[str, Any]], None]):
+        self.describe = describe
+        self.run = run
+
+
+@dataclass(eq=False)  # hashed by identity: werkzeug keys its rules by endpoint
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    role: Check | None  # None only for the public meta routes
+    body: Any = None  # a pydantic type; validated strictly into req.body
+    status: int = 200
+    max_body: int = JSON_LIMIT
+    multipart: bool = False
+    query: dict[str, str] = field(default_factory=dict)  # documented query parameters
+    adapter: Any = None
+
+    @property
+    def summary(self) -> str:
+        return (self.handler.__doc__ or self.handler.__name__).strip().splitlines()[0]
+
+
+class Req:
+    """What a handler receives besides its path parameters."""
+
+    __slots__ = ("raw", "id", "caller", "body", "route")
+
+    def __init__(self, raw: Request, request_id: str, route: Route):
+        self.raw, self.id, self.route = raw, request_id, route
+        self.caller: Any = None
+        self.body: Any = None
+
+    @property
+    def args(self):
+        return self.raw.args
+
+    def int_arg(self, name: str, *, low: int, high: int, default: int | None = None) -> int | None:
+        """An integer query value; anything else is the caller's mistake (400)."""
+        raw = self.raw.args.get(name)
+        if raw is None or raw == "":
+            return default
+        if not re.fullmatch(r"-?[0-9]{1,20}", raw):
+            raise errors.BadRequest(f"query parameter {name!r} must be an integer")
+        value = int(raw)
+        if not low <= value <= high:
+            raise errors.BadRequest(f"query parameter {name!r} must be between {low} and {high}")
+        return value
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(jsonio.dumps(value), status=status, headers=headers, mimetype="application/json")
+
+
+def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> Response:
+    """A JSON response sent as it is produced (see common.jsonio.stream_*)."""
+    return Response(chunks, status=200, headers=headers, mimetype="application/json",
+                    direct_passthrough=True)
+
+
+def error_response(error: errors.ApiError, request_id: str) -> Response:
+    body = {"error": error.code, "message": error.message, "request_id": request_id}
+    if error.details is not None:
+        body["details"] = error.details
+    return json_response(body, error.status, error.headers)
+
+
+def validation_details(exc: Any) -> list[dict[str, Any]]:
+    """pydantic's errors without the rejected input (it may hold secrets)."""
+    return [{"loc": list(e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+
+
+class App:
+    """One HTTP function: its route table and the pipeline every request goes through."""
+
+    def __init__(self, name: str, description: str = ""):
+        self.name = name
+        self.prefix = "/" + name
+        self.description = description
+        self.settings = settings()  # a forbidden configuration stops start-up here
+        self.routes: list[Route] = []
+        self._map = Map(strict_slashes=False, merge_slashes=False)
+        self._adapter = None
+        self.get(self.prefix + "/_health", public=True)(self._health)
+        self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)
+
+    # -- the route table -------------------------------------------------------------------
+    def route(self, method: str, path: str, *, role: Check | None = None, public: bool = False,
+              body: Any = None, status: int = 200, max_body: int = JSON_LIMIT,
+              multipart: bool = False, query: dict[str, str] | None = None):
+        if not path.startswith(self.prefix):
+            raise ValueError(f"{path} is outside {self.prefix}")
+        if role is None and not public:
+            raise ValueError(f"{method} {path} has no role check")
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            route = Route(method, path, handler, role, body, status, max_body, multipart, query or {})
+            if body is not None:
+                from pydantic import TypeAdapter
+                route.adapter = TypeAdapter(body)
+            self.routes.append(route)
+            self._map.add(Rule(path, methods=[method], endpoint=route))
+            self._adapter = None
+            return handler
+
+        return register
+
+    def get(self, path: str, **kw):
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw):
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw):
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw):
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.route("DELETE", path, **kw)
+
+    # -- serving ---------------------------------------------------------------------------
+    def __call__(self, request: Request) -> Response:
+        request_id = request.headers.get("X-Request-Id", "")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        try:
+            response = self._dispatch(request, request_id)
+        except errors.ApiError as exc:
+            response = error_response(exc, request_id)
+        except Exception as exc:  # never a traceback to the caller; the id ties it to the log
+            log("ERROR", f"unhandled error: {exc!r}", exc=exc, request_id=request_id,
+                function=self.name, method=request.method, path=request.path)
+            response = error_response(errors.ApiError(), request_id)
+        response.headers["X-Request-Id"] = request_id
+        self._add_cors(request, response)
+        return response
+
+    def _path(self, request: Request) -> str:
+        # Mounted under a gateway (SCRIPT_NAME=/name) or called at the function's own URL (no
+        # prefix): either way route on the full /name/... path the spec writes.
+        path = (request.script_root + request.path) or "/"
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            path = self.prefix + path
+        return path.rstrip("/") or "/"
+
+    def _dispatch(self, request: Request, request_id: str) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        if self._adapter is None:
+            self._adapter = self._map.bind("gatehouse", "/")
+        try:
+            route, params = self._adapter.match(self._path(request), method=request.method)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or []))
+            raise errors.MethodNotAllowed(headers={"Allow": allowed}) from None
+        except (NotFound, HTTPException):
+            raise errors.NotFound("no such route") from None
+        req = Req(request, request_id, route)
+        if route.role is not None:
+            from common import authz
+            req.caller = authz.authenticate(request)
+            route.role.run(req, params)
+        if route.adapter is not None:
+            req.body = self._parse_body(request, route)
+        elif route.multipart:
+            self._check_multipart(request, route)
+        result = route.handler(req, **params)
+        return self._to_response(result, route)
+
+    def _parse_body(self, request: Request, route: Route) -> Any:
+        from pydantic import ValidationError
+        if request.mimetype not in _JSON_CONTENT_TYPES:
+            raise errors.UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {request.mimetype}")
+        data = _read_limited(request, route.max_body)
+        if not data.strip():
+            raise errors.BadRequest("a JSON body is required")
+        try:
+            return route.adapter.validate_json(data, strict=True)
+        except ValidationError as exc:
+            details = validation_details(exc)
+            if any(d["type"] == "json_invalid" for d in details):
+                raise errors.BadRequest("malformed JSON: " + details[0]["message"]) from None
+            raise errors.ValidationFailed(details=details) from None
+
+    @staticmethod
+    def _check_multipart(request: Request, route: Route) -> None:
+        if request.mimetype != "multipart/form-data":
+            raise errors.UnsupportedMediaType("send multipart/form-data")
+        if request.content_length is not None and request.content_length > route.max_body:
+            raise errors.PayloadTooLarge(f"the upload is larger than {route.max_body} bytes")
+        request.max_content_length = route.max_body
+        try:
+            request.form  # parse now, so a size error is a 413 here and not a 500 later
+        except RequestEntityTooLarge:
+            raise errors.PayloadTooLarge(f"the upload is larger than {route.max_body} bytes") from None
+
+    @staticmethod
+    def _to_response(result: Any, route: Route) -> Response:
+        if isinstance(result, Response):
+            return result
+        status, headers = route.status, None
+        if isinstance(result, tuple):
+            result, status, *rest = result
+            headers = rest[0] if rest else None
+        if status == 204:
+            return Response(status=204, headers=headers)
+        return json_response(result, status, headers)
+
+    def _add_cors(self, request: Request, response: Response) -> None:
+        origin = request.headers.get("Origin")
+        allowed = self.settings.allowed_origins
+        if not origin:
+            return
+        if origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.vary.add("Origin")
+        elif "*" in allowed:
+            response.headers["Access-Control-Allow-Origin"] = "*"  # never with credentials
+        else:
+            return
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+            response.headers["Access-Control-Max-Age"] = "3600"
+
+    # -- meta routes -----------------------------------------------------------------------
+    def _health(self, req: Req) -> dict[str, str]:
+        """Liveness: the function's name and version."""
+        return {"status": "ok", "function": self.name, "version": self.settings.version}
+
+    def _openapi(self, req: Req) -> dict[str, Any]:
+        """This function's OpenAPI 3.1 document, generated from its route table."""
+        from common.openapi import document
+        return document(self)
+
+
+def _read_limited(request: Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+    data = request.stream.read(limit + 1)  # chunked bodies carry no length: read one byte past
+    if len(data) > limit:
+        raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+    return data

@@ -1,0 +1,72 @@
+"""Shared pydantic types: names, emails, roles, as SPEC §1-2 define them."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+RESERVED_DATASET_NAMES = frozenset({"all", "v2"})
+ROLE_NAME = r"^[a-z][a-z0-9_:-]{0,63}$"
+GROUP_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+
+
+def _dataset_name(value: str) -> str:
+    if value in RESERVED_DATASET_NAMES:
+        raise ValueError(f"{value!r} is reserved")
+    return value
+
+
+def _email(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email: {exc}") from None
+
+
+DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME), AfterValidator(_dataset_name)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
+RoleName = Annotated[str, StringConstraints(pattern=ROLE_NAME)]
+GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME)]
+
+
+def is_dataset_name(value: str) -> bool:
+    import re
+    return bool(re.match(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES
+
+
+class Strict(BaseModel):
+    """A typed body: unknown fields are refused (422)."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FreeForm(BaseModel):
+    """A body whose named fields are typed and whose other fields are the caller's own."""
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_MAX_DEPTH = 20
+
+
+def check_storable(value, where: str = "body", depth: int = 0) -> None:
+    """Free-form JSON that Firestore can hold: no arrays directly inside arrays, 64-bit
+    integers, no reserved `__x__` field names, bounded nesting. Raises ValueError."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"{where}: nested more than {_MAX_DEPTH} levels")
+    if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
+        return
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"{where}: integer out of the 64-bit range")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not key or (key.startswith("__") and key.endswith("__")):
+                raise ValueError(f"{where}: field name {key!r} is not allowed")
+            check_storable(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, list):
+                raise ValueError(f"{where}[{i}]: arrays directly inside arrays cannot be stored")
+            check_storable(item, f"{where}[{i}]", depth + 1)

@@ -1,0 +1,262 @@
+"""datasets: the datasets Gatehouse governs, their lifecycle, logs and attachments (SPEC §3)."""
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from common import audit, authz, blobs, errors, jsonio, store
+from common.http import App, streamed
+from common.models import DatasetName, FreeForm, check_storable, is_dataset_name
+
+app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and attachments.")
+
+MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
+ATTACHMENT_LIMIT = 32 << 20
+SERVER_FIELDS = ("name", "created_at", "created_by", "modified_at", "modified_by",
+                 "finalized_at", "finalized_by")
+EDITABLE_AFTER_FINALIZE = {"description", "tags"}
+# A plain file name: no path separators, no leading dot (so no "." or ".."), no control characters.
+ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
+
+
+class _Metadata(FreeForm):
+    """Typed where the spec names a field; the rest is the owner's free-form metadata."""
+    location: str | None = None
+    public: bool = False
+    tags: list[str] = []
+    transfer: list[str] = []
+
+    @model_validator(mode="after")
+    def _storable(self):
+        for name in SERVER_FIELDS:
+            if name in (self.model_extra or {}):
+                raise ValueError(f"{name!r} is set by the server")
+        check_storable(self.model_extra or {}, "metadata")
+        return self
+
+
+class DatasetCreate(_Metadata):
+    description: str
+
+
+class DatasetUpdate(_Metadata):
+    """A partial update: fields present are merged; `null` removes a free-form field."""
+    description: str = ""
+
+
+DatasetsCreate = Annotated[dict[DatasetName, DatasetCreate],
+                           Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)]
+NameList = Annotated[list[str], Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)]
+
+
+def _view(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "name": name}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _forget(names) -> None:
+    for name in names:
+        authz.forget_dataset(name)
+
+
+@app.get("/datasets", role=authz.AUTHENTICATED)
+def list_datasets(req):
+    """Every dataset the caller may read."""
+    caller = req.caller
+    snaps = store.collection("datasets").stream()
+    readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps)
+    return streamed(jsonio.stream_object((n, d) for n, d in readable if caller.can_read(n, d)))
+
+
+@app.post("/datasets", role=authz.ADMIN, body=DatasetsCreate)
+def create_datasets(req):
+    """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
+    datasets = store.collection("datasets")
+    stored: dict[str, dict[str, Any]] = {}
+
+    def write(transaction) -> None:
+        stored.clear()
+        now, actor = _now(), req.caller.email
+        refs = {name: datasets.document(name) for name in req.body}
+        before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
+        finalized = sorted(n for n, old in before.items() if old.get("finalized_at"))
+        if finalized:
+            raise errors.Conflict(f"finalized datasets cannot be replaced: {', '.join(finalized)}",
+                                  details={"finalized": finalized})
+        for name, body in req.body.items():
+            old = before.get(name)
+            record = {**body.model_dump(), "modified_at": now, "modified_by": actor,
+                      "created_at": old["created_at"] if old else now,
+                      "created_by": old["created_by"] if old else actor}
+            transaction.set(refs[name], record)
+            audit.record(transaction, req, "dataset_replace" if old else "dataset_create", "dataset",
+                         name, dataset=name, before=old, after=record)
+            stored[name] = _view(name, record)
+
+    store.transactional(write)
+    _forget(stored)
+    return stored
+
+
+@app.delete("/datasets", role=authz.ADMIN, body=NameList)
+def delete_datasets(req):
+    """Delete datasets and their attachments (admin); names that do not exist are skipped."""
+    datasets = store.collection("datasets")
+    deleted: list[str] = []
+    names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
+
+    def delete(transaction) -> None:
+        deleted.clear()
+        for snap in transaction.get_all([datasets.document(n) for n in names]):
+            if snap.exists:
+                transaction.delete(snap.reference)
+                audit.record(transaction, req, "dataset_delete", "dataset", snap.id, dataset=snap.id,
+                             before=snap.to_dict())
+                deleted.append(snap.id)
+
+    if names:
+        store.transactional(delete)
+    _forget(deleted)
+    bucket = blobs.bucket(app.settings.attachments_bucket)
+    for name in deleted:
+        for blob in blobs.client().list_blobs(bucket, prefix=name + "/"):
+            blob.delete()
+    return {"deleted": sorted(deleted)}
+
+
+@app.get("/datasets/<name>", role=authz.on_dataset("read"))
+def get_dataset(req, name):
+    """One dataset (404 when missing or not readable by the caller)."""
+    return _view(name, authz.dataset_record(name))
+
+
+@app.put("/datasets/<name>", role=authz.on_dataset("manage"), body=DatasetUpdate)
+def update_dataset(req, name):
+    """Merge metadata into a dataset. After finalize only description and tags may change."""
+    ref = store.collection("datasets").document(name)
+    changes = req.body.model_dump(include=req.body.model_fields_set) | dict(req.body.model_extra or {})
+    result: dict[str, Any] = {}
+
+    def write(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            raise errors.NotFound(f"dataset {name!r} not found")
+        old = snap.to_dict()
+        if old.get("finalized_at") and set(changes) - EDITABLE_AFTER_FINALIZE:
+            raise errors.Conflict("a finalized dataset only takes changes to description and tags",
+                                  details={"refused": sorted(set(changes) - EDITABLE_AFTER_FINALIZE)})
+        record = {**old, **changes, "modified_at": _now(), "modified_by": req.caller.email}
+        record = {k: v for k, v in record.items() if not (v is None and k in (req.body.model_extra or {}))}
+        transaction.set(ref, record)
+        audit.record(transaction, req, "dataset_update", "dataset", name, dataset=name, before=old,
+                     after=record)
+        result.update(_view(name, record))
+
+    store.transactional(write)
+    authz.forget_dataset(name)
+    return result
+
+
+@app.post("/datasets/<name>/finalize", role=authz.on_dataset("manage"))
+def finalize_dataset(req, name):
+    """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
+    ref = store.collection("datasets").document(name)
+    result: dict[str, Any] = {}
+
+    def write(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            raise errors.NotFound(f"dataset {name!r} not found")
+        old = snap.to_dict()
+        if old.get("finalized_at"):
+            raise errors.Conflict(f"dataset {name!r} was finalized at {jsonio.dumps(old['finalized_at'])}")
+        now = _now()
+        record = {**old, "finalized_at": now, "finalized_by": req.caller.email,
+                  "modified_at": now, "modified_by": req.caller.email}
+        transaction.set(ref, record)
+        audit.record(transaction, req, "finalize", "dataset", name, dataset=name, before=old, after=record)
+        result.update(_view(name, record))
+
+    store.transactional(write)
+    authz.forget_dataset(name)
+    return result
+
+
+@app.get("/datasets/<name>/logs", role=authz.on_dataset("manage"),
+         query={"limit": "page size (1-10000); without it the whole log streams",
+                "cursor": "from the Link header of the previous page"})
+def dataset_logs(req, name):
+    """The dataset's audit entries, newest first."""
+    from google.cloud.firestore import Query
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    limit = req.int_arg("limit", low=1, high=10_000)
+    entries = store.collection(audit.COLLECTION)
+    query = entries.where(filter=FieldFilter("dataset", "==", name)).order_by("at", direction=Query.DESCENDING)
+    snaps, next_cursor = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
+    if limit is None:
+        return streamed(jsonio.stream_array({"id": s.id, **s.to_dict()} for s in snaps))
+    items = [{"id": s.id, **s.to_dict()} for s in snaps]
+    cursor = next_cursor()
+    headers = {"Link": f'<{req.raw.base_url}?limit={limit}&cursor={cursor}>; rel="next"'} if cursor else None
+    return items, 200, headers
+
+
+# -- attachments ----------------------------------------------------------------------------
+
+def _attachment_name(value: str) -> str:
+    if not ATTACHMENT_NAME.match(value or "") or ".." in value:
+        raise errors.ValidationFailed("an attachment name is a plain file name (no '/', no '..')",
+                                      details=[{"loc": ["name"], "message": "not a plain file name",
+                                                "type": "value_error"}])
+    return value
+
+
+@app.post("/datasets/<name>/attachments", role=authz.on_dataset("manage"), status=201,
+          multipart=True, max_body=ATTACHMENT_LIMIT + (64 << 10))
+def upload_attachment(req, name):
+    """Upload a file (multipart fields `name` and `attachment`, at most 32 MiB)."""
+    upload = req.raw.files.get("attachment")
+    if upload is None:
+        raise errors.ValidationFailed("the multipart field 'attachment' is required")
+    filename = _attachment_name(req.raw.form.get("name") or upload.filename or "")
+    upload.stream.seek(0, 2)
+    size = upload.stream.tell()
+    if size > ATTACHMENT_LIMIT:
+        raise errors.PayloadTooLarge(f"an attachment is at most {ATTACHMENT_LIMIT} bytes")
+    upload.stream.seek(0)
+    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{name}/{filename}")
+    blob.upload_from_file(upload.stream, size=size, content_type=upload.mimetype or "application/octet-stream")
+    audit.write(req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=name,
+                after={"size": size})
+    return {"name": filename, "size": size}
+
+
+@app.get("/datasets/<name>/attachments", role=authz.on_dataset("read"))
+def list_attachments(req, name):
+    """The dataset's attachments, each with a download URL valid for 5 minutes."""
+    bucket = blobs.bucket(app.settings.attachments_bucket)
+    return [{"name": b.name[len(name) + 1:], "size": b.size, "modified": b.updated,
+             "url": blobs.signed_url(b)}
+            for b in blobs.client().list_blobs(bucket, prefix=name + "/")]
+
+
+@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset("manage"), status=204)
+def delete_attachment(req, name, file):
+    """Delete an attachment (204 also when it does not exist)."""
+    from google.api_core.exceptions import NotFound
+    target = f"{name}/{_attachment_name(file)}"
+    try:
+        blobs.bucket(app.settings.attachments_bucket).blob(target).delete()
+    except NotFound:
+        return
+    audit.write(req, "attachment_delete", "attachment", target, dataset=name)
+
+
+def handle(request):
+    return app(request)

@@ -1,0 +1,15 @@
+"""roles: what the caller may do (SPEC §3 roles). Other applications authorize with it."""
+from common import authz
+from common.http import App
+
+app = App("roles", "The caller's global and per-dataset roles.")
+
+
+@app.get("/roles", role=authz.AUTHENTICATED)
+def get_roles(req):
+    """The caller's roles: global, per dataset (public grants not listed) and groups."""
+    return req.caller.profile()
+
+
+def handle(request):
+    return app(request)

@@ -1,0 +1,145 @@
+"""users: who may use Gatehouse and with which roles, and their API keys (SPEC §3 users)."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from common import apikeys, audit, authz, errors, jsonio, store
+from common.http import App, streamed
+from common.models import DatasetName, Email, GroupName, RoleName, Strict
+
+app = App("users", "User records, their global and per-dataset roles, and API keys.")
+
+MAX_USERS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
+USER_FIELDS = ("name", "global_roles", "datasets", "groups", "disabled")
+
+
+class UserUpdate(Strict):
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+    global_roles: list[RoleName] = []
+    datasets: dict[DatasetName, list[RoleName]] = {}
+    groups: list[GroupName] = []
+    disabled: bool = False
+
+
+UsersUpdate = Annotated[dict[Email, UserUpdate], Field(min_length=1, max_length=MAX_USERS_PER_REQUEST)]
+EmailList = Annotated[list[Email], Field(min_length=1, max_length=MAX_USERS_PER_REQUEST)]
+
+
+class KeyCreate(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    expires_in_days: Annotated[int, Field(ge=1, le=365)] = 90
+
+
+def user_view(record: dict[str, Any] | None) -> dict[str, Any]:
+    record = record or {}
+    return {"name": record.get("name", ""), "global_roles": record.get("global_roles", []),
+            "datasets": record.get("datasets", {}), "groups": record.get("groups", []),
+            "disabled": record.get("disabled", False)}
+
+
+def _email(value: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+    try:
+        return TypeAdapter(Email).validate_python(value)
+    except ValidationError:
+        raise errors.ValidationFailed(f"{value!r} is not a valid email") from None
+
+
+@app.get("/users", role=authz.ADMIN)
+def list_users(req):
+    """Every user record."""
+    snaps = store.collection("users").stream()
+    return streamed(jsonio.stream_object((s.id, user_view(s.to_dict())) for s in snaps))
+
+
+@app.post("/users", role=authz.ADMIN, body=UsersUpdate)
+def update_users(req):
+    """Create or update users: a field present replaces that field, a field absent is kept."""
+    users = store.collection("users")
+    stored: dict[str, dict[str, Any]] = {}
+
+    def write(transaction) -> None:
+        stored.clear()
+        refs = {email: users.document(email) for email in req.body}
+        before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
+        for email, update in req.body.items():
+            old = before.get(email)
+            new = {**user_view(old), **update.model_dump(include=update.model_fields_set)}
+            transaction.set(refs[email], new)
+            audit.record(transaction, req, "user_update" if old else "user_create", "user", email,
+                         before=user_view(old) if old else None, after=new)
+            stored[email] = new
+
+    store.transactional(write)
+    for email in stored:
+        authz.forget_user(email)
+    return stored
+
+
+@app.delete("/users", role=authz.ADMIN, body=EmailList)
+def delete_users(req):
+    """Delete users (their roles go with them); emails that have no record are skipped."""
+    users = store.collection("users")
+    deleted: list[str] = []
+
+    def delete(transaction) -> None:
+        deleted.clear()
+        snaps = transaction.get_all([users.document(email) for email in dict.fromkeys(req.body)])
+        for snap in snaps:
+            if snap.exists:
+                transaction.delete(snap.reference)
+                audit.record(transaction, req, "user_delete", "user", snap.id, before=user_view(snap.to_dict()))
+                deleted.append(snap.id)
+
+    store.transactional(delete)
+    for email in deleted:
+        authz.forget_user(email)
+    return {"deleted": sorted(deleted)}
+
+
+@app.get("/users/me", role=authz.AUTHENTICATED)
+def get_me(req):
+    """The caller's own record, as /roles shows it."""
+    return req.caller.profile()
+
+
+@app.post("/users/me/keys", role=authz.AUTHENTICATED, body=KeyCreate, status=201)
+def create_my_key(req):
+    """Issue an API key for the caller; the key is shown only in this response."""
+    return apikeys.issue(req, req.caller.email, req.body.name, req.body.expires_in_days)
+
+
+@app.get("/users/me/keys", role=authz.AUTHENTICATED)
+def list_my_keys(req):
+    """The caller's API keys, without secrets."""
+    return apikeys.list_for(req.caller.email)
+
+
+@app.delete("/users/me/keys/<key_id>", role=authz.AUTHENTICATED, status=204)
+def delete_my_key(req, key_id):
+    """Revoke one of the caller's API keys."""
+    apikeys.revoke(req, req.caller.email, key_id)
+
+
+@app.post("/users/<email>/keys", role=authz.ADMIN, body=KeyCreate, status=201)
+def create_user_key(req, email):
+    """Issue an API key for a user (admin)."""
+    return apikeys.issue(req, _email(email), req.body.name, req.body.expires_in_days)
+
+
+@app.get("/users/<email>/keys", role=authz.ADMIN)
+def list_user_keys(req, email):
+    """A user's API keys, without secrets (admin)."""
+    return apikeys.list_for(_email(email))
+
+
+@app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204)
+def delete_user_key(req, email, key_id):
+    """Revoke a user's API key (admin)."""
+    apikeys.revoke(req, _email(email), key_id)
+
+
+def handle(request):
+    return app(request)

