@@ -32,6 +32,9 @@ def document(app: App) -> dict[str, Any]:
         if route.adapter is not None:
             schema = route.adapter.json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
+            if isinstance(route.body, type):  # a model class: one named schema, referenced
+                schemas[route.body.__name__] = schema
+                schema = {"$ref": f"#/components/schemas/{route.body.__name__}"}
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
         elif route.multipart:
             op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {

@@ -1,0 +1,132 @@
+"""Every route of roles/users/datasets, allowed and refused, for each kind of caller (SPEC §2)."""
+import io
+
+import pytest
+
+from tests.conftest import OWNER
+
+PRIV, PUB = "priv", "pub"
+PERSONAS = {
+    "owner": (OWNER, None),  # the OWNER env var: admin without a user record
+    "admin": ("admin@example.com", {"global_roles": ["admin"]}),
+    "ds_admin": ("dsadmin@example.com", {"datasets": {PRIV: ["dataset_admin"]}}),
+    "global_ds_admin": ("gdsadmin@example.com", {"global_roles": ["dataset_admin"]}),
+    "writer": ("writer@example.com", {"datasets": {PRIV: ["clio_write"]}}),
+    "general": ("general@example.com", {"datasets": {PRIV: ["clio_general"]}}),
+    "reader": ("reader@example.com", {"datasets": {PRIV: ["clio_read"]}}),
+    "stranger": ("stranger@example.com", None),  # authenticated, no record
+    "disabled": ("disabled@example.com", {"global_roles": ["admin"], "disabled": True}),
+}
+ADMINS = {"owner", "admin"}
+MANAGERS = ADMINS | {"ds_admin"}
+READERS = MANAGERS | {"global_ds_admin", "writer", "general", "reader"}
+EVERYONE = set(PERSONAS) - {"disabled"}
+
+
+def _upload():
+    return {"data": {"name": "notes.txt", "attachment": (io.BytesIO(b"hello"), "notes.txt")},
+            "content_type": "multipart/form-data"}
+
+
+# (method, path, body, who may, status when allowed, status when refused)
+ROUTES = [
+    ("GET", "/roles", None, EVERYONE, 200, 403),
+    ("GET", "/users", None, ADMINS, 200, 403),
+    ("POST", "/users", {"new@example.com": {"global_roles": ["clio_read"]}}, ADMINS, 200, 403),
+    ("DELETE", "/users", ["reader@example.com"], ADMINS, 200, 403),
+    ("GET", "/users/me", None, EVERYONE, 200, 403),
+    ("POST", "/users/me/keys", {"name": "k"}, EVERYONE, 201, 403),
+    ("GET", "/users/me/keys", None, EVERYONE, 200, 403),
+    ("POST", "/users/reader@example.com/keys", {"name": "k"}, ADMINS, 201, 403),
+    ("GET", "/users/reader@example.com/keys", None, ADMINS, 200, 403),
+    ("GET", "/datasets", None, EVERYONE, 200, 403),
+    ("POST", "/datasets", {"new": {"description": "d"}}, ADMINS, 200, 403),
+    ("DELETE", "/datasets", [PUB], ADMINS, 200, 403),
+    ("GET", f"/datasets/{PRIV}", None, READERS, 200, 404),
+    ("GET", f"/datasets/{PUB}", None, EVERYONE, 200, 403),
+    ("PUT", f"/datasets/{PRIV}", {"description": "new"}, MANAGERS, 200, None),
+    ("PUT", f"/datasets/{PUB}", {"description": "new"}, ADMINS, 200, 403),
+    ("POST", f"/datasets/{PRIV}/finalize", None, MANAGERS, 200, None),
+    ("GET", f"/datasets/{PRIV}/logs", None, MANAGERS, 200, None),
+    ("POST", f"/datasets/{PRIV}/attachments", "upload", MANAGERS, 201, None),
+    ("GET", f"/datasets/{PRIV}/attachments", None, READERS, 200, 404),
+    ("GET", f"/datasets/{PUB}/attachments", None, EVERYONE, 200, 403),
+    ("DELETE", f"/datasets/{PRIV}/attachments/notes.txt", None, MANAGERS, 204, None),
+]
+
+
+def _refused_status(persona, route_refused):
+    if persona == "disabled":
+        return 403
+    if route_refused is not None:
+        return route_refused
+    # A private dataset the caller cannot even read is answered as missing.
+    return 403 if persona in READERS else 404
+
+
+@pytest.fixture
+def world(api):
+    for email, record in PERSONAS.values():
+        if record is not None:
+            api.add_user(email, **record)
+    api.add_dataset(PRIV)
+    api.add_dataset(PUB, public=True)
+
+
+@pytest.mark.parametrize("persona", sorted(PERSONAS))
+@pytest.mark.parametrize("method,path,body,allowed,ok,refused", ROUTES,
+                         ids=[f"{m} {p}" for m, p, *_ in ROUTES])
+def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
+    email = PERSONAS[persona][0]
+    kwargs = _upload() if body == "upload" else ({"json": body} if body is not None else {})
+    r = api.call(method, path, user=email, **kwargs)
+    expected = ok if persona in allowed else _refused_status(persona, refused)
+    assert r.status_code == expected, (persona, method, path, r.get_data(as_text=True))
+    if expected >= 400:
+        assert r.get_json()["error"] in {"forbidden", "not_found"}
+
+
+@pytest.mark.parametrize("persona", sorted(EVERYONE))
+def test_dataset_list_shows_only_readable(api, world, persona):
+    names = set(api.get("/datasets", user=PERSONAS[persona][0]).get_json())
+    assert names == ({PRIV, PUB} if persona in READERS else {PUB})
+
+
+def test_roles_lists_no_public_grants(api, world):
+    body = api.get("/roles", user="reader@example.com").get_json()
+    assert body == {"email": "reader@example.com", "name": "", "global_roles": [],
+                    "datasets": {PRIV: ["clio_read"]}, "groups": []}
+
+
+def test_owner_is_always_admin(api, world):
+    assert api.get("/roles", user=OWNER).get_json()["global_roles"] == ["admin"]
+    api.add_user(OWNER, global_roles=[])  # a record without admin does not demote the owner
+    assert api.get("/users", user=OWNER).status_code == 200
+
+
+def test_role_change_applies_at_once_on_this_instance(api, world):
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
+    api.add_user("stranger@example.com", datasets={PRIV: ["clio_read"]})
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 200
+    api.delete("/users", user=OWNER, json=["stranger@example.com"])
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
+
+
+def test_public_flag_change_applies_at_once(api, world):
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
+    assert api.put(f"/datasets/{PRIV}", user=OWNER, json={"public": True}).status_code == 200
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 200
+    assert api.put(f"/datasets/{PRIV}", user=OWNER, json={"public": False}).status_code == 200
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
+
+
+def test_other_instances_see_role_changes_within_the_cache_window(api, world, monkeypatch):
+    """Another instance's cache is bounded by ROLE_CACHE_SECONDS (30 s in production)."""
+    from common import authz, store
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
+    # The change is made "elsewhere": straight into Firestore, this instance is not told.
+    store.collection("users").document("stranger@example.com").set({"datasets": {PRIV: ["clio_read"]}})
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404  # cached
+    clock = [authz.time.monotonic() + 31]
+    monkeypatch.setattr(authz.time, "monotonic", lambda: clock[0])
+    assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 200
