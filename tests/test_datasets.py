@@ -1,0 +1,165 @@
+"""datasets: lifecycle, validation, finalize, logs and attachments."""
+import io
+
+import pytest
+import requests
+
+from tests.conftest import OWNER
+from tests.utils import assert_error
+
+
+def get(api, name):
+    return api.get(f"/datasets/{name}", user=OWNER)
+
+
+def test_create_replace_keeps_creation_fields(api):
+    r = api.post("/datasets", user=OWNER, json={"mb20": {"description": "4nm MB", "location": "gs://",
+                                                         "voxel": {"nm": [4, 4, 4]}}})
+    assert r.status_code == 200
+    first = r.get_json()["mb20"]
+    assert first["name"] == "mb20" and first["voxel"] == {"nm": [4, 4, 4]} and first["public"] is False
+    assert first["created_by"] == OWNER and first["created_at"] == first["modified_at"]
+    second = api.post("/datasets", user=OWNER, json={"mb20": {"description": "v2"}}).get_json()["mb20"]
+    assert second["created_at"] == first["created_at"] and second["modified_at"] >= first["modified_at"]
+    assert "voxel" not in second  # replaced, not merged
+
+
+BAD_DATASETS = {
+    "leading underscore": {"_x": {"description": "d"}},
+    "reserved all": {"all": {"description": "d"}},
+    "reserved v2": {"v2": {"description": "d"}},
+    "slash": {"a/b": {"description": "d"}},
+    "too long": {"a" * 129: {"description": "d"}},
+    "no description": {"ok": {"location": "gs://x"}},
+    "description not a string": {"ok": {"description": 5}},
+    "public as string": {"ok": {"description": "d", "public": "true"}},
+    "server field": {"ok": {"description": "d", "created_by": "me@example.com"}},
+    "nested arrays": {"ok": {"description": "d", "bbox": [[0, 0], [1, 1]]}},
+    "huge integer": {"ok": {"description": "d", "n": 2 ** 70}},
+    "reserved field name": {"ok": {"description": "d", "__name__": 1}},
+    "not an object": {"ok": "description"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATASETS))
+def test_bad_datasets_are_422_and_nothing_written(api, case):
+    body = {"good": {"description": "d"}, **BAD_DATASETS[case]}
+    assert_error(api.post("/datasets", user=OWNER, json=body), 422, "validation_error")
+    assert api.get("/datasets", user=OWNER).get_json() == {}
+
+
+def test_finalized_dataset_cannot_be_replaced_and_nothing_is_written(api):
+    api.add_dataset("mb20")
+    assert api.post("/datasets/mb20/finalize", user=OWNER).status_code == 200
+    r = api.post("/datasets", user=OWNER, json={"other": {"description": "d"}, "mb20": {"description": "x"}})
+    assert_error(r, 409, "conflict")
+    assert get(api, "other").status_code == 404
+    assert get(api, "mb20").get_json()["description"] == "mb20 dataset"
+
+
+def test_put_merges_and_null_removes_free_form_fields(api):
+    api.post("/datasets", user=OWNER, json={"mb20": {"description": "d", "voxel": 8, "owner_lab": "x"}})
+    r = api.put("/datasets/mb20", user=OWNER, json={"voxel": 4, "owner_lab": None, "tags": ["fly"]})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["voxel"] == 4 and "owner_lab" not in body and body["tags"] == ["fly"]
+    assert body["description"] == "d"
+    assert_error(api.put("/datasets/mb20", user=OWNER, json={"public": 1}), 422, "validation_error")
+    assert_error(api.put("/datasets/mb20", user=OWNER, json={"modified_by": "x"}), 422, "validation_error")
+
+
+def test_finalize_freezes_all_but_description_and_tags(api):
+    api.add_dataset("mb20")
+    r = api.post("/datasets/mb20/finalize", user=OWNER)
+    assert r.status_code == 200 and r.get_json()["finalized_by"] == OWNER and r.get_json()["finalized_at"]
+    assert_error(api.post("/datasets/mb20/finalize", user=OWNER), 409, "conflict")
+    assert api.put("/datasets/mb20", user=OWNER, json={"description": "new", "tags": ["a"]}).status_code == 200
+    assert_error(api.put("/datasets/mb20", user=OWNER, json={"location": "gs://elsewhere"}), 409, "conflict")
+    assert get(api, "mb20").get_json()["location"] is None
+
+
+def test_unknown_dataset_is_404(api):
+    for r in (get(api, "nope"), api.put("/datasets/nope", user=OWNER, json={"description": "d"}),
+              api.post("/datasets/nope/finalize", user=OWNER), api.get("/datasets/nope/logs", user=OWNER)):
+        assert_error(r, 404, "not_found")
+
+
+def test_delete_is_idempotent_and_removes_attachments(api):
+    api.add_dataset("mb20")
+    api.post("/datasets/mb20/attachments", user=OWNER, data={"name": "a.txt", "attachment": (io.BytesIO(b"x"), "a.txt")},
+             content_type="multipart/form-data")
+    assert api.delete("/datasets", user=OWNER, json=["mb20", "nope", "_bad"]).get_json() == {"deleted": ["mb20"]}
+    api.add_dataset("mb20")
+    assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
+
+
+def test_logs_newest_first_with_paging(api):
+    api.add_dataset("mb20")
+    for i in range(4):
+        api.put("/datasets/mb20", user=OWNER, json={"step": i})
+    api.add_dataset("other")  # not in mb20's log
+    everything = api.get("/datasets/mb20/logs", user=OWNER).get_json()
+    assert [e["action"] for e in everything] == ["dataset_update"] * 4 + ["dataset_create"]
+    assert [e["after"]["step"] for e in everything[:4]] == [3, 2, 1, 0]
+    first = api.get("/datasets/mb20/logs?limit=2", user=OWNER)
+    assert [e["id"] for e in first.get_json()] == [e["id"] for e in everything[:2]]
+    link = first.headers["Link"]
+    assert link.endswith('rel="next"')
+    cursor = link.split("cursor=")[1].split(">")[0]
+    second = api.get(f"/datasets/mb20/logs?limit=2&cursor={cursor}", user=OWNER).get_json()
+    assert [e["id"] for e in second] == [e["id"] for e in everything[2:4]]
+    assert_error(api.get("/datasets/mb20/logs?limit=0", user=OWNER), 400, "bad_request")
+    assert_error(api.get("/datasets/mb20/logs?limit=ten", user=OWNER), 400, "bad_request")
+    assert_error(api.get("/datasets/mb20/logs?limit=2&cursor=garbage", user=OWNER), 400, "bad_request")
+
+
+# -- attachments ----------------------------------------------------------------------------
+
+def upload(api, name, content=b"hello", filename="file.bin"):
+    return api.post("/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data",
+                    data={"name": name, "attachment": (io.BytesIO(content), filename)})
+
+
+def test_attachment_round_trip_through_a_signed_url(api):
+    api.add_dataset("mb20")
+    r = upload(api, "notes.txt", b"synapse counts")
+    assert r.status_code == 201 and r.get_json() == {"name": "notes.txt", "size": 14}
+    listed = api.get("/datasets/mb20/attachments", user=OWNER).get_json()
+    assert [(a["name"], a["size"]) for a in listed] == [("notes.txt", 14)]
+    url = listed[0]["url"]
+    assert "X-Goog-Signature=" in url and "X-Goog-Expires=300" in url
+    assert requests.get(url, timeout=10).content == b"synapse counts"
+    assert api.delete("/datasets/mb20/attachments/notes.txt", user=OWNER).status_code == 204
+    assert api.delete("/datasets/mb20/attachments/notes.txt", user=OWNER).status_code == 204
+    assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
+    actions = [e["action"] for e in api.get("/datasets/mb20/logs", user=OWNER).get_json()]
+    assert actions[:2] == ["attachment_delete", "attachment_upload"]
+
+
+@pytest.mark.parametrize("name", ["../secret", "..", ".hidden", "a/b", "a\\b", "x..y", "", "a\x00b"])
+def test_attachment_names_are_plain_file_names(api, name):
+    api.add_dataset("mb20")
+    r = upload(api, name, filename="")
+    assert_error(r, 422, "validation_error")
+    assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
+
+
+@pytest.mark.parametrize("path", ["..%2F..%2Fother%2Fx", "..", "%2E%2E"])
+def test_attachment_paths_cannot_traverse(api, path):
+    api.add_dataset("mb20")
+    r = api.delete(f"/datasets/mb20/attachments/{path}", user=OWNER)
+    assert r.status_code in (404, 422) and r.get_json()["error"] in ("not_found", "validation_error")
+
+
+def test_attachment_over_32_mib_is_413(api):
+    api.add_dataset("mb20")
+    assert_error(upload(api, "big.bin", b"\0" * ((32 << 20) + 1)), 413, "payload_too_large")
+    assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
+
+
+def test_attachment_needs_multipart(api):
+    api.add_dataset("mb20")
+    r = api.post("/datasets/mb20/attachments", user=OWNER, json={"name": "x"})
+    assert_error(r, 415, "unsupported_media_type")
+    r = api.post("/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data", data={"name": "x"})
+    assert_error(r, 422, "validation_error")

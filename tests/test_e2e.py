@@ -1,0 +1,131 @@
+"""End to end over HTTP: each function in its own functions-framework process, and the local
+gateway that `make dev` serves, running the README's curl lines as written."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import OWNER, ROOT
+from tools.emulators import free_port
+
+FUNCTIONS = ["roles", "users", "datasets"]
+
+
+def _start(argv: list[str], env: dict[str, str], health: str, log_path: str) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{argv} exited; see {log_path}")
+        try:
+            if requests.get(health, timeout=1).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{health} did not come up; see {log_path}")
+
+
+def _env(test_env):
+    return {**os.environ, **test_env, "PYTHONPATH": ROOT}
+
+
+@pytest.fixture(scope="session")
+def servers(test_env, workdir):
+    """{function: base URL}, one functions-framework process each."""
+    bindir = os.path.dirname(sys.executable)
+    processes, urls = [], {}
+    try:
+        for name in FUNCTIONS:
+            port = free_port()
+            argv = [os.path.join(bindir, "functions-framework"), "--target", "handle", "--host", "127.0.0.1",
+                    "--source", os.path.join(ROOT, "functions", name, "main.py"), "--port", str(port)]
+            base = f"http://127.0.0.1:{port}"
+            processes.append(_start(argv, _env(test_env), f"{base}/_health", os.path.join(workdir, f"{name}.log")))
+            urls[name] = base
+        yield urls
+    finally:
+        for p in processes:
+            p.terminate()
+            p.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway(test_env, workdir):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start([sys.executable, "-m", "tools.gateway", "--port", str(port)], _env(test_env),
+                     f"{base}/roles/_health", os.path.join(workdir, "gateway.log"))
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_health_over_http(servers, function):
+    r = requests.get(f"{servers[function]}/_health", timeout=5)
+    assert r.json() == {"status": "ok", "function": function, "version": "test"}
+    assert r.headers["X-Request-Id"]
+
+
+def test_google_token_over_http(servers, api):
+    r = requests.get(f"{servers['roles']}/", headers=bearer(api.google_token("Reader@Example.com")), timeout=5)
+    assert r.status_code == 200 and r.json()["email"] == "reader@example.com"
+    r = requests.get(f"{servers['roles']}/", headers=bearer(api.google_token(aud="other")), timeout=5)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert r.json()["error"] == "unauthenticated"
+
+
+def test_dataset_flow_over_http(servers, api):
+    owner, researcher = bearer(api.token(OWNER)), bearer(api.token("researcher@example.com"))
+    users, datasets = servers["users"], servers["datasets"]
+    r = requests.post(f"{datasets}/", headers=owner, json={"manc": {"description": "nerve cord"}}, timeout=10)
+    assert r.status_code == 200
+    stranger = bearer(api.token("stranger@example.com"))
+    assert requests.get(f"{datasets}/manc", headers=stranger, timeout=5).status_code == 404
+    r = requests.post(f"{users}/", headers=owner, timeout=10,
+                      json={"researcher@example.com": {"datasets": {"manc": ["clio_read"]}}})
+    assert r.status_code == 200
+    assert requests.get(f"{datasets}/manc", headers=researcher, timeout=5).json()["description"] == "nerve cord"
+    files = {"attachment": ("notes.txt", b"hello", "text/plain")}
+    r = requests.post(f"{datasets}/manc/attachments", headers=owner, data={"name": "notes.txt"}, files=files, timeout=10)
+    assert r.status_code == 201
+    listed = requests.get(f"{datasets}/manc/attachments", headers=researcher, timeout=5).json()
+    assert requests.get(listed[0]["url"], timeout=5).content == b"hello"
+    r = requests.post(f"{datasets}/manc/attachments", headers=researcher, data={"name": "x"}, files=files, timeout=10)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+
+
+def readme_curl_lines() -> list[str]:
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+            if line.startswith("curl ")]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_curl_lines_work_as_written(gateway, api):
+    lines = readme_curl_lines()
+    assert any("datasets -d '{\"mb20\"" in line for line in lines)  # the seed's own examples
+    api.add_dataset("hemibrain", public=True)
+    api.add_user("researcher@example.com", global_roles=["clio_general"])
+    key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
+    env = {**os.environ, "BASE": gateway, "TOKEN": api.token(OWNER)}
+    for line in lines:
+        line = line.replace("KEY_ID", key_id)
+        script = 'curl() { command curl -sS -f -o /dev/null -H "Authorization: Bearer $TOKEN" "$@"; }\n' + line
+        done = subprocess.run(["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, (line, done.stderr)

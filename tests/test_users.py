@@ -1,0 +1,128 @@
+"""users: record semantics, validation, keys, audit."""
+import pytest
+
+from tests.conftest import OWNER
+from tests.utils import assert_error
+
+
+def users(api):
+    return api.get("/users", user=OWNER).get_json()
+
+
+def test_post_replaces_fields_present_and_keeps_absent(api):
+    api.add_user("a@example.com", name="A", global_roles=["clio_general"], groups=["lab"])
+    r = api.post("/users", user=OWNER, json={"A@Example.com": {"datasets": {"mb20": ["clio_write"]}}})
+    assert r.status_code == 200
+    assert r.get_json() == {"a@example.com": {"name": "A", "global_roles": ["clio_general"],
+                                              "datasets": {"mb20": ["clio_write"]}, "groups": ["lab"],
+                                              "disabled": False}}
+    api.post("/users", user=OWNER, json={"a@example.com": {"global_roles": []}})
+    assert users(api)["a@example.com"]["global_roles"] == []
+    assert users(api)["a@example.com"]["datasets"] == {"mb20": ["clio_write"]}
+
+
+def test_custom_application_roles_are_kept(api):
+    api.add_user("a@example.com", global_roles=["neuprint:reader"], datasets={"mb20": ["myapp_editor"]})
+    body = api.get("/roles", user="a@example.com").get_json()
+    assert body["global_roles"] == ["neuprint:reader"] and body["datasets"] == {"mb20": ["myapp_editor"]}
+
+
+BAD_USERS = {
+    "not an email": {"not-an-email": {}},
+    "role with capitals": {"a@example.com": {"global_roles": ["Admin"]}},
+    "roles not a list": {"a@example.com": {"global_roles": "admin"}},
+    "reserved dataset name": {"a@example.com": {"datasets": {"all": ["clio_read"]}}},
+    "bad dataset name": {"a@example.com": {"datasets": {"_secret": ["clio_read"]}}},
+    "disabled as string": {"a@example.com": {"disabled": "true"}},
+    "disabled as int": {"a@example.com": {"disabled": 1}},
+    "name null": {"a@example.com": {"name": None}},
+    "unknown field": {"a@example.com": {"superuser": True}},
+    "empty": {},
+    "list body": ["a@example.com"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_USERS))
+def test_bad_user_bodies_are_422_and_nothing_written(api, case):
+    body = {"good@example.com": {"global_roles": ["clio_read"]}, **BAD_USERS[case]} \
+        if isinstance(BAD_USERS[case], dict) and BAD_USERS[case] else BAD_USERS[case]
+    r = api.post("/users", user=OWNER, json=body)
+    err = assert_error(r, 422, "validation_error")
+    assert err["details"] and all({"loc", "message", "type"} <= set(d) for d in err["details"])
+    assert users(api) == {}
+
+
+def test_too_many_users_in_one_request_is_refused(api):
+    body = {f"u{i}@example.com": {} for i in range(201)}
+    assert_error(api.post("/users", user=OWNER, json=body), 422, "validation_error")
+    assert users(api) == {}
+
+
+def test_delete_users_reports_what_was_deleted(api):
+    api.add_user("a@example.com")
+    r = api.delete("/users", user=OWNER, json=["a@example.com", "nobody@example.com"])
+    assert r.get_json() == {"deleted": ["a@example.com"]}
+    assert users(api) == {}
+
+
+def test_delete_users_validates_emails(api):
+    assert_error(api.delete("/users", user=OWNER, json=["a@example.com", 3]), 422, "validation_error")
+    assert_error(api.delete("/users", user=OWNER, json={"a@example.com": 1}), 422, "validation_error")
+
+
+def test_changes_are_audited(api):
+    from common import store
+    api.add_user("a@example.com", global_roles=["clio_read"])
+    api.add_user("a@example.com", global_roles=["clio_write"])
+    api.delete("/users", user=OWNER, json=["a@example.com"])
+    entries = sorted((s.to_dict() for s in store.collection("audit").stream()), key=lambda e: e["at"])
+    assert [e["action"] for e in entries] == ["user_create", "user_update", "user_delete"]
+    update = entries[1]
+    assert update["actor"] == OWNER and update["target_id"] == "a@example.com"
+    assert update["before"]["global_roles"] == ["clio_read"] and update["after"]["global_roles"] == ["clio_write"]
+    assert update["request_id"]
+
+
+# -- API keys -------------------------------------------------------------------------------
+
+def test_key_is_shown_once_and_listed_without_secrets(api):
+    r = api.post("/users/me/keys", user="a@example.com", json={"name": "laptop", "expires_in_days": 30})
+    assert r.status_code == 201
+    key = r.get_json()
+    assert key["key"].startswith("ghk_") and set(key) == {"id", "name", "key", "created_at", "expires_at",
+                                                           "last_used_at"}
+    listed = api.get("/users/me/keys", user="a@example.com").get_json()
+    assert [k["id"] for k in listed] == [key["id"]]
+    assert "key" not in listed[0] and "hash" not in listed[0]
+    from common import store
+    stored = store.collection("api_keys").document(key["id"]).get().to_dict()
+    assert key["key"].split("_", 2)[2] not in str(stored)  # only a hash is kept
+
+
+def test_at_most_five_live_keys(api):
+    for i in range(5):
+        assert api.post("/users/me/keys", user="a@example.com", json={"name": f"k{i}"}).status_code == 201
+    assert_error(api.post("/users/me/keys", user="a@example.com", json={"name": "k5"}), 409, "conflict")
+    assert len(api.get("/users/me/keys", user="a@example.com").get_json()) == 5
+
+
+@pytest.mark.parametrize("body", [{"name": "k", "expires_in_days": 0}, {"name": "k", "expires_in_days": 366},
+                                  {"name": "k", "expires_in_days": 30.0}, {"name": "k", "expires_in_days": "30"},
+                                  {"name": ""}, {}, {"name": "k", "scope": "all"}])
+def test_bad_key_requests_are_422(api, body):
+    assert_error(api.post("/users/me/keys", user="a@example.com", json=body), 422, "validation_error")
+
+
+def test_users_cannot_touch_each_others_keys(api):
+    key = api.post("/users/me/keys", user="a@example.com", json={"name": "k"}).get_json()
+    assert_error(api.delete(f"/users/me/keys/{key['id']}", user="b@example.com"), 404, "not_found")
+    assert api.get("/roles", token=key["key"]).status_code == 200
+
+
+def test_admin_manages_another_users_keys(api):
+    key = api.post("/users/a@example.com/keys", user=OWNER, json={"name": "pipeline"}).get_json()
+    assert api.get("/roles", token=key["key"]).get_json()["email"] == "a@example.com"
+    assert [k["id"] for k in api.get("/users/a@example.com/keys", user=OWNER).get_json()] == [key["id"]]
+    assert api.delete(f"/users/a@example.com/keys/{key['id']}", user=OWNER).status_code == 204
+    assert_error(api.get("/roles", token=key["key"]), 401, "unauthenticated")
+    assert_error(api.get("/users/not-an-email/keys", user=OWNER), 422, "validation_error")
