@@ -1,0 +1,5 @@
+"""The baseline: a bare functions-framework function."""
+
+
+def handle(request):
+    return "hello"
