@@ -136,11 +136,12 @@ def get_dataset(req, name):
     return _view(name, authz.dataset_record(name))
 
 
-@app.put("/datasets/<name>", role=authz.on_dataset("manage"), body=DatasetUpdate)
-def update_dataset(req, name):
-    """Merge metadata into a dataset. After finalize only description and tags may change."""
+def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
+    """Read, change and write one dataset in a transaction, with its audit entry.
+
+    `change(old)` returns the new record (without modified_*) or raises.
+    """
     ref = store.collection("datasets").document(name)
-    changes = req.body.model_dump(include=req.body.model_fields_set) | dict(req.body.model_extra or {})
     result: dict[str, Any] = {}
 
     def write(transaction) -> None:
@@ -148,44 +149,42 @@ def update_dataset(req, name):
         if not snap.exists:
             raise errors.NotFound(f"dataset {name!r} not found")
         old = snap.to_dict()
-        if old.get("finalized_at") and set(changes) - EDITABLE_AFTER_FINALIZE:
-            raise errors.Conflict("a finalized dataset only takes changes to description and tags",
-                                  details={"refused": sorted(set(changes) - EDITABLE_AFTER_FINALIZE)})
-        record = {**old, **changes, "modified_at": _now(), "modified_by": req.caller.email}
-        record = {k: v for k, v in record.items() if not (v is None and k in (req.body.model_extra or {}))}
+        record = {**change(old), "modified_at": _now(), "modified_by": req.caller.email}
         transaction.set(ref, record)
-        audit.record(transaction, req, "dataset_update", "dataset", name, dataset=name, before=old,
-                     after=record)
+        audit.record(transaction, req, action, "dataset", name, dataset=name, before=old, after=record)
         result.update(_view(name, record))
 
     store.transactional(write)
     authz.forget_dataset(name)
     return result
+
+
+@app.put("/datasets/<name>", role=authz.on_dataset("manage"), body=DatasetUpdate)
+def update_dataset(req, name):
+    """Merge metadata into a dataset. After finalize only description and tags may change."""
+    extra = req.body.model_extra or {}
+    changes = req.body.model_dump(include=req.body.model_fields_set) | dict(extra)
+
+    def merge(old: dict[str, Any]) -> dict[str, Any]:
+        refused = set(changes) - EDITABLE_AFTER_FINALIZE
+        if old.get("finalized_at") and refused:
+            raise errors.Conflict("a finalized dataset only takes changes to description and tags",
+                                  details={"refused": sorted(refused)})
+        merged = {**old, **changes}
+        return {k: v for k, v in merged.items() if not (v is None and k in extra)}
+
+    return _change_dataset(req, name, "dataset_update", merge)
 
 
 @app.post("/datasets/<name>/finalize", role=authz.on_dataset("manage"))
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
-    ref = store.collection("datasets").document(name)
-    result: dict[str, Any] = {}
-
-    def write(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        if not snap.exists:
-            raise errors.NotFound(f"dataset {name!r} not found")
-        old = snap.to_dict()
+    def finalize(old: dict[str, Any]) -> dict[str, Any]:
         if old.get("finalized_at"):
             raise errors.Conflict(f"dataset {name!r} was finalized at {jsonio.dumps(old['finalized_at'])}")
-        now = _now()
-        record = {**old, "finalized_at": now, "finalized_by": req.caller.email,
-                  "modified_at": now, "modified_by": req.caller.email}
-        transaction.set(ref, record)
-        audit.record(transaction, req, "finalize", "dataset", name, dataset=name, before=old, after=record)
-        result.update(_view(name, record))
+        return {**old, "finalized_at": _now(), "finalized_by": req.caller.email}
 
-    store.transactional(write)
-    authz.forget_dataset(name)
-    return result
+    return _change_dataset(req, name, "finalize", finalize)
 
 
 @app.get("/datasets/<name>/logs", role=authz.on_dataset("manage"),
