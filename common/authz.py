@@ -184,3 +184,15 @@ def on_dataset(predicate: str, param: str = "name") -> Check:
     def run(req: Req, params: dict[str, Any]) -> None:
         require_dataset(req.caller, params[param], predicate)
     return Check(f"{predicate} on the dataset", run)
+
+
+def group_members(groups: list[str]) -> set[str]:
+    """Emails of the users in any of `groups` (queried, never the whole users collection)."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    from common import store
+    members: set[str] = set()
+    for chunk in store.chunks(sorted(set(groups)), store.MAX_IN_VALUES):
+        query = store.collection("users").where(filter=FieldFilter("groups", "array_contains_any", chunk))
+        members.update(snap.id for snap in query.select([]).stream())
+    return members

@@ -47,6 +47,8 @@ class Route:
     max_body: int = JSON_LIMIT
     multipart: bool = False
     query: dict[str, str] = field(default_factory=dict)  # documented query parameters
+    body_required: bool = True  # False: an empty body gives req.body None
+    max_items: int | None = None  # a JSON array body longer than this is 413, before validation
     adapter: Any = None
 
     @property
@@ -91,6 +93,20 @@ def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> 
                     direct_passthrough=True)
 
 
+def paged(req: Req, items: Iterable[Any], next_cursor: Callable[[], str | None], limit: int | None) -> Any:
+    """A list route's answer (SPEC §1 Lists): the whole list streamed when there is no `limit`;
+    otherwise one page, with `Link: <...cursor=...>; rel="next"` when there may be more."""
+    if limit is None:
+        return streamed(jsonio.stream_array(items))
+    page = list(items)
+    cursor = next_cursor()
+    if not cursor:
+        return page
+    from urllib.parse import urlencode
+    query = urlencode({**{k: v for k, v in req.args.items() if k != "cursor"}, "cursor": cursor})
+    return page, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
+
+
 def error_response(error: errors.ApiError, request_id: str) -> Response:
     body = {"error": error.code, "message": error.message, "request_id": request_id}
     if error.details is not None:
@@ -121,14 +137,16 @@ class App:
     # -- the route table -------------------------------------------------------------------
     def route(self, method: str, path: str, *, role: Check | None = None, public: bool = False,
               body: Any = None, status: int = 200, max_body: int = JSON_LIMIT,
-              multipart: bool = False, query: dict[str, str] | None = None):
+              multipart: bool = False, query: dict[str, str] | None = None, body_required: bool = True,
+              max_items: int | None = None):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
         if role is None and not public:
             raise ValueError(f"{method} {path} has no role check")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-            route = Route(method, path, handler, role, body, status, max_body, multipart, query or {})
+            route = Route(method, path, handler, role, body, status, max_body, multipart, query or {},
+                          body_required, max_items)
             if body is not None:
                 from pydantic import TypeAdapter
                 route.adapter = TypeAdapter(body)
@@ -205,13 +223,13 @@ class App:
 
     def _parse_body(self, request: Request, route: Route) -> Any:
         from pydantic import ValidationError
-        if request.mimetype not in _JSON_CONTENT_TYPES:
-            raise errors.UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {request.mimetype}")
-        data = _read_limited(request, route.max_body)
-        if not data.strip():
-            raise errors.BadRequest("a JSON body is required")
+        data = read_json_body(request, route.max_body, required=route.body_required)
+        if not data:
+            return None
         try:
-            return route.adapter.validate_json(data, strict=True)
+            if route.max_items is None:
+                return route.adapter.validate_json(data, strict=True)
+            return route.adapter.validate_python(_counted(data, route.max_items), strict=True)
         except ValidationError as exc:
             details = validation_details(exc)
             if any(d["type"] == "json_invalid" for d in details):
@@ -270,6 +288,31 @@ class App:
         """This function's OpenAPI 3.1 document, generated from its route table."""
         from common.openapi import document
         return document(self)
+
+
+def _counted(data: bytes, max_items: int) -> Any:
+    """Parsed JSON whose array (if it is one) has at most `max_items` items (else 413)."""
+    import json
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise errors.BadRequest(f"malformed JSON: {exc}") from None
+    if isinstance(value, list) and len(value) > max_items:
+        raise errors.PayloadTooLarge(f"at most {max_items} items per request, not {len(value)}")
+    return value
+
+
+def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:
+    """The raw bytes of a JSON body: 415 for another content type, 413 above `limit`,
+    400 when a required body is empty (b"" when an optional one is)."""
+    if request.mimetype not in _JSON_CONTENT_TYPES:
+        raise errors.UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {request.mimetype}")
+    data = _read_limited(request, limit)
+    if not data.strip():
+        if required:
+            raise errors.BadRequest("a JSON body is required")
+        return b""
+    return data
 
 
 def _read_limited(request: Request, limit: int) -> bytes:

@@ -1,9 +1,9 @@
 """Shared pydantic types: names, emails, roles, as SPEC §1-2 define them."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 RESERVED_DATASET_NAMES = frozenset({"all", "v2"})
@@ -17,8 +17,10 @@ def _dataset_name(value: str) -> str:
     return value
 
 
-def _email(value: str) -> str:
+def normalize_email(value: str) -> str:
     from email_validator import EmailNotValidError, validate_email
+    if "/" in value:  # valid in RFC 5322, but an email is a Firestore document id, which cannot hold "/"
+        raise ValueError("an email with '/' is not accepted")
     try:
         return validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
@@ -26,8 +28,10 @@ def _email(value: str) -> str:
 
 
 DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME), AfterValidator(_dataset_name)]
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize_email)]
 RoleName = Annotated[str, StringConstraints(pattern=ROLE_NAME)]
+COORDINATE_RANGE = (-(1 << 31), 1 << 31)  # SPEC §1: integers in [-2^31, 2^31)
+Coordinate = Annotated[int, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1])]
 GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME)]
 
 
@@ -70,3 +74,12 @@ def check_storable(value, where: str = "body", depth: int = 0) -> None:
             if isinstance(item, list):
                 raise ValueError(f"{where}[{i}]: arrays directly inside arrays cannot be stored")
             check_storable(item, f"{where}[{i}]", depth + 1)
+
+
+def _storable_object(value: dict[str, Any]) -> dict[str, Any]:
+    check_storable(value)
+    return value
+
+
+# A free-form JSON object the caller owns (annotation payloads, saved searches, `prop`).
+Payload = Annotated[dict[str, Any], AfterValidator(_storable_object)]

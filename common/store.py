@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import heapq
+import itertools
 from typing import Any, Iterator
 
 from common import errors
@@ -25,10 +27,19 @@ def collection(name: str):
     return db().collection(name)
 
 
-def transactional(fn):
+# Firestore's limit on the values of one `in` / `array-contains-any` filter.
+MAX_IN_VALUES = 30
+
+
+def transactional(fn, *, attempts: int = 5):
     """Run `fn(transaction)` in a Firestore transaction, retried on contention."""
     from google.cloud import firestore
-    return firestore.transactional(fn)(db().transaction())
+    return firestore.transactional(fn)(db().transaction(max_attempts=attempts))
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def server_time():
@@ -42,9 +53,12 @@ def encode_cursor(doc_id: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        doc_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except ValueError:
         raise errors.BadRequest("the cursor is not valid") from None
+    if not doc_id or "/" in doc_id:  # a document id of the listed collection, nothing else
+        raise errors.BadRequest("the cursor is not valid")
+    return doc_id
 
 
 def page(query, coll, *, limit: int | None, cursor: str | None) -> tuple[Iterator[Any], callable]:
@@ -64,6 +78,36 @@ def page(query, coll, *, limit: int | None, cursor: str | None) -> tuple[Iterato
 
     def snapshots():
         for snap in query.stream():
+            seen["count"] += 1
+            seen["last"] = snap.id
+            yield snap
+
+    def next_cursor() -> str | None:
+        if limit and seen["count"] == limit and seen["last"]:
+            return encode_cursor(seen["last"])
+        return None
+
+    return snapshots(), next_cursor
+
+
+def page_by_id(queries: list[Any], *, limit: int | None, cursor: str | None) -> tuple[Iterator[Any], callable]:
+    """Like `page`, for queries over one collection ordered by document id, merged into one
+    ordered stream (an `in` filter over more than 30 values is several queries). The cursor
+    is the last id seen, so it stays valid when that document is deleted."""
+    after = decode_cursor(cursor) if cursor else None
+    streams = []
+    for query in queries:
+        query = query.order_by("__name__")
+        if after is not None:
+            query = query.start_after({"__name__": after})
+        if limit:
+            query = query.limit(limit)
+        streams.append(query.stream())
+    merged = heapq.merge(*streams, key=lambda snap: snap.id) if len(streams) > 1 else iter(streams[0])
+    seen = {"count": 0, "last": None}
+
+    def snapshots():
+        for snap in itertools.islice(merged, limit):
             seen["count"] += 1
             seen["last"] = snap.id
             yield snap

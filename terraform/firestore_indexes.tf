@@ -1,19 +1,34 @@
 # Composite indexes the functions' queries need (the emulator does not enforce them).
-# The deployment issue wires these into the full configuration.
+# Queries with equality filters only, ordered by document id, are also served by merging
+# single-field indexes; these composites make them direct. "CONTAINS" is an array-contains field.
+locals {
+  firestore_indexes = {
+    # datasets: GET /datasets/{name}/logs -> audit where dataset == name order by at desc
+    audit_by_dataset = { collection = "audit", fields = [["dataset", "ASCENDING"], ["at", "DESCENDING"]] }
+    # annotations: GET /annotations/v2/{ds}?kind=&tag= -> where user (== | in) [and kind ==] [and tags contains]
+    v2_by_user_kind     = { collection = "v2_annotations", fields = [["user", "ASCENDING"], ["kind", "ASCENDING"]] }
+    v2_by_user_tag      = { collection = "v2_annotations", fields = [["user", "ASCENDING"], ["tags", "CONTAINS"]] }
+    v2_by_user_kind_tag = { collection = "v2_annotations", fields = [["user", "ASCENDING"], ["kind", "ASCENDING"], ["tags", "CONTAINS"]] }
+    # atlas: GET /atlas/{ds} (dataset, user); GET /atlas/all (dataset in + verified; user + verified)
+    atlas_by_dataset_user     = { collection = "atlas", fields = [["dataset", "ASCENDING"], ["user", "ASCENDING"]] }
+    atlas_by_dataset_verified = { collection = "atlas", fields = [["dataset", "ASCENDING"], ["verified", "ASCENDING"]] }
+    atlas_by_user_verified    = { collection = "atlas", fields = [["user", "ASCENDING"], ["verified", "ASCENDING"]] }
+  }
+}
 
-# datasets: GET /datasets/{name}/logs -> audit where dataset == name order by at desc
-resource "google_firestore_index" "audit_by_dataset" {
+resource "google_firestore_index" "composite" {
+  for_each   = local.firestore_indexes
   project    = var.project
   database   = "(default)"
-  collection = "audit"
+  collection = each.value.collection
 
-  fields {
-    field_path = "dataset"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "at"
-    order      = "DESCENDING"
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path   = fields.value[0]
+      order        = fields.value[1] == "CONTAINS" ? null : fields.value[1]
+      array_config = fields.value[1] == "CONTAINS" ? "CONTAINS" : null
+    }
   }
 }
 

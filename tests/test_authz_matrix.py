@@ -1,9 +1,10 @@
-"""Every route of roles/users/datasets, allowed and refused, for each kind of caller (SPEC §2)."""
+"""Every route, allowed and refused, for each kind of caller (SPEC §2)."""
 import io
 
 import pytest
 
 from tests.conftest import OWNER
+from tests.utils import load_function
 
 PRIV, PUB = "priv", "pub"
 PERSONAS = {
@@ -20,7 +21,12 @@ PERSONAS = {
 ADMINS = {"owner", "admin"}
 MANAGERS = ADMINS | {"ds_admin"}
 READERS = MANAGERS | {"global_ds_admin", "writer", "general", "reader"}
+WRITE_OTHERS = MANAGERS | {"global_ds_admin", "writer"}
+WRITE_OWN = WRITE_OTHERS | {"general"}
 EVERYONE = set(PERSONAS) - {"disabled"}
+AT = "x=1&y=2&z=3"
+READER = PERSONAS["reader"][0]
+OTHER = "someone@example.com"  # a user who is none of the personas
 
 
 def _upload():
@@ -52,6 +58,31 @@ ROUTES = [
     ("GET", f"/datasets/{PRIV}/attachments", None, READERS, 200, 404),
     ("GET", f"/datasets/{PUB}/attachments", None, EVERYONE, 200, 403),
     ("DELETE", f"/datasets/{PRIV}/attachments/notes.txt", None, MANAGERS, 204, None),
+    # annotations v1, saved searches: the caller's own, at a location
+    ("POST", f"/annotations/{PRIV}?{AT}", {"note": "n"}, WRITE_OWN, 200, None),
+    ("POST", f"/annotations/{PUB}?{AT}", {"note": "n"}, EVERYONE, 200, None),
+    ("GET", f"/annotations/{PRIV}", None, READERS, 200, 404),
+    ("DELETE", f"/annotations/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
+    ("POST", f"/savedsearches/{PRIV}?{AT}", {"q": "s"}, WRITE_OWN, 200, None),
+    ("POST", f"/savedsearches/{PUB}?{AT}", {"q": "s"}, EVERYONE, 200, None),
+    ("GET", f"/savedsearches/{PRIV}", None, READERS, 200, 404),
+    ("DELETE", f"/savedsearches/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
+    # annotations v2: own with write_own, another user's with write_others
+    ("POST", f"/annotations/v2/{PRIV}", {"kind": "point", "pos": [1, 2, 3]}, WRITE_OWN, 200, None),
+    ("POST", f"/annotations/v2/{PUB}", {"kind": "point", "pos": [1, 2, 3]}, EVERYONE, 200, None),
+    ("POST", f"/annotations/v2/{PRIV}", {"kind": "point", "pos": [1, 2, 3], "user": OTHER}, WRITE_OTHERS, 200, None),
+    ("POST", f"/annotations/v2/{PUB}", {"kind": "point", "pos": [1, 2, 3], "user": OTHER}, ADMINS | {"global_ds_admin"}, 200, 403),
+    ("GET", f"/annotations/v2/{PRIV}", None, READERS, 200, 404),
+    ("GET", f"/annotations/v2/{PRIV}?user={OTHER}", None, WRITE_OTHERS, 200, None),
+    ("GET", f"/annotations/v2/{PUB}?user={OTHER}", None, ADMINS | {"global_ds_admin"}, 200, 403),
+    ("DELETE", f"/annotations/v2/{PRIV}/Pt1_2_3", None, WRITE_OWN, 204, None),
+    ("DELETE", f"/annotations/v2/{PRIV}/Pt1_2_3?user={READER}", None, WRITE_OTHERS, 204, None),
+    # atlas: own entries; verifying needs write_others on the entry's dataset
+    ("POST", f"/atlas/{PRIV}?{AT}", {"title": "t"}, WRITE_OWN, 200, None),
+    ("GET", f"/atlas/{PRIV}", None, READERS, 200, 404),
+    ("GET", "/atlas/all", None, EVERYONE, 200, 403),
+    ("DELETE", f"/atlas/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
+    ("POST", "/atlas/verify/READER_ENTRY", None, WRITE_OTHERS, 200, None),
 ]
 
 
@@ -73,11 +104,32 @@ def world(api):
     api.add_dataset(PUB, public=True)
 
 
+def _own_data(email):
+    """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV, written
+    straight into Firestore (most personas may not write there themselves)."""
+    from common import store
+    from common.locations import user_doc_id
+    atlas = load_function("atlas")
+    base = {"user": email, "location": [1, 2, 3], "locationkey": "1_2_3", "timestamp": 0, "payload": {}}
+    datasets = store.collection("annotations").document(PRIV)
+    datasets.collection("v1_annotations").document(user_doc_id(email, "1_2_3")).set(base)
+    datasets.collection("v2_annotations").document(user_doc_id(email, "Pt1_2_3")).set(
+        {"key": "Pt1_2_3", "user": email, "kind": "point", "pos": [1, 2, 3]})
+    store.collection("savedsearches").document(PRIV).collection("searches").document(
+        user_doc_id(email, "1_2_3")).set(base)
+    entry = atlas.entry_id(PRIV, email, "1_2_3")
+    store.collection("atlas").document(entry).set(
+        {"id": entry, "user": email, "dataset": PRIV, "locationref": "1_2_3", "verified": False})
+    return entry
+
+
 @pytest.mark.parametrize("persona", sorted(PERSONAS))
 @pytest.mark.parametrize("method,path,body,allowed,ok,refused", ROUTES,
                          ids=[f"{m} {p}" for m, p, *_ in ROUTES])
 def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
+    path = path.replace("READER_ENTRY", _own_data(READER))
+    _own_data(email)
     kwargs = _upload() if body == "upload" else ({"json": body} if body is not None else {})
     r = api.call(method, path, user=email, **kwargs)
     expected = ok if persona in allowed else _refused_status(persona, refused)

@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from tests.conftest import OWNER, ROOT
+from tests.utils import load_function
 from tools.emulators import free_port
 
-FUNCTIONS = ["roles", "users", "datasets"]
+FUNCTIONS = ["roles", "users", "datasets", "annotations", "savedsearches", "atlas"]
 
 
 def _start(argv: list[str], env: dict[str, str], health: str, log_path: str) -> subprocess.Popen:
@@ -119,13 +120,16 @@ def readme_curl_lines() -> list[str]:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl_lines_work_as_written(gateway, api):
     lines = readme_curl_lines()
-    assert any("datasets -d '{\"mb20\"" in line for line in lines)  # the seed's own examples
+    seed = ["datasets -d '{\"mb20\"", "annotations/mb20?x=50\\&y=30\\&z=50 -d '{\"foo\": \"bar\"}'",
+            "savedsearches/mb20?x=50\\&y=30\\&z=50", "$BASE/atlas/all", "atlas/verify/PRIMARYKEY"]
+    assert all(any(s in line for line in lines) for s in seed)  # the seed's own examples
     api.add_dataset("hemibrain", public=True)
     api.add_user("researcher@example.com", global_roles=["clio_general"])
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
+    atlas_id = load_function("atlas").entry_id("mb20", OWNER, "50_30_50")  # the README posts it
     env = {**os.environ, "BASE": gateway, "TOKEN": api.token(OWNER)}
     for line in lines:
-        line = line.replace("KEY_ID", key_id)
+        line = line.replace("KEY_ID", key_id).replace("PRIMARYKEY", atlas_id)
         script = 'curl() { command curl -sS -f -o /dev/null -H "Authorization: Bearer $TOKEN" "$@"; }\n' + line
         done = subprocess.run(["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, (line, done.stderr)

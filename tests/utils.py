@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import threading
@@ -163,3 +164,14 @@ def assert_error(response, status: int, code: str) -> dict[str, Any]:
     assert body["request_id"] == response.headers["X-Request-Id"]
     assert "Traceback" not in response.get_data(as_text=True)
     return body
+
+
+@functools.cache
+def load_function(name: str):
+    """A function's main.py as a module of its own (for its helpers), apart from `main`."""
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(f"function_{name}", os.path.join(root, "functions", name, "main.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -33,6 +33,11 @@ def demo(owner: str) -> list[tuple[str, str, object]]:
             owner: {"name": "Owner", "global_roles": ["admin"]},
             RESEARCHER: {"name": "A Researcher", "global_roles": ["clio_general"],
                          "datasets": {"manc": ["clio_read"]}}}),
+        ("POST", "/annotations/v2/hemibrain", [
+            {"kind": "point", "pos": [17000, 20000, 18000], "tags": ["demo"], "title": "a synapse"},
+            {"kind": "sphere", "pos": [16000, 19000, 17000, 16400, 19400, 17400], "title": "a soma"}]),
+        ("POST", "/atlas/hemibrain?x=17000&y=20000&z=18000",
+         {"title": "demo atlas entry", "description": "verify it with POST /atlas/verify/<id>"}),
     ]
 
 
@@ -70,7 +75,8 @@ def main() -> None:
         print(f"""
 Gatehouse is serving every function at {base}/<function> ({', '.join(gateway.function_names())})
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}
-Seeded: datasets hemibrain (public) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
+Seeded: datasets hemibrain (public, with two v2 annotations and an atlas entry) and manc (private);
+users {owner} (owner, admin) and {RESEARCHER}.
 
   export BASE={base}
   export TOKEN={token}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from common import audit, authz, blobs, errors, jsonio, store
-from common.http import App, streamed
+from common.http import App, paged, streamed
 from common.models import DatasetName, FreeForm, check_storable, is_dataset_name
 
 app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and attachments.")
@@ -198,12 +198,7 @@ def dataset_logs(req, name):
     entries = store.collection(audit.COLLECTION)
     query = entries.where(filter=FieldFilter("dataset", "==", name)).order_by("at", direction=Query.DESCENDING)
     snaps, next_cursor = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
-    if limit is None:
-        return streamed(jsonio.stream_array({"id": s.id, **s.to_dict()} for s in snaps))
-    items = [{"id": s.id, **s.to_dict()} for s in snaps]
-    cursor = next_cursor()
-    headers = {"Link": f'<{req.raw.base_url}?limit={limit}&cursor={cursor}>; rel="next"'} if cursor else None
-    return items, 200, headers
+    return paged(req, ({"id": s.id, **s.to_dict()} for s in snaps), next_cursor, limit)
 
 
 # -- attachments ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pydantic import Field, StringConstraints
 
 from common import apikeys, audit, authz, errors, jsonio, store
 from common.http import App, streamed
-from common.models import DatasetName, Email, GroupName, RoleName, Strict
+from common.models import DatasetName, Email, GroupName, RoleName, Strict, normalize_email
 
 app = App("users", "User records, their global and per-dataset roles, and API keys.")
 
@@ -40,10 +40,9 @@ def user_view(record: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _email(value: str) -> str:
-    from pydantic import TypeAdapter, ValidationError
     try:
-        return TypeAdapter(Email).validate_python(value)
-    except ValidationError:
+        return normalize_email(value)
+    except ValueError:
         raise errors.ValidationFailed(f"{value!r} is not a valid email") from None
 
 

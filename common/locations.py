@@ -1,0 +1,88 @@
+"""Per-user documents of a dataset keyed by a location (`?x=&y=&z=` -> "x_y_z").
+
+Annotations v1 and saved searches are the same thing for two purposes: one free-form object
+per (user, dataset, location), replaced on POST, listed per user. Each dataset's documents live
+in `<root>/<dataset>/<collection>/<user>|<key>`, with the `user` field indexed for listing.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from urllib.parse import quote
+
+from common import audit, errors, jsonio, store
+from common.http import Req, streamed
+from common.models import COORDINATE_RANGE
+
+LOCATION_QUERY = {"x": "integer voxel coordinate", "y": "integer voxel coordinate",
+                  "z": "integer voxel coordinate"}
+
+
+def location(req: Req) -> tuple[int, int, int]:
+    """The `x`, `y`, `z` query values: required integers in [-2^31, 2^31) (400 otherwise)."""
+    low, high = COORDINATE_RANGE
+    point = tuple(req.int_arg(axis, low=low, high=high - 1) for axis in "xyz")
+    if None in point:
+        raise errors.BadRequest("x, y and z are required integer query parameters")
+    return point  # type: ignore[return-value]
+
+
+def location_key(point) -> str:
+    return "_".join(str(c) for c in point)
+
+
+def user_doc_id(user: str, key: str) -> str:
+    """A document id per (user, key); `/` is the one character an id cannot hold (and emails may)."""
+    return f"{quote(user, safe='@+')}|{key}"
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class LocationStore:
+    """One free-form object per (user, dataset, location), e.g. v1 annotations."""
+
+    def __init__(self, root: str, collection: str, target_type: str):
+        self.root, self.collection, self.target_type = root, collection, target_type
+
+    def _coll(self, dataset: str):
+        return store.collection(self.root).document(dataset).collection(self.collection)
+
+    @staticmethod
+    def view(record: dict[str, Any]) -> dict[str, Any]:
+        """The stored payload with the server's fields on top (they win over the payload's)."""
+        return {**record.get("payload", {}), "location": record["location"],
+                "locationkey": record["locationkey"], "user": record["user"], "timestamp": record["timestamp"]}
+
+    def put(self, req: Req, dataset: str) -> dict[str, str]:
+        point = location(req)
+        key = location_key(point)
+        record = {"user": req.caller.email, "location": list(point), "locationkey": key,
+                  "timestamp": now(), "payload": req.body}
+        batch = store.db().batch()
+        batch.set(self._coll(dataset).document(user_doc_id(req.caller.email, key)), record)
+        audit.record(batch, req, f"{self.target_type}_put", self.target_type, key, dataset=dataset)
+        batch.commit()
+        return {"key": key}
+
+    def list(self, req: Req, dataset: str):
+        from google.cloud.firestore_v1.base_query import FieldFilter
+        query = self._coll(dataset).where(filter=FieldFilter("user", "==", req.caller.email))
+        return streamed(jsonio.stream_object((s.get("locationkey"), self.view(s.to_dict()))
+                                             for s in query.stream()))
+
+    def delete(self, req: Req, dataset: str) -> dict[str, str]:
+        key = location_key(location(req))
+        ref = self._coll(dataset).document(user_doc_id(req.caller.email, key))
+
+        def remove(transaction) -> None:
+            snap = ref.get(transaction=transaction)
+            if not snap.exists:
+                raise errors.NotFound(f"you have no {self.target_type.replace('_', ' ')} at {key}")
+            transaction.delete(ref)
+            audit.record(transaction, req, f"{self.target_type}_delete", self.target_type, key,
+                         dataset=dataset, before=snap.to_dict())
+
+        store.transactional(remove)
+        return {"deleted": key}

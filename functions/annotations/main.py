@@ -1,0 +1,279 @@
+"""annotations: each user's annotations of a dataset (SPEC §3).
+
+v1: one free-form object per user and location (`?x=&y=&z=`), as in the seed's curl lines.
+v2: typed points, line segments and spheres, written one at a time or up to 10,000 per request.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Discriminator, Field, StringConstraints, Tag, model_validator
+
+from common import audit, authz, errors, store
+from common.http import App, paged
+from common.locations import LOCATION_QUERY, LocationStore, now, user_doc_id
+from common.models import Coordinate, Email, Payload, Strict, normalize_email
+
+app = App("annotations", "Annotations: v1 free-form objects at a location, v2 typed points, "
+                         "line segments and spheres (bulk writes up to 10,000).")
+
+V1 = LocationStore("annotations", "v1_annotations", "annotation_v1")
+V2_COLLECTION = "v2_annotations"
+
+MAX_PER_REQUEST = 10_000
+# 10,000 annotations with titles and props do not fit the usual 1 MiB; this route allows more.
+BULK_BODY_LIMIT = 16 << 20
+PER_COMMIT = store.MAX_WRITES_PER_COMMIT - 1  # the last write of each commit is its audit entry
+KIND_PREFIX = {"point": "Pt", "lineseg": "Ln", "sphere": "Sp"}
+POS_LENGTH = {"point": 3, "lineseg": 6, "sphere": 6}
+KEY = re.compile(r"^(Pt-?[0-9]+(_-?[0-9]+){2}|(Ln|Sp)-?[0-9]+(_-?[0-9]+){5})$")
+OPTIONAL_FIELDS = ("prop", "tags", "title", "description")
+
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class AnnotationIn(Strict):
+    """One v2 annotation; its key follows from `kind` and `pos`."""
+    kind: Literal["point", "lineseg", "sphere"]
+    pos: list[Coordinate] = Field(description="3 integers for a point; 6 for a line segment "
+                                              "(its end points) or a sphere (the ends of a diameter)")
+    prop: Payload | None = None
+    tags: Annotated[list[TagName], Field(max_length=100)] | None = None
+    title: Annotated[str, StringConstraints(max_length=1_000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+    user: Email | None = Field(None, description="whose annotation; another user's needs write_others")
+
+    @model_validator(mode="after")
+    def _pos_fits_kind(self):
+        if len(self.pos) != POS_LENGTH[self.kind]:
+            raise ValueError(f"a {self.kind} has {POS_LENGTH[self.kind]} integers in pos, not {len(self.pos)}")
+        return self
+
+    @property
+    def key(self) -> str:
+        return KIND_PREFIX[self.kind] + "_".join(map(str, self.pos))
+
+
+def _one_or_list(value: Any) -> str:
+    return "list" if isinstance(value, list) else "one"
+
+
+AnnotationsIn = Annotated[
+    Union[Annotated[AnnotationIn, Tag("one")],
+          Annotated[list[AnnotationIn], Field(min_length=1), Tag("list")]],
+    Discriminator(_one_or_list)]
+
+
+# -- v1 -------------------------------------------------------------------------------------
+
+@app.post("/annotations/<name>", role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)
+def put_v1(req, name):
+    """Store the caller's annotation at x, y, z, replacing the one there."""
+    return V1.put(req, name)
+
+
+@app.get("/annotations/<name>", role=authz.on_dataset("read"))
+def list_v1(req, name):
+    """The caller's v1 annotations in the dataset, by "x_y_z"."""
+    return V1.list(req, name)
+
+
+@app.delete("/annotations/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
+def delete_v1(req, name):
+    """Delete the caller's annotation at x, y, z (404 when there is none)."""
+    return V1.delete(req, name)
+
+
+# -- v2 -------------------------------------------------------------------------------------
+
+def _v2(dataset: str):
+    return store.collection("annotations").document(dataset).collection(V2_COLLECTION)
+
+
+def _flag(req, name: str, default: bool) -> bool:
+    value = req.args.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() not in {"true", "false", "1", "0"}:
+        raise errors.BadRequest(f"query parameter {name!r} must be true or false")
+    return value.lower() in {"true", "1"}
+
+
+def _conditional(req) -> tuple[str, ...]:
+    fields = tuple(f.strip() for f in (req.args.get("conditional") or "").split(",") if f.strip())
+    unknown = sorted(set(fields) - set(OPTIONAL_FIELDS))
+    if unknown:
+        raise errors.BadRequest(f"conditional takes {', '.join(OPTIONAL_FIELDS)}; not {', '.join(unknown)}")
+    return fields
+
+
+def _whose(req, dataset: str) -> str:
+    """The `user` query value (the caller by default); another user's data needs write_others."""
+    raw = req.args.get("user")
+    if not raw:
+        return req.caller.email
+    try:
+        email = normalize_email(raw)
+    except ValueError as exc:
+        raise errors.BadRequest(f"query parameter 'user': {exc}") from None
+    if email != req.caller.email and not req.caller.can_write_others(dataset):
+        raise errors.Forbidden("another user's annotations need write_others on the dataset")
+    return email
+
+
+def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[str, ...]) -> dict[str, Any]:
+    """`new` written over `old`: replacing it or merged into it (`prop` key by key), with the
+    `keep` (conditional) fields left as they are where `old` has them."""
+    if replace:
+        merged = dict(new)
+    else:
+        merged = {**old, **new}
+        if "prop" in old and "prop" in new:
+            merged["prop"] = {**old["prop"], **new["prop"]}
+    for name in keep:
+        if old.get(name) is not None:
+            merged[name] = old[name]
+    return merged
+
+
+@app.post("/annotations/v2/<name>", role=authz.on_dataset("write_own"), body=AnnotationsIn,
+          max_items=MAX_PER_REQUEST, max_body=BULK_BODY_LIMIT,
+          query={"replace": "true (default) replaces a stored annotation; false merges into it",
+                 "move_key": "one annotation only: delete this key after writing the new one",
+                 "conditional": "comma list of prop, tags, title, description not overwritten when set"})
+def write_v2(req, name):
+    """Write one annotation or a list of up to 10,000, validated as a whole before any write."""
+    single = not isinstance(req.body, list)
+    items: list[AnnotationIn] = [req.body] if single else req.body
+    replace, keep, move_key = _flag(req, "replace", True), _conditional(req), req.args.get("move_key")
+    if move_key is not None and (not single or not KEY.match(move_key)):
+        raise errors.BadRequest("move_key takes the key of one annotation, with a single annotation")
+    caller = req.caller
+    if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(name):
+        raise errors.Forbidden("writing another user's annotations needs write_others on the dataset")
+
+    stamp = now()
+    pending: dict[str, list[dict[str, Any]]] = {}  # document id -> its writes, in request order
+    for a in items:
+        user = a.user or caller.email
+        record = {"key": a.key, "user": user, "kind": a.kind, "pos": a.pos, "timestamp": stamp,
+                  **a.model_dump(include=set(OPTIONAL_FIELDS) & a.model_fields_set)}
+        pending.setdefault(user_doc_id(user, a.key), []).append(record)
+    moved = user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
+    _write_all(req, name, pending, replace, keep, moved)
+    keys = [a.key for a in items]
+    return {"key": keys[0]} if single else {"keys": keys}
+
+
+def _write_all(req, dataset: str, pending: dict[str, list[dict[str, Any]]], replace: bool,
+               keep: tuple[str, ...], moved: str | None) -> None:
+    """Commit `pending` in commits of at most 500 writes, each with its audit entry. Plain
+    replacements are blind batched writes; merges read the stored annotations in a transaction.
+    A failed commit answers with what was written: the writes are idempotent, so a retry is safe."""
+    from google.api_core import exceptions
+
+    coll = _v2(dataset)
+    needs_read = not replace or bool(keep)
+    ids = list(pending)
+    written: list[str] = []
+
+    def write_chunk(writer, chunk: list[str], stored: dict[str, dict[str, Any]]) -> None:
+        for doc_id in chunk:
+            record = stored.get(doc_id)
+            for new in pending[doc_id]:
+                record = new if record is None else _merge(record, new, replace, keep)
+            writer.set(coll.document(doc_id), record)
+        if moved is not None and moved not in chunk:
+            writer.delete(coll.document(moved))
+        keys = [pending[i][0]["key"] for i in chunk]
+        audit.record(writer, req, "annotations_write", "annotation", keys[0] if len(keys) == 1 else f"{len(keys)} annotations",
+                     dataset=dataset, after={"keys": keys, "users": sorted({pending[i][0]["user"] for i in chunk})})
+
+    for chunk in store.chunks(ids, PER_COMMIT):
+        try:
+            if needs_read:
+                def in_transaction(transaction, chunk=chunk):
+                    refs = [coll.document(i) for i in chunk]
+                    stored = {s.id: s.to_dict() for s in transaction.get_all(refs) if s.exists}
+                    write_chunk(transaction, chunk, stored)
+                store.transactional(in_transaction)
+            else:
+                batch = store.db().batch()
+                write_chunk(batch, chunk, {})
+                batch.commit()
+        except exceptions.GoogleAPIError as exc:
+            details = {"written": [pending[i][0]["key"] for i in written],
+                       "not_written": [pending[i][0]["key"] for i in ids[len(written):]]}
+            if isinstance(exc, exceptions.InvalidArgument):
+                raise errors.ValidationFailed(f"Firestore refused the annotations: {exc.message}",
+                                              details=details) from None
+            raise errors.Unavailable("the annotation store failed part-way; what was written is listed, "
+                                     "and retrying the same request is safe", retry_after=1,
+                                     details=details) from None
+        written.extend(chunk)
+
+
+@app.get("/annotations/v2/<name>", role=authz.on_dataset("read"),
+         query={"user": "whose annotations (default: the caller's; another user's needs write_others)",
+                "groups": "comma list of groups: their members' annotations (a non-admin: only their own groups)",
+                "kind": "point, lineseg or sphere", "tag": "only annotations with this tag",
+                "limit": "page size (1-10000); without it the whole list streams",
+                "cursor": "from the Link header of the previous page"})
+def list_v2(req, name):
+    """Annotations of the dataset: the caller's, another user's, or a group's."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    if req.args.get("user") and req.args.get("groups"):
+        raise errors.BadRequest("give user or groups, not both")
+    users = _group_members(req) if req.args.get("groups") else [_whose(req, name)]
+    kind, tag = req.args.get("kind"), req.args.get("tag")
+    if kind is not None and kind not in KIND_PREFIX:
+        raise errors.BadRequest(f"kind is one of {', '.join(KIND_PREFIX)}")
+    limit = req.int_arg("limit", low=1, high=10_000)
+    queries = []
+    for chunk in store.chunks(sorted(users), store.MAX_IN_VALUES):
+        query = _v2(name).where(filter=FieldFilter("user", "==", chunk[0]) if len(chunk) == 1
+                                else FieldFilter("user", "in", chunk))
+        if kind:
+            query = query.where(filter=FieldFilter("kind", "==", kind))
+        if tag:
+            query = query.where(filter=FieldFilter("tags", "array_contains", tag))
+        queries.append(query)
+    if not queries:
+        return []
+    snaps, next_cursor = store.page_by_id(queries, limit=limit, cursor=req.args.get("cursor"))
+    return paged(req, (s.to_dict() for s in snaps), next_cursor, limit)
+
+
+def _group_members(req) -> list[str]:
+    groups = sorted({g.strip() for g in req.args["groups"].split(",") if g.strip()})
+    if not groups:
+        raise errors.BadRequest("groups is a comma list of group names")
+    outside = sorted(set(groups) - set(req.caller.groups))
+    if outside and not req.caller.is_admin:
+        raise errors.Forbidden(f"you are not a member of {', '.join(outside)}")
+    return sorted(authz.group_members(groups))
+
+
+@app.delete("/annotations/v2/<name>/<key>", role=authz.on_dataset("write_own"), status=204,
+            query={"user": "whose annotation (default: the caller's; another user's needs write_others)"})
+def delete_v2(req, name, key):
+    """Delete one annotation by key (404 when there is none)."""
+    user = _whose(req, name)
+    if not KEY.match(key):
+        raise errors.NotFound(f"no annotation {key!r}")
+    ref = _v2(name).document(user_doc_id(user, key))
+
+    def remove(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            raise errors.NotFound(f"no annotation {key!r} of {user}")
+        transaction.delete(ref)
+        audit.record(transaction, req, "annotation_delete", "annotation", key, dataset=name,
+                     before={"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")})
+
+    store.transactional(remove)
+
+
+def handle(request):
+    return app(request)

@@ -1,0 +1,172 @@
+"""atlas: marked locations that form a cross-dataset glossary (SPEC §3).
+
+Each user has at most one entry per dataset and location; it starts unverified, and users with
+write_others on its dataset verify it. Entries live in `atlas/{id}`, the id derived from
+(dataset, user, location) so a POST at the same place updates the same entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any
+
+from pydantic import StringConstraints, model_validator
+
+from common import audit, authz, errors, jsonio, store
+from common.http import App, Check, streamed
+from common.locations import LOCATION_QUERY, location, location_key, now
+from common.models import FreeForm, Strict, check_storable
+
+app = App("atlas", "Atlas: marked locations across datasets, verified by curators.")
+
+SERVER_FIELDS = ("id", "user", "dataset", "location", "locationref", "timestamp", "verified",
+                 "verified_by", "verified_at")
+ENTRY_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class AtlasEntryIn(FreeForm):
+    """`title` (and `description`) plus the caller's own fields; the server's fields (`id`,
+    `user`, `dataset`, `location`, `locationref`, `timestamp`, `verified`) are set by it."""
+    title: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
+    description: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+
+    @model_validator(mode="after")
+    def _storable(self):
+        check_storable(self.model_extra or {}, "body")
+        return self
+
+
+class VerifyIn(Strict):
+    verified: bool
+
+
+def _entries():
+    return store.collection("atlas")
+
+
+def entry_id(dataset: str, user: str, key: str) -> str:
+    return hashlib.sha256(f"{dataset}\0{user}\0{key}".encode()).hexdigest()[:32]
+
+
+def _query(**equal: Any):
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    query = _entries()
+    for field, value in equal.items():
+        if isinstance(value, list):
+            query = query.where(filter=FieldFilter(field, "in", value) if len(value) > 1
+                                else FieldFilter(field, "==", value[0]))
+        else:
+            query = query.where(filter=FieldFilter(field, "==", value))
+    return query
+
+
+@app.get("/atlas/all", role=authz.AUTHENTICATED)
+def list_all(req):
+    """Entries across the datasets the caller may read: the verified ones, the caller's own,
+    and every entry of datasets where the caller has write_others."""
+    caller = req.caller
+    readable = {s.id: s.to_dict() for s in store.collection("datasets").select(["public"]).stream()
+                if caller.can_read(s.id, s.to_dict())}
+    curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))
+    others = sorted(set(readable) - set(curated))
+
+    def entries():
+        for chunk in store.chunks(curated, store.MAX_IN_VALUES):
+            yield from _query(dataset=chunk).stream()
+        for chunk in store.chunks(others, store.MAX_IN_VALUES):
+            yield from _query(dataset=chunk, verified=True).stream()
+        if others:
+            others_set = set(others)
+            yield from (s for s in _query(user=caller.email, verified=False).stream()
+                        if s.get("dataset") in others_set)
+
+    return streamed(jsonio.stream_array(s.to_dict() for s in entries()))
+
+
+@app.post("/atlas/<name>", role=authz.on_dataset("write_own"), body=AtlasEntryIn, query=LOCATION_QUERY)
+def put_entry(req, name):
+    """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
+    point = location(req)
+    key = location_key(point)
+    payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
+    ref = _entries().document(entry_id(name, req.caller.email, key))
+    stored: dict[str, Any] = {}
+
+    def write(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        old = snap.to_dict() if snap.exists else None
+        verification = {k: v for k, v in (old or {}).items() if k in ("verified", "verified_by", "verified_at")}
+        entry = {**payload, "id": ref.id, "user": req.caller.email, "dataset": name,
+                 "location": list(point), "locationref": key, "timestamp": now(),
+                 "verified": False, **verification}
+        transaction.set(ref, entry)
+        audit.record(transaction, req, "atlas_update" if old else "atlas_create", "atlas", ref.id,
+                     dataset=name, before=old, after=entry)
+        stored.clear()
+        stored.update(entry)
+
+    store.transactional(write)
+    return stored
+
+
+@app.get("/atlas/<name>", role=authz.on_dataset("read"))
+def list_own(req, name):
+    """The caller's entries in the dataset, by "x_y_z"."""
+    snaps = _query(dataset=name, user=req.caller.email).stream()
+    return streamed(jsonio.stream_object((s.get("locationref"), s.to_dict()) for s in snaps))
+
+
+@app.delete("/atlas/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
+def delete_entry(req, name):
+    """Delete the caller's entry at x, y, z (404 when there is none)."""
+    key = location_key(location(req))
+    ref = _entries().document(entry_id(name, req.caller.email, key))
+
+    def remove(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            raise errors.NotFound(f"you have no atlas entry at {key} in {name!r}")
+        transaction.delete(ref)
+        audit.record(transaction, req, "atlas_delete", "atlas", ref.id, dataset=name, before=snap.to_dict())
+
+    store.transactional(remove)
+    return {"deleted": ref.id}
+
+
+def _may_verify(req, params: dict[str, Any]) -> None:
+    """write_others on the entry's dataset; an entry in a dataset the caller cannot read is 404."""
+    entry = params["entry"]
+    snap = _entries().document(entry).get() if ENTRY_ID.match(entry) else None
+    if snap is None or not snap.exists:
+        raise errors.NotFound(f"no atlas entry {entry!r}")
+    authz.require_dataset(req.caller, snap.get("dataset"), "write_others")
+
+
+@app.post("/atlas/verify/<entry>", role=Check("write_others on the entry's dataset", _may_verify),
+          body=VerifyIn, body_required=False)
+def verify(req, entry):
+    """Toggle an entry's `verified`, or set it with `{"verified": bool}`; concurrent calls are
+    serialized by a transaction, so none is lost."""
+    ref = _entries().document(entry)
+    stored: dict[str, Any] = {}
+
+    def flip(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            raise errors.NotFound(f"no atlas entry {entry!r}")
+        old = snap.get("verified") is True
+        new = (not old) if req.body is None else req.body.verified
+        change = {"verified": new, "verified_by": req.caller.email, "verified_at": now()}
+        transaction.update(ref, change)
+        audit.record(transaction, req, "verify", "atlas", entry, dataset=snap.get("dataset"),
+                     before={"verified": old}, after={"verified": new})
+        stored.clear()
+        stored.update({**snap.to_dict(), **change})
+
+    # Contention on one entry is retried, never dropped: each attempt re-reads `verified`.
+    store.transactional(flip, attempts=20)
+    return stored
+
+
+def handle(request):
+    return app(request)
