@@ -26,7 +26,7 @@ token: venv
 	@$(BIN)/python -m tools.token $(EMAIL)
 
 bench: venv
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH)
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache

@@ -1,4 +1,5 @@
-"""`make bench`: the foundation's figures, each against its baseline in the same run.
+"""`make bench`: each figure against its baseline in the same run (`make bench` runs them all;
+`python -m bench.run annotations` one of them). The foundation's:
 
 1. cold start: process spawn -> first 200, for a bare functions-framework hello and for `roles`
    (its `_health`, and its first authenticated `GET /roles`, which loads Firestore);
@@ -6,7 +7,7 @@
 3. auth + authz per request with warm caches, in-process (Google ID token, API key, dev token).
 
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
-.bench/foundation.json.
+.bench/<name>.json. The annotations figures are described in bench/annotations.py.
 """
 from __future__ import annotations
 
@@ -121,7 +122,37 @@ def auth_per_request(tokens: dict[str, str]) -> dict[str, float]:
     return results
 
 
+def foundation(env: dict[str, str], token: str) -> dict[str, float]:
+    auth = {"Authorization": f"Bearer {token}"}
+    hello = os.path.join(ROOT, "bench", "hello", "main.py")
+    roles = os.path.join(ROOT, "functions", "roles", "main.py")
+    results: dict[str, float] = {}
+    results["cold_hello_s"] = cold_start(hello, "/", env)
+    results["cold_roles_health_s"] = cold_start(roles, "/_health", env)
+    results["cold_roles_authenticated_s"] = cold_start(roles, "/", env, auth)
+    results["warm_hello_rps"] = warm_rps(hello, "/", env)
+    results["warm_roles_rps"] = warm_rps(roles, "/", env, auth)
+    results.update({f"auth_authz_{k}_us": v for k, v in auth_tokens_bench(token).items()})
+    results["cold_roles_health_vs_hello"] = results["cold_roles_health_s"] / results["cold_hello_s"]
+    results["cold_roles_authenticated_vs_hello"] = results["cold_roles_authenticated_s"] / results["cold_hello_s"]
+    results["warm_roles_vs_hello"] = results["warm_roles_rps"] / results["warm_hello_rps"]
+    return results
+
+
+GOALS = {
+    "foundation": "cold start <= 2x hello; warm GET /roles >= 0.6x hello; auth+authz < 500 us",
+    "annotations": "insert and list >= 0.8x the raw client; list peak RSS < 150 MB, flat from 10k to 100k",
+}
+
+
 def main() -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("benches", nargs="*", help=f"some of: {', '.join(GOALS)} (default: all)")
+    names = parser.parse_args().benches or list(GOALS)
+    unknown = set(names) - set(GOALS)
+    if unknown:
+        parser.error(f"unknown benches: {', '.join(sorted(unknown))}")
     workdir = tempfile.mkdtemp(prefix="gatehouse-bench-")
     dev_key, signer = devkeys.ensure(workdir)
     emulators = Emulators(project="gatehouse-bench", log_dir=os.path.join(workdir, "logs")).start()
@@ -132,30 +163,19 @@ def main() -> None:
         from common.auth import mint_dev_token
         with open(dev_key, "rb") as f:
             token = mint_dev_token("owner@example.com", f.read())
-        auth = {"Authorization": f"Bearer {token}"}
-        hello = os.path.join(ROOT, "bench", "hello", "main.py")
-        roles = os.path.join(ROOT, "functions", "roles", "main.py")
-
-        results: dict[str, float] = {}
-        results["cold_hello_s"] = cold_start(hello, "/", env)
-        results["cold_roles_health_s"] = cold_start(roles, "/_health", env)
-        results["cold_roles_authenticated_s"] = cold_start(roles, "/", env, auth)
-        results["warm_hello_rps"] = warm_rps(hello, "/", env)
-        results["warm_roles_rps"] = warm_rps(roles, "/", env, auth)
-        results.update({f"auth_authz_{k}_us": v for k, v in auth_tokens_bench(token).items()})
-
-        ratios = {
-            "cold_roles_health_vs_hello": results["cold_roles_health_s"] / results["cold_hello_s"],
-            "cold_roles_authenticated_vs_hello": results["cold_roles_authenticated_s"] / results["cold_hello_s"],
-            "warm_roles_vs_hello": results["warm_roles_rps"] / results["warm_hello_rps"],
-        }
-        print(f"\n{'figure':42} {'value':>12}")
-        for name, value in {**results, **ratios}.items():
-            print(f"{name:42} {value:12.3f}")
-        print("\ngoals: cold start <= 2x hello; warm GET /roles >= 0.6x hello; auth+authz < 500 us")
         os.makedirs(os.path.join(ROOT, ".bench"), exist_ok=True)
-        with open(os.path.join(ROOT, ".bench", "foundation.json"), "w") as f:
-            json.dump({"results": results, "ratios": ratios}, f, indent=2)
+        for name in names:
+            if name == "foundation":
+                results = foundation(env, token)
+            else:
+                from bench import annotations
+                results = annotations.run(env, {"Authorization": f"Bearer {token}"})
+            print(f"\n{name}\n{'figure':42} {'value':>12}")
+            for figure, value in results.items():
+                print(f"{figure:42} {value:12.3f}")
+            print(f"goals: {GOALS[name]}", flush=True)
+            with open(os.path.join(ROOT, ".bench", f"{name}.json"), "w") as f:
+                json.dump(results, f, indent=2)
     finally:
         emulators.stop()
 

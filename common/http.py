@@ -93,18 +93,20 @@ def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> 
                     direct_passthrough=True)
 
 
-def paged(req: Req, items: Iterable[Any], next_cursor: Callable[[], str | None], limit: int | None) -> Any:
-    """A list route's answer (SPEC §1 Lists): the whole list streamed when there is no `limit`;
-    otherwise one page, with `Link: <...cursor=...>; rel="next"` when there may be more."""
+def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None) -> Any:
+    """A list route's answer (SPEC §1 Lists) from a `store.Page`: the whole list streamed when
+    there is no `limit`; otherwise one page, with `Link: <...cursor=...>; rel="next"` when there
+    may be more."""
+    items = (view(snap) for snap in page)
     if limit is None:
         return streamed(jsonio.stream_array(items))
-    page = list(items)
-    cursor = next_cursor()
+    listed = list(items)
+    cursor = page.next_cursor()
     if not cursor:
-        return page
+        return listed
     from urllib.parse import urlencode
     query = urlencode({**{k: v for k, v in req.args.items() if k != "cursor"}, "cursor": cursor})
-    return page, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
+    return listed, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
 
 
 def error_response(error: errors.ApiError, request_id: str) -> Response:

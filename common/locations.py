@@ -46,6 +46,24 @@ class LocationStore:
     def __init__(self, root: str, collection: str, target_type: str):
         self.root, self.collection, self.target_type = root, collection, target_type
 
+    def mount(self, app, path: str, noun: str) -> None:
+        """Declare the store's three routes on `app` at `path` (e.g. "/annotations/<name>")."""
+        from common import authz
+        from common.models import Payload
+
+        def handler(verb: str, doc: str, method):
+            def run(req, name):
+                return method(req, name)
+            run.__name__, run.__doc__ = f"{verb}_{self.target_type}", doc  # for the OpenAPI
+            return run
+
+        app.post(path, role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)(handler(
+            "put", f"Store the caller's {noun} at x, y, z, replacing the one there.", self.put))
+        app.get(path, role=authz.on_dataset("read"))(handler(
+            "list", f"The caller's {noun}s in the dataset, by \"x_y_z\".", self.list))
+        app.delete(path, role=authz.on_dataset("write_own"), query=LOCATION_QUERY)(handler(
+            "delete", f"Delete the caller's {noun} at x, y, z (404 when there is none).", self.delete))
+
     def _coll(self, dataset: str):
         return store.collection(self.root).document(dataset).collection(self.collection)
 

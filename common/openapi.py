@@ -35,7 +35,8 @@ def document(app: App) -> dict[str, Any]:
             if isinstance(route.body, type):  # a model class: one named schema, referenced
                 schemas[route.body.__name__] = schema
                 schema = {"$ref": f"#/components/schemas/{route.body.__name__}"}
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            op["requestBody"] = {"required": route.body_required,
+                                 "content": {"application/json": {"schema": schema}}}
         elif route.multipart:
             op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "properties": {"name": {"type": "string"},

@@ -61,12 +61,28 @@ def decode_cursor(cursor: str) -> str:
     return doc_id
 
 
-def page(query, coll, *, limit: int | None, cursor: str | None) -> tuple[Iterator[Any], callable]:
-    """Stream `query` from after `cursor` (a document id of `coll`), `limit` at a time.
+class Page:
+    """Snapshots of one page, and once they are consumed, the cursor of the next page
+    (None when this page was not full, i.e. there is nothing after it)."""
 
-    Returns the snapshots and a function giving the next cursor once they are consumed
-    (None when the page was not full, i.e. there is nothing after it).
-    """
+    def __init__(self, snapshots: Iterator[Any], limit: int | None):
+        self._snapshots, self._limit = snapshots, limit
+        self._count, self._last = 0, None
+
+    def __iter__(self) -> Iterator[Any]:
+        for snap in itertools.islice(self._snapshots, self._limit):
+            self._count += 1
+            self._last = snap.id
+            yield snap
+
+    def next_cursor(self) -> str | None:
+        if self._limit and self._count == self._limit and self._last:
+            return encode_cursor(self._last)
+        return None
+
+
+def page(query, coll, *, limit: int | None, cursor: str | None) -> Page:
+    """Stream `query` from after `cursor` (a document id of `coll`), `limit` at a time."""
     if cursor:
         after = coll.document(decode_cursor(cursor)).get()
         if not after.exists:
@@ -74,23 +90,10 @@ def page(query, coll, *, limit: int | None, cursor: str | None) -> tuple[Iterato
         query = query.start_after(after)
     if limit:
         query = query.limit(limit)
-    seen = {"count": 0, "last": None}
-
-    def snapshots():
-        for snap in query.stream():
-            seen["count"] += 1
-            seen["last"] = snap.id
-            yield snap
-
-    def next_cursor() -> str | None:
-        if limit and seen["count"] == limit and seen["last"]:
-            return encode_cursor(seen["last"])
-        return None
-
-    return snapshots(), next_cursor
+    return Page(query.stream(), limit)
 
 
-def page_by_id(queries: list[Any], *, limit: int | None, cursor: str | None) -> tuple[Iterator[Any], callable]:
+def page_by_id(queries: list[Any], *, limit: int | None, cursor: str | None) -> Page:
     """Like `page`, for queries over one collection ordered by document id, merged into one
     ordered stream (an `in` filter over more than 30 values is several queries). The cursor
     is the last id seen, so it stays valid when that document is deleted."""
@@ -104,17 +107,4 @@ def page_by_id(queries: list[Any], *, limit: int | None, cursor: str | None) -> 
             query = query.limit(limit)
         streams.append(query.stream())
     merged = heapq.merge(*streams, key=lambda snap: snap.id) if len(streams) > 1 else iter(streams[0])
-    seen = {"count": 0, "last": None}
-
-    def snapshots():
-        for snap in itertools.islice(merged, limit):
-            seen["count"] += 1
-            seen["last"] = snap.id
-            yield snap
-
-    def next_cursor() -> str | None:
-        if limit and seen["count"] == limit and seen["last"]:
-            return encode_cursor(seen["last"])
-        return None
-
-    return snapshots(), next_cursor
+    return Page(merged, limit)

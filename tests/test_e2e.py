@@ -15,8 +15,9 @@ import requests
 from tests.conftest import OWNER, ROOT
 from tests.utils import load_function
 from tools.emulators import free_port
+from tools.gateway import function_names
 
-FUNCTIONS = ["roles", "users", "datasets", "annotations", "savedsearches", "atlas"]
+FUNCTIONS = function_names()  # every functions/<name>/main.py
 
 
 def _start(argv: list[str], env: dict[str, str], health: str, log_path: str) -> subprocess.Popen:

@@ -3,8 +3,9 @@ import pytest
 
 from tests.conftest import ORIGIN, OWNER
 from tests.utils import assert_error
+from tools.gateway import function_names
 
-FUNCTIONS = ["roles", "users", "datasets"]
+FUNCTIONS = function_names()  # every functions/<name>/main.py
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -147,3 +148,12 @@ def test_internal_errors_hide_the_traceback(api, monkeypatch, capfd):
     body = assert_error(r, 500, "internal")
     assert "secret detail" not in r.get_data(as_text=True)
     assert body["request_id"] in capfd.readouterr().err  # the log line carries the same id
+
+
+def test_openapi_documents_bulk_and_optional_bodies(api):
+    doc = api.get("/annotations/_openapi.json").get_json()
+    body = doc["paths"]["/annotations/v2/{name}"]["post"]["requestBody"]
+    assert body["required"] is True and "AnnotationIn" in doc["components"]["schemas"]
+    verify = api.get("/atlas/_openapi.json").get_json()["paths"]["/atlas/verify/{entry}"]["post"]
+    assert verify["requestBody"]["required"] is False
+    assert verify["x-gatehouse-role"] == "write_others on the entry's dataset"

@@ -12,13 +12,12 @@ from pydantic import Discriminator, Field, StringConstraints, Tag, model_validat
 
 from common import audit, authz, errors, store
 from common.http import App, paged
-from common.locations import LOCATION_QUERY, LocationStore, now, user_doc_id
+from common.locations import LocationStore, now, user_doc_id
 from common.models import Coordinate, Email, Payload, Strict, normalize_email
 
 app = App("annotations", "Annotations: v1 free-form objects at a location, v2 typed points, "
                          "line segments and spheres (bulk writes up to 10,000).")
 
-V1 = LocationStore("annotations", "v1_annotations", "annotation_v1")
 V2_COLLECTION = "v2_annotations"
 
 MAX_PER_REQUEST = 10_000
@@ -65,24 +64,9 @@ AnnotationsIn = Annotated[
     Discriminator(_one_or_list)]
 
 
-# -- v1 -------------------------------------------------------------------------------------
+# -- v1: the seed's POST/GET/DELETE /annotations/{ds}?x=&y=&z= ----------------------------------
 
-@app.post("/annotations/<name>", role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)
-def put_v1(req, name):
-    """Store the caller's annotation at x, y, z, replacing the one there."""
-    return V1.put(req, name)
-
-
-@app.get("/annotations/<name>", role=authz.on_dataset("read"))
-def list_v1(req, name):
-    """The caller's v1 annotations in the dataset, by "x_y_z"."""
-    return V1.list(req, name)
-
-
-@app.delete("/annotations/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
-def delete_v1(req, name):
-    """Delete the caller's annotation at x, y, z (404 when there is none)."""
-    return V1.delete(req, name)
+LocationStore("annotations", "v1_annotations", "annotation_v1").mount(app, "/annotations/<name>", "annotation")
 
 
 # -- v2 -------------------------------------------------------------------------------------
@@ -241,8 +225,8 @@ def list_v2(req, name):
         queries.append(query)
     if not queries:
         return []
-    snaps, next_cursor = store.page_by_id(queries, limit=limit, cursor=req.args.get("cursor"))
-    return paged(req, (s.to_dict() for s in snaps), next_cursor, limit)
+    page = store.page_by_id(queries, limit=limit, cursor=req.args.get("cursor"))
+    return paged(req, page, lambda s: s.to_dict(), limit)
 
 
 def _group_members(req) -> list[str]:

@@ -197,8 +197,8 @@ def dataset_logs(req, name):
     limit = req.int_arg("limit", low=1, high=10_000)
     entries = store.collection(audit.COLLECTION)
     query = entries.where(filter=FieldFilter("dataset", "==", name)).order_by("at", direction=Query.DESCENDING)
-    snaps, next_cursor = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
-    return paged(req, ({"id": s.id, **s.to_dict()} for s in snaps), next_cursor, limit)
+    page = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
+    return paged(req, page, lambda s: {"id": s.id, **s.to_dict()}, limit)
 
 
 # -- attachments ----------------------------------------------------------------------------
