@@ -3,8 +3,10 @@
 1. insert 10,000 annotations: one POST to the function vs the raw client's batched writes
    (500 per commit) of the same documents;
 2. list 100,000 annotations of one dataset: the function's streamed GET vs the raw client's
-   `stream()` of the same query, with the function process's peak memory (VmHWM) after
-   listing 10,000 and 100,000 from a fresh process (it must stay flat, under 150 MB).
+   `stream()` of the same query, with the function process's peak memory (VmHWM): fresh, after
+   listing 10,000, after listing 100,000, and after three listings of 100,000 (it must stay
+   flat, under 150 MB). The function runs with MALLOC_ARENA_MAX=2, as deployed: glibc's
+   per-thread arenas otherwise raise the peak each time a new gunicorn thread serves a request.
 """
 from __future__ import annotations
 
@@ -117,7 +119,7 @@ class Function:
 
     def __init__(self, env: dict[str, str], headers: dict[str, str]):
         self.port = free_port()
-        self.process = _spawn(SOURCE, self.port, env)
+        self.process = _spawn(SOURCE, self.port, {**env, "MALLOC_ARENA_MAX": "2"})
         _first_200(self.port, "/_health", {}, time.perf_counter())
         self.headers = headers
 
@@ -155,23 +157,20 @@ def run(env: dict[str, str], headers: dict[str, str]) -> dict[str, float]:
     raw_insert(big, _records(LIST_COUNT))
     raw_insert(small, _records(LIST_COUNT // 10))
     raw, ours = [], []
-    for _ in range(LIST_RUNS):
-        elapsed, count = raw_list(big)
-        assert count == LIST_COUNT, count
-        raw.append(elapsed)
-        fn = Function(env, headers)
-        try:
-            elapsed, count = function_list(fn.port, big, headers)
-            assert count == LIST_COUNT, count
-            ours.append(elapsed)
-            results["list_100k_peak_rss_mb"] = max(results.get("list_100k_peak_rss_mb", 0), peak_rss_mb(fn.process.pid))
-        finally:
-            fn.close()
     fn = Function(env, headers)
     try:
         results["idle_peak_rss_mb"] = peak_rss_mb(fn.process.pid)
         assert function_list(fn.port, small, headers)[1] == LIST_COUNT // 10
         results["list_10k_peak_rss_mb"] = peak_rss_mb(fn.process.pid)
+        for run_no in range(LIST_RUNS):
+            elapsed, count = raw_list(big)
+            assert count == LIST_COUNT, count
+            raw.append(elapsed)
+            elapsed, count = function_list(fn.port, big, headers)
+            assert count == LIST_COUNT, count
+            ours.append(elapsed)
+            # the same process: its peak after one listing of 100,000, and after all of them
+            results["list_100k_peak_rss_mb" if run_no == 0 else "list_100k_x3_peak_rss_mb"] = peak_rss_mb(fn.process.pid)
     finally:
         fn.close()
     results["list_100k_raw_s"] = statistics.median(raw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +52,12 @@ def seed(app, owner: str, token: str) -> None:
             raise SystemExit(f"seeding {method} {path} failed: {response.status_code} {response.get_data(as_text=True)}")
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # `kill` stops the emulators as Ctrl-C does
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--owner", default=os.environ.get("OWNER") or "owner@example.com")
