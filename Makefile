@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 OWNER  ?= owner@example.com
 
-.PHONY: venv dev test token bench clean
+CHECKOV := .venv-checkov
+
+.PHONY: venv dev test token bench package clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +17,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+# checkov gets a venv of its own: it replaces python-hcl2's `hcl2` package with its own.
+$(CHECKOV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
-test: venv
+test: venv $(CHECKOV)/.installed
 	$(BIN)/python -m pytest -q tests
 
 token: venv
@@ -28,5 +36,8 @@ token: venv
 bench: venv
 	$(BIN)/python -m bench.run $(BENCH)
 
+package: venv
+	$(BIN)/python -m tools.package --out dist
+
 clean:
-	rm -rf $(VENV) .dev .pytest_cache
+	rm -rf $(VENV) $(CHECKOV) .dev .pytest_cache dist

@@ -9,9 +9,13 @@ COLLECTION = "audit"
 
 def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | None = None,
           before: Any = None, after: Any = None) -> dict[str, Any]:
-    record = {"at": datetime.datetime.now(datetime.timezone.utc), "actor": req.caller.email,
+    from common.config import settings
+    at = datetime.datetime.now(datetime.timezone.utc)
+    record = {"at": at, "actor": req.caller.email,
               "action": action, "target_type": target_type, "target_id": target_id,
-              "request_id": req.id}
+              "request_id": req.id,
+              # Firestore's TTL policy on `expire_at` (terraform/firestore.tf) deletes the entry then.
+              "expire_at": at + datetime.timedelta(days=settings().audit_retention_days)}
     if dataset is not None:
         record["dataset"] = dataset
     if before is not None:

@@ -145,8 +145,12 @@ def caller_for(email: str, via: str) -> Caller:
 
 
 def authenticate(request) -> Caller:
+    """The caller of `request`. Behind the API gateway, `Authorization` holds the gateway's own
+    token and the caller's is moved to `X-Forwarded-Authorization`: when that header is there
+    it is the only credential read (and verified like any other)."""
     from common import auth
-    identity = auth.identify(request.headers.get("Authorization"))
+    header = request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization")
+    identity = auth.identify(header)
     return caller_for(identity.email, identity.via)
 
 

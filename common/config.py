@@ -35,6 +35,7 @@ class Settings:
     signer_key_file: str
     version: str
     role_cache_seconds: float
+    audit_retention_days: int
 
     @property
     def on_emulators(self) -> bool:
@@ -58,6 +59,7 @@ def load() -> Settings:
         signer_key_file=env.get("SIGNER_KEY_FILE", ""),
         version=env.get("GATEHOUSE_VERSION", "dev"),
         role_cache_seconds=min(float(env.get("ROLE_CACHE_SECONDS", "30")), 30.0),
+        audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", "400")),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(

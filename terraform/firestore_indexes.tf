@@ -18,8 +18,7 @@ locals {
 
 resource "google_firestore_index" "composite" {
   for_each   = local.firestore_indexes
-  project    = var.project
-  database   = "(default)"
+  database   = google_firestore_database.default.name
   collection = each.value.collection
 
   dynamic "fields" {
@@ -30,9 +29,4 @@ resource "google_firestore_index" "composite" {
       array_config = fields.value[1] == "CONTAINS" ? "CONTAINS" : null
     }
   }
-}
-
-variable "project" {
-  description = "Google Cloud project id"
-  type        = string
 }

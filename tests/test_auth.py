@@ -196,3 +196,15 @@ def test_function_start_up_refuses_dev_mode_without_emulators(monkeypatch, api):
     finally:
         monkeypatch.undo()
         config.settings.cache_clear()
+
+
+def test_behind_the_gateway_the_forwarded_token_is_the_credential(api):
+    """The API gateway puts its own token in Authorization and the caller's in
+    X-Forwarded-Authorization; only the forwarded one counts, verified in full."""
+    gateway_token = api.google_token("gateway@gatehouse.iam.gserviceaccount.com")
+    r = api.get("/roles", headers={"Authorization": f"Bearer {gateway_token}",
+                                   "X-Forwarded-Authorization": f"Bearer {api.token('reader@example.com')}"})
+    assert r.status_code == 200 and r.get_json()["email"] == "reader@example.com"
+    r = api.get("/roles", headers={"Authorization": f"Bearer {gateway_token}",
+                                   "X-Forwarded-Authorization": "Bearer forged"})
+    assert_error(r, 401, "unauthenticated")

@@ -1,0 +1,9 @@
+# Copy to terraform.tfvars (or pass with -var-file) and fill in.
+project            = "my-gatehouse-project"
+owner              = "pi@example.org"
+region             = "us-east4"
+firestore_location = "nam5"
+allowed_origins    = ["https://viewer.example.org"]
+# allowed_audiences = ["32555940559.apps.googleusercontent.com", "<your web client id>"]
+# extra_invokers    = ["group:gatehouse-ops@example.org"]
+# min_instances     = 1

@@ -1,0 +1,45 @@
+# Least privilege: each function's service account may use Firestore and only the buckets the
+# function uses; only the API gateway's account (and var.extra_invokers) may invoke a function.
+
+resource "google_project_iam_member" "firestore_user" {
+  for_each = local.functions
+  project  = var.project
+  role     = "roles/datastore.user"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "function_bucket" {
+  for_each = local.function_buckets
+  bucket   = google_storage_bucket.bucket[each.value.bucket].name
+  role     = "roles/storage.objectAdmin"
+  member   = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+# Signing V4 URLs without a key file: the function signs as itself through IAM signBlob.
+resource "google_service_account_iam_member" "sign_urls" {
+  for_each           = { for name, fn in local.functions : name => fn if fn.sign_urls }
+  service_account_id = google_service_account.function[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_service_account" "gateway" {
+  account_id   = "gatehouse-gateway"
+  display_name = "Gatehouse API gateway (invokes the functions)"
+}
+
+resource "google_cloud_run_service_iam_member" "gateway_invoker" {
+  for_each = local.functions
+  location = var.region
+  service  = google_cloudfunctions2_function.function[each.key].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.gateway.email}"
+}
+
+resource "google_cloud_run_service_iam_member" "extra_invoker" {
+  for_each = { for pair in setproduct(keys(local.functions), var.extra_invokers) : "${pair[0]}/${pair[1]}" => pair }
+  location = var.region
+  service  = google_cloudfunctions2_function.function[each.value[0]].name
+  role     = "roles/run.invoker"
+  member   = each.value[1]
+}

@@ -1,0 +1,98 @@
+# One Cloud Function (2nd gen) per folder of functions/, from one map; each runs as its own
+# service account with only the access it needs.
+locals {
+  bucket_prefix = var.bucket_prefix != "" ? var.bucket_prefix : "${var.project}-gatehouse"
+
+  # buckets: which of local.buckets the function reads and writes.
+  # sign_urls: it signs V4 URLs, through IAM signBlob as itself.
+  functions = {
+    roles         = { description = "The caller's roles", buckets = [], sign_urls = false }
+    users         = { description = "Users, roles and API keys", buckets = [], sign_urls = false }
+    datasets      = { description = "Datasets, logs and attachments", buckets = ["attachments"], sign_urls = true }
+    annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
+    savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
+    atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
+  }
+
+  # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
+  buckets = {
+    attachments     = { purpose = "dataset attachments (ATTACHMENTS_BUCKET)" }
+    signatures      = { purpose = "image signatures and their similarity index" }
+    transfer-output = { purpose = "neuroglancer volumes written by transfer" }
+    twin-results    = { purpose = "results of approved twin-endpoint runs" }
+    sources         = { purpose = "function source archives" }
+  }
+
+  common_env = {
+    GOOGLE_CLOUD_PROJECT = var.project
+    OWNER                = lower(var.owner)
+    ALLOWED_AUDIENCES    = join(",", var.allowed_audiences)
+    ALLOWED_ORIGINS      = join(",", var.allowed_origins)
+    ATTACHMENTS_BUCKET   = google_storage_bucket.bucket["attachments"].name
+    GATEHOUSE_VERSION    = var.gatehouse_version
+    AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days)
+    # glibc's per-thread arenas otherwise raise memory each time a new thread serves a request.
+    MALLOC_ARENA_MAX = "2"
+  }
+
+  function_buckets = merge([
+    for name, fn in local.functions : { for b in fn.buckets : "${name}/${b}" => { function = name, bucket = b } }
+  ]...)
+}
+
+resource "google_project_service" "api" {
+  for_each = toset([
+    "apigateway.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com", "firestore.googleapis.com", "iam.googleapis.com",
+    "iamcredentials.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com",
+    "servicecontrol.googleapis.com", "servicemanagement.googleapis.com", "storage.googleapis.com",
+  ])
+  service            = each.value
+  disable_on_destroy = false
+}
+
+resource "google_service_account" "function" {
+  for_each     = local.functions
+  account_id   = "gatehouse-${each.key}"
+  display_name = "Gatehouse ${each.key} function"
+}
+
+resource "google_storage_bucket_object" "source" {
+  for_each = local.functions
+  # A new object name per archive content, so a changed archive redeploys the function.
+  name   = "${each.key}-${filemd5("${var.package_dir}/${each.key}.zip")}.zip"
+  bucket = google_storage_bucket.bucket["sources"].name
+  source = "${var.package_dir}/${each.key}.zip"
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  #checkov:skip=CKV_GCP_124:API Gateway reaches the functions over their public URLs (ingress is var.ingress_settings); IAM lets only the gateway's service account invoke them
+  for_each    = local.functions
+  name        = "gatehouse-${each.key}"
+  location    = var.region
+  description = each.value.description
+
+  build_config {
+    runtime     = "python311"
+    entry_point = "handle"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.bucket["sources"].name
+        object = google_storage_bucket_object.source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.function[each.key].email
+    ingress_settings               = var.ingress_settings
+    available_memory               = var.function_memory
+    max_instance_count             = var.max_instances
+    min_instance_count             = var.min_instances
+    timeout_seconds                = 300
+    all_traffic_on_latest_revision = true
+    environment_variables          = local.common_env
+  }
+
+  depends_on = [google_project_service.api, google_project_iam_member.firestore_user]
+}
