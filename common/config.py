@@ -36,6 +36,9 @@ class Settings:
     version: str
     role_cache_seconds: float
     audit_retention_days: int
+    sig_bucket: str
+    transfer_func: str
+    transfer_dest: str
 
     @property
     def on_emulators(self) -> bool:
@@ -60,6 +63,9 @@ def load() -> Settings:
         version=env.get("GATEHOUSE_VERSION", "dev"),
         role_cache_seconds=min(float(env.get("ROLE_CACHE_SECONDS", "30")), 30.0),
         audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", "400")),
+        sig_bucket=env.get("SIG_BUCKET", "gatehouse-signatures"),
+        transfer_func=env.get("TRANSFER_FUNC", ""),
+        transfer_dest=env.get("TRANSFER_DEST", "").rstrip("/"),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(

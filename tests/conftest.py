@@ -20,7 +20,7 @@ from tools.emulators import Emulators  # noqa: E402
 
 PROJECT = "gatehouse-test"
 OWNER = "owner@example.com"
-BUCKETS = ("gatehouse-attachments-test",)
+BUCKETS = ("gatehouse-attachments-test", "gatehouse-signatures-test", "gatehouse-transfer-test")
 TEST_AUDIENCE = "gatehouse-test-audience"
 ORIGIN = "https://viewer.example.org"
 
@@ -62,6 +62,7 @@ def test_env(emulators, keys, certs_server):
         "ALLOWED_AUDIENCES": TEST_AUDIENCE,
         "ALLOWED_ORIGINS": ORIGIN,
         "ATTACHMENTS_BUCKET": BUCKETS[0],
+        "SIG_BUCKET": BUCKETS[1],
         "SIGNER_KEY_FILE": keys.signer_file,
         "GATEHOUSE_VERSION": "test",
     }
@@ -79,8 +80,9 @@ def test_env(emulators, keys, certs_server):
 def clean_state(request, emulators, test_env):
     """Every test starts from empty emulators and cold per-instance caches."""
     emulators.wipe(*BUCKETS)
-    from common import auth, authz
+    from common import auth, authz, sigindex
     authz.forget_all()
+    sigindex.forget_info()
     auth._verified.clear()
     yield
 

@@ -83,6 +83,10 @@ ROUTES = [
     ("GET", "/atlas/all", None, EVERYONE, 200, 403),
     ("DELETE", f"/atlas/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
     ("POST", "/atlas/verify/READER_ENTRY", None, WRITE_OTHERS, 200, None),
+    # signatures: read on the dataset
+    ("GET", f"/signatures/atlocation/{PRIV}?{AT}", None, READERS, 200, 404),
+    ("GET", f"/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
+    ("GET", f"/signatures/atlocation/{PUB}?{AT}", None, EVERYONE, 200, 403),
 ]
 
 
@@ -102,6 +106,18 @@ def world(api):
             api.add_user(email, **record)
     api.add_dataset(PRIV)
     api.add_dataset(PUB, public=True)
+
+
+def _signatures():
+    """One signature at 1,2,3 in each dataset (`read` then gets 200, not 404)."""
+    import numpy as np
+
+    from common import sigindex
+    from tests.conftest import BUCKETS
+    from tools.build_signatures import build
+    records = np.array([(1, 2, 3, 42)], dtype=sigindex.record_dtype())
+    for dataset in (PRIV, PUB):
+        build(BUCKETS[1], dataset, records, progress=False)
 
 
 def _own_data(email):
@@ -130,6 +146,8 @@ def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refu
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER))
     _own_data(email)
+    if path.startswith("/signatures/"):
+        _signatures()
     kwargs = _upload() if body == "upload" else ({"json": body} if body is not None else {})
     r = api.call(method, path, user=email, **kwargs)
     expected = ok if persona in allowed else _refused_status(persona, refused)

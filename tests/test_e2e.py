@@ -12,8 +12,9 @@ import time
 import pytest
 import requests
 
-from tests.conftest import OWNER, ROOT
+from tests.conftest import BUCKETS, OWNER, ROOT
 from tests.utils import load_function
+from tools import build_signatures, dev
 from tools.emulators import free_port
 from tools.gateway import function_names
 
@@ -119,12 +120,14 @@ def readme_curl_lines() -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_curl_lines_work_as_written(gateway, api):
+def test_readme_curl_lines_work_as_written(gateway, api, workdir):
     lines = readme_curl_lines()
     seed = ["datasets -d '{\"mb20\"", "annotations/mb20?x=50\\&y=30\\&z=50 -d '{\"foo\": \"bar\"}'",
             "savedsearches/mb20?x=50\\&y=30\\&z=50", "$BASE/atlas/all", "atlas/verify/PRIMARYKEY"]
     assert all(any(s in line for line in lines) for s in seed)  # the seed's own examples
     api.add_dataset("hemibrain", public=True)
+    demo = dev.demo_signatures(os.path.join(workdir, "hemibrain-signatures.npy"))
+    build_signatures.build(BUCKETS[1], "hemibrain", build_signatures.read_records(demo), progress=False)
     api.add_user("researcher@example.com", global_roles=["clio_general"])
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
     atlas_id = load_function("atlas").entry_id("mb20", OWNER, "50_30_50")  # the README posts it

@@ -19,6 +19,8 @@ from tools import devkeys, gateway  # noqa: E402
 from tools.emulators import Emulators  # noqa: E402
 
 ATTACHMENTS_BUCKET = "gatehouse-attachments"
+SIG_BUCKET = "gatehouse-signatures"
+DEMO_POINT = (17000, 20000, 18000)
 RESEARCHER = "researcher@example.com"
 
 
@@ -40,6 +42,25 @@ def demo(owner: str) -> list[tuple[str, str, object]]:
         ("POST", "/atlas/hemibrain?x=17000&y=20000&z=18000",
          {"title": "demo atlas entry", "description": "verify it with POST /atlas/verify/<id>"}),
     ]
+
+
+def demo_signatures(path: str, count: int = 500, copies: int = 60) -> str:
+    """A demo signatures file (.npy) for hemibrain: random points around DEMO_POINT, and
+    near-copies (Hamming 1-5) of the signature at DEMO_POINT, so likelocation finds matches."""
+    import numpy as np
+
+    from common import sigindex
+    rng = np.random.default_rng(2026)
+    records = np.empty(count + copies + 1, dtype=sigindex.record_dtype())
+    for axis, centre in zip("xyz", DEMO_POINT):
+        records[axis] = rng.integers(centre - 2000, centre + 2000, size=len(records))
+    records["signature"] = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=len(records), dtype=np.int64)
+    records[0] = (*DEMO_POINT, 0x2545F4914F6CDD1D)
+    for i in range(1, copies + 1):
+        bits = rng.choice(64, size=int(rng.integers(1, 6)), replace=False)
+        records["signature"][i] = records["signature"][0] ^ np.int64(sum(1 << int(b) for b in bits if b < 63))
+    np.save(path, records)
+    return path
 
 
 def seed(app, owner: str, token: str) -> None:
@@ -69,9 +90,13 @@ def main() -> None:
     try:
         os.environ.update(emulators.env)
         os.environ.update({"OWNER": owner, "GATEHOUSE_DEV_MODE": "1", "GATEHOUSE_DEV_KEY_FILE": dev_key,
-                           "SIGNER_KEY_FILE": signer, "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET})
+                           "SIGNER_KEY_FILE": signer, "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
+                           "SIG_BUCKET": SIG_BUCKET})
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
-        emulators.create_buckets(ATTACHMENTS_BUCKET)
+        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET)
+        from tools import build_signatures
+        demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
+        build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
         app = gateway.build()
         from common.auth import mint_dev_token
         with open(dev_key, "rb") as f:
@@ -81,8 +106,8 @@ def main() -> None:
         print(f"""
 Gatehouse is serving every function at {base}/<function> ({', '.join(gateway.function_names())})
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}
-Seeded: datasets hemibrain (public, with two v2 annotations and an atlas entry) and manc (private);
-users {owner} (owner, admin) and {RESEARCHER}.
+Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
+from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
 
   export BASE={base}
   export TOKEN={token}

@@ -1,0 +1,191 @@
+"""signatures: the index builder, atlocation across block faces, likelocation against brute force."""
+import os
+
+import numpy as np
+import pytest
+
+from common import sigindex
+from tests.conftest import BUCKETS, OWNER
+from tests.utils import assert_error, load_function
+from tools import build_signatures
+
+SIG_BUCKET = BUCKETS[1]
+DS = "Sig"  # stored lower-cased
+READER, STRANGER = "reader@example.com", "stranger@example.com"
+
+
+def records_of(rows):
+    out = np.empty(len(rows), dtype=sigindex.record_dtype())
+    for i, (x, y, z, s) in enumerate(rows):
+        out[i] = (x, y, z, s)
+    return out
+
+
+def flip(signature: int, bits) -> int:
+    value = signature & sigindex.U64
+    for bit in bits:
+        value ^= 1 << bit
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+@pytest.fixture
+def world(api):
+    api.add_dataset(DS)
+    api.add_dataset("nosigs")
+    api.add_user(READER, datasets={DS: ["clio_read"], "nosigs": ["clio_read"]})
+
+
+def build(records, block_size=256):
+    return build_signatures.build(SIG_BUCKET, DS, records, block_size=block_size, progress=False)
+
+
+def get(api, route, x, y, z, user=READER, ds=DS):
+    return api.get(f"/signatures/{route}/{ds}?x={x}&y={y}&z={z}", user=user)
+
+
+def test_fmix64_is_murmur3s_finalizer():
+    assert sigindex.fmix64(0) == 0
+    assert sigindex.fmix64(1) == 0xB456BCFC34C2CB2C  # MurmurHash3's published fmix64(1)
+    values = np.array([1, -1, 2 ** 62, -(2 ** 63), 123456789], dtype=np.int64)
+    assert [int(v) for v in sigindex.fmix64_array(values)] == [sigindex.fmix64(int(v)) for v in values]
+    masks = [m & sigindex.U64 for m in sigindex.DEFAULT_MASKS]
+    assert sum(bin(m).count("1") for m in masks) == 64 and masks[0] | masks[1] | masks[2] | masks[3] == sigindex.U64
+
+
+def test_atlocation_looks_across_block_faces(api, world):
+    # The query at x=257 is in block 1; the nearest point (x=255) is in block 0, and a point
+    # of block 1 (x=300) is farther. Reading the query's own block only would answer 300.
+    build(records_of([(255, 10, 10, 111), (300, 10, 10, 222), (600, 600, 600, -5)]))
+    r = get(api, "atlocation", 257, 10, 10)
+    assert r.status_code == 200 and r.get_json() == {"point": [255, 10, 10], "signature": "111"}
+    # across a corner too: query in block (1,1,1), nearest in block (0,0,0)
+    build(records_of([(250, 250, 250, 7), (340, 340, 340, 8)]))
+    assert get(api, "atlocation", 260, 260, 260).get_json()["point"] == [250, 250, 250]
+    assert_error(get(api, "atlocation", 600, 600, 700), 404, "not_found")  # the rebuild dropped it
+
+
+def test_atlocation_not_found_and_no_signatures(api, world):
+    build(records_of([(1000, 1000, 1000, 1)]))
+    assert get(api, "atlocation", 1000, 1000, 1100).get_json()["point"] == [1000, 1000, 1000]  # exactly 100
+    body = assert_error(get(api, "atlocation", 1000, 1000, 1101), 404, "not_found")
+    assert body["message"] == "point not found"
+    assert_error(get(api, "atlocation", 5, 5, 5, ds="nosigs"), 404, "not_found")
+    assert_error(get(api, "likelocation", 5, 5, 5, ds="nosigs"), 404, "not_found")
+    assert_error(get(api, "atlocation", 5, 5, 5, ds="unknown"), 404, "not_found")
+    assert_error(api.get(f"/signatures/atlocation/{DS}?x=1.5&y=2&z=3", user=READER), 400, "bad_request")
+
+
+def test_roles(api, world):
+    build(records_of([(10, 10, 10, 1)]))
+    assert get(api, "atlocation", 10, 10, 10, user=READER).status_code == 200
+    assert get(api, "atlocation", 10, 10, 10, user=OWNER).status_code == 200
+    assert_error(get(api, "atlocation", 10, 10, 10, user=STRANGER), 404, "not_found")
+    assert_error(get(api, "likelocation", 10, 10, 10, user=STRANGER), 404, "not_found")
+    assert api.get(f"/signatures/atlocation/{DS}?x=1&y=2&z=3").status_code == 401
+    api.put(f"/datasets/{DS}", user=OWNER, json={"public": True})
+    assert get(api, "likelocation", 10, 10, 10, user=STRANGER).status_code == 200
+
+
+def test_likelocation_orders_suppresses_and_scores(api, world):
+    base = 0x0123_4567_89AB_CDEF
+    build(records_of([
+        (1000, 1000, 1000, base),               # the query's own point: within 100 of the query
+        (2000, 1000, 1000, flip(base, [0])),    # dist 1, exactly 100 from 1900: suppressed
+        (2050, 1000, 1000, flip(base, [1])),    # dist 1, near 2000 only, which was not kept
+        (1900, 1000, 1000, flip(base, [2])),    # dist 1, lowest x: first of the ties
+        (3000, 1000, 1000, flip(base, [0, 17, 33])),   # dist 3, one flip in each of three masks
+        (4000, 1000, 1000, flip(base, range(7))),      # dist 7
+        (5000, 1000, 1000, flip(base, range(8))),      # dist 8: not a match
+        (1050, 1000, 1000, flip(base, [5])),    # dist 1 but within 100 of the query point
+    ]))
+    r = get(api, "likelocation", 1000, 1000, 1000)
+    assert r.status_code == 200
+    assert r.get_json()["matches"] == [
+        {"point": [1900, 1000, 1000], "dist": 1, "score": 0.875},
+        {"point": [2050, 1000, 1000], "dist": 1, "score": 0.875},
+        {"point": [3000, 1000, 1000], "dist": 3, "score": 0.625},
+        {"point": [4000, 1000, 1000], "dist": 7, "score": 0.125},
+    ]
+
+
+def test_likelocation_no_matches(api, world):
+    build(records_of([(10, 10, 10, 0), (5000, 5000, 5000, -1)]))
+    assert get(api, "likelocation", 10, 10, 10).get_json() == {"matches": [], "message": "no matches"}
+    assert_error(get(api, "likelocation", 2000, 2000, 2000), 404, "not_found")
+
+
+def _generated(seed=7, count=500, planted=150):
+    """Random points and signatures, plus near-copies of a few signatures (Hamming 1..5,
+    flips spread over the masks) so every query has close matches."""
+    rng = np.random.default_rng(seed)
+    xyz = rng.integers(0, 4096, size=(count + planted, 3))
+    sig = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=count + planted, dtype=np.int64)
+    for i in range(planted):
+        source = int(sig[i % 10])
+        bits = rng.choice(64, size=int(rng.integers(1, 6)), replace=False)
+        sig[count + i] = flip(source, [int(b) for b in bits])
+    rows = [(int(x), int(y), int(z), int(s)) for (x, y, z), s in zip(xyz, sig)]
+    return records_of(rows)
+
+
+def _brute_force(records, signature, masks):
+    """The spec's algorithm over every record, no index."""
+    dist = np.array([sigindex.hamming(int(s), signature) for s in records["signature"]])
+    shares = np.array([any((int(s) & m) == (signature & m) for m in masks) for s in records["signature"]])
+    keep = (dist < 8) & shares
+    found, dist = records[keep], dist[keep]
+    order = np.lexsort((found["z"], found["y"], found["x"], dist))[:200]
+    return found[order], dist[order]
+
+
+def test_likelocation_equals_brute_force(api, world):
+    records = _generated()
+    build(records, block_size=512)
+    signatures = load_function("signatures")
+    masks = list(sigindex.DEFAULT_MASKS)
+    checked_close = 0
+    for i in range(10):
+        x, y, z, signature = (int(v) for v in records[i])
+        # every record within Hamming 3, by brute force over all of them, is an index candidate
+        within3 = {(int(r["x"]), int(r["y"]), int(r["z"])) for r in records
+                   if sigindex.hamming(int(r["signature"]), signature) <= 3}
+        found, dist = signatures.candidates(DS, signature)
+        assert {(int(r["x"]), int(r["y"]), int(r["z"])) for r, d in zip(found, dist) if d <= 3} == within3
+        checked_close += len(within3)
+        # and the whole answer equals the algorithm run on every record
+        expected = signatures.suppress((x, y, z), *_brute_force(records, signature, masks))
+        r = get(api, "likelocation", x, y, z)
+        assert r.status_code == 200
+        assert r.get_json()["matches"] == expected, i
+    assert checked_close > 50  # the planted near-copies were found
+
+
+def test_builder_reads_csv_and_npy(tmp_path):
+    rows = [(1, 2, 3, -(2 ** 63)), (4, 5, 6, 2 ** 63 - 1), (7, 8, 9, 0)]
+    csv = tmp_path / "points.csv"
+    csv.write_text("x,y,z,signature\n" + "".join(f"{x},{y},{z},{s}\n" for x, y, z, s in rows))
+    npy = tmp_path / "points.npy"
+    np.save(npy, np.array(rows, dtype=np.int64))
+    structured = tmp_path / "structured.npy"
+    np.save(structured, records_of(rows))
+    for path in (csv, npy, structured):
+        loaded = build_signatures.read_records(str(path))
+        assert [tuple(int(v) for v in r) for r in loaded] == rows
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,3\n")
+    with pytest.raises(SystemExit):
+        build_signatures.read_records(str(bad))
+    negative = tmp_path / "negative.csv"
+    negative.write_text("-1,2,3,4\n")
+    with pytest.raises(SystemExit):
+        build_signatures.read_records(str(negative))
+
+
+def test_rebuild_replaces_the_index(api, world):
+    from common import blobs
+    build(records_of([(10, 10, 10, 1), (3000, 3000, 3000, 2)]))
+    build(records_of([(10, 10, 10, 5)]))
+    names = [b.name for b in blobs.client().list_blobs(blobs.bucket(SIG_BUCKET), prefix="sig/")]
+    assert not any(n.startswith("sig/blocks/11_") for n in names)  # the old far block is gone
+    assert get(api, "atlocation", 10, 10, 10).get_json()["signature"] == "5"
+    assert os.path.basename(sigindex.info_path(DS)) in {n.split("/")[-1] for n in names}
