@@ -115,11 +115,11 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class Function:
-    """The annotations function in its own functions-framework process."""
+    """A function (annotations by default) in its own functions-framework process."""
 
-    def __init__(self, env: dict[str, str], headers: dict[str, str]):
+    def __init__(self, env: dict[str, str], headers: dict[str, str], source: str = SOURCE):
         self.port = free_port()
-        self.process = _spawn(SOURCE, self.port, {**env, "MALLOC_ARENA_MAX": "2"})
+        self.process = _spawn(source, self.port, {**env, "MALLOC_ARENA_MAX": "2"})
         _first_200(self.port, "/_health", {}, time.perf_counter())
         self.headers = headers
 

@@ -1,5 +1,5 @@
 """`make bench`: each figure against its baseline in the same run (`make bench` runs them all;
-`python -m bench.run annotations` one of them). The foundation's:
+`make bench BENCH=annotations` one of them). The foundation's:
 
 1. cold start: process spawn -> first 200, for a bare functions-framework hello and for `roles`
    (its `_health`, and its first authenticated `GET /roles`, which loads Firestore);
@@ -142,6 +142,7 @@ def foundation(env: dict[str, str], token: str) -> dict[str, float]:
 GOALS = {
     "foundation": "cold start <= 2x hello; warm GET /roles >= 0.6x hello; auth+authz < 500 us",
     "annotations": "insert and list >= 0.8x the raw client; list peak RSS < 150 MB, flat from 10k to 100k",
+    "signatures": "likelocation p50 < 50 ms on 1,000,000 records; brute force over all records for comparison",
 }
 
 
@@ -155,7 +156,8 @@ def main() -> None:
         parser.error(f"unknown benches: {', '.join(sorted(unknown))}")
     workdir = tempfile.mkdtemp(prefix="gatehouse-bench-")
     dev_key, signer = devkeys.ensure(workdir)
-    emulators = Emulators(project="gatehouse-bench", log_dir=os.path.join(workdir, "logs")).start()
+    emulators = Emulators(project="gatehouse-bench", log_dir=os.path.join(workdir, "logs"),
+                          storage_backend="filesystem").start()
     try:
         env = {**os.environ, **emulators.env, "PYTHONPATH": ROOT, "OWNER": "owner@example.com",
                "GATEHOUSE_DEV_MODE": "1", "GATEHOUSE_DEV_KEY_FILE": dev_key, "SIGNER_KEY_FILE": signer}
@@ -167,9 +169,12 @@ def main() -> None:
         for name in names:
             if name == "foundation":
                 results = foundation(env, token)
-            else:
+            elif name == "annotations":
                 from bench import annotations
                 results = annotations.run(env, {"Authorization": f"Bearer {token}"})
+            else:
+                from bench import signatures
+                results = signatures.run(env, {"Authorization": f"Bearer {token}"}, emulators)
             print(f"\n{name}\n{'figure':42} {'value':>12}")
             for figure, value in results.items():
                 print(f"{figure:42} {value:12.3f}")

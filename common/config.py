@@ -39,6 +39,8 @@ class Settings:
     sig_bucket: str
     transfer_func: str
     transfer_dest: str
+    transfer_timeout_seconds: float
+    transfer_backoff_seconds: float
 
     @property
     def on_emulators(self) -> bool:
@@ -66,6 +68,8 @@ def load() -> Settings:
         sig_bucket=env.get("SIG_BUCKET", "gatehouse-signatures"),
         transfer_func=env.get("TRANSFER_FUNC", ""),
         transfer_dest=env.get("TRANSFER_DEST", "").rstrip("/"),
+        transfer_timeout_seconds=float(env.get("TRANSFER_TIMEOUT_SECONDS", "120")),
+        transfer_backoff_seconds=float(env.get("TRANSFER_BACKOFF_SECONDS", "1")),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(

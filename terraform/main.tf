@@ -12,6 +12,7 @@ locals {
     annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
     savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
     atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
+    transfer      = { description = "Transfer to neuroglancer volumes", buckets = ["transfer-output"], sign_urls = false }
     signatures    = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
   }
 
@@ -31,6 +32,8 @@ locals {
     ALLOWED_ORIGINS      = join(",", var.allowed_origins)
     ATTACHMENTS_BUCKET   = google_storage_bucket.bucket["attachments"].name
     SIG_BUCKET           = google_storage_bucket.bucket["signatures"].name
+    TRANSFER_DEST        = "gs://${google_storage_bucket.bucket["transfer-output"].name}/volumes"
+    TRANSFER_FUNC        = var.transfer_func
     GATEHOUSE_VERSION    = var.gatehouse_version
     AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days)
     # glibc's per-thread arenas otherwise raise memory each time a new thread serves a request.

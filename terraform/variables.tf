@@ -90,3 +90,9 @@ variable "audit_retention_days" {
   type        = number
   default     = 400
 }
+
+variable "transfer_func" {
+  description = "URL of the transfer network's function (TRANSFER_FUNC); empty leaves POST /transfer answering 503. The transfer function's service account must let gatehouse-transfer invoke it."
+  type        = string
+  default     = ""
+}

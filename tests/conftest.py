@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
+from tools.transfer_standin import TransferService  # noqa: E402
 from tools.emulators import Emulators  # noqa: E402
 
 PROJECT = "gatehouse-test"
@@ -44,6 +45,13 @@ def certs_server(keys):
 
 
 @pytest.fixture(scope="session")
+def transfer_service():
+    service = TransferService().start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
 def emulators(workdir):
     emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
     yield emu
@@ -51,7 +59,7 @@ def emulators(workdir):
 
 
 @pytest.fixture(scope="session")
-def test_env(emulators, keys, certs_server):
+def test_env(emulators, keys, certs_server, transfer_service):
     """The environment every function under test runs with (in-process and in subprocesses)."""
     env = {
         **emulators.env,
@@ -63,6 +71,10 @@ def test_env(emulators, keys, certs_server):
         "ALLOWED_ORIGINS": ORIGIN,
         "ATTACHMENTS_BUCKET": BUCKETS[0],
         "SIG_BUCKET": BUCKETS[1],
+        "TRANSFER_FUNC": transfer_service.url,
+        "TRANSFER_DEST": f"gs://{BUCKETS[2]}/volumes",
+        "TRANSFER_TIMEOUT_SECONDS": "1",
+        "TRANSFER_BACKOFF_SECONDS": "0.05",
         "SIGNER_KEY_FILE": keys.signer_file,
         "GATEHOUSE_VERSION": "test",
     }
@@ -77,9 +89,12 @@ def test_env(emulators, keys, certs_server):
 
 
 @pytest.fixture(autouse=True)
-def clean_state(request, emulators, test_env):
-    """Every test starts from empty emulators and cold per-instance caches."""
+def clean_state(request, emulators, test_env, transfer_service):
+    """Every test starts from empty emulators, cold per-instance caches and a transfer
+    service that answers every part."""
     emulators.wipe(*BUCKETS)
+    transfer_service.calls.clear()
+    transfer_service.script = lambda start, attempt: "ok"
     from common import auth, authz, sigindex
     authz.forget_all()
     sigindex.forget_info()

@@ -87,6 +87,8 @@ ROUTES = [
     ("GET", f"/signatures/atlocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/atlocation/{PUB}?{AT}", None, EVERYONE, 200, 403),
+    # transfer: read on the dataset named in the body
+    ("POST", "/transfer", {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]}, READERS, 200, 404),
 ]
 
 
@@ -104,7 +106,7 @@ def world(api):
     for email, record in PERSONAS.values():
         if record is not None:
             api.add_user(email, **record)
-    api.add_dataset(PRIV)
+    api.add_dataset(PRIV, location="gs://em/priv", transfer=["denoise"])
     api.add_dataset(PUB, public=True)
 
 

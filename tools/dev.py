@@ -20,6 +20,7 @@ from tools.emulators import Emulators  # noqa: E402
 
 ATTACHMENTS_BUCKET = "gatehouse-attachments"
 SIG_BUCKET = "gatehouse-signatures"
+TRANSFER_BUCKET = "gatehouse-transfer"
 DEMO_POINT = (17000, 20000, 18000)
 RESEARCHER = "researcher@example.com"
 
@@ -29,7 +30,7 @@ def demo(owner: str) -> list[tuple[str, str, object]]:
     return [
         ("POST", "/datasets", {
             "hemibrain": {"description": "Hemibrain 8nm FIB-SEM (public demo)", "location": "gs://gatehouse-demo/hemibrain",
-                          "public": True, "tags": ["fly", "fib-sem"]},
+                          "public": True, "tags": ["fly", "fib-sem"], "transfer": ["denoise"]},
             "manc": {"description": "Male adult nerve cord (private demo)", "location": "gs://gatehouse-demo/manc",
                      "tags": ["fly"]}}),
         ("POST", "/users", {
@@ -91,9 +92,11 @@ def main() -> None:
         os.environ.update(emulators.env)
         os.environ.update({"OWNER": owner, "GATEHOUSE_DEV_MODE": "1", "GATEHOUSE_DEV_KEY_FILE": dev_key,
                            "SIGNER_KEY_FILE": signer, "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
-                           "SIG_BUCKET": SIG_BUCKET})
+                           "SIG_BUCKET": SIG_BUCKET, "TRANSFER_DEST": f"gs://{TRANSFER_BUCKET}/volumes"})
+        from tools.transfer_standin import TransferService
+        os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
-        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET)
+        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET)
         from tools import build_signatures
         demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
         build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
@@ -108,6 +111,7 @@ Gatehouse is serving every function at {base}/<function> ({', '.join(gateway.fun
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}
 Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
 from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
+POST /transfer goes to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
 
   export BASE={base}
   export TOKEN={token}
