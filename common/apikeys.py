@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from common import errors
+from common import errors, store
 
 PREFIX = "ghk_"
 COLLECTION = "api_keys"
@@ -27,10 +27,6 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
 def public_view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
     return {"id": key_id, "name": record["name"], "created_at": record["created_at"],
             "expires_at": record["expires_at"], "last_used_at": record.get("last_used_at")}
@@ -40,9 +36,9 @@ def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
     """Create a key for `email`; at most MAX_LIVE_KEYS live ones (409 beyond)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from common import audit, store
+    from common import audit
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    now = _now()
+    now = store.now()
     record = {"email": email, "name": name, "hash": _hash(secret), "created_at": now,
               "expires_at": now + datetime.timedelta(days=expires_in_days), "last_used_at": None}
     keys = store.collection(COLLECTION)
@@ -63,14 +59,13 @@ def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
 def list_for(email: str) -> list[dict[str, Any]]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from common import store
     snaps = store.collection(COLLECTION).where(filter=FieldFilter("email", "==", email)).stream()
     return sorted((public_view(s.id, s.to_dict()) for s in snaps), key=lambda k: k["created_at"])
 
 
 def revoke(req, email: str, key_id: str) -> None:
     """Delete the key (idempotent for the owner); another user's key id is simply not found."""
-    from common import audit, auth, store
+    from common import audit, auth
     ref = store.collection(COLLECTION).document(key_id)
 
     def delete(transaction) -> None:
@@ -87,7 +82,6 @@ def revoke(req, email: str, key_id: str) -> None:
 
 def verify(token: str) -> tuple[str, float]:
     """The key's owner and expiry (epoch seconds), or Unauthenticated."""
-    from common import store
     match = _KEY.match(token)
     if not match:
         raise errors.Unauthenticated("the API key is malformed")
@@ -109,6 +103,6 @@ def _touch(ref, key_id: str) -> None:
         from google.api_core.exceptions import NotFound
         _last_used_written[key_id] = now
         try:
-            ref.update({"last_used_at": _now()})
+            ref.update({"last_used_at": store.now()})
         except NotFound:  # revoked a moment ago
             raise errors.Unauthenticated("the API key is not valid") from None

@@ -9,8 +9,9 @@ COLLECTION = "audit"
 
 def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | None = None,
           before: Any = None, after: Any = None) -> dict[str, Any]:
+    from common import store
     from common.config import settings
-    at = datetime.datetime.now(datetime.timezone.utc)
+    at = store.now()
     record = {"at": at, "actor": req.caller.email,
               "action": action, "target_type": target_type, "target_id": target_id,
               "request_id": req.id,

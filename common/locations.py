@@ -6,7 +6,6 @@ in `<root>/<dataset>/<collection>/<user>|<key>`, with the `user` field indexed f
 """
 from __future__ import annotations
 
-import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -32,12 +31,8 @@ def location_key(point) -> str:
 
 
 def user_doc_id(user: str, key: str) -> str:
-    """A document id per (user, key); `/` is the one character an id cannot hold (and emails may)."""
+    """A document id per (user, key): the email quoted, so `|` always separates the two."""
     return f"{quote(user, safe='@+')}|{key}"
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 class LocationStore:
@@ -77,7 +72,7 @@ class LocationStore:
         point = location(req)
         key = location_key(point)
         record = {"user": req.caller.email, "location": list(point), "locationkey": key,
-                  "timestamp": now(), "payload": req.body}
+                  "timestamp": store.now(), "payload": req.body}
         batch = store.db().batch()
         batch.set(self._coll(dataset).document(user_doc_id(req.caller.email, key)), record)
         audit.record(batch, req, f"{self.target_type}_put", self.target_type, key, dataset=dataset)

@@ -5,6 +5,7 @@ Collections: `users/{email}`, `datasets/{name}`, `api_keys/{id}`, `audit/{id}`.
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import heapq
 import itertools
@@ -29,6 +30,11 @@ def collection(name: str):
 
 # Firestore's limit on the values of one `in` / `array-contains-any` filter.
 MAX_IN_VALUES = 30
+
+
+def now() -> datetime.datetime:
+    """The time stamps Gatehouse stores: timezone-aware UTC."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def transactional(fn, *, attempts: int = 5):

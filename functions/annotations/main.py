@@ -12,7 +12,7 @@ from pydantic import Discriminator, Field, StringConstraints, Tag, model_validat
 
 from common import audit, authz, errors, store
 from common.http import App, paged
-from common.locations import LocationStore, now, user_doc_id
+from common.locations import LocationStore, user_doc_id
 from common.models import Coordinate, Email, Payload, Strict, normalize_email
 
 app = App("annotations", "Annotations: v1 free-form objects at a location, v2 typed points, "
@@ -137,7 +137,7 @@ def write_v2(req, name):
     if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(name):
         raise errors.Forbidden("writing another user's annotations needs write_others on the dataset")
 
-    stamp = now()
+    stamp = store.now()
     pending: dict[str, list[dict[str, Any]]] = {}  # document id -> its writes, in request order
     for a in items:
         user = a.user or caller.email

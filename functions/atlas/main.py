@@ -14,7 +14,7 @@ from pydantic import StringConstraints, model_validator
 
 from common import audit, authz, errors, jsonio, store
 from common.http import App, Check, streamed
-from common.locations import LOCATION_QUERY, location, location_key, now
+from common.locations import LOCATION_QUERY, location, location_key
 from common.models import FreeForm, Strict, check_storable
 
 app = App("atlas", "Atlas: marked locations across datasets, verified by curators.")
@@ -97,7 +97,7 @@ def put_entry(req, name):
         old = snap.to_dict() if snap.exists else None
         verification = {k: v for k, v in (old or {}).items() if k in ("verified", "verified_by", "verified_at")}
         entry = {**payload, "id": ref.id, "user": req.caller.email, "dataset": name,
-                 "location": list(point), "locationref": key, "timestamp": now(),
+                 "location": list(point), "locationref": key, "timestamp": store.now(),
                  "verified": False, **verification}
         transaction.set(ref, entry)
         audit.record(transaction, req, "atlas_update" if old else "atlas_create", "atlas", ref.id,
@@ -156,7 +156,7 @@ def verify(req, entry):
             raise errors.NotFound(f"no atlas entry {entry!r}")
         old = snap.get("verified") is True
         new = (not old) if req.body is None else req.body.verified
-        change = {"verified": new, "verified_by": req.caller.email, "verified_at": now()}
+        change = {"verified": new, "verified_by": req.caller.email, "verified_at": store.now()}
         transaction.update(ref, change)
         audit.record(transaction, req, "verify", "atlas", entry, dataset=snap.get("dataset"),
                      before={"verified": old}, after={"verified": new})

@@ -1,7 +1,6 @@
 """datasets: the datasets Gatehouse governs, their lifecycle, logs and attachments (SPEC §3)."""
 from __future__ import annotations
 
-import datetime
 import re
 from typing import Annotated, Any
 
@@ -56,10 +55,6 @@ def _view(name: str, record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "name": name}
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
 def _forget(names) -> None:
     for name in names:
         authz.forget_dataset(name)
@@ -82,7 +77,7 @@ def create_datasets(req):
 
     def write(transaction) -> None:
         stored.clear()
-        now, actor = _now(), req.caller.email
+        now, actor = store.now(), req.caller.email
         refs = {name: datasets.document(name) for name in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
         finalized = sorted(n for n, old in before.items() if old.get("finalized_at"))
@@ -149,7 +144,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         if not snap.exists:
             raise errors.NotFound(f"dataset {name!r} not found")
         old = snap.to_dict()
-        record = {**change(old), "modified_at": _now(), "modified_by": req.caller.email}
+        record = {**change(old), "modified_at": store.now(), "modified_by": req.caller.email}
         transaction.set(ref, record)
         audit.record(transaction, req, action, "dataset", name, dataset=name, before=old, after=record)
         result.update(_view(name, record))
@@ -182,7 +177,7 @@ def finalize_dataset(req, name):
     def finalize(old: dict[str, Any]) -> dict[str, Any]:
         if old.get("finalized_at"):
             raise errors.Conflict(f"dataset {name!r} was finalized at {jsonio.dumps(old['finalized_at'])}")
-        return {**old, "finalized_at": _now(), "finalized_by": req.caller.email}
+        return {**old, "finalized_at": store.now(), "finalized_by": req.caller.email}
 
     return _change_dataset(req, name, "finalize", finalize)
 

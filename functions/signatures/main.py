@@ -89,11 +89,11 @@ def nearest(dataset: str, point: tuple[int, int, int]):
     if not len(records):
         return None
     d2 = _squared_distances(records, point)
-    close = records[d2 <= NEAR * NEAR]
-    if not len(close):
+    within = d2 <= NEAR * NEAR
+    if not within.any():
         return None
-    best = np.lexsort((close["z"], close["y"], close["x"], d2[d2 <= NEAR * NEAR]))[0]
-    return close[best]
+    close = records[within]
+    return close[np.lexsort((close["z"], close["y"], close["x"], d2[within]))[0]]
 
 
 def _record_view(record) -> tuple[list[int], int]:

@@ -16,7 +16,6 @@ from pydantic import Field, StringConstraints
 
 from common import authz, errors, store
 from common.http import App
-from common.locations import now
 from common.models import Coordinate, DatasetName, Strict
 
 app = App("transfer", "Transfer: a 256-voxel cube through a model, as a neuroglancer volume.")
@@ -119,7 +118,7 @@ def start_transfer(req):
             "location": dataset["location"], "glbstart": [c + o for c, o in zip(corner, offset)],
             "start": list(offset), "size": [PART] * 3, "model_name": body.model_name, "dest": volume}
     job = store.collection(JOBS).document()
-    created = now()
+    created = store.now()
     job.set({"user": req.caller.email, "dataset": body.dataset, "model_name": body.model_name,
              "center": body.center, "volume": volume, "addr": f"precomputed://{volume}", "status": "running",
              "parts": {key: {"start": p["start"], "status": "pending", "attempts": 0} for key, p in payloads.items()},
@@ -133,7 +132,7 @@ def start_transfer(req):
     with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
         states = dict(zip(payloads, pool.map(lambda key: _send(payloads[key], token, record(key)), payloads)))
     failed = sorted(key for key, state in states.items() if state["status"] != "done")
-    job.update({"status": "failed" if failed else "done", "finished_at": now()})
+    job.update({"status": "failed" if failed else "done", "finished_at": store.now()})
     if failed:
         raise errors.BadGateway(f"the transfer network failed {len(failed)} of 8 parts; see GET /transfer/{job.id}",
                                 details={"job": job.id, "failed": {k: states[k] for k in failed}})
