@@ -32,6 +32,22 @@ def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any
     writer.set(store.collection(COLLECTION).document(), entry(req, action, target_type, target_id, **kw))
 
 
+def delete_existing(req, ref, *, missing: str, action: str, target_type: str, target_id: str,
+                    dataset: str | None = None, before=lambda snap: snap.to_dict()) -> None:
+    """Delete one document with its audit entry, in a transaction: 404 (`missing`) when it is
+    not there. `before(snapshot)` is what the entry keeps of it."""
+    from common import errors, store
+
+    def remove(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            raise errors.NotFound(missing)
+        transaction.delete(ref)
+        record(transaction, req, action, target_type, target_id, dataset=dataset, before=before(snap))
+
+    store.transactional(remove)
+
+
 def write(req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
     """A standalone entry, for changes outside Firestore (Cloud Storage objects)."""
     from common import store

@@ -88,14 +88,7 @@ class LocationStore:
     def delete(self, req: Req, dataset: str) -> dict[str, str]:
         key = location_key(location(req))
         ref = self._coll(dataset).document(user_doc_id(req.caller.email, key))
-
-        def remove(transaction) -> None:
-            snap = ref.get(transaction=transaction)
-            if not snap.exists:
-                raise errors.NotFound(f"you have no {self.target_type.replace('_', ' ')} at {key}")
-            transaction.delete(ref)
-            audit.record(transaction, req, f"{self.target_type}_delete", self.target_type, key,
-                         dataset=dataset, before=snap.to_dict())
-
-        store.transactional(remove)
+        audit.delete_existing(req, ref, missing=f"you have no {self.target_type.replace('_', ' ')} at {key}",
+                              action=f"{self.target_type}_delete", target_type=self.target_type,
+                              target_id=key, dataset=dataset)
         return {"deleted": key}

@@ -64,11 +64,11 @@ class TransferService:
         bucket_name, _, directory = payload["dest"][len("gs://"):].partition("/")
         bucket = blobs.bucket(bucket_name)
         (x0, y0, z0), size = payload["start"], payload["size"][0]
+        assert size == 128, size  # eight 64³ chunks per part
         for dx, dy, dz in ((a, b, c) for a in (0, 64) for b in (0, 64) for c in (0, 64)):
             x, y, z = x0 + dx, y0 + dy, z0 + dz
             name = f"{directory}/8.0x8.0x8.0/{x}-{x + 64}_{y}-{y + 64}_{z}-{z + 64}"
             bucket.blob(name).upload_from_string(bytes([(x + y + z) // 64 % 256]) * (64 ** 3))
-        assert size == 128
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -247,16 +247,9 @@ def delete_v2(req, name, key):
     if not KEY.match(key):
         raise errors.NotFound(f"no annotation {key!r}")
     ref = _v2(name).document(user_doc_id(user, key))
-
-    def remove(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        if not snap.exists:
-            raise errors.NotFound(f"no annotation {key!r} of {user}")
-        transaction.delete(ref)
-        audit.record(transaction, req, "annotation_delete", "annotation", key, dataset=name,
-                     before={"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")})
-
-    store.transactional(remove)
+    audit.delete_existing(req, ref, missing=f"no annotation {key!r} of {user}", action="annotation_delete",
+                          target_type="annotation", target_id=key, dataset=name,
+                          before=lambda snap: {"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")})
 
 
 def handle(request):

@@ -121,15 +121,8 @@ def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
     ref = _entries().document(entry_id(name, req.caller.email, key))
-
-    def remove(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        if not snap.exists:
-            raise errors.NotFound(f"you have no atlas entry at {key} in {name!r}")
-        transaction.delete(ref)
-        audit.record(transaction, req, "atlas_delete", "atlas", ref.id, dataset=name, before=snap.to_dict())
-
-    store.transactional(remove)
+    audit.delete_existing(req, ref, missing=f"you have no atlas entry at {key} in {name!r}",
+                          action="atlas_delete", target_type="atlas", target_id=ref.id, dataset=name)
     return {"deleted": ref.id}
 
 
