@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 
 # The gcloud CLI's OAuth client: `gcloud auth print-identity-token` mints tokens for this audience.
@@ -18,6 +19,13 @@ class ConfigError(RuntimeError):
 
 def _csv(name: str, default: str = "") -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, default).split(",") if item.strip())
+
+
+def _patterns(name: str) -> tuple[re.Pattern[str], ...]:
+    try:
+        return tuple(re.compile(item) for item in _csv(name))
+    except re.error as exc:
+        raise ConfigError(f"{name}: not a regular expression: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class Settings:
     transfer_dest: str
     transfer_timeout_seconds: float
     transfer_backoff_seconds: float
+    expose: tuple[re.Pattern[str], ...] = ()
 
     @property
     def on_emulators(self) -> bool:
@@ -70,6 +79,7 @@ def load() -> Settings:
         transfer_dest=env.get("TRANSFER_DEST", "").rstrip("/"),
         transfer_timeout_seconds=float(env.get("TRANSFER_TIMEOUT_SECONDS", "120")),
         transfer_backoff_seconds=float(env.get("TRANSFER_BACKOFF_SECONDS", "1")),
+        expose=_patterns("EXPOSE"),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(
