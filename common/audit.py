@@ -8,7 +8,9 @@ COLLECTION = "audit"
 
 
 def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | None = None,
-          before: Any = None, after: Any = None) -> dict[str, Any]:
+          generation: str | None = None, before: Any = None, after: Any = None) -> dict[str, Any]:
+    """An entry; one about a dataset also keeps the dataset's generation (given, or the current
+    one), so a new dataset of a deleted one's name starts with an empty log."""
     from common import store
     from common.config import settings
     at = store.now()
@@ -19,6 +21,11 @@ def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | 
               "expire_at": at + datetime.timedelta(days=settings().audit_retention_days)}
     if dataset is not None:
         record["dataset"] = dataset
+        if generation is None:
+            from common import authz
+            generation = authz.generation(authz.dataset_record(dataset))
+        if generation is not None:
+            record["generation"] = generation
     if before is not None:
         record["before"] = before
     if after is not None:

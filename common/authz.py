@@ -69,7 +69,24 @@ def user_record(email: str) -> dict[str, Any] | None:
 
 
 def dataset_record(name: str) -> dict[str, Any] | None:
+    """The dataset's record; None when it does not exist or this deployment does not serve it
+    (EXPOSE), so every route and list answers an unexposed dataset as missing."""
+    from common.exposure import exposed
+    if not exposed("dataset", name):
+        return None
     return _datasets.get(name, _load_dataset)
+
+
+def generation(record: dict[str, Any] | None) -> str | None:
+    """The id a dataset got when it was created (None for datasets made before generations).
+    Data and grants are bound to it, so a new dataset of a deleted one's name starts empty."""
+    return (record or {}).get("generation")
+
+
+def data_key(name: str) -> str:
+    """Where the data of dataset `name` is stored: its generation (its name, for a dataset made
+    before generations)."""
+    return generation(dataset_record(name)) or name
 
 
 def forget_user(email: str) -> None:
@@ -94,6 +111,9 @@ class Caller:
     datasets: dict[str, frozenset[str]] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
     is_owner: bool = False
+    # The generation of each dataset grant at the time it was given (None: given before the
+    # dataset existed). A grant counts only on that generation of the dataset.
+    grant_generations: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -104,10 +124,19 @@ class Caller:
 
         `record` is the dataset's record when the caller has it at hand (saves a lookup).
         """
-        roles = self.global_roles | self.datasets.get(dataset, frozenset())
-        if ((record if record is not None else dataset_record(dataset)) or {}).get("public") is True:
+        record = record if record is not None else dataset_record(dataset)
+        roles = self.global_roles | self.granted_on(dataset, record)
+        if (record or {}).get("public") is True:
             roles = roles | PUBLIC_GRANTS
         return roles
+
+    def granted_on(self, dataset: str, record: dict[str, Any] | None) -> frozenset[str]:
+        """The roles granted on this generation of `dataset` (a grant on a deleted dataset of the
+        same name counts for nothing)."""
+        bound = self.grant_generations.get(dataset)
+        if bound is not None and bound != generation(record):
+            return frozenset()
+        return self.datasets.get(dataset, frozenset())
 
     def _has(self, dataset: str, wanted: frozenset[str], record: dict[str, Any] | None) -> bool:
         return self.is_admin or bool(self.roles_on(dataset, record) & wanted)
@@ -122,14 +151,27 @@ class Caller:
         return self._has(dataset, WRITE_OTHERS_ROLES, record)
 
     def can_manage(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
-        return self.is_admin or bool(self.datasets.get(dataset, frozenset()) & MANAGE_ROLES)
+        if self.is_admin:
+            return True
+        record = record if record is not None else dataset_record(dataset)
+        return record is not None and bool(self.granted_on(dataset, record) & MANAGE_ROLES)
 
     def profile(self) -> dict[str, Any]:
         """The caller's roles as /roles shows them (OWNER's admin included; public grants not)."""
         global_roles = set(self.global_roles) | ({"admin"} if self.is_owner else set())
         return {"email": self.email, "name": self.name, "global_roles": sorted(global_roles),
-                "datasets": {ds: sorted(roles) for ds, roles in sorted(self.datasets.items())},
+                "datasets": {ds: sorted(roles) for ds, roles in sorted(self.datasets.items())
+                             if self._listed(ds)},
                 "groups": list(self.groups)}
+
+
+    def _listed(self, dataset: str) -> bool:
+        """A grant /roles shows: on a dataset this deployment serves, and not a stale one."""
+        from common.exposure import exposed
+        if not exposed("dataset", dataset):
+            return False
+        bound = self.grant_generations.get(dataset)
+        return bound is None or bound == generation(dataset_record(dataset))
 
 
 def caller_for(email: str, via: str) -> Caller:
@@ -141,6 +183,7 @@ def caller_for(email: str, via: str) -> Caller:
         global_roles=frozenset(record.get("global_roles", ())),
         datasets={ds: frozenset(roles) for ds, roles in (record.get("datasets") or {}).items()},
         groups=tuple(record.get("groups", ())),
+        grant_generations=dict(record.get("grant_generations") or {}),
         is_owner=bool(settings().owner) and email == settings().owner)
 
 

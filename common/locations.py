@@ -2,7 +2,7 @@
 
 Annotations v1 and saved searches are the same thing for two purposes: one free-form object
 per (user, dataset, location), replaced on POST, listed per user. Each dataset's documents live
-in `<root>/<dataset>/<collection>/<user>|<key>`, with the `user` field indexed for listing.
+in `<root>/<dataset's generation>/<collection>/<user>|<key>`, with the `user` field indexed for listing.
 """
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ class LocationStore:
             "delete", f"Delete the caller's {noun} at x, y, z (404 when there is none).", self.delete))
 
     def _coll(self, dataset: str):
-        return store.collection(self.root).document(dataset).collection(self.collection)
+        from common import authz
+        return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
 
     @staticmethod
     def view(record: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ old index or the complete new one. Against the emulators, set STORAGE_EMULATOR_H
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -104,7 +105,9 @@ def build(bucket_name: str, dataset: str, records, *, block_size: int = 256, pro
         for future in as_completed(futures):
             written.add(future.result())
             bar.update()
+    # built_at: the signatures function serves them only to a dataset created before this build.
     info = {"block_size": block_size, "count": int(len(records)),
+            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             **{f"ham_{i}": mask for i, mask in enumerate(sigindex.DEFAULT_MASKS)}}
     upload(sigindex.info_path(dataset), json.dumps(info).encode())
     written.add(sigindex.info_path(dataset))

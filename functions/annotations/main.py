@@ -72,7 +72,7 @@ LocationStore("annotations", "v1_annotations", "annotation_v1").mount(app, "/ann
 # -- v2 -------------------------------------------------------------------------------------
 
 def _v2(dataset: str):
-    return store.collection("annotations").document(dataset).collection(V2_COLLECTION)
+    return store.collection("annotations").document(authz.data_key(dataset)).collection(V2_COLLECTION)
 
 
 def _flag(req, name: str, default: bool) -> bool:

@@ -45,7 +45,20 @@ def _entries():
 
 
 def entry_id(dataset: str, user: str, key: str) -> str:
-    return hashlib.sha256(f"{dataset}\0{user}\0{key}".encode()).hexdigest()[:32]
+    """The id of an entry: derived from the dataset's generation (authz.data_key), so a new
+    dataset of a deleted one's name never meets the old entries."""
+    return hashlib.sha256(f"{authz.data_key(dataset)}\0{user}\0{key}".encode()).hexdigest()[:32]
+
+
+def _current(snap, record: dict[str, Any] | None) -> bool:
+    """The entry belongs to the dataset as it is now (not to a deleted one of the same name)."""
+    return record is not None and snap.get("generation") == authz.generation(record)
+
+
+def _view(snap) -> dict[str, Any]:
+    entry = snap.to_dict()
+    entry.pop("generation", None)
+    return entry
 
 
 def _query(**equal: Any):
@@ -65,8 +78,9 @@ def list_all(req):
     """Entries across the datasets the caller may read: the verified ones, the caller's own,
     and every entry of datasets where the caller has write_others."""
     caller = req.caller
-    readable = {s.id: s.to_dict() for s in store.collection("datasets").select(["public"]).stream()
-                if caller.can_read(s.id, s.to_dict())}
+    from common.exposure import exposed
+    readable = {s.id: s.to_dict() for s in store.collection("datasets").select(["public", "generation"]).stream()
+                if exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())}
     curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))
     others = sorted(set(readable) - set(curated))
 
@@ -80,7 +94,7 @@ def list_all(req):
             yield from (s for s in _query(user=caller.email, verified=False).stream()
                         if s.get("dataset") in others_set)
 
-    return streamed(jsonio.stream_array(s.to_dict() for s in entries()))
+    return streamed(jsonio.stream_array(_view(s) for s in entries() if _current(s, readable.get(s.get("dataset")))))
 
 
 @app.post("/atlas/<name>", role=authz.on_dataset("write_own"), body=AtlasEntryIn, query=LOCATION_QUERY)
@@ -90,6 +104,7 @@ def put_entry(req, name):
     key = location_key(point)
     payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
     ref = _entries().document(entry_id(name, req.caller.email, key))
+    generation = authz.generation(authz.dataset_record(name))
     stored: dict[str, Any] = {}
 
     def write(transaction) -> None:
@@ -99,11 +114,13 @@ def put_entry(req, name):
         entry = {**payload, "id": ref.id, "user": req.caller.email, "dataset": name,
                  "location": list(point), "locationref": key, "timestamp": store.now(),
                  "verified": False, **verification}
+        if generation is not None:
+            entry["generation"] = generation
         transaction.set(ref, entry)
         audit.record(transaction, req, "atlas_update" if old else "atlas_create", "atlas", ref.id,
                      dataset=name, before=old, after=entry)
         stored.clear()
-        stored.update(entry)
+        stored.update({k: v for k, v in entry.items() if k != "generation"})
 
     store.transactional(write)
     return stored
@@ -112,8 +129,9 @@ def put_entry(req, name):
 @app.get("/atlas/<name>", role=authz.on_dataset("read"))
 def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
+    record = authz.dataset_record(name)
     snaps = _query(dataset=name, user=req.caller.email).stream()
-    return streamed(jsonio.stream_object((s.get("locationref"), s.to_dict()) for s in snaps))
+    return streamed(jsonio.stream_object((s.get("locationref"), _view(s)) for s in snaps if _current(s, record)))
 
 
 @app.delete("/atlas/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
@@ -129,9 +147,13 @@ def delete_entry(req, name):
 def _may_verify(req, params: dict[str, Any]) -> None:
     """write_others on the entry's dataset; an entry in a dataset the caller cannot read is 404."""
     entry = params["entry"]
+    missing = errors.NotFound(f"no atlas entry {entry!r}")  # the same whatever the reason: no leaks
     snap = _entries().document(entry).get() if ENTRY_ID.match(entry) else None
     if snap is None or not snap.exists:
-        raise errors.NotFound(f"no atlas entry {entry!r}")
+        raise missing
+    record = authz.dataset_record(snap.get("dataset"))
+    if not _current(snap, record) or not req.caller.can_read(snap.get("dataset"), record):
+        raise missing
     authz.require_dataset(req.caller, snap.get("dataset"), "write_others")
 
 
@@ -154,7 +176,7 @@ def verify(req, entry):
         audit.record(transaction, req, "verify", "atlas", entry, dataset=snap.get("dataset"),
                      before={"verified": old}, after={"verified": new})
         stored.clear()
-        stored.update({**snap.to_dict(), **change})
+        stored.update({**_view(snap), **change})
 
     # Contention on one entry is retried, never dropped: each attempt re-reads `verified`.
     store.transactional(flip, attempts=20)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
@@ -15,9 +16,10 @@ app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and
 MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 ATTACHMENT_LIMIT = 32 << 20
 SERVER_FIELDS = ("name", "created_at", "created_by", "modified_at", "modified_by",
-                 "finalized_at", "finalized_by")
+                 "finalized_at", "finalized_by", "generation")
 EDITABLE_AFTER_FINALIZE = {"description", "tags"}
 # A plain file name: no path separators, no leading dot (so no "." or ".."), no control characters.
+DELETION_ID = re.compile(r"^[0-9a-f]{32}$")
 ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
 
 
@@ -52,7 +54,12 @@ NameList = Annotated[list[str], Field(min_length=1, max_length=MAX_DATASETS_PER_
 
 
 def _view(name: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "name": name}
+    return {**{k: v for k, v in record.items() if k != "generation"}, "name": name}
+
+
+def _name_claim(name: str):
+    """The document that keeps a name unique regardless of case."""
+    return store.collection("dataset_names").document(name.lower())
 
 
 def _forget(names) -> None:
@@ -63,9 +70,10 @@ def _forget(names) -> None:
 @app.get("/datasets", role=authz.AUTHENTICATED)
 def list_datasets(req):
     """Every dataset the caller may read."""
+    from common.exposure import exposed
     caller = req.caller
     snaps = store.collection("datasets").stream()
-    readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps)
+    readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps if exposed("dataset", s.id))
     return streamed(jsonio.stream_object((n, d) for n, d in readable if caller.can_read(n, d)))
 
 
@@ -79,7 +87,15 @@ def create_datasets(req):
         stored.clear()
         now, actor = store.now(), req.caller.email
         refs = {name: datasets.document(name) for name in req.body}
+        claims = {name: _name_claim(name) for name in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
+        claimed = {s.id: s.get("name") for s in transaction.get_all(list(claims.values())) if s.exists}
+        clashes = sorted(n for n in req.body if claimed.get(n.lower(), n) != n)
+        if clashes or len({n.lower() for n in req.body}) < len(req.body):
+            raise errors.Conflict("dataset names are unique regardless of case: "
+                                  + ", ".join(f"{n!r} is taken by {claimed.get(n.lower())!r}" for n in clashes)
+                                  if clashes else "dataset names in one request differ only in case",
+                                  details={"taken": {n: claimed[n.lower()] for n in clashes}})
         finalized = sorted(n for n, old in before.items() if old.get("finalized_at"))
         if finalized:
             raise errors.Conflict(f"finalized datasets cannot be replaced: {', '.join(finalized)}",
@@ -88,10 +104,13 @@ def create_datasets(req):
             old = before.get(name)
             record = {**body.model_dump(), "modified_at": now, "modified_by": actor,
                       "created_at": old["created_at"] if old else now,
-                      "created_by": old["created_by"] if old else actor}
+                      "created_by": old["created_by"] if old else actor,
+                      # A replaced dataset keeps its data; a new one starts empty (common/purge.py).
+                      "generation": (old or {}).get("generation") or uuid.uuid4().hex}
             transaction.set(refs[name], record)
+            transaction.set(claims[name], {"name": name})
             audit.record(transaction, req, "dataset_replace" if old else "dataset_create", "dataset",
-                         name, dataset=name, before=old, after=record)
+                         name, dataset=name, generation=record["generation"], before=old, after=record)
             stored[name] = _view(name, record)
 
     store.transactional(write)
@@ -101,28 +120,75 @@ def create_datasets(req):
 
 @app.delete("/datasets", role=authz.ADMIN, body=NameList)
 def delete_datasets(req):
-    """Delete datasets and their attachments (admin); names that do not exist are skipped."""
+    """Delete datasets with everything stored under them and every grant on them (admin); names
+    that do not exist are skipped. The data is purged in the background when large: see
+    `GET /datasets/_deletions`."""
+    from common import purge
     datasets = store.collection("datasets")
-    deleted: list[str] = []
+    deletions: dict[str, str] = {}
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
 
     def delete(transaction) -> None:
-        deleted.clear()
+        deletions.clear()
         for snap in transaction.get_all([datasets.document(n) for n in names]):
             if snap.exists:
+                record = snap.to_dict()
                 transaction.delete(snap.reference)
+                transaction.delete(_name_claim(snap.id))
+                deletions[snap.id] = purge.begin(transaction, snap.id, record, req.caller.email)
                 audit.record(transaction, req, "dataset_delete", "dataset", snap.id, dataset=snap.id,
-                             before=snap.to_dict())
-                deleted.append(snap.id)
+                             generation=record.get("generation"), before=record)
 
     if names:
         store.transactional(delete)
-    _forget(deleted)
-    bucket = blobs.bucket(app.settings.attachments_bucket)
-    for name in deleted:
-        for blob in blobs.client().list_blobs(bucket, prefix=name + "/"):
-            blob.delete()
-    return {"deleted": sorted(deleted)}
+    _forget(deletions)
+    progress = [purge.step(deletion_id) for deletion_id in deletions.values()]
+    return {"deleted": sorted(deletions),
+            "deletions": [_deletion_view(d) for d in progress if d is not None]}
+
+
+def _deletion_view(deletion: dict[str, Any]) -> dict[str, Any]:
+    return {k: deletion.get(k) for k in ("id", "name", "deleted_at", "deleted_by", "status", "purged_at", "parts")}
+
+
+@app.get("/datasets/_deletions", role=authz.ADMIN)
+def list_deletions(req):
+    """Deleted datasets, newest first, with the progress of their purge (admin)."""
+    from google.cloud.firestore import Query
+    from common import purge
+    snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
+    return streamed(jsonio.stream_array(_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps))
+
+
+def _deletion(deletion_id: str) -> dict[str, Any]:
+    from common import purge
+    snap = store.collection(purge.COLLECTION).document(deletion_id).get() if DELETION_ID.match(deletion_id) else None
+    if snap is None or not snap.exists:
+        raise errors.NotFound(f"no deletion {deletion_id!r}")
+    return {"id": snap.id, **snap.to_dict()}
+
+
+@app.get("/datasets/_deletions/<deletion_id>", role=authz.ADMIN)
+def get_deletion(req, deletion_id):
+    """One deletion and the progress of its purge (admin)."""
+    return _deletion_view(_deletion(deletion_id))
+
+
+@app.post("/datasets/_deletions/<deletion_id>/resume", role=authz.ADMIN)
+def resume_deletion(req, deletion_id):
+    """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
+    from common import purge
+    _deletion(deletion_id)
+    return _deletion_view(purge.step(deletion_id))
+
+
+@app.get("/datasets/_deletions/<deletion_id>/logs", role=authz.ADMIN,
+         query={"limit": "page size (1-10000); without it the whole log streams",
+                "cursor": "from the Link header of the previous page"})
+def deletion_logs(req, deletion_id):
+    """The audit entries of a deleted dataset, newest first (admin; kept until their retention ends)."""
+    deletion = _deletion(deletion_id)
+    return _log(req, deletion["name"], deletion.get("generation"))
 
 
 @app.get("/datasets/<name>", role=authz.on_dataset("read"))
@@ -186,14 +252,22 @@ def finalize_dataset(req, name):
          query={"limit": "page size (1-10000); without it the whole log streams",
                 "cursor": "from the Link header of the previous page"})
 def dataset_logs(req, name):
-    """The dataset's audit entries, newest first."""
+    """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
+    not among them: see `/datasets/_deletions/{id}/logs`)."""
+    return _log(req, name, authz.generation(authz.dataset_record(name)))
+
+
+def _log(req, name: str, generation: str | None):
     from google.cloud.firestore import Query
     from google.cloud.firestore_v1.base_query import FieldFilter
     limit = req.int_arg("limit", low=1, high=10_000)
     entries = store.collection(audit.COLLECTION)
-    query = entries.where(filter=FieldFilter("dataset", "==", name)).order_by("at", direction=Query.DESCENDING)
+    # Entries of datasets made before generations have none: theirs is the name alone.
+    query = (entries.where(filter=FieldFilter("generation", "==", generation)) if generation
+             else entries.where(filter=FieldFilter("dataset", "==", name)))
+    query = query.order_by("at", direction=Query.DESCENDING)
     page = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
-    return paged(req, page, lambda s: {"id": s.id, **s.to_dict()}, limit)
+    return paged(req, page, lambda s: {"id": s.id, **{k: v for k, v in s.to_dict().items() if k != "generation"}}, limit)
 
 
 # -- attachments ----------------------------------------------------------------------------
@@ -219,7 +293,7 @@ def upload_attachment(req, name):
     if size > ATTACHMENT_LIMIT:
         raise errors.PayloadTooLarge(f"an attachment is at most {ATTACHMENT_LIMIT} bytes")
     upload.stream.seek(0)
-    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{name}/{filename}")
+    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{filename}")
     blob.upload_from_file(upload.stream, size=size, content_type=upload.mimetype or "application/octet-stream")
     audit.write(req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=name,
                 after={"size": size})
@@ -230,9 +304,10 @@ def upload_attachment(req, name):
 def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
-    return [{"name": b.name[len(name) + 1:], "size": b.size, "modified": b.updated,
+    prefix = authz.data_key(name) + "/"
+    return [{"name": b.name[len(prefix):], "size": b.size, "modified": b.updated,
              "url": blobs.signed_url(b)}
-            for b in blobs.client().list_blobs(bucket, prefix=name + "/")]
+            for b in blobs.client().list_blobs(bucket, prefix=prefix)]
 
 
 @app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset("manage"), status=204)
@@ -241,7 +316,7 @@ def delete_attachment(req, name, file):
     from google.api_core.exceptions import NotFound
     target = f"{name}/{_attachment_name(file)}"
     try:
-        blobs.bucket(app.settings.attachments_bucket).blob(target).delete()
+        blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{file}").delete()
     except NotFound:
         return
     audit.write(req, "attachment_delete", "attachment", target, dataset=name)

@@ -58,9 +58,24 @@ def _load_info(dataset: str) -> dict[str, Any] | None:
 
 def _info(dataset: str) -> dict[str, Any]:
     info = sigindex.cached_info(dataset, _load_info)
-    if info is None:
+    if info is None or not _built_for(info, authz.dataset_record(dataset)):
         raise errors.NotFound(f"dataset {dataset!r} has no signatures")
     return info
+
+
+def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
+    """Signatures are stored under the dataset's name: those built before the dataset was created
+    belong to a deleted dataset of the same name, never to this one."""
+    if not authz.generation(record):
+        return True  # a dataset made before generations: its signatures carry no build time
+    built_at = info.get("built_at")
+    if not isinstance(built_at, str):
+        return False
+    import datetime
+    try:
+        return datetime.datetime.fromisoformat(built_at) >= record["created_at"]
+    except (TypeError, ValueError):
+        return False
 
 
 def _blocks_near(point: tuple[int, int, int], block_size: int) -> list[tuple[int, int, int]]:

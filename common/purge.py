@@ -1,0 +1,163 @@
+"""Deleting a dataset (SPEC §3 datasets): its record goes at once, its grants and data are purged.
+
+The record and a deletion record (`dataset_deletions/{id}`) change in one transaction, so from
+then on nothing of the dataset is reachable: every stored thing and every grant is bound to the
+dataset's generation (see common.authz.generation), and a new dataset of the same name gets a new
+one. The purge only reclaims the space, in steps of a bounded size that can be repeated at any
+time (idempotent: each step deletes what is still there) until every part is done; the deletion
+record shows the progress. Audit entries are kept until their retention ends.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable, Iterable
+
+from common import store
+from common.config import settings
+
+COLLECTION = "dataset_deletions"
+INLINE_BUDGET = 2000  # objects a DELETE /datasets purges before answering; the rest on resume
+
+
+def begin(transaction, name: str, record: dict[str, Any], actor: str) -> str:
+    """Record the deletion of `name` (its record is deleted by the caller in `transaction`)."""
+    deletion_id = uuid.uuid4().hex
+    transaction.set(store.collection(COLLECTION).document(deletion_id), {
+        "name": name, "generation": record.get("generation"), "data_key": record.get("generation") or name,
+        "deleted_at": store.now(), "deleted_by": actor, "status": "purging",
+        "parts": {part: {"deleted": 0, "done": False} for part in PARTS}})
+    return deletion_id
+
+
+def step(deletion_id: str, budget: int | None = None) -> dict[str, Any] | None:
+    """Purge up to `budget` more objects of the deletion; its record afterwards (None: no such
+    deletion). Each part runs until it is done or the budget is spent."""
+    ref = store.collection(COLLECTION).document(deletion_id)
+    snap = ref.get()
+    if not snap.exists:
+        return None
+    deletion = snap.to_dict()
+    left = INLINE_BUDGET if budget is None else budget
+    for part, purge in PARTS.items():
+        progress = deletion["parts"][part]
+        if progress["done"] or left <= 0:
+            continue
+        deleted, done = purge(deletion, left)
+        left -= deleted
+        progress["deleted"] += deleted
+        progress["done"] = done
+        ref.update({f"parts.{part}": progress})  # progress is kept part by part
+    if all(p["done"] for p in deletion["parts"].values()):
+        deletion.update(status="done", purged_at=store.now())
+        ref.update({"status": "done", "purged_at": deletion["purged_at"]})
+    return {"id": deletion_id, **deletion}
+
+
+# -- the parts: each deletes at most `budget` objects and says whether nothing is left -----------
+
+def _delete_docs(snapshots: Iterable[Any], budget: int) -> tuple[int, bool]:
+    deleted, batch = 0, store.db().batch()
+    for snap in snapshots:
+        if deleted == budget:
+            batch.commit()
+            return deleted, False
+        batch.delete(snap.reference)
+        deleted += 1
+        if deleted % store.MAX_WRITES_PER_COMMIT == 0:
+            batch.commit()
+            batch = store.db().batch()
+    batch.commit()
+    return deleted, True
+
+
+def _subcollection(root: str, collection: str) -> Callable[[dict[str, Any], int], tuple[int, bool]]:
+    def purge(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+        docs = store.collection(root).document(deletion["data_key"]).collection(collection)
+        return _delete_docs(docs.limit(budget + 1).select([]).stream(), budget)
+    return purge
+
+
+def _owned(query, deletion: dict[str, Any]):
+    """The documents of `query` that belong to the deleted generation (not to a new dataset of
+    the same name)."""
+    return (snap for snap in query.stream() if snap.get("generation") == deletion["generation"])
+
+
+def _atlas(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    query = store.collection("atlas").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    return _delete_docs(_owned(query.select(["generation"]), deletion), budget)
+
+
+def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    """Jobs of the dataset made before it was deleted, each with its parts."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    query = store.collection("transfer_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    deleted = 0
+    for job in query.select(["created_at"]).stream():
+        if job.get("created_at") >= deletion["deleted_at"]:
+            continue
+        if deleted >= budget:
+            return deleted, False
+        parts, _ = _delete_docs(job.reference.collection("transfer_parts").select([]).stream(), 1 << 30)
+        job.reference.delete()
+        deleted += parts + 1
+    return deleted, True
+
+
+def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    """Remove each user's grant on the dataset, unless it was given on a newer dataset of the name."""
+    from google.api_core.exceptions import FailedPrecondition
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    name = deletion["name"]
+    field = firestore.FieldPath("datasets", name).to_api_repr()
+    bound = firestore.FieldPath("grant_generations", name).to_api_repr()
+    query = store.collection("users").where(filter=FieldFilter(field, "!=", None))
+    deleted, skipped = 0, 0
+    for snap in query.stream():
+        if (snap.to_dict().get("grant_generations") or {}).get(name) not in (None, deletion["generation"]):
+            skipped += 1
+            continue
+        if deleted == budget:
+            return deleted, False
+        try:  # only if the user was not changed meanwhile (then the next step sees the change)
+            snap.reference.update({field: firestore.DELETE_FIELD, bound: firestore.DELETE_FIELD},
+                                  option=store.db().write_option(last_update_time=snap.update_time))
+        except FailedPrecondition:
+            return deleted, False
+        from common import authz
+        authz.forget_user(snap.id)
+        deleted += 1
+    return deleted, True
+
+
+def _objects(bucket_name: Callable[[], str], prefix: Callable[[dict[str, Any]], str], *,
+             older_only: bool) -> Callable[[dict[str, Any], int], tuple[int, bool]]:
+    def purge(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+        from common import blobs
+        bucket = blobs.bucket(bucket_name())
+        deleted = 0
+        for blob in blobs.client().list_blobs(bucket, prefix=prefix(deletion)):
+            # Signatures live under the dataset's name: keep what was built for a newer dataset.
+            if older_only and blob.time_created and blob.time_created >= deletion["deleted_at"]:
+                continue
+            if deleted == budget:
+                return deleted, False
+            blob.delete()
+            deleted += 1
+        return deleted, True
+    return purge
+
+
+PARTS: dict[str, Callable[[dict[str, Any], int], tuple[int, bool]]] = {
+    "grants": _grants,
+    "annotations_v1": _subcollection("annotations", "v1_annotations"),
+    "annotations_v2": _subcollection("annotations", "v2_annotations"),
+    "savedsearches": _subcollection("savedsearches", "searches"),
+    "atlas": _atlas,
+    "transfer_jobs": _transfer_jobs,
+    "attachments": _objects(lambda: settings().attachments_bucket, lambda d: d["data_key"] + "/", older_only=False),
+    "signatures": _objects(lambda: settings().sig_bucket, lambda d: d["name"].lower() + "/", older_only=True),
+}
+
