@@ -117,7 +117,7 @@ POST /transfer goes to a local stand-in for the transfer network ({os.environ["T
   export TOKEN={token}
   curl -H "Authorization: Bearer $TOKEN" $BASE/roles
   curl -H "Authorization: Bearer $TOKEN" $BASE/datasets
-  curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://"}}}}'
+  curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
 
 Ctrl-C stops everything.
