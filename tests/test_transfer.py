@@ -45,6 +45,11 @@ def _wait(api, job, user=READER, timeout=30.0, until=lambda job: job["status"] !
         time.sleep(0.05)
 
 
+def _finished(job):
+    """The job has its final status and every part has finished."""
+    return job["status"] != "running" and all(p["status"] in ("done", "failed") for p in job["parts"].values())
+
+
 def _objects(source):
     bucket, _, directory = source[len("precomputed://gs://"):].partition("/")
     return {b.name[len(directory) + 1:]: b
@@ -134,8 +139,7 @@ def test_a_part_failing_twice_then_succeeding_ends_done(api, world, transfer_ser
 def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_service):
     transfer_service.script = lambda offset, attempt: "fail" if offset == (0, 128, 0) else "ok"
     started = _start(api)
-    job = _wait(api, started["job"], until=lambda j: j["status"] != "running"
-                and all(p["status"] in ("done", "failed") for p in j["parts"].values()))
+    job = _wait(api, started["job"], until=_finished)
     assert job["status"] == "failed" and job["failed_parts"] == ["0_128_0"]
     assert "part 0_128_0 (3 attempts, last: HTTP 500)" in job["error"]
     assert job["parts"]["0_128_0"] == {"start": [872, 2000, 2872], "status": "failed", "attempts": ATTEMPTS,
@@ -165,8 +169,7 @@ def test_a_redelivered_message_counts_nothing(api, world, transfer_service, work
     from common import queue
     transfer_service.script = lambda offset, attempt: "fail" if offset == (128, 0, 0) else "ok"
     started = _start(api)
-    before = _wait(api, started["job"], until=lambda j: all(p["status"] in ("done", "failed")
-                                                            for p in j["parts"].values()))
+    before = _wait(api, started["job"], until=_finished)
     calls = len(_calls(transfer_service, started["source"]))
     url = workers["transfer"].url
     # the same messages again: pushed straight at the worker, and published through Pub/Sub
