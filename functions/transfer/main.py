@@ -68,7 +68,7 @@ def neuroglancer_link(source: str, layer: str) -> str:
     middle voxel (the requested point)."""
     metres = [r * 1e-9 for r in RESOLUTION]
     state = {"dimensions": {axis: [m, "m"] for axis, m in zip("xyz", metres)},
-             "position": [CUBE / 2] * 3, "crossSectionScale": 1, "projectionScale": CUBE * 2,
+             "position": [CUBE // 2] * 3, "crossSectionScale": 1, "projectionScale": CUBE * 2,
              "layers": [{"type": "image", "source": source, "name": layer}],
              "selectedLayer": {"layer": layer, "visible": True}, "layout": "4panel"}
     return f"{app.settings.neuroglancer_url}/#!{quote(json.dumps(state, separators=(',', ':')), safe='')}"
