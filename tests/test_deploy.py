@@ -135,6 +135,26 @@ BROKEN_TERRAFORM = {
     "a primitive role": (None, 'resource "google_project_iam_member" "too_much" {\n  project = var.project\n'
                                '  role    = "roles/editor"\n  member  = "user:x@example.org"\n}\n', "roles/editor"),
     "an old provider": (("versions.tf", 'version = "~> 6.0"', 'version = "~> 5.0"'), "", "provider google must be pinned"),
+    # only the transfer output is public, get-only, and CORS names neuroglancer's origins
+    "public read on a private bucket": (None, 'resource "google_storage_bucket_iam_member" "leak" {\n'
+                                              '  bucket = google_storage_bucket.bucket["attachments"].name\n'
+                                              '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n',
+                                        "google_storage_bucket_iam_member.leak opens access to the public"),
+    "public write on the transfer output": (None, 'resource "google_storage_bucket_iam_member" "vandal" {\n'
+                                                  '  bucket = google_storage_bucket.transfer_output.name\n'
+                                                  '  role   = "roles/storage.objectAdmin"\n  member = "allUsers"\n}\n',
+                                            "google_storage_bucket_iam_member.vandal opens access to the public"),
+    "the transfer output without CORS": (("storage.tf", "  cors {\n    origin ", "  dynamic \"x\" {\n    origin "), "",
+                                         "has no cors rule"),
+    "CORS for any origin": (("storage.tf", "origin          = var.neuroglancer_origins", 'origin          = ["*"]'), "",
+                            'CORS origin "*"'),
+    "the transfer network cannot write": (("storage.tf", 'role   = "roles/storage.objectAdmin"\n  member = "serviceAccount:${var.transfer_network',
+                                           'role   = "roles/storage.objectViewer"\n  member = "serviceAccount:${var.transfer_network'), "",
+                                          "transfer network's service account"),
+    "the worker not deployed": (("pubsub.tf", 'entry_point = "work"', 'entry_point = "handle"'), "",
+                                "worker transfer.work has no Cloud Function"),
+    "the worker without dead letters": (("pubsub.tf", "dead_letter_topic     = google_pubsub_topic.transfer_parts_dead_letter.id",
+                                         "# no dead letters"), "", "its subscription has no dead_letter_policy"),
 }
 
 
@@ -158,6 +178,12 @@ def test_checkov_passes_and_refuses_a_broken_copy(tmp_path):
                                        "uniform_bucket_level_access = false"))
     done = _checkov(badly)
     assert done.returncode != 0 and re.search(r"CKV_GCP_29", done.stdout), done.stdout
+    # public read is skipped, with its reason, on the transfer output only: elsewhere it fails
+    leak = _copy_terraform(tmp_path / "leak", extra='resource "google_storage_bucket_iam_member" "leak" {\n'
+                           '  bucket = google_storage_bucket.bucket["attachments"].name\n'
+                           '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n')
+    done = _checkov(leak)
+    assert done.returncode != 0 and re.search(r"CKV_GCP_28", done.stdout), done.stdout
 
 
 def test_checkov_skips_are_justified():
