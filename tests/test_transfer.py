@@ -278,3 +278,30 @@ def test_a_queue_that_refuses_the_parts_is_503_and_the_job_says_so(api, world, m
     [job] = store.collection("transfer_jobs").get()
     assert job.get("status") == "failed" and "could not be queued" in job.get("error")
     assert not transfer_service.calls
+
+
+def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, world, emulators):
+    """The subscription's dead-letter policy (5 deliveries in tests): a part stuck "sending"
+    (its sender still within its time) refuses every delivery, so the message is dead-lettered."""
+    from common import queue
+    pubsub = f"http://{emulators.pubsub_host}/v1/projects/{emulators.project}"
+    requests.put(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10, json={
+        "topic": f"projects/{emulators.project}/topics/gatehouse-transfer-parts-dead-letter"})
+    try:
+        job = store.collection("transfer_jobs").document("stuckjob")
+        job.set({"user": READER, "status": "running", "created_at": store.now()})
+        job.collection("transfer_parts").document("0_0_0").set(
+            {"request": {"start": GLBSTART}, "status": "sending", "attempts": 1, "error": None,
+             "claimed_at": store.now()})
+        queue.publish("gatehouse-transfer-parts", {"job": "stuckjob", "part": "0_0_0"})
+        deadline, received = time.monotonic() + 20, []
+        while not received and time.monotonic() < deadline:
+            r = requests.post(f"{pubsub}/subscriptions/dead-letters-seen:pull", json={"maxMessages": 10, "returnImmediately": True}, timeout=10)
+            received = [m for m in r.json().get("receivedMessages", [])
+                        if json.loads(base64.b64decode(m["message"]["data"])) == {"job": "stuckjob", "part": "0_0_0"}]
+            time.sleep(0.1)
+        [message] = received
+        assert message["message"]["attributes"]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+        assert job.collection("transfer_parts").document("0_0_0").get().get("attempts") == 1  # never sent
+    finally:
+        requests.delete(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10)
