@@ -305,3 +305,14 @@ def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, 
         assert job.collection("transfer_parts").document("0_0_0").get().get("attempts") == 1  # never sent
     finally:
         requests.delete(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10)
+
+
+def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world, monkeypatch):
+    import dataclasses
+    import re
+
+    from common import config, exposure
+    job = _start(api)["job"]
+    monkeypatch.setattr(exposure, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),)))
+    assert api.get("/transfer", user=OWNER).get_json() == []
+    assert_error(api.get(f"/transfer/{job}", user=OWNER), 404, "not_found")

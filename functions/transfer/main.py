@@ -24,6 +24,7 @@ import functions_framework
 from pydantic import Field, StringConstraints
 
 from common import authz, errors, logs, queue, store
+from common.exposure import exposed
 from common.http import App, paged
 from common.models import Coordinate, DatasetName, Strict, is_gs_location
 
@@ -133,6 +134,11 @@ def _job_view(snap) -> dict[str, Any]:
     return {"id": snap.id, **snap.to_dict()}
 
 
+def _served(snap) -> bool:
+    """A job of a dataset this deployment does not serve (EXPOSE) is nobody's to see here."""
+    return exposed("dataset", snap.get("dataset"))
+
+
 @app.get("/transfer", role=authz.AUTHENTICATED,
          query={"limit": "page size (1-10000); without it the whole list streams",
                 "cursor": "from the Link header of the previous page"})
@@ -144,7 +150,8 @@ def list_jobs(req):
     jobs = store.collection(JOBS)
     query = jobs if req.caller.is_admin else jobs.where(filter=FieldFilter("user", "==", req.caller.email))
     query = query.order_by("created_at", direction=Query.DESCENDING)
-    return paged(req, store.page(query, jobs, limit=limit, cursor=req.args.get("cursor")), _job_view, limit)
+    page = store.page(query, jobs, limit=limit, cursor=req.args.get("cursor"))
+    return paged(req, page, _job_view, limit, keep=_served)
 
 
 @app.get("/transfer/<job_id>", role=authz.AUTHENTICATED)
@@ -153,7 +160,7 @@ def get_job(req, job_id):
     admins' only)."""
     job = store.collection(JOBS).document(job_id)
     snap = job.get()
-    if not snap.exists or (snap.get("user") != req.caller.email and not req.caller.is_admin):
+    if not snap.exists or not _served(snap) or (snap.get("user") != req.caller.email and not req.caller.is_admin):
         raise errors.NotFound(f"no transfer job {job_id!r}")
     parts = {part.id: _part_view(part.to_dict()) for part in job.collection(PARTS).stream()}
     return {**_job_view(snap), "parts": parts}
