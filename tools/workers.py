@@ -18,16 +18,16 @@ from tools.gateway import FUNCTIONS_DIR
 class Worker:
     function: str  # functions/<function>/main.py holds the entry point
     target: str  # the @functions_framework.cloud_event entry point
-    topic_setting: str  # the environment variable naming the topic (read by common.config too)
-    default_topic: str
+    topic_setting: str  # the common.config.Settings field naming the topic it reads
 
     @property
     def topic(self) -> str:
-        return os.environ.get(self.topic_setting) or self.default_topic
+        from common import config
+        return getattr(config.load(), self.topic_setting)
 
 
 WORKERS = [
-    Worker("transfer", "work", "TRANSFER_TOPIC", "gatehouse-transfer-parts"),
+    Worker("transfer", "work", "transfer_topic"),
 ]
 
 
