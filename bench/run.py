@@ -143,6 +143,7 @@ GOALS = {
     "foundation": "cold start <= 2x hello; warm GET /roles >= 0.6x hello; auth+authz < 500 us",
     "annotations": "insert and list >= 0.8x the raw client; list peak RSS < 150 MB, flat from 10k to 100k",
     "signatures": "likelocation p50 < 50 ms on 1,000,000 records; brute force over all records for comparison",
+    "transfer": "POST /transfer answers well under a second, whatever the parts take; done soon after the slowest part",
 }
 
 
@@ -172,6 +173,9 @@ def main() -> None:
             elif name == "annotations":
                 from bench import annotations
                 results = annotations.run(env, {"Authorization": f"Bearer {token}"})
+            elif name == "transfer":
+                from bench import transfer
+                results = transfer.run(env, {"Authorization": f"Bearer {token}"}, emulators)
             else:
                 from bench import signatures
                 results = signatures.run(env, {"Authorization": f"Bearer {token}"}, emulators)

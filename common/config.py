@@ -48,7 +48,9 @@ class Settings:
     transfer_func: str
     transfer_dest: str
     transfer_timeout_seconds: float
-    transfer_backoff_seconds: float
+    transfer_attempts: int
+    transfer_topic: str
+    neuroglancer_url: str
     expose: tuple[re.Pattern[str], ...] = ()
 
     @property
@@ -78,7 +80,9 @@ def load() -> Settings:
         transfer_func=env.get("TRANSFER_FUNC", ""),
         transfer_dest=env.get("TRANSFER_DEST", "").rstrip("/"),
         transfer_timeout_seconds=float(env.get("TRANSFER_TIMEOUT_SECONDS", "120")),
-        transfer_backoff_seconds=float(env.get("TRANSFER_BACKOFF_SECONDS", "1")),
+        transfer_attempts=max(1, int(env.get("TRANSFER_ATTEMPTS", "4"))),
+        transfer_topic=env.get("TRANSFER_TOPIC", "gatehouse-transfer-parts"),
+        neuroglancer_url=env.get("NEUROGLANCER_URL", "https://neuroglancer-demo.appspot.com").rstrip("/"),
         expose=_patterns("EXPOSE"),
     )
     if s.dev_mode and not s.on_emulators:

@@ -93,11 +93,12 @@ def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> 
                     direct_passthrough=True)
 
 
-def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None) -> Any:
+def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None,
+          keep: Callable[[Any], bool] | None = None) -> Any:
     """A list route's answer (SPEC §1 Lists) from a `store.Page`: the whole list streamed when
     there is no `limit`; otherwise one page, with `Link: <...cursor=...>; rel="next"` when there
-    may be more."""
-    items = (view(snap) for snap in page)
+    may be more. `keep` leaves items out (e.g. what EXPOSE hides); the cursor still moves past them."""
+    items = (view(snap) for snap in page if keep is None or keep(snap))
     if limit is None:
         return streamed(jsonio.stream_array(items))
     listed = list(items)

@@ -35,6 +35,28 @@ Coordinate = Annotated[int, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1]
 GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME)]
 
 
+# Where a dataset's image volume lives, as the transfer network reads it: gs://bucket/path,
+# optionally with neuroglancer's precomputed:// prefix. Nothing else is sent to it.
+GS_LOCATION = r"^(precomputed://)?gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s/][^\s]*)+$"
+
+
+def _gs_location(value: str) -> str:
+    import re
+    if not re.match(GS_LOCATION, value) or len(value) > 1024:
+        raise ValueError("a location is gs://bucket/path or precomputed://gs://bucket/path")
+    return value
+
+
+def is_gs_location(value: object) -> bool:
+    try:
+        return isinstance(value, str) and bool(_gs_location(value))
+    except ValueError:
+        return False
+
+
+GsLocation = Annotated[str, AfterValidator(_gs_location)]
+
+
 def is_dataset_name(value: str) -> bool:
     import re
     return bool(re.match(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES

@@ -12,30 +12,34 @@ locals {
     annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
     savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
     atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
-    transfer      = { description = "Transfer to neuroglancer volumes", buckets = ["transfer-output"], sign_urls = false }
+    transfer      = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
     signatures    = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
   }
 
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
+  # The transfer output is not here: it is the one bucket neuroglancer reads (storage.tf).
   buckets = {
-    attachments     = { purpose = "dataset attachments (ATTACHMENTS_BUCKET)" }
-    signatures      = { purpose = "image signatures and their similarity index" }
-    transfer-output = { purpose = "neuroglancer volumes written by transfer" }
-    twin-results    = { purpose = "results of approved twin-endpoint runs" }
-    sources         = { purpose = "function source archives" }
+    attachments  = { purpose = "dataset attachments (ATTACHMENTS_BUCKET)" }
+    signatures   = { purpose = "image signatures and their similarity index" }
+    twin-results = { purpose = "results of approved twin-endpoint runs" }
+    sources      = { purpose = "function source archives" }
   }
 
   common_env = {
-    GOOGLE_CLOUD_PROJECT = var.project
-    OWNER                = lower(var.owner)
-    ALLOWED_AUDIENCES    = join(",", var.allowed_audiences)
-    ALLOWED_ORIGINS      = join(",", var.allowed_origins)
-    ATTACHMENTS_BUCKET   = google_storage_bucket.bucket["attachments"].name
-    SIG_BUCKET           = google_storage_bucket.bucket["signatures"].name
-    TRANSFER_DEST        = "gs://${google_storage_bucket.bucket["transfer-output"].name}/volumes"
-    TRANSFER_FUNC        = var.transfer_func
-    GATEHOUSE_VERSION    = var.gatehouse_version
-    AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days)
+    GOOGLE_CLOUD_PROJECT     = var.project
+    OWNER                    = lower(var.owner)
+    ALLOWED_AUDIENCES        = join(",", var.allowed_audiences)
+    ALLOWED_ORIGINS          = join(",", var.allowed_origins)
+    ATTACHMENTS_BUCKET       = google_storage_bucket.bucket["attachments"].name
+    SIG_BUCKET               = google_storage_bucket.bucket["signatures"].name
+    TRANSFER_DEST            = "gs://${google_storage_bucket.transfer_output.name}/volumes"
+    TRANSFER_FUNC            = var.transfer_func
+    TRANSFER_TOPIC           = google_pubsub_topic.transfer_parts.name
+    TRANSFER_ATTEMPTS        = tostring(var.transfer_attempts)
+    TRANSFER_TIMEOUT_SECONDS = tostring(var.transfer_timeout_seconds)
+    NEUROGLANCER_URL         = var.neuroglancer_url
+    GATEHOUSE_VERSION        = var.gatehouse_version
+    AUDIT_RETENTION_DAYS     = tostring(var.audit_retention_days)
     # glibc's per-thread arenas otherwise raise memory each time a new thread serves a request.
     MALLOC_ARENA_MAX = "2"
   }

@@ -10,10 +10,15 @@ output "function_urls" {
 
 output "buckets" {
   description = "Bucket names by purpose."
-  value       = { for key, bucket in google_storage_bucket.bucket : key => bucket.name }
+  value       = merge({ for key, bucket in google_storage_bucket.bucket : key => bucket.name }, { transfer-output = google_storage_bucket.transfer_output.name })
 }
 
 output "twin_jobs_topic" {
   description = "Pub/Sub topic of approved twin-endpoint jobs."
   value       = google_pubsub_topic.twin_jobs.id
+}
+
+output "transfer_worker_service_account" {
+  description = "The account that calls the transfer network (TRANSFER_FUNC must let it invoke)."
+  value       = google_service_account.transfer_worker.email
 }

@@ -92,7 +92,57 @@ variable "audit_retention_days" {
 }
 
 variable "transfer_func" {
-  description = "URL of the transfer network's function (TRANSFER_FUNC); empty leaves POST /transfer answering 503. The transfer function's service account must let gatehouse-transfer invoke it."
+  description = "URL of the transfer network's function (TRANSFER_FUNC); empty leaves POST /transfer answering 503. The transfer network must let the transfer worker's service account (gatehouse-transfer-worker) invoke it."
   type        = string
   default     = ""
+}
+
+variable "transfer_network_service_account" {
+  description = "Email of the service account the transfer network runs as; it is granted write on the transfer bucket (it writes each part's chunks there). Empty grants nothing."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.transfer_network_service_account == "" || can(regex("^[^@\\s]+@[^@\\s]+$", var.transfer_network_service_account))
+    error_message = "transfer_network_service_account is a service account email, or empty."
+  }
+}
+
+variable "transfer_timeout_seconds" {
+  description = "How long one attempt at one transfer part may take (TRANSFER_TIMEOUT_SECONDS); the worker's timeout and the subscription's ack deadline add a minute to it."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.transfer_timeout_seconds >= 10 && var.transfer_timeout_seconds <= 540
+    error_message = "transfer_timeout_seconds is 10-540 (the ack deadline is at most 600 s)."
+  }
+}
+
+variable "transfer_attempts" {
+  description = "Attempts at one transfer part before it, and its job, count as failed (TRANSFER_ATTEMPTS); below the dead-letter policy's delivery attempts."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.transfer_attempts >= 1 && var.transfer_attempts < 10
+    error_message = "transfer_attempts is 1-9 (the dead-letter policy takes a message after 10 deliveries)."
+  }
+}
+
+variable "neuroglancer_url" {
+  description = "The neuroglancer a transfer's `addr` link opens (NEUROGLANCER_URL)."
+  type        = string
+  default     = "https://neuroglancer-demo.appspot.com"
+}
+
+variable "neuroglancer_origins" {
+  description = "Origins allowed by CORS to read the transfer bucket (the neuroglancer instances users open volumes in)."
+  type        = list(string)
+  default     = ["https://neuroglancer-demo.appspot.com"]
+
+  validation {
+    condition     = !contains(var.neuroglancer_origins, "*")
+    error_message = "neuroglancer_origins lists origins; \"*\" is not allowed."
+  }
 }

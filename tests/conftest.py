@@ -74,7 +74,7 @@ def test_env(emulators, keys, certs_server, transfer_service):
         "TRANSFER_FUNC": transfer_service.url,
         "TRANSFER_DEST": f"gs://{BUCKETS[2]}/volumes",
         "TRANSFER_TIMEOUT_SECONDS": "1",
-        "TRANSFER_BACKOFF_SECONDS": "0.05",
+        "TRANSFER_ATTEMPTS": "3",
         "SIGNER_KEY_FILE": keys.signer_file,
         "GATEHOUSE_VERSION": "test",
     }
@@ -88,13 +88,26 @@ def test_env(emulators, keys, certs_server, transfer_service):
     return env
 
 
+@pytest.fixture(scope="session")
+def workers(emulators, test_env):
+    """The background workers (tools/workers.py) behind push subscriptions on the Pub/Sub
+    emulator, with short backoffs so retries stay quick."""
+    from tools import workers
+    running = workers.serve_all(emulators, min_backoff="0.1s", max_backoff="0.2s", max_delivery_attempts=5,
+                                ack_deadline_seconds=10)
+    yield {r.worker.function: r for r in running}
+    for r in running:
+        r.stop()
+
+
 @pytest.fixture(autouse=True)
-def clean_state(request, emulators, test_env, transfer_service):
+def clean_state(request, emulators, test_env, transfer_service, workers):
     """Every test starts from empty emulators, cold per-instance caches and a transfer
     service that answers every part."""
     emulators.wipe(*BUCKETS)
     transfer_service.calls.clear()
-    transfer_service.script = lambda start, attempt: "ok"
+    transfer_service.refused.clear()
+    transfer_service.script = lambda offset, attempt: "ok"
     from common import auth, authz, sigindex
     authz.forget_all()
     sigindex.forget_info()

@@ -89,6 +89,8 @@ ROUTES = [
     ("GET", f"/signatures/atlocation/{PUB}?{AT}", None, EVERYONE, 200, 403),
     # transfer: read on the dataset named in the body
     ("POST", "/transfer", {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]}, READERS, 200, 404),
+    ("GET", "/transfer", None, EVERYONE, 200, 403),  # the caller's own jobs (admins: all)
+    ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
 ]
 
 
@@ -106,7 +108,7 @@ def world(api):
     for email, record in PERSONAS.values():
         if record is not None:
             api.add_user(email, **record)
-    api.add_dataset(PRIV, location="gs://em/priv", transfer=["denoise"])
+    api.add_dataset(PRIV, location="gs://em-data/priv", transfer=["denoise"])
     api.add_dataset(PUB, public=True)
 
 
@@ -141,12 +143,20 @@ def _own_data(email):
     return entry
 
 
+def _reader_job() -> str:
+    """A finished transfer job of READER's, written straight into Firestore."""
+    from common import store
+    job = store.collection("transfer_jobs").document("readerjob")
+    job.set({"user": READER, "dataset": PRIV, "status": "done", "created_at": store.now()})
+    return job.id
+
+
 @pytest.mark.parametrize("persona", sorted(PERSONAS))
 @pytest.mark.parametrize("method,path,body,allowed,ok,refused", ROUTES,
                          ids=[f"{m} {p}" for m, p, *_ in ROUTES])
 def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
-    path = path.replace("READER_ENTRY", _own_data(READER))
+    path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
     _own_data(email)
     if path.startswith("/signatures/"):
         _signatures()

@@ -13,7 +13,7 @@ def get(api, name):
 
 
 def test_create_replace_keeps_creation_fields(api):
-    r = api.post("/datasets", user=OWNER, json={"mb20": {"description": "4nm MB", "location": "gs://",
+    r = api.post("/datasets", user=OWNER, json={"mb20": {"description": "4nm MB", "location": "gs://em-data/mb20",
                                                          "voxel": {"nm": [4, 4, 4]}}})
     assert r.status_code == 200
     first = r.get_json()["mb20"]
@@ -38,6 +38,9 @@ BAD_DATASETS = {
     "huge integer": {"ok": {"description": "d", "n": 2 ** 70}},
     "reserved field name": {"ok": {"description": "d", "__name__": 1}},
     "not an object": {"ok": "description"},
+    "location not on gs": {"ok": {"description": "d", "location": "https://example.org/volume"}},
+    "location a local path": {"ok": {"description": "d", "location": "/etc/passwd"}},
+    "location without a path": {"ok": {"description": "d", "location": "gs://em-data"}},
 }
 
 
@@ -66,6 +69,7 @@ def test_put_merges_and_null_removes_free_form_fields(api):
     assert body["description"] == "d"
     assert_error(api.put("/datasets/mb20", user=OWNER, json={"public": 1}), 422, "validation_error")
     assert_error(api.put("/datasets/mb20", user=OWNER, json={"modified_by": "x"}), 422, "validation_error")
+    assert_error(api.put("/datasets/mb20", user=OWNER, json={"location": "s3://b/x"}), 422, "validation_error")
 
 
 def test_finalize_freezes_all_but_description_and_tags(api):
@@ -74,7 +78,7 @@ def test_finalize_freezes_all_but_description_and_tags(api):
     assert r.status_code == 200 and r.get_json()["finalized_by"] == OWNER and r.get_json()["finalized_at"]
     assert_error(api.post("/datasets/mb20/finalize", user=OWNER), 409, "conflict")
     assert api.put("/datasets/mb20", user=OWNER, json={"description": "new", "tags": ["a"]}).status_code == 200
-    assert_error(api.put("/datasets/mb20", user=OWNER, json={"location": "gs://elsewhere"}), 409, "conflict")
+    assert_error(api.put("/datasets/mb20", user=OWNER, json={"location": "gs://elsewhere/mb20"}), 409, "conflict")
     assert get(api, "mb20").get_json()["location"] is None
 
 

@@ -3,11 +3,13 @@
 a deliberately broken copy, which it must refuse."""
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 
 import pytest
@@ -18,6 +20,7 @@ from tests.test_e2e import _start
 from tools import check_cloudbuild, check_terraform, package
 from tools.emulators import free_port
 from tools.gateway import function_names
+from tools.workers import WORKERS
 
 TERRAFORM = os.path.join(ROOT, "terraform")
 CHECKOV = os.path.join(ROOT, ".venv-checkov", "bin", "checkov")
@@ -57,6 +60,35 @@ def test_archive_serves_health_alone(archives, function, tmp_path):
     try:
         r = requests.get(f"http://127.0.0.1:{port}/_health", timeout=5)
         assert r.json() == {"status": "ok", "function": function, "version": "archive"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("worker", WORKERS, ids=[f"{w.function}.{w.target}" for w in WORKERS])
+def test_archive_serves_its_worker_alone(archives, worker, tmp_path):
+    """The worker's entry point (terraform/pubsub.tf deploys it from the same archive) answers a
+    Pub/Sub push: a message naming no work is acknowledged (200)."""
+    folder, port = archives[worker.function], free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    argv = [os.path.join(os.path.dirname(sys.executable), "functions-framework"), "--target", worker.target,
+            "--source", os.path.join(folder, "main.py"), "--host", "127.0.0.1", "--port", str(port)]
+    push = {"message": {"data": base64.b64encode(b'{"nothing": 1}').decode(), "messageId": "1", "attributes": {}},
+            "subscription": "projects/p/subscriptions/s"}
+    log = str(tmp_path / "worker.log")
+    with open(log, "ab") as out:
+        process = subprocess.Popen(argv, env={**env, "PYTHONPATH": folder}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = requests.post(f"http://127.0.0.1:{port}/", json=push, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and process.poll() is None, open(log).read()
+                time.sleep(0.1)
+        assert r.status_code == 200, (r.status_code, r.text, open(log).read())
+        assert "names no part" in open(log).read()
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -135,6 +167,26 @@ BROKEN_TERRAFORM = {
     "a primitive role": (None, 'resource "google_project_iam_member" "too_much" {\n  project = var.project\n'
                                '  role    = "roles/editor"\n  member  = "user:x@example.org"\n}\n', "roles/editor"),
     "an old provider": (("versions.tf", 'version = "~> 6.0"', 'version = "~> 5.0"'), "", "provider google must be pinned"),
+    # only the transfer output is public, get-only, and CORS names neuroglancer's origins
+    "public read on a private bucket": (None, 'resource "google_storage_bucket_iam_member" "leak" {\n'
+                                              '  bucket = google_storage_bucket.bucket["attachments"].name\n'
+                                              '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n',
+                                        "google_storage_bucket_iam_member.leak opens access to the public"),
+    "public write on the transfer output": (None, 'resource "google_storage_bucket_iam_member" "vandal" {\n'
+                                                  '  bucket = google_storage_bucket.transfer_output.name\n'
+                                                  '  role   = "roles/storage.objectAdmin"\n  member = "allUsers"\n}\n',
+                                            "google_storage_bucket_iam_member.vandal opens access to the public"),
+    "the transfer output without CORS": (("storage.tf", "  cors {\n    origin ", "  dynamic \"x\" {\n    origin "), "",
+                                         "has no cors rule"),
+    "CORS for any origin": (("storage.tf", "origin          = var.neuroglancer_origins", 'origin          = ["*"]'), "",
+                            'CORS origin "*"'),
+    "the transfer network cannot write": (("storage.tf", 'role   = "roles/storage.objectAdmin"\n  member = "serviceAccount:${var.transfer_network',
+                                           'role   = "roles/storage.objectViewer"\n  member = "serviceAccount:${var.transfer_network'), "",
+                                          "transfer network's service account"),
+    "the worker not deployed": (("pubsub.tf", 'entry_point = "work"', 'entry_point = "handle"'), "",
+                                "worker transfer.work has no Cloud Function"),
+    "the worker without dead letters": (("pubsub.tf", "dead_letter_topic     = google_pubsub_topic.transfer_parts_dead_letter.id",
+                                         "# no dead letters"), "", "its subscription has no dead_letter_policy"),
 }
 
 
@@ -158,6 +210,12 @@ def test_checkov_passes_and_refuses_a_broken_copy(tmp_path):
                                        "uniform_bucket_level_access = false"))
     done = _checkov(badly)
     assert done.returncode != 0 and re.search(r"CKV_GCP_29", done.stdout), done.stdout
+    # public read is skipped, with its reason, on the transfer output only: elsewhere it fails
+    leak = _copy_terraform(tmp_path / "leak", extra='resource "google_storage_bucket_iam_member" "leak" {\n'
+                           '  bucket = google_storage_bucket.bucket["attachments"].name\n'
+                           '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n')
+    done = _checkov(leak)
+    assert done.returncode != 0 and re.search(r"CKV_GCP_28", done.stdout), done.stdout
 
 
 def test_checkov_skips_are_justified():

@@ -1,90 +1,236 @@
-"""transfer: the info and chunks of the volume exist; failures are retried or reported."""
+"""transfer: the answer comes at once; the worker (through the Pub/Sub emulator's push
+subscription) sends each part in the transfer network's wire format, retries failures, marks a
+part that exhausts its attempts, and never counts a redelivery twice; the volume opens in
+neuroglancer."""
+import base64
 import json
+import time
+from urllib.parse import unquote
 
 import pytest
+import requests
 
-from common import blobs
+from common import blobs, store
 from tests.conftest import BUCKETS, OWNER
 from tests.utils import assert_error
+from tools.transfer_standin import wire_format_problem
 
 READER, STRANGER = "reader@example.com", "stranger@example.com"
 BODY = {"dataset": "mb20", "model_name": "denoise", "center": [1000, 2000, 3000]}
+GLBSTART = [872, 1872, 2872]  # center - 128
+OFFSETS = [(x, y, z) for x in (0, 128) for y in (0, 128) for z in (0, 128)]
+ATTEMPTS = 3  # TRANSFER_ATTEMPTS in tests/conftest.py
 
 
 @pytest.fixture
 def world(api):
-    api.add_dataset("mb20", location="gs://em/mb20", transfer=["denoise"])
+    api.add_dataset("mb20", location="gs://em-data/mb20", transfer=["denoise"])
     api.add_dataset("nolocation", transfer=["denoise"])
     api.add_user(READER, datasets={"mb20": ["clio_read"], "nolocation": ["clio_read"]})
 
 
-def _objects(volume):
-    bucket, _, directory = volume[len("gs://"):].partition("/")
-    return {b.name[len(directory) + 1:]: b for b in blobs.client().list_blobs(blobs.bucket(bucket), prefix=directory + "/")}
-
-
-def test_transfer_writes_a_volume_neuroglancer_can_open(api, world, transfer_service):
-    r = api.post("/transfer", user=READER, json=BODY)
+def _start(api, user=READER, body=BODY):
+    r = api.post("/transfer", user=user, json=body)
     assert r.status_code == 200, r.get_data(as_text=True)
-    body = r.get_json()
-    assert body["addr"].startswith(f"precomputed://gs://{BUCKETS[2]}/volumes/")
-    objects = _objects(body["addr"][len("precomputed://"):])
+    return r.get_json()
+
+
+def _wait(api, job, user=READER, timeout=30.0, until=lambda job: job["status"] != "running"):
+    deadline = time.monotonic() + timeout
+    while True:
+        body = api.get(f"/transfer/{job}", user=user).get_json()
+        if until(body):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+def _finished(job):
+    """The job has its final status and every part has finished."""
+    return job["status"] != "running" and all(p["status"] in ("done", "failed") for p in job["parts"].values())
+
+
+def _objects(source):
+    bucket, _, directory = source[len("precomputed://gs://"):].partition("/")
+    return {b.name[len(directory) + 1:]: b
+            for b in blobs.client().list_blobs(blobs.bucket(bucket), prefix=directory + "/")}
+
+
+def _calls(service, source, offset=None):
+    dest = source[len("precomputed://"):] + "/8.0x8.0x8.0"
+    return [c for c in service.calls if c["dest"] == dest
+            and (offset is None or [s - g for s, g in zip(c["start"], c["glbstart"])] == list(offset))]
+
+
+def test_eight_parts_in_the_wire_format_fill_a_volume_neuroglancer_opens(api, world, transfer_service):
+    started = _start(api)
+    source = started["source"]
+    assert source.startswith(f"precomputed://gs://{BUCKETS[2]}/volumes/")
+    # addr: a neuroglancer link showing the volume as one image layer, centred in the cube
+    base, _, state = started["addr"].partition("/#!")
+    assert base == "https://neuroglancer-demo.appspot.com"
+    state = json.loads(unquote(state))
+    [layer] = state["layers"]
+    assert layer["type"] == "image" and layer["source"] == source
+    assert state["position"] == [128, 128, 128] and state["dimensions"]["x"] == [8e-9, "m"]
+
+    job = _wait(api, started["job"])
+    assert job["status"] == "done" and job["addr"] == started["addr"] and job["source"] == source
+    assert all(p["status"] == "done" and p["attempts"] == 1 and p["error"] is None for p in job["parts"].values())
+    # the eight requests, exactly as the transfer network reads them (SPEC §3 transfer)
+    calls = _calls(transfer_service, source)
+    assert len(calls) == 8 and not transfer_service.refused
+    for call in calls:
+        assert set(call) == {"location", "glbstart", "start", "size", "model_name", "dest"}
+        assert call["glbstart"] == GLBSTART  # the cube's first voxel, in every part
+        assert call["size"] == [128, 128, 128] and call["model_name"] == "denoise"
+        assert call["location"] == "gs://em-data/mb20"
+        assert call["dest"] == f"{source[len('precomputed://'):]}/8.0x8.0x8.0"
+    assert sorted(c["start"] for c in calls) == sorted([g + o for g, o in zip(GLBSTART, off)] for off in OFFSETS)
+    assert {k: p["start"] for k, p in job["parts"].items()}["128_0_128"] == [1000, 1872, 3000]
+
+    # what neuroglancer reads: the info, and all 64 chunks of 64³ bytes
+    objects = _objects(source)
     info = json.loads(objects.pop("info").download_as_bytes())
     assert info["data_type"] == "uint8" and info["num_channels"] == 1 and info["type"] == "image"
     [scale] = info["scales"]
     assert scale["resolution"] == [8, 8, 8] and scale["size"] == [256, 256, 256]
     assert scale["chunk_sizes"] == [[64, 64, 64]] and scale["encoding"] == "raw"
-    # every 64³ chunk of the 256³ volume, each of 64³ bytes
     expected = {f"{scale['key']}/{x}-{x + 64}_{y}-{y + 64}_{z}-{z + 64}"
                 for x in range(0, 256, 64) for y in range(0, 256, 64) for z in range(0, 256, 64)}
-    assert set(objects) == expected
+    assert set(objects) == expected and len(expected) == 64
     assert all(b.size == 64 ** 3 for b in objects.values())
-    # the eight parts, each sent once, with the spec's fields
-    assert len(transfer_service.calls) == 8
-    starts = sorted(tuple(c["start"]) for c in transfer_service.calls)
-    assert starts == sorted((x, y, z) for x in (0, 128) for y in (0, 128) for z in (0, 128))
-    call = next(c for c in transfer_service.calls if c["start"] == [128, 0, 0])
-    assert call["glbstart"] == [1000, 1872, 2872] and call["size"] == [128, 128, 128]
-    assert call["location"] == "gs://em/mb20" and call["model_name"] == "denoise"
-    assert call["dest"] == body["addr"][len("precomputed://"):]
-    job = api.get(f"/transfer/{body['job']}", user=READER).get_json()
-    assert job["status"] == "done" and all(p["status"] == "done" and p["attempts"] == 1 for p in job["parts"].values())
 
 
-def test_failures_are_retried(api, world, transfer_service):
-    # part 0_0_0 answers 500 twice, then 200; part 128_128_128 times out once
-    def script(start, attempt):
-        if start == (0, 0, 0) and attempt <= 2:
+def test_the_answer_comes_before_any_part_is_written(api, world, transfer_service):
+    transfer_service.script = lambda offset, attempt: "slow"
+    transfer_service.slow_seconds = 0.8  # within TRANSFER_TIMEOUT_SECONDS (1 s in tests)
+    api.get("/transfer", user=READER)  # the function's instance is warm, as a second request finds it
+    began = time.monotonic()
+    started = _start(api)
+    elapsed = time.monotonic() - began
+    job = api.get(f"/transfer/{started['job']}", user=READER).get_json()
+    assert elapsed < 0.5, elapsed
+    assert job["status"] == "running" and not any(p["status"] == "done" for p in job["parts"].values())
+    assert set(_objects(started["source"])) == {"info"}  # neuroglancer can open it already
+    assert _wait(api, started["job"])["status"] == "done"
+    assert len(_objects(started["source"])) == 65
+
+
+def test_a_part_failing_twice_then_succeeding_ends_done(api, world, transfer_service):
+    # part 0_0_0 answers 500 twice, then 200; part 128_128_128 does not answer in time once
+    def script(offset, attempt):
+        if offset == (0, 0, 0) and attempt <= 2:
             return "fail"
-        if start == (128, 128, 128) and attempt == 1:
+        if offset == (128, 128, 128) and attempt == 1:
             return "hang"
         return "ok"
     transfer_service.script = script
-    transfer_service.hang_seconds = 1.5
-    r = api.post("/transfer", user=READER, json=BODY)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    parts = api.get(f"/transfer/{r.get_json()['job']}", user=READER).get_json()["parts"]
-    assert parts["0_0_0"] == {"start": [0, 0, 0], "status": "done", "attempts": 3, "error": None}
-    assert parts["128_128_128"]["attempts"] == 2 and parts["128_128_128"]["status"] == "done"
+    transfer_service.hang_seconds = 1.3
+    started = _start(api)
+    job = _wait(api, started["job"])
+    assert job["status"] == "done", job
+    assert job["parts"]["0_0_0"] == {"start": GLBSTART, "status": "done", "attempts": 3, "error": None}
+    assert job["parts"]["128_128_128"]["attempts"] == 2 and job["parts"]["128_128_128"]["status"] == "done"
+    assert sum(p["attempts"] for p in job["parts"].values()) == 6 + 3 + 2
+    assert len(_calls(transfer_service, started["source"], (0, 0, 0))) == 3
 
 
-def test_failures_are_reported_never_lost(api, world, transfer_service):
-    transfer_service.script = lambda start, attempt: "fail" if start == (0, 128, 0) else "ok"
-    r = api.post("/transfer", user=READER, json=BODY)
-    error = assert_error(r, 502, "bad_gateway")
-    failed = error["details"]["failed"]
-    assert list(failed) == ["0_128_0"] and failed["0_128_0"]["attempts"] == 4
-    assert failed["0_128_0"]["error"] == "HTTP 500"
-    job = api.get(f"/transfer/{error['details']['job']}", user=READER).get_json()
-    assert job["status"] == "failed" and job["parts"]["0_128_0"]["status"] == "failed"
+def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_service):
+    transfer_service.script = lambda offset, attempt: "fail" if offset == (0, 128, 0) else "ok"
+    started = _start(api)
+    job = _wait(api, started["job"], until=_finished)
+    assert job["status"] == "failed" and job["failed_parts"] == ["0_128_0"]
+    assert "part 0_128_0 (3 attempts, last: HTTP 500)" in job["error"]
+    assert job["parts"]["0_128_0"] == {"start": [872, 2000, 2872], "status": "failed", "attempts": ATTEMPTS,
+                                       "error": "HTTP 500"}
     assert sum(p["status"] == "done" for p in job["parts"].values()) == 7
+    time.sleep(0.5)  # no further delivery sends it again
+    assert len(_calls(transfer_service, started["source"], (0, 128, 0))) == ATTEMPTS
 
 
-def test_timeouts_are_reported(api, world, transfer_service):
-    transfer_service.script = lambda start, attempt: "hang" if start == (0, 0, 128) else "ok"
-    transfer_service.hang_seconds = 1.5
-    error = assert_error(api.post("/transfer", user=READER, json=BODY), 502, "bad_gateway")
-    assert error["details"]["failed"]["0_0_128"]["error"] == "no answer within 1 s"
+def test_a_part_that_never_answers_in_time_fails_after_its_attempts(api, world, transfer_service):
+    transfer_service.script = lambda offset, attempt: "hang" if offset == (0, 0, 128) else "ok"
+    transfer_service.hang_seconds = 1.2
+    job = _wait(api, _start(api)["job"])
+    assert job["status"] == "failed" and job["failed_parts"] == ["0_0_128"]
+    assert job["parts"]["0_0_128"]["error"] == "no answer within 1 s"
+    assert job["parts"]["0_0_128"]["attempts"] == ATTEMPTS
+
+
+def _push(url, message):
+    """One delivery as the Pub/Sub emulator pushes it."""
+    data = base64.b64encode(json.dumps(message).encode()).decode()
+    return requests.post(url, json={"message": {"data": data, "messageId": "1", "attributes": {}},
+                                    "subscription": "projects/gatehouse-test/subscriptions/redelivery"}, timeout=10)
+
+
+def test_a_redelivered_message_counts_nothing(api, world, transfer_service, workers):
+    from common import queue
+    transfer_service.script = lambda offset, attempt: "fail" if offset == (128, 0, 0) else "ok"
+    started = _start(api)
+    before = _wait(api, started["job"], until=_finished)
+    calls = len(_calls(transfer_service, started["source"]))
+    url = workers["transfer"].url
+    # the same messages again: pushed straight at the worker, and published through Pub/Sub
+    for key in ("0_0_0", "128_0_0"):
+        assert _push(url, {"job": started["job"], "part": key}).status_code == 200
+        queue.publish("gatehouse-transfer-parts", {"job": started["job"], "part": key})
+    time.sleep(0.5)
+    after = api.get(f"/transfer/{started['job']}", user=READER).get_json()
+    assert after["parts"] == before["parts"] and after["status"] == before["status"] == "failed"
+    assert len(_calls(transfer_service, started["source"])) == calls == 7 + ATTEMPTS
+    # a message that names no part is acknowledged (no redelivery can fix it), a gone job too
+    assert _push(url, {"nothing": 1}).status_code == 200
+    assert _push(url, {"job": "nosuchjob", "part": "0_0_0"}).status_code == 200
+
+
+def test_a_second_delivery_while_a_part_is_being_sent_waits(api, world, transfer_service, workers):
+    transfer_service.script = lambda offset, attempt: "slow"
+    transfer_service.slow_seconds = 0.8
+    started = _start(api)
+    _wait(api, started["job"], until=lambda j: j["parts"]["0_0_0"]["status"] == "sending")
+    # a duplicate of an in-flight message is refused (redelivered later), never sent twice
+    assert _push(workers["transfer"].url, {"job": started["job"], "part": "0_0_0"}).status_code == 500
+    job = _wait(api, started["job"])
+    assert job["status"] == "done" and job["parts"]["0_0_0"]["attempts"] == 1
+    assert len(_calls(transfer_service, started["source"], (0, 0, 0))) == 1
+
+
+def test_the_stand_in_refuses_another_wire_format(transfer_service):
+    """The format Gatehouse used to send: glbstart the part's voxel, start its offset, dest the
+    volume root. The real service reads it differently; the stand-in refuses it."""
+    old = {"location": "gs://em-data/mb20", "glbstart": [1000, 1872, 2872], "start": [128, 0, 0],
+           "size": [128, 128, 128], "model_name": "denoise", "dest": "gs://b/volumes/abc"}
+    assert wire_format_problem(old)
+    r = requests.post(transfer_service.url, json=old, timeout=5)
+    assert r.status_code == 400 and transfer_service.refused == [old] and not transfer_service.calls
+    good = {**old, "glbstart": [872, 1872, 2872], "start": [1000, 1872, 2872], "dest": "gs://b/volumes/abc/8.0x8.0x8.0"}
+    assert wire_format_problem(good) is None
+    for broken in ({**good, "size": [64, 64, 64]}, {**good, "start": [873, 1872, 2872]},
+                   {**good, "location": "https://example.org/v"}, {**good, "extra": 1},
+                   {**good, "glbstart": [872.0, 1872, 2872]}):
+        assert wire_format_problem(broken), broken
+
+
+def test_listing_own_jobs_newest_first_admins_all(api, world):
+    api.add_user("other@example.com", datasets={"mb20": ["clio_read"]})
+    mine = [_start(api)["job"] for _ in range(3)]
+    theirs = _start(api, user="other@example.com")["job"]
+    listed = api.get("/transfer", user=READER).get_json()
+    assert [j["id"] for j in listed] == mine[::-1]
+    assert all(j["user"] == READER and "parts" not in j and j["addr"].startswith("https://") for j in listed)
+    # paged
+    r = api.get("/transfer?limit=2", user=READER)
+    assert [j["id"] for j in r.get_json()] == mine[:0:-1] and 'rel="next"' in r.headers["Link"]
+    cursor = r.headers["Link"].split("cursor=")[1].split(">")[0]
+    r = api.get(f"/transfer?limit=2&cursor={cursor}", user=READER)
+    assert [j["id"] for j in r.get_json()] == mine[:1] and "Link" not in r.headers
+    # admins see everyone's; a stranger sees none
+    assert [j["id"] for j in api.get("/transfer", user=OWNER).get_json()] == [theirs, *mine[::-1]]
+    assert api.get("/transfer", user=STRANGER).get_json() == []
+    assert_error(api.get("/transfer?limit=0", user=READER), 400, "bad_request")
+    assert_error(api.get("/transfer?cursor=!!", user=READER), 400, "bad_request")
 
 
 def test_validation_and_roles(api, world):
@@ -94,10 +240,20 @@ def test_validation_and_roles(api, world):
     assert_error(api.post("/transfer", user=READER, json={**BODY, "center": [1, 2]}), 422, "validation_error")
     assert_error(api.post("/transfer", user=READER, json={**BODY, "center": [1.0, 2, 3]}), 422, "validation_error")
     assert_error(api.post("/transfer", user=READER, json={**BODY, "extra": 1}), 422, "validation_error")
-    job = api.post("/transfer", user=READER, json=BODY).get_json()["job"]
+    job = _start(api)["job"]
     assert_error(api.get(f"/transfer/{job}", user=STRANGER), 404, "not_found")
     assert api.get(f"/transfer/{job}", user=OWNER).status_code == 200
     assert_error(api.get("/transfer/nosuchjob", user=READER), 404, "not_found")
+
+
+def test_a_location_the_network_cannot_read_is_refused(api, world, transfer_service):
+    """A dataset written before locations were checked: its location never reaches the network."""
+    store.collection("datasets").document("mb20").update({"location": "file:///etc/passwd"})
+    from common import authz
+    authz.forget_all()
+    body = assert_error(api.post("/transfer", user=READER, json=BODY), 422, "validation_error")
+    assert "gs://bucket/path" in body["message"]
+    assert not store.collection("transfer_jobs").get() and not transfer_service.calls
 
 
 def test_unconfigured_transfer_is_503(api, world, monkeypatch):
@@ -109,3 +265,54 @@ def test_unconfigured_transfer_is_503(api, world, monkeypatch):
     r = api.post("/transfer", user=READER, json=BODY)
     body = assert_error(r, 503, "unavailable")
     assert r.headers["Retry-After"] and "TRANSFER_FUNC" in body["message"]
+
+
+def test_a_queue_that_refuses_the_parts_is_503_and_the_job_says_so(api, world, monkeypatch, transfer_service):
+    import dataclasses
+
+    from common import config, http
+    monkeypatch.setattr(http, "settings", lambda: dataclasses.replace(config.load(), transfer_topic="no-such-topic"))
+    monkeypatch.delitem(api._clients, "transfer", raising=False)
+    r = api.post("/transfer", user=READER, json=BODY)
+    assert_error(r, 503, "unavailable")
+    [job] = store.collection("transfer_jobs").get()
+    assert job.get("status") == "failed" and "could not be queued" in job.get("error")
+    assert not transfer_service.calls
+
+
+def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, world, emulators):
+    """The subscription's dead-letter policy (5 deliveries in tests): a part stuck "sending"
+    (its sender still within its time) refuses every delivery, so the message is dead-lettered."""
+    from common import queue
+    pubsub = f"http://{emulators.pubsub_host}/v1/projects/{emulators.project}"
+    requests.put(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10, json={
+        "topic": f"projects/{emulators.project}/topics/gatehouse-transfer-parts-dead-letter"})
+    try:
+        job = store.collection("transfer_jobs").document("stuckjob")
+        job.set({"user": READER, "status": "running", "created_at": store.now()})
+        job.collection("transfer_parts").document("0_0_0").set(
+            {"request": {"start": GLBSTART}, "status": "sending", "attempts": 1, "error": None,
+             "claimed_at": store.now()})
+        queue.publish("gatehouse-transfer-parts", {"job": "stuckjob", "part": "0_0_0"})
+        deadline, received = time.monotonic() + 20, []
+        while not received and time.monotonic() < deadline:
+            r = requests.post(f"{pubsub}/subscriptions/dead-letters-seen:pull", json={"maxMessages": 10, "returnImmediately": True}, timeout=10)
+            received = [m for m in r.json().get("receivedMessages", [])
+                        if json.loads(base64.b64decode(m["message"]["data"])) == {"job": "stuckjob", "part": "0_0_0"}]
+            time.sleep(0.1)
+        [message] = received
+        assert message["message"]["attributes"]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+        assert job.collection("transfer_parts").document("0_0_0").get().get("attempts") == 1  # never sent
+    finally:
+        requests.delete(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10)
+
+
+def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world, monkeypatch):
+    import dataclasses
+    import re
+
+    from common import config, exposure
+    job = _start(api)["job"]
+    monkeypatch.setattr(exposure, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),)))
+    assert api.get("/transfer", user=OWNER).get_json() == []
+    assert_error(api.get(f"/transfer/{job}", user=OWNER), 404, "not_found")

@@ -1,9 +1,14 @@
 """The Terraform structure check (offline: the google provider cannot be downloaded here).
 
 Loads every .tf file with python-hcl2 and reports what breaks the deployment's rules:
-every function in functions/ has a Cloud Function (one map, for_each); every bucket has
-uniform access and enforced public-access prevention; every service account is used; no
-primitive role (owner, editor, viewer) is granted; the google providers are ~> 6.
+every function in functions/ has a Cloud Function (one map, for_each); every background
+worker (tools/workers.py) has a Cloud Function on its entry point behind a push subscription
+with a retry policy and a dead-letter topic; every bucket has uniform access and enforced
+public-access prevention, except the transfer output, which only neuroglancer's origins may
+read by CORS and only allUsers' get-only read opens; nothing else is granted to allUsers or
+allAuthenticatedUsers; the transfer network's service account may write the transfer output;
+every service account is used; no primitive role (owner, editor, viewer) is granted; the
+google providers are ~> 6.
 `python -m tools.check_terraform [dir]` prints the problems and exits 1 if there are any.
 """
 from __future__ import annotations
@@ -17,6 +22,11 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
+# The one bucket read without credentials (neuroglancer opens transfer volumes in the browser),
+# and the only roles the public may have on it: objects.get, nothing else.
+PUBLIC_READ_BUCKET = "transfer_output"
+PUBLIC_READ_ROLES = ("roles/storage.legacyObjectReader", "roles/storage.objectViewer")
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 
 
 def _unquote(value: Any) -> Any:
@@ -64,12 +74,23 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
     if not any(body.get("for_each") == "${local.functions}" for body in cloud_functions.values()):
         found.append("no google_cloudfunctions2_function is made for_each = local.functions")
 
-    # Buckets: uniform access and public-access prevention, always.
+    found += _worker_problems(resources)
+
+    # Buckets: uniform access, always; public-access prevention but on the transfer output.
     for name, body in resources.get("google_storage_bucket", {}).items():
         if body.get("uniform_bucket_level_access") is not True:
             found.append(f"bucket {name!r} lacks uniform_bucket_level_access = true")
-        if body.get("public_access_prevention") != "enforced":
+        if name == PUBLIC_READ_BUCKET:
+            found += _public_bucket_problems(name, body)
+        elif body.get("public_access_prevention") != "enforced":
             found.append(f"bucket {name!r} lacks public_access_prevention = \"enforced\"")
+    found += _public_member_problems(resources)
+    bucket_ref = f"google_storage_bucket.{PUBLIC_READ_BUCKET}.name"
+    if not any(bucket_ref in str(body.get("bucket")) and "var.transfer_network_service_account" in str(body.get("member"))
+               and body.get("role") in ("roles/storage.objectAdmin", "roles/storage.objectCreator")
+               for body in resources.get("google_storage_bucket_iam_member", {}).values()):
+        found.append("the transfer network's service account (var.transfer_network_service_account) "
+                     f"may not write bucket {PUBLIC_READ_BUCKET!r}")
 
     # Every service account is referenced by some other resource.
     serialized = {f"{t}.{n}": json.dumps(b) for t, named in resources.items() for n, b in named.items()}
@@ -91,6 +112,65 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
     for provider in ("google", "google-beta"):
         if not re.fullmatch(r"~>\s*6(\.\d+)*", versions.get(provider) or ""):
             found.append(f"provider {provider} must be pinned ~> 6, not {versions.get(provider)!r}")
+    return found
+
+
+def _worker_problems(resources: dict[str, Any]) -> list[str]:
+    """Each worker of tools/workers.py: its entry point deployed from its function's archive,
+    pushed to by a subscription with a retry policy and a dead-letter topic."""
+    from tools.workers import WORKERS
+    found = []
+    functions = resources.get("google_cloudfunctions2_function", {})
+    subscriptions = resources.get("google_pubsub_subscription", {})
+    for worker in WORKERS:
+        source = f'google_storage_bucket_object.source["{worker.function}"]'
+        deployed = [name for name, body in functions.items()
+                    if any(c.get("entry_point") == worker.target and source in str(c)
+                           for c in body.get("build_config", []))]
+        if not deployed:
+            found.append(f"worker {worker.function}.{worker.target} has no Cloud Function on entry point "
+                         f"{worker.target!r} of the {worker.function} archive")
+            continue
+        pushed = [body for body in subscriptions.values()
+                  if any(f"google_cloudfunctions2_function.{name}." in json.dumps(body.get("push_config"))
+                         for name in deployed)]
+        if not pushed:
+            found.append(f"worker {worker.function}.{worker.target}: no push subscription reaches it")
+        for body in pushed:
+            if not body.get("retry_policy"):
+                found.append(f"worker {worker.function}.{worker.target}: its subscription has no retry_policy")
+            if not any(p.get("dead_letter_topic") for p in body.get("dead_letter_policy", [])):
+                found.append(f"worker {worker.function}.{worker.target}: its subscription has no dead_letter_policy")
+    return found
+
+
+def _public_bucket_problems(name: str, body: dict[str, Any]) -> list[str]:
+    """The publicly readable bucket: CORS for named origins, reading methods only."""
+    found = []
+    cors = body.get("cors") or []
+    if not cors:
+        found.append(f"bucket {name!r} is readable by neuroglancer but has no cors rule for its origins")
+    for rule in cors:
+        if "*" in json.dumps(rule.get("origin")):
+            found.append(f"bucket {name!r}: CORS origin \"*\"; name the neuroglancer origins")
+        if set(rule.get("method") or []) - {"GET", "HEAD"}:
+            found.append(f"bucket {name!r}: CORS allows more than GET and HEAD")
+    return found
+
+
+def _public_member_problems(resources: dict[str, Any]) -> list[str]:
+    """allUsers / allAuthenticatedUsers only as get-only readers of the transfer output."""
+    found = []
+    for rtype, named in resources.items():
+        for name, body in named.items():
+            text = json.dumps(body)
+            if not any(f'"{m}"' in text or f"{m}" in str(body.get("member", "")) for m in PUBLIC_MEMBERS):
+                continue
+            allowed = (rtype == "google_storage_bucket_iam_member" and body.get("role") in PUBLIC_READ_ROLES
+                       and body.get("bucket") == f"${{google_storage_bucket.{PUBLIC_READ_BUCKET}.name}}")
+            if not allowed:
+                found.append(f"{rtype}.{name} opens access to the public; only get-only read of "
+                             f"bucket {PUBLIC_READ_BUCKET!r} may")
     return found
 
 

@@ -1,7 +1,7 @@
 """`make dev`: the whole stack on this machine, on real emulators.
 
-Starts the Firestore emulator and fake-gcs-server, mounts every function at /<name> on one
-port, seeds a small demo through the API itself, prints a token and a few curl lines, and
+Starts the Firestore, Cloud Storage and Pub/Sub emulators, mounts every function at /<name> on
+one port, serves the background workers behind their push subscriptions (tools/workers.py), seeds a small demo through the API itself, prints a token and a few curl lines, and
 stops everything on Ctrl-C.
 """
 from __future__ import annotations
@@ -97,6 +97,9 @@ def main() -> None:
         os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
         emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET)
+        from tools import workers
+        running = workers.serve_all(emulators, min_backoff="1s", max_backoff="10s", max_delivery_attempts=10,
+                                    ack_deadline_seconds=600)
         from tools import build_signatures
         demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
         build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
@@ -108,16 +111,17 @@ def main() -> None:
         base = f"http://127.0.0.1:{args.port}"
         print(f"""
 Gatehouse is serving every function at {base}/<function> ({', '.join(gateway.function_names())})
-Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}
+Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}
 Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
 from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
-POST /transfer goes to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
+POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
+sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
 
   export BASE={base}
   export TOKEN={token}
   curl -H "Authorization: Bearer $TOKEN" $BASE/roles
   curl -H "Authorization: Bearer $TOKEN" $BASE/datasets
-  curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://"}}}}'
+  curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
 
 Ctrl-C stops everything.

@@ -1,4 +1,5 @@
-"""Start and stop the real local emulators: the gcloud Firestore emulator and fake-gcs-server.
+"""Start and stop the real local emulators: the gcloud Firestore emulator, fake-gcs-server and
+the gcloud Pub/Sub emulator.
 
 Used by the test session (tests/conftest.py) and by `make dev` (tools/dev.py). Each runs as a
 child process on a free loopback port, its output sent to a log file (never an unread pipe).
@@ -69,11 +70,13 @@ class Emulators:
     processes: list[subprocess.Popen] = field(default_factory=list)
     firestore_host: str = ""
     storage_host: str = ""
+    pubsub_host: str = ""
 
     @property
     def env(self) -> dict[str, str]:
         return {"FIRESTORE_EMULATOR_HOST": self.firestore_host,  # host:port, no scheme
                 "STORAGE_EMULATOR_HOST": self.storage_host,  # with http://
+                "PUBSUB_EMULATOR_HOST": self.pubsub_host,  # host:port, no scheme
                 "GOOGLE_CLOUD_PROJECT": self.project}
 
     def start(self) -> "Emulators":
@@ -95,7 +98,44 @@ class Emulators:
         self.storage_host = f"http://127.0.0.1:{gcs_port}"
         _wait(f"http://{self.firestore_host}/", self.processes[0], self._log("firestore"))
         _wait(f"{self.storage_host}/_internal/healthcheck", self.processes[1], self._log("fake-gcs"))
+        self._start_pubsub()
         return self
+
+    def _start_pubsub(self) -> None:
+        port = free_port()
+        jars = glob.glob(os.path.join(gcloud_sdk_root(), "platform", "pubsub-emulator", "lib",
+                                      "cloud-pubsub-emulator-*-all.jar"))
+        if not jars:
+            raise RuntimeError("the Pub/Sub emulator is missing (google-cloud-cli-pubsub-emulator)")
+        self._spawn("pubsub", ["java", "-jar", jars[0], "--host=127.0.0.1", f"--port={port}"])
+        self.pubsub_host = f"127.0.0.1:{port}"
+        _wait(f"http://{self.pubsub_host}/", self.processes[-1], self._log("pubsub"))
+
+    def _pubsub(self, method: str, path: str, body: dict | None = None) -> dict:
+        r = requests.request(method, f"http://{self.pubsub_host}/v1/projects/{self.project}/{path}",
+                             json=body or {}, timeout=10)
+        if r.status_code != 409:  # already there
+            r.raise_for_status()
+        return r.json() if r.content else {}
+
+    def create_topic(self, name: str) -> None:
+        self._pubsub("PUT", f"topics/{name}")
+
+    def create_push_subscription(self, name: str, topic: str, endpoint: str, *, dead_letter_topic: str,
+                                 max_delivery_attempts: int = 5, min_backoff: str = "10s",
+                                 max_backoff: str = "600s", ack_deadline_seconds: int = 60) -> None:
+        """A push subscription as the cloud has it (terraform/pubsub.tf): retry policy and dead
+        letters; replaced if it exists (the endpoint changes from run to run)."""
+        self.create_topic(topic)
+        self.create_topic(dead_letter_topic)
+        requests.delete(f"http://{self.pubsub_host}/v1/projects/{self.project}/subscriptions/{name}", timeout=10)
+        self._pubsub("PUT", f"subscriptions/{name}", {
+            "topic": f"projects/{self.project}/topics/{topic}",
+            "pushConfig": {"pushEndpoint": endpoint},
+            "ackDeadlineSeconds": ack_deadline_seconds,
+            "retryPolicy": {"minimumBackoff": min_backoff, "maximumBackoff": max_backoff},
+            "deadLetterPolicy": {"deadLetterTopic": f"projects/{self.project}/topics/{dead_letter_topic}",
+                                 "maxDeliveryAttempts": max_delivery_attempts}})
 
     def _log(self, name: str) -> str:
         return os.path.join(self.log_dir, f"{name}.log")

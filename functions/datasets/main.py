@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from common import audit, authz, blobs, errors, jsonio, store
 from common.http import App, paged, streamed
-from common.models import DatasetName, FreeForm, check_storable, is_dataset_name
+from common.models import DatasetName, FreeForm, GsLocation, check_storable, is_dataset_name
 
 app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and attachments.")
 
@@ -25,7 +25,7 @@ ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
 
 class _Metadata(FreeForm):
     """Typed where the spec names a field; the rest is the owner's free-form metadata."""
-    location: str | None = None
+    location: GsLocation | None = None  # what transfer sends to the transfer network
     public: bool = False
     tags: list[str] = []
     transfer: list[str] = []

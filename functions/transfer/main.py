@@ -1,31 +1,42 @@
 """transfer: the 256³ cube around a point, sent through a model by the transfer network in eight
 128³ parts and written as a neuroglancer precomputed volume (SPEC §3).
 
-Every part is tried up to ATTEMPTS times with growing pauses; the job record in Firestore
-(`transfer_jobs/{job}`) says what happened to each part, so nothing is lost silently.
+Two entry points share this source (one archive, deployed twice; terraform/pubsub.tf):
+- `handle`, the HTTP function: `POST /transfer` writes the volume's `info`, records the job
+  (`transfer_jobs/{job}`) and its parts (`transfer_jobs/{job}/transfer_parts/{key}`), publishes
+  one message per part to TRANSFER_TOPIC and answers at once; `GET /transfer[/{job}]` reads them.
+- `work`, the worker (a CloudEvent function behind a push subscription on that topic): one
+  delivery is one attempt at one part, bounded by TRANSFER_TIMEOUT_SECONDS. A failed attempt
+  raises, so Pub/Sub delivers the message again after its retry policy's backoff; after
+  TRANSFER_ATTEMPTS the part is `failed` and so is the job. The part's record decides what a
+  delivery does, so a redelivered message never counts twice.
 """
 from __future__ import annotations
 
 import datetime
 import itertools
-import time
+import json
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import functions_framework
 from pydantic import Field, StringConstraints
 
-from common import authz, errors, store
-from common.http import App
-from common.models import Coordinate, DatasetName, Strict
+from common import authz, errors, logs, queue, store
+from common.exposure import exposed
+from common.http import App, paged
+from common.models import Coordinate, DatasetName, Strict, is_gs_location
 
 app = App("transfer", "Transfer: a 256-voxel cube through a model, as a neuroglancer volume.")
 
 CUBE, PART, CHUNK = 256, 128, 64
 RESOLUTION = [8, 8, 8]
 SCALE_KEY = "8.0x8.0x8.0"
-ATTEMPTS = 4
-JOBS = "transfer_jobs"
+JOBS, PARTS = "transfer_jobs", "transfer_parts"
 JOB_DAYS = 30  # the TTL policy on expire_at (terraform/firestore.tf) deletes jobs after this
+CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus this was abandoned
+FINISHED = ("done", "failed")
 
 
 class TransferIn(Strict):
@@ -42,6 +53,28 @@ def precomputed_info() -> dict[str, Any]:
                         "voxel_offset": [0, 0, 0], "chunk_sizes": [[CHUNK] * 3], "encoding": "raw"}]}
 
 
+def part_requests(location: str, model_name: str, center: list[int], volume: str) -> dict[str, dict[str, Any]]:
+    """The transfer network's eight requests, by part key ("x_y_z" offset in the cube), in its
+    wire format (SPEC §3): `glbstart` the cube's first voxel (the same in all), `start` the
+    part's first voxel in dataset coordinates, `dest` the volume's scale directory."""
+    glbstart = [c - CUBE // 2 for c in center]
+    return {"_".join(map(str, offset)): {
+        "location": location, "glbstart": glbstart, "start": [g + o for g, o in zip(glbstart, offset)],
+        "size": [PART] * 3, "model_name": model_name, "dest": f"{volume}/{SCALE_KEY}"}
+        for offset in itertools.product((0, PART), repeat=3)}
+
+
+def neuroglancer_link(source: str, layer: str) -> str:
+    """A neuroglancer URL whose state shows `source` as one image layer, centred on the cube's
+    middle voxel (the requested point)."""
+    metres = [r * 1e-9 for r in RESOLUTION]
+    state = {"dimensions": {axis: [m, "m"] for axis, m in zip("xyz", metres)},
+             "position": [CUBE // 2] * 3, "crossSectionScale": 1, "projectionScale": CUBE * 2,
+             "layers": [{"type": "image", "source": source, "name": layer}],
+             "selectedLayer": {"layer": layer, "visible": True}, "layout": "4panel"}
+    return f"{app.settings.neuroglancer_url}/#!{quote(json.dumps(state, separators=(',', ':')), safe='')}"
+
+
 def _split_gs(url: str) -> tuple[str, str]:
     """gs://bucket/prefix -> (bucket, prefix)."""
     if not url.startswith("gs://"):
@@ -50,55 +83,18 @@ def _split_gs(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _id_token() -> str | None:
-    """An ID token for TRANSFER_FUNC in the cloud; none against the emulators (local service)."""
-    if app.settings.on_emulators:
-        return None
-    import google.auth.transport.requests
-    from google.oauth2 import id_token
-    return id_token.fetch_id_token(google.auth.transport.requests.Request(), app.settings.transfer_func)
-
-
-def _send(payload: dict[str, Any], token: str | None, record) -> dict[str, Any]:
-    """POST one part, retried on timeouts, connection errors, 429 and 5xx with pauses of
-    backoff, 2x, 4x...; `record(state)` is told after every attempt."""
-    import requests
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    state: dict[str, Any] = {"start": payload["start"], "status": "running", "attempts": 0}
-    for attempt in range(1, ATTEMPTS + 1):
-        state["attempts"] = attempt
-        try:
-            response = requests.post(app.settings.transfer_func, json=payload, headers=headers,
-                                     timeout=app.settings.transfer_timeout_seconds)
-            if response.ok:
-                state.update(status="done", error=None)
-                record(state)
-                return state
-            state["error"] = f"HTTP {response.status_code}"
-            retry = response.status_code == 429 or response.status_code >= 500
-        except requests.Timeout:
-            state["error"], retry = f"no answer within {app.settings.transfer_timeout_seconds:g} s", True
-        except requests.RequestException as exc:
-            state["error"], retry = f"{type(exc).__name__}", True
-        if not retry or attempt == ATTEMPTS:
-            break
-        record(state)
-        time.sleep(app.settings.transfer_backoff_seconds * 2 ** (attempt - 1))
-    state["status"] = "failed"
-    record(state)
-    return state
-
-
 @app.post("/transfer", role=authz.AUTHENTICATED, body=TransferIn)
 def start_transfer(req):
-    """Send the cube around `center` through `model_name`; answer the neuroglancer link."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Start sending the cube around `center` through `model_name`; answers at once with the
+    neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
     from common import blobs, jsonio
     body: TransferIn = req.body
     dataset = authz.require_dataset(req.caller, body.dataset, "read")
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
+    if not is_gs_location(dataset["location"]):
+        raise errors.ValidationFailed(f"dataset {body.dataset!r} has a location the transfer network cannot read; "
+                                      "it must be gs://bucket/path or precomputed://gs://bucket/path")
     if body.model_name not in (dataset.get("transfer") or []):
         raise errors.BadRequest(f"dataset {body.dataset!r} offers no transfer model {body.model_name!r}",
                                 details={"models": list(dataset.get("transfer") or [])})
@@ -111,42 +107,181 @@ def start_transfer(req):
     blobs.bucket(bucket).blob(f"{directory}/info").upload_from_string(
         jsonio.dumps(precomputed_info()), content_type="application/json")
 
-    corner = [c - CUBE // 2 for c in body.center]
-    payloads = {}
-    for offset in itertools.product((0, PART), repeat=3):
-        payloads["_".join(map(str, offset))] = {
-            "location": dataset["location"], "glbstart": [c + o for c, o in zip(corner, offset)],
-            "start": list(offset), "size": [PART] * 3, "model_name": body.model_name, "dest": volume}
-    job = store.collection(JOBS).document()
+    source = f"precomputed://{volume}"
+    addr = neuroglancer_link(source, f"{body.dataset} {body.model_name}")
     created = store.now()
-    job.set({"user": req.caller.email, "dataset": body.dataset, "model_name": body.model_name,
-             "center": body.center, "volume": volume, "addr": f"precomputed://{volume}", "status": "running",
-             "parts": {key: {"start": p["start"], "status": "pending", "attempts": 0} for key, p in payloads.items()},
-             "created_at": created, "expire_at": created + datetime.timedelta(days=JOB_DAYS),
-             "request_id": req.id})
+    expire_at = created + datetime.timedelta(days=JOB_DAYS)
+    job = store.collection(JOBS).document()
+    batch = store.db().batch()
+    batch.set(job, {"user": req.caller.email, "dataset": body.dataset, "model_name": body.model_name,
+                    "center": body.center, "addr": addr, "source": source, "status": "running",
+                    "created_at": created, "expire_at": expire_at, "request_id": req.id})
+    parts = part_requests(dataset["location"], body.model_name, body.center, volume)
+    for key, request in parts.items():
+        batch.set(job.collection(PARTS).document(key), {
+            "request": request, "status": "pending", "attempts": 0, "error": None, "expire_at": expire_at})
+    batch.commit()
+    try:
+        queue.publish_many(app.settings.transfer_topic, [{"job": job.id, "part": key} for key in parts])
+    except errors.ApiError as exc:
+        job.update({"status": "failed", "error": f"the parts could not be queued: {exc.message}",
+                    "finished_at": store.now()})
+        raise
+    return {"addr": addr, "source": source, "job": job.id}
 
-    def record(key):
-        return lambda state: job.update({f"parts.{key}": dict(state)})
 
-    token = _id_token()
-    with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
-        states = dict(zip(payloads, pool.map(lambda key: _send(payloads[key], token, record(key)), payloads)))
-    failed = sorted(key for key, state in states.items() if state["status"] != "done")
-    job.update({"status": "failed" if failed else "done", "finished_at": store.now()})
-    if failed:
-        raise errors.BadGateway(f"the transfer network failed {len(failed)} of 8 parts; see GET /transfer/{job.id}",
-                                details={"job": job.id, "failed": {k: states[k] for k in failed}})
-    return {"addr": f"precomputed://{volume}", "job": job.id}
+def _job_view(snap) -> dict[str, Any]:
+    return {"id": snap.id, **snap.to_dict()}
+
+
+def _served(snap) -> bool:
+    """A job of a dataset this deployment does not serve (EXPOSE) is nobody's to see here."""
+    return exposed("dataset", snap.get("dataset"))
+
+
+@app.get("/transfer", role=authz.AUTHENTICATED,
+         query={"limit": "page size (1-10000); without it the whole list streams",
+                "cursor": "from the Link header of the previous page"})
+def list_jobs(req):
+    """The caller's transfer jobs (an admin's: everyone's), newest first, without their parts."""
+    from google.cloud.firestore import Query
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    limit = req.int_arg("limit", low=1, high=10_000)
+    jobs = store.collection(JOBS)
+    query = jobs if req.caller.is_admin else jobs.where(filter=FieldFilter("user", "==", req.caller.email))
+    query = query.order_by("created_at", direction=Query.DESCENDING)
+    page = store.page(query, jobs, limit=limit, cursor=req.args.get("cursor"))
+    return paged(req, page, _job_view, limit, keep=_served)
 
 
 @app.get("/transfer/<job_id>", role=authz.AUTHENTICATED)
 def get_job(req, job_id):
-    """A transfer job and its parts (its requester's and admins' only)."""
-    snap = store.collection(JOBS).document(job_id).get() if "/" not in job_id else None
-    if snap is None or not snap.exists or (snap.get("user") != req.caller.email and not req.caller.is_admin):
+    """A transfer job and each part's status, attempts and last error (its requester's and
+    admins' only)."""
+    job = store.collection(JOBS).document(job_id)
+    snap = job.get()
+    if not snap.exists or not _served(snap) or (snap.get("user") != req.caller.email and not req.caller.is_admin):
         raise errors.NotFound(f"no transfer job {job_id!r}")
-    return {"id": snap.id, **snap.to_dict()}
+    parts = {part.id: _part_view(part.to_dict()) for part in job.collection(PARTS).stream()}
+    return {**_job_view(snap), "parts": parts}
+
+
+def _part_view(part: dict[str, Any]) -> dict[str, Any]:
+    return {"start": part["request"]["start"], "status": part["status"], "attempts": part["attempts"],
+            "error": part.get("error")}
 
 
 def handle(request):
     return app(request)
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+class TryAgain(Exception):
+    """Raised to have Pub/Sub deliver the message again (after its retry policy's backoff)."""
+
+
+@functions_framework.cloud_event
+def work(cloud_event):
+    """One delivery of `{"job", "part"}`: one attempt at that part (SPEC §3 transfer)."""
+    try:
+        message, _ = queue.payload_of(cloud_event)
+        job_id, key = str(message["job"]), str(message["part"])
+        if "/" in job_id or "/" in key or not job_id or not key:
+            raise ValueError("not a document id")
+    except (ValueError, KeyError) as exc:
+        logs.log("ERROR", f"transfer worker: dropped a message that names no part ({exc})")
+        return  # acknowledged: no redelivery can fix it
+    job = store.collection(JOBS).document(job_id)
+    part = job.collection(PARTS).document(key)
+    claimed = _claim(part)
+    if claimed is None:
+        return  # finished already, or the job is gone: a redelivery changes nothing
+    request, attempt = claimed
+    if request is None:  # an abandoned last attempt
+        part.update({"status": "failed", "error": f"no answer after {attempt} attempts"})
+        _settle(job)
+        return
+    error, retry = _send(request)
+    if error is None:
+        part.update({"status": "done", "error": None, "finished_at": store.now()})
+    elif retry and attempt < app.settings.transfer_attempts:
+        part.update({"status": "retrying", "error": error})
+        raise TryAgain(f"transfer job {job_id} part {key}, attempt {attempt}: {error}")
+    else:
+        part.update({"status": "failed", "error": error, "finished_at": store.now()})
+    _settle(job)
+
+
+def _claim(part) -> tuple[dict[str, Any] | None, int] | None:
+    """Count one attempt at the part, in a transaction on its own record: None when there is
+    nothing to do; (None, attempts) when its last attempt was abandoned. TryAgain while
+    another delivery of it is still sending."""
+    from google.cloud import firestore
+    now = store.now()
+
+    @firestore.transactional
+    def claim(transaction):
+        snap = part.get(transaction=transaction)
+        if not snap.exists or snap.get("status") in FINISHED:
+            return None
+        record = snap.to_dict()
+        if record["status"] == "sending":
+            limit = app.settings.transfer_timeout_seconds + CLAIM_MARGIN_SECONDS
+            if now - record["claimed_at"] < datetime.timedelta(seconds=limit):
+                raise TryAgain(f"part {part.id} is being sent by another delivery")
+            if record["attempts"] >= app.settings.transfer_attempts:
+                return None, record["attempts"]
+        attempt = record["attempts"] + 1
+        transaction.update(part, {"status": "sending", "attempts": attempt, "claimed_at": now})
+        return record["request"], attempt
+
+    return claim(store.db().transaction())
+
+
+def _id_token() -> str | None:
+    """An ID token for TRANSFER_FUNC in the cloud; none against the emulators (local service)."""
+    if app.settings.on_emulators:
+        return None
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+    return id_token.fetch_id_token(google.auth.transport.requests.Request(), app.settings.transfer_func)
+
+
+def _send(request: dict[str, Any]) -> tuple[str | None, bool]:
+    """POST one part to the transfer network: (None, _) when it was written, else (the error,
+    whether another attempt may help: timeouts, connection errors, 429 and 5xx)."""
+    import requests
+    token = _id_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = app.settings.transfer_timeout_seconds
+    try:
+        response = requests.post(app.settings.transfer_func, json=request, headers=headers, timeout=timeout)
+    except requests.Timeout:
+        return f"no answer within {timeout:g} s", True
+    except requests.RequestException as exc:
+        return type(exc).__name__, True
+    if response.ok:
+        return None, False
+    detail = response.text.strip()[:200]
+    error = f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
+    return error, response.status_code == 429 or response.status_code >= 500
+
+
+def _settle(job) -> None:
+    """The job's status from its parts: `failed` naming the failed parts as soon as one has
+    failed, `done` when all are done. Idempotent: every finishing delivery may call it."""
+    from google.api_core.exceptions import NotFound
+    parts = {p.id: p.to_dict() for p in job.collection(PARTS).stream()}
+    failed = sorted(k for k, part in parts.items() if part["status"] == "failed")
+    if failed:
+        change = {"status": "failed", "failed_parts": failed, "error": "the transfer network failed " + "; ".join(
+            f"part {k} ({parts[k]['attempts']} attempts, last: {parts[k]['error']})" for k in failed)}
+    elif parts and all(part["status"] == "done" for part in parts.values()):
+        change = {"status": "done"}
+    else:
+        return
+    try:
+        job.update({**change, "finished_at": store.now()})
+    except NotFound:
+        pass  # the job was deleted meanwhile (its dataset was)

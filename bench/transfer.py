@@ -1,0 +1,84 @@
+"""Transfer through Pub/Sub on the emulators, in one run:
+
+1. `POST /transfer` answer time (p50/p95) over HTTP through the function (functions-framework
+   process), while the transfer network stand-in takes SLOW_SECONDS per part: the answer must
+   not wait for the parts;
+2. time from the POST to the job's `done` (p50/p95): the worker (tools/workers.py, behind its
+   push subscription) sending eight parts, each written by the stand-in after SLOW_SECONDS;
+3. the same with one part failing once (one redelivery after the subscription's backoff).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import time
+
+from bench.annotations import Function
+from bench.run import ROOT
+
+JOBS = 10
+SLOW_SECONDS = 0.5
+BUCKET = "gatehouse-transfer-bench"
+BODY = json.dumps({"dataset": "bench", "model_name": "denoise", "center": [1000, 2000, 3000]}).encode()
+
+
+def _call(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers={**headers, "Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = json.loads(response.read())
+    if response.status != 200:
+        raise RuntimeError(f"{method} {path}: {response.status} {data}")
+    return data
+
+
+def _jobs(port: int, headers: dict[str, str]) -> tuple[list[float], list[float]]:
+    answers, done = [], []
+    for _ in range(JOBS):
+        began = time.perf_counter()
+        job = _call(port, "POST", "/transfer", headers, BODY)["job"]
+        answers.append(time.perf_counter() - began)
+        while _call(port, "GET", f"/transfer/{job}", headers)["status"] == "running":
+            time.sleep(0.01)
+        done.append(time.perf_counter() - began)
+    return answers, done
+
+
+def _p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=20)[int(q * 20) - 1] if len(values) > 1 else values[0]
+
+
+def run(env: dict[str, str], headers: dict[str, str], emulators) -> dict[str, float]:
+    from common import store
+    from tools import workers
+    from tools.transfer_standin import TransferService
+    service = TransferService().start()
+    service.slow_seconds = SLOW_SECONDS
+    env = {**env, "TRANSFER_FUNC": service.url, "TRANSFER_DEST": f"gs://{BUCKET}/volumes",
+           "TRANSFER_TIMEOUT_SECONDS": "10", "TRANSFER_ATTEMPTS": "3"}
+    os.environ.update(env)
+    emulators.create_buckets(BUCKET)
+    store.collection("datasets").document("bench").set(
+        {"description": "bench", "location": "gs://bench-data/volume", "transfer": ["denoise"]})
+    worker = workers.serve(workers.WORKERS[0], emulators, min_backoff="0.1s", max_backoff="1s",
+                           max_delivery_attempts=5, ack_deadline_seconds=60)
+    fn = Function(env, headers, os.path.join(ROOT, "functions", "transfer", "main.py"))
+    try:
+        _call(fn.port, "GET", "/transfer?limit=1", headers)  # warm
+        results: dict[str, float] = {}
+        service.script = lambda offset, attempt: "slow"
+        answers, done = _jobs(fn.port, headers)
+        results.update({"answer_p50_ms": 1000 * statistics.median(answers), "answer_p95_ms": 1000 * _p(answers, 0.95),
+                        "done_p50_s": statistics.median(done), "done_p95_s": _p(done, 0.95),
+                        "part_seconds_at_the_stand_in": SLOW_SECONDS})
+        service.script = lambda offset, attempt: "fail" if offset == (0, 0, 0) and attempt == 1 else "slow"
+        service.calls.clear()
+        _, done = _jobs(fn.port, headers)
+        results["done_with_one_retry_p50_s"] = statistics.median(done)
+        return results
+    finally:
+        fn.close()
+        worker.stop()
+        service.stop()
