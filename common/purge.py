@@ -110,9 +110,10 @@ def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     from google.api_core.exceptions import FailedPrecondition
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
+    from google.cloud.firestore_v1.field_path import FieldPath
     name = deletion["name"]
-    field = firestore.FieldPath("datasets", name).to_api_repr()
-    bound = firestore.FieldPath("grant_generations", name).to_api_repr()
+    field = FieldPath("datasets", name).to_api_repr()
+    bound = FieldPath("grant_generations", name).to_api_repr()
     query = store.collection("users").where(filter=FieldFilter(field, "!=", None))
     deleted, skipped = 0, 0
     for snap in query.stream():

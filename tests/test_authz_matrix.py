@@ -54,6 +54,10 @@ ROUTES = [
     ("PUT", f"/datasets/{PUB}", {"description": "new"}, ADMINS, 200, 403),
     ("POST", f"/datasets/{PRIV}/finalize", None, MANAGERS, 200, None),
     ("GET", f"/datasets/{PRIV}/logs", None, MANAGERS, 200, None),
+    ("GET", "/datasets/_deletions", None, ADMINS, 200, 403),
+    ("GET", "/datasets/_deletions/DELETION", None, ADMINS, 200, 403),
+    ("POST", "/datasets/_deletions/DELETION/resume", None, ADMINS, 200, 403),
+    ("GET", "/datasets/_deletions/DELETION/logs", None, ADMINS, 200, 403),
     ("POST", f"/datasets/{PRIV}/attachments", "upload", MANAGERS, 201, None),
     ("GET", f"/datasets/{PRIV}/attachments", None, READERS, 200, 404),
     ("GET", f"/datasets/{PUB}/attachments", None, EVERYONE, 200, 403),
@@ -126,21 +130,30 @@ def _signatures():
 
 def _own_data(email):
     """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV, written
-    straight into Firestore (most personas may not write there themselves)."""
-    from common import store
+    straight into Firestore (most personas may not write there themselves), under the dataset's
+    generation as the functions store it."""
+    from common import authz, store
     from common.locations import user_doc_id
     atlas = load_function("atlas")
+    key = authz.data_key(PRIV)
     base = {"user": email, "location": [1, 2, 3], "locationkey": "1_2_3", "timestamp": 0, "payload": {}}
-    datasets = store.collection("annotations").document(PRIV)
+    datasets = store.collection("annotations").document(key)
     datasets.collection("v1_annotations").document(user_doc_id(email, "1_2_3")).set(base)
     datasets.collection("v2_annotations").document(user_doc_id(email, "Pt1_2_3")).set(
         {"key": "Pt1_2_3", "user": email, "kind": "point", "pos": [1, 2, 3]})
-    store.collection("savedsearches").document(PRIV).collection("searches").document(
+    store.collection("savedsearches").document(key).collection("searches").document(
         user_doc_id(email, "1_2_3")).set(base)
     entry = atlas.entry_id(PRIV, email, "1_2_3")
     store.collection("atlas").document(entry).set(
-        {"id": entry, "user": email, "dataset": PRIV, "locationref": "1_2_3", "verified": False})
+        {"id": entry, "user": email, "dataset": PRIV, "locationref": "1_2_3", "verified": False,
+         "generation": key})
     return entry
+
+
+def _deletion(api) -> str:
+    """The id of a dataset deletion (of a dataset made and deleted for it)."""
+    api.add_dataset("gone")
+    return api.delete("/datasets", user=OWNER, json=["gone"]).get_json()["deletions"][0]["id"]
 
 
 def _reader_job() -> str:
@@ -157,6 +170,8 @@ def _reader_job() -> str:
 def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
+    if "DELETION" in path:
+        path = path.replace("DELETION", _deletion(api))
     _own_data(email)
     if path.startswith("/signatures/"):
         _signatures()

@@ -24,7 +24,6 @@ import functions_framework
 from pydantic import Field, StringConstraints
 
 from common import authz, errors, logs, queue, store
-from common.exposure import exposed
 from common.http import App, paged
 from common.models import Coordinate, DatasetName, Strict, is_gs_location
 
@@ -135,8 +134,10 @@ def _job_view(snap) -> dict[str, Any]:
 
 
 def _served(snap) -> bool:
-    """A job of a dataset this deployment does not serve (EXPOSE) is nobody's to see here."""
-    return exposed("dataset", snap.get("dataset"))
+    """A job is seen only with its dataset as it is now: not for a dataset this deployment does
+    not serve (EXPOSE), nor once the dataset is deleted (also when one of its name is made again)."""
+    record = authz.dataset_record(snap.get("dataset"))  # None when not exposed or deleted
+    return record is not None and snap.get("created_at") >= record["created_at"]
 
 
 @app.get("/transfer", role=authz.AUTHENTICATED,

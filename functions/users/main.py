@@ -66,7 +66,7 @@ def update_users(req):
         granted = {name for update in req.body.values() if "datasets" in update.model_fields_set
                    for name in update.datasets}
         generations = {s.id: s.get("generation") for s in transaction.get_all(
-            [store.collection("datasets").document(n) for n in granted]) if s.exists}
+            [store.collection("datasets").document(n) for n in granted]) if s.exists} if granted else {}
         for email, update in req.body.items():
             old = before.get(email)
             new = {**user_view(old), **update.model_dump(include=update.model_fields_set)}
