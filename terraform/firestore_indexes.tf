@@ -5,6 +5,8 @@ locals {
   firestore_indexes = {
     # datasets: GET /datasets/{name}/logs -> audit where dataset == name order by at desc
     audit_by_dataset = { collection = "audit", fields = [["dataset", "ASCENDING"], ["at", "DESCENDING"]] }
+    # ... of a dataset with a generation (every dataset made since): where generation == g order by at desc
+    audit_by_generation = { collection = "audit", fields = [["generation", "ASCENDING"], ["at", "DESCENDING"]] }
     # transfer: GET /transfer -> transfer_jobs where user == caller order by created_at desc
     transfer_jobs_by_user = { collection = "transfer_jobs", fields = [["user", "ASCENDING"], ["created_at", "DESCENDING"]] }
     # annotations: GET /annotations/v2/{ds}?kind=&tag= -> where user (== | in) [and kind ==] [and tags contains]

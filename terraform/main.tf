@@ -8,7 +8,7 @@ locals {
   functions = {
     roles         = { description = "The caller's roles", buckets = [], sign_urls = false }
     users         = { description = "Users, roles and API keys", buckets = [], sign_urls = false }
-    datasets      = { description = "Datasets, logs and attachments", buckets = ["attachments"], sign_urls = true }
+    datasets      = { description = "Datasets, logs and attachments", buckets = ["attachments", "signatures"], sign_urls = true }
     annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
     savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
     atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
@@ -40,6 +40,7 @@ locals {
     NEUROGLANCER_URL         = var.neuroglancer_url
     GATEHOUSE_VERSION        = var.gatehouse_version
     AUDIT_RETENTION_DAYS     = tostring(var.audit_retention_days)
+    EXPOSE                   = join(",", var.expose)
     # glibc's per-thread arenas otherwise raise memory each time a new thread serves a request.
     MALLOC_ARENA_MAX = "2"
   }

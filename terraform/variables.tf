@@ -146,3 +146,9 @@ variable "neuroglancer_origins" {
     error_message = "neuroglancer_origins lists origins; \"*\" is not allowed."
   }
 }
+
+variable "expose" {
+  description = "What this deployment serves (EXPOSE): regular expressions over \"dataset:<name>\" and \"twin:<path>\"; anything that matches none is 404 to everyone and absent from lists. Empty serves everything."
+  type        = list(string)
+  default     = []
+}
