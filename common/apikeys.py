@@ -66,7 +66,7 @@ def list_for(email: str) -> list[dict[str, Any]]:
 def revoke(req, email: str, key_id: str) -> None:
     """Delete the key (idempotent for the owner); another user's key id is simply not found."""
     from common import audit, auth
-    ref = store.collection(COLLECTION).document(key_id)
+    ref = store.document(store.collection(COLLECTION), key_id, "no such key")
 
     def delete(transaction) -> None:
         snap = ref.get(transaction=transaction)
@@ -82,7 +82,7 @@ def revoke(req, email: str, key_id: str) -> None:
 
 def verify(token: str) -> tuple[str, float]:
     """The key's owner and expiry (epoch seconds), or Unauthenticated."""
-    match = _KEY.match(token)
+    match = _KEY.fullmatch(token)
     if not match:
         raise errors.Unauthenticated("the API key is malformed")
     key_id, secret = match.groups()

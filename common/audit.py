@@ -26,11 +26,47 @@ def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | 
             generation = authz.generation(authz.dataset_record(dataset))
         if generation is not None:
             record["generation"] = generation
+    before, after, compacted = _bounded(before, after)
     if before is not None:
         record["before"] = before
     if after is not None:
         record["after"] = after
+    if compacted:
+        record["compacted"] = True
     return record
+
+
+MAX_CHANGE_BYTES = 200_000  # of before + after in one entry: far under Firestore's 1 MiB
+MAX_VALUE_BYTES = 10_000  # a larger field of a compacted entry is kept as its size and hash
+
+
+def _bounded(before: Any, after: Any) -> tuple[Any, Any, bool]:
+    """Before and after, small enough that an audit entry is never why a change fails: a large
+    change keeps only the fields that changed, and of those each large value as
+    `{"omitted_bytes", "sha256"}`."""
+    from common import jsonio
+    if len(jsonio.dumps(before).encode()) + len(jsonio.dumps(after).encode()) <= MAX_CHANGE_BYTES:
+        return before, after, False
+    if isinstance(before, dict) and isinstance(after, dict):
+        changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        before = {k: v for k, v in before.items() if k in changed}
+        after = {k: v for k, v in after.items() if k in changed}
+    return _summarized(before), _summarized(after), True
+
+
+def _summarized(value: Any) -> Any:
+    import hashlib
+
+    from common import jsonio
+    if value is None:
+        return None
+    items = value.items() if isinstance(value, dict) else [("value", value)]
+    kept = {}
+    for key, item in items:
+        text = jsonio.dumps(item).encode()
+        kept[key] = item if len(text) <= MAX_VALUE_BYTES else {
+            "omitted_bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+    return kept
 
 
 def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any) -> None:

@@ -71,8 +71,13 @@ def _verify(token: str) -> Identity:
         email, expires_at = apikeys.verify(token)
         # Re-check keys within the role-cache window so a revocation elsewhere takes effect.
         return Identity(email, "api_key", min(expires_at, time.time() + settings().role_cache_seconds))
-    issuer = _unverified_claims(token).get("iss")
+    header, unverified = _unverified_parts(token)
+    issuer = unverified.get("iss")
     if issuer in GOOGLE_ISSUERS:
+        # Google signs RS256 with a published key: any other header is refused before a
+        # certificate is fetched (so a forged token never costs a network call).
+        if header.get("alg") != "RS256" or not isinstance(header.get("kid"), str) or not header["kid"]:
+            raise errors.Unauthenticated("the token is not valid: Google tokens are RS256 with a key id")
         claims = _verify_google(token)
         via = "google"
     elif issuer == DEV_ISSUER:
@@ -88,16 +93,21 @@ def _verify(token: str) -> Identity:
     return Identity(email.strip().lower(), via, float(claims["exp"]))
 
 
-def _unverified_claims(token: str) -> dict[str, Any]:
-    """Only to pick the verifier; nothing read here is trusted."""
+MAX_TOKEN_BYTES = 8192  # Google ID tokens and dev tokens are about 1 KiB
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims, only to pick the verifier; nothing read here is trusted."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise errors.Unauthenticated("the token is malformed (too long)")
     try:
-        _, payload, _ = token.split(".")
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
+        header, payload, _ = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                              if i < 2 else part for i, part in enumerate(token.split(".")))
+    except (ValueError, RecursionError):
         raise errors.Unauthenticated("the token is malformed") from None
-    if not isinstance(claims, dict):
+    if not isinstance(header, dict) or not isinstance(payload, dict):
         raise errors.Unauthenticated("the token is malformed")
-    return claims
+    return header, payload
 
 
 @functools.cache

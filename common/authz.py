@@ -72,8 +72,9 @@ def dataset_record(name: str) -> dict[str, Any] | None:
     """The dataset's record; None when it does not exist or this deployment does not serve it
     (EXPOSE), so every route and list answers an unexposed dataset as missing."""
     from common.exposure import exposed
-    if not exposed("dataset", name):
-        return None
+    from common.models import is_dataset_name
+    if not is_dataset_name(name) or not exposed("dataset", name):
+        return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
     return _datasets.get(name, _load_dataset)
 
 

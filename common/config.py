@@ -52,6 +52,7 @@ class Settings:
     transfer_topic: str
     neuroglancer_url: str
     expose: tuple[re.Pattern[str], ...] = ()
+    extra_roles: tuple[str, ...] = ()
 
     @property
     def on_emulators(self) -> bool:
@@ -84,6 +85,7 @@ def load() -> Settings:
         transfer_topic=env.get("TRANSFER_TOPIC", "gatehouse-transfer-parts"),
         neuroglancer_url=env.get("NEUROGLANCER_URL", "https://neuroglancer-demo.appspot.com").rstrip("/"),
         expose=_patterns("EXPOSE"),
+        extra_roles=_csv("EXTRA_ROLES"),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(

@@ -20,6 +20,7 @@ from common.config import settings
 from common.logs import log
 
 JSON_LIMIT = 1 << 20  # SPEC §1: request bodies above 1 MiB -> 413
+MAX_QUERY_VALUE_BYTES = 1500  # what Firestore can compare in a filter
 # curl -d sends form-urlencoded by default; the seed's curl lines must work, so that is read as JSON too.
 _JSON_CONTENT_TYPES = {"", "application/json", "application/x-www-form-urlencoded", "text/plain"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -88,9 +89,14 @@ def json_response(value: Any, status: int = 200, headers: dict[str, str] | None 
 
 
 def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> Response:
-    """A JSON response sent as it is produced (see common.jsonio.stream_*)."""
-    return Response(chunks, status=200, headers=headers, mimetype="application/json",
-                    direct_passthrough=True)
+    """A JSON response sent as it is produced (see common.jsonio.stream_*). Its first chunk is
+    made here, before the status is sent, so a query that fails at once is an error answer; one
+    that fails later cuts the body short (never a closed, complete-looking list)."""
+    import itertools
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    body = chunks if first is None else itertools.chain([first], chunks)
+    return Response(body, status=200, headers=headers, mimetype="application/json", direct_passthrough=True)
 
 
 def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None,
@@ -108,6 +114,40 @@ def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None,
     from urllib.parse import urlencode
     query = urlencode({**{k: v for k, v in req.args.items() if k != "cursor"}, "cursor": cursor})
     return listed, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
+
+
+def _answer_unrouted_paths() -> None:
+    """A path functions-framework itself cannot route (e.g. one with a newline) gets our 404
+    envelope, not its HTML page. Registered on the app functions-framework is creating."""
+    import functions_framework
+
+    def not_found(_exc):
+        request_id = uuid.uuid4().hex
+        response = error_response(errors.NotFound("no such route"), request_id)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    try:
+        functions_framework.errorhandler(404)(not_found)
+    except AssertionError:  # an App made outside functions-framework, after its app served (tests)
+        pass
+
+
+def backend_error(exc: Exception) -> errors.ApiError | None:
+    """The answer for a failure of Firestore or Cloud Storage, in our words (never theirs):
+    unavailable, deadline or contention -> 503 with Retry-After; a stored value the backend
+    refuses -> 422. None for anything else (a bug of ours: 500)."""
+    try:
+        from google.api_core import exceptions as gexc
+    except ImportError:  # a function that loads no Google client
+        return None
+    if isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.TooManyRequests,
+                        gexc.InternalServerError, gexc.Unknown)):
+        return errors.Unavailable("the data store is busy or unreachable; try again shortly", retry_after=2)
+    if isinstance(exc, gexc.InvalidArgument):
+        return errors.ValidationFailed("the data store cannot hold this value (a field name, size or "
+                                       "nesting limit); see the documented limits")
+    return None
 
 
 def error_response(error: errors.ApiError, request_id: str) -> Response:
@@ -134,6 +174,7 @@ class App:
         self.routes: list[Route] = []
         self._map = Map(strict_slashes=False, merge_slashes=False)
         self._adapter = None
+        _answer_unrouted_paths()
         self.get(self.prefix + "/_health", public=True)(self._health)
         self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)
 
@@ -177,18 +218,23 @@ class App:
 
     # -- serving ---------------------------------------------------------------------------
     def __call__(self, request: Request) -> Response:
-        request_id = request.headers.get("X-Request-Id", "")
-        if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+        # Always our own id (in the answer, the log and audit entries); a caller's id is echoed
+        # apart, so it can never name or collide with an audit entry.
+        request_id = uuid.uuid4().hex
+        client_id = request.headers.get("X-Request-Id", "")
         try:
             response = self._dispatch(request, request_id)
         except errors.ApiError as exc:
             response = error_response(exc, request_id)
-        except Exception as exc:  # never a traceback to the caller; the id ties it to the log
-            log("ERROR", f"unhandled error: {exc!r}", exc=exc, request_id=request_id,
-                function=self.name, method=request.method, path=request.path)
-            response = error_response(errors.ApiError(), request_id)
+        except Exception as exc:
+            response = error_response(backend_error(exc) or errors.ApiError(), request_id)
+            if response.status_code >= 500:
+                log("ERROR", f"unhandled error: {exc!r}", exc=exc, request_id=request_id,
+                    function=self.name, method=request.method, path=request.path)
+        # Never a traceback to the caller: the request id ties the answer to the log line.
         response.headers["X-Request-Id"] = request_id
+        if _REQUEST_ID.fullmatch(client_id):
+            response.headers["X-Client-Request-Id"] = client_id
         self._add_cors(request, response)
         return response
 
@@ -212,6 +258,14 @@ class App:
             raise errors.MethodNotAllowed(headers={"Allow": allowed}) from None
         except (NotFound, HTTPException):
             raise errors.NotFound("no such route") from None
+        unknown = sorted(set(request.args) - set(route.query))
+        if unknown:
+            known = ", ".join(sorted(route.query)) or "none"
+            raise errors.BadRequest(f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
+                                    details={"unknown": unknown})
+        for name, value in request.args.items(multi=True):
+            if name != "cursor" and len(value.encode("utf-8", "surrogatepass")) > MAX_QUERY_VALUE_BYTES:
+                raise errors.BadRequest(f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes")
         req = Req(request, request_id, route)
         if route.role is not None:
             from common import authz
@@ -229,10 +283,13 @@ class App:
         data = read_json_body(request, route.max_body, required=route.body_required)
         if not data:
             return None
+        value = jsonio.loads(data)  # NaN, Infinity, deep nesting and lone surrogates end here
         try:
             if route.max_items is None:
                 return route.adapter.validate_json(data, strict=True)
-            return route.adapter.validate_python(_counted(data, route.max_items), strict=True)
+            if isinstance(value, list) and len(value) > route.max_items:
+                raise errors.PayloadTooLarge(f"at most {route.max_items} items per request, not {len(value)}")
+            return route.adapter.validate_python(value, strict=True)
         except ValidationError as exc:
             details = validation_details(exc)
             if any(d["type"] == "json_invalid" for d in details):
@@ -291,18 +348,6 @@ class App:
         """This function's OpenAPI 3.1 document, generated from its route table."""
         from common.openapi import document
         return document(self)
-
-
-def _counted(data: bytes, max_items: int) -> Any:
-    """Parsed JSON whose array (if it is one) has at most `max_items` items (else 413)."""
-    import json
-    try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise errors.BadRequest(f"malformed JSON: {exc}") from None
-    if isinstance(value, list) and len(value) > max_items:
-        raise errors.PayloadTooLarge(f"at most {max_items} items per request, not {len(value)}")
-    return value
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from common import audit, errors, jsonio, store
 from common.http import Req, streamed
-from common.models import COORDINATE_RANGE
+from common.models import COORDINATE_RANGE, check_document_size
 
 LOCATION_QUERY = {"x": "integer voxel coordinate", "y": "integer voxel coordinate",
                   "z": "integer voxel coordinate"}
@@ -74,6 +74,7 @@ class LocationStore:
         key = location_key(point)
         record = {"user": req.caller.email, "location": list(point), "locationkey": key,
                   "timestamp": store.now(), "payload": req.body}
+        check_document_size(record, f"the {self.target_type.replace('_', ' ')}")
         batch = store.db().batch()
         batch.set(self._coll(dataset).document(user_doc_id(req.caller.email, key)), record)
         audit.record(batch, req, f"{self.target_type}_put", self.target_type, key, dataset=dataset)

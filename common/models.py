@@ -29,7 +29,19 @@ def normalize_email(value: str) -> str:
 
 DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME), AfterValidator(_dataset_name)]
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize_email)]
-RoleName = Annotated[str, StringConstraints(pattern=ROLE_NAME)]
+BUILTIN_ROLES = ("admin", "clio_read", "clio_general", "clio_write", "dataset_admin")
+
+
+def _known_role(value: str) -> str:
+    """A built-in role or one this deployment declares (EXTRA_ROLES): a typo is refused, not stored."""
+    from common.config import settings
+    known = (*BUILTIN_ROLES, *settings().extra_roles)
+    if value not in known:
+        raise ValueError(f"unknown role {value!r}; the valid roles are: {', '.join(known)}")
+    return value
+
+
+RoleName = Annotated[str, StringConstraints(pattern=ROLE_NAME), AfterValidator(_known_role)]
 COORDINATE_RANGE = (-(1 << 31), 1 << 31)  # SPEC §1: integers in [-2^31, 2^31)
 Coordinate = Annotated[int, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1])]
 GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME)]
@@ -42,7 +54,7 @@ GS_LOCATION = r"^(precomputed://)?gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s/
 
 def _gs_location(value: str) -> str:
     import re
-    if not re.match(GS_LOCATION, value) or len(value) > 1024:
+    if not re.fullmatch(GS_LOCATION, value) or len(value) > 1024:
         raise ValueError("a location is gs://bucket/path or precomputed://gs://bucket/path")
     return value
 
@@ -59,7 +71,7 @@ GsLocation = Annotated[str, AfterValidator(_gs_location)]
 
 def is_dataset_name(value: str) -> bool:
     import re
-    return bool(re.match(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES
+    return bool(re.fullmatch(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES
 
 
 class Strict(BaseModel):
@@ -74,6 +86,16 @@ class FreeForm(BaseModel):
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _MAX_DEPTH = 20
+MAX_FIELD_NAME_BYTES = 1500  # Firestore's limit
+MAX_DOCUMENT_BYTES = 1_000_000  # under Firestore's 1 MiB per document, with room for our own fields
+
+
+def check_document_size(record: dict[str, Any], what: str) -> None:
+    """413 before a write Firestore would refuse for its size."""
+    from common import errors, jsonio
+    size = len(jsonio.dumps(record).encode())
+    if size > MAX_DOCUMENT_BYTES:
+        raise errors.PayloadTooLarge(f"{what} would be {size} bytes stored; the limit is {MAX_DOCUMENT_BYTES}")
 
 
 def check_storable(value, where: str = "body", depth: int = 0) -> None:
@@ -90,6 +112,8 @@ def check_storable(value, where: str = "body", depth: int = 0) -> None:
         for key, item in value.items():
             if not key or (key.startswith("__") and key.endswith("__")):
                 raise ValueError(f"{where}: field name {key!r} is not allowed")
+            if len(key.encode("utf-8", "surrogatepass")) > MAX_FIELD_NAME_BYTES:
+                raise ValueError(f"{where}: a field name is at most {MAX_FIELD_NAME_BYTES} bytes")
             check_storable(item, f"{where}.{key}", depth + 1)
     elif isinstance(value, list):
         for i, item in enumerate(value):

@@ -37,10 +37,23 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def transactional(fn, *, attempts: int = 5):
-    """Run `fn(transaction)` in a Firestore transaction, retried on contention."""
+def transactional(fn, *, attempts: int = 5, rounds: int = 4):
+    """Run `fn(transaction)` in a Firestore transaction, retried on contention: `attempts` at once,
+    then again after a jittered pause, `rounds` times; still contended -> 503 with Retry-After."""
+    import random
+    import time
+
+    from google.api_core.exceptions import Aborted
     from google.cloud import firestore
-    return firestore.transactional(fn)(db().transaction(max_attempts=attempts))
+    for round_ in range(rounds):
+        try:
+            return firestore.transactional(fn)(db().transaction(max_attempts=attempts))
+        except (Aborted, ValueError) as exc:
+            # The client raises ValueError("Failed to commit transaction in N attempts.").
+            if isinstance(exc, ValueError) and "Failed to commit transaction" not in str(exc):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (2 ** round_))
+    raise errors.Unavailable("too many concurrent changes to the same data; try again", retry_after=1)
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -57,12 +70,30 @@ def encode_cursor(doc_id: str) -> str:
     return base64.urlsafe_b64encode(doc_id.encode()).decode().rstrip("=")
 
 
+def valid_id(value: str) -> bool:
+    """Whether `value` can be a Firestore document id: not empty, at most 1,500 bytes, no `/`,
+    not `.` or `..`, not `__x__` (reserved), valid Unicode."""
+    if not value or "/" in value or value in (".", "..") or (value.startswith("__") and value.endswith("__")):
+        return False
+    try:
+        return len(value.encode("utf-8")) <= 1500
+    except UnicodeEncodeError:
+        return False
+
+
+def document(coll, doc_id: str, missing: str):
+    """`coll.document(doc_id)` for an id that came from a caller: an impossible id is 404 (`missing`)."""
+    if not valid_id(doc_id):
+        raise errors.NotFound(missing)
+    return coll.document(doc_id)
+
+
 def decode_cursor(cursor: str) -> str:
     try:
-        doc_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        doc_id = base64.b64decode(cursor[:4096] + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except ValueError:
         raise errors.BadRequest("the cursor is not valid") from None
-    if not doc_id or "/" in doc_id:  # a document id of the listed collection, nothing else
+    if not valid_id(doc_id):  # a document id of the listed collection, nothing else
         raise errors.BadRequest("the cursor is not valid")
     return doc_id
 

@@ -47,13 +47,14 @@ def test_wrong_method_is_405_with_allow(api):
     assert "GET" in r.headers["Allow"]
 
 
-def test_request_id_is_generated_or_kept(api):
+def test_request_id_is_always_the_servers_and_a_callers_is_echoed_apart(api):
     r = api.get("/roles/_health")
-    assert len(r.headers["X-Request-Id"]) == 32
+    assert len(r.headers["X-Request-Id"]) == 32 and "X-Client-Request-Id" not in r.headers
     r = api.get("/roles/_health", headers={"X-Request-Id": "trace-12345678"})
-    assert r.headers["X-Request-Id"] == "trace-12345678"
+    assert len(r.headers["X-Request-Id"]) == 32 and r.headers["X-Request-Id"] != "trace-12345678"
+    assert r.headers["X-Client-Request-Id"] == "trace-12345678"
     r = api.get("/roles/_health", headers={"X-Request-Id": "bad id with spaces"})
-    assert r.headers["X-Request-Id"] != "bad id with spaces"
+    assert "X-Client-Request-Id" not in r.headers
 
 
 def test_function_routes_its_own_url_without_prefix(api):

@@ -21,10 +21,25 @@ def test_post_replaces_fields_present_and_keeps_absent(api):
     assert users(api)["a@example.com"]["datasets"] == {"mb20": ["clio_write"]}
 
 
-def test_custom_application_roles_are_kept(api):
-    api.add_user("a@example.com", global_roles=["neuprint:reader"], datasets={"mb20": ["myapp_editor"]})
+def test_custom_application_roles_are_kept(api, monkeypatch):
+    from common import config
+    monkeypatch.setenv("EXTRA_ROLES", "neuprint:reader,myapp_editor")
+    config.settings.cache_clear()
+    try:
+        api.add_user("a@example.com", global_roles=["neuprint:reader"], datasets={"mb20": ["myapp_editor"]})
+    finally:
+        monkeypatch.delenv("EXTRA_ROLES")
+        config.settings.cache_clear()
     body = api.get("/roles", user="a@example.com").get_json()
     assert body["global_roles"] == ["neuprint:reader"] and body["datasets"] == {"mb20": ["myapp_editor"]}
+
+
+def test_an_unknown_role_name_is_refused_with_the_valid_ones(api):
+    r = api.post("/users", user=OWNER, json={"a@example.com": {"global_roles": ["clio_genral"]}})
+    body = assert_error(r, 422, "validation_error")
+    assert "unknown role 'clio_genral'" in body["details"][0]["message"]
+    assert "clio_general" in body["details"][0]["message"]
+    assert api.get("/users", user=OWNER).get_json() == {}  # nothing stored
 
 
 BAD_USERS = {

@@ -126,8 +126,24 @@ def main() -> None:
     args = parser.parse_args()
     if not 100 <= args.block_size <= 1 << 16:
         parser.error("--block-size is between 100 and 65536")
-    records = read_records(args.input)
-    stats = build(args.bucket, args.dataset, records, block_size=args.block_size, progress=not args.quiet)
+    from common.models import is_dataset_name
+    if not is_dataset_name(args.dataset):
+        parser.error(f"--dataset {args.dataset!r} is not a dataset name (letters, digits, _ . -)")
+    try:
+        records = read_records(args.input)
+    except OSError as exc:
+        raise SystemExit(f"{args.input}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:  # numpy's parse errors: a malformed CSV or .npy
+        raise SystemExit(f"{args.input}: not a file of x,y,z,signature records ({str(exc).splitlines()[0][:200]})") from None
+    if len(records) == 0:
+        raise SystemExit(f"{args.input}: no records")
+    from google.api_core import exceptions as gexc
+    try:
+        stats = build(args.bucket, args.dataset, records, block_size=args.block_size, progress=not args.quiet)
+    except gexc.NotFound:
+        raise SystemExit(f"gs://{args.bucket} does not exist (set --bucket or SIG_BUCKET)") from None
+    except gexc.GoogleAPICallError as exc:
+        raise SystemExit(f"gs://{args.bucket}: the upload failed ({exc.code}: {exc.message[:200]})") from None
     print(f"{args.dataset}: {stats['records']} records, {stats['objects']} objects in gs://{args.bucket} "
           f"in {stats['seconds']:.1f} s")
 

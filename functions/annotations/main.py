@@ -131,7 +131,7 @@ def write_v2(req, name):
     single = not isinstance(req.body, list)
     items: list[AnnotationIn] = [req.body] if single else req.body
     replace, keep, move_key = _flag(req, "replace", True), _conditional(req), req.args.get("move_key")
-    if move_key is not None and (not single or not KEY.match(move_key)):
+    if move_key is not None and (not single or not KEY.fullmatch(move_key)):
         raise errors.BadRequest("move_key takes the key of one annotation, with a single annotation")
     caller = req.caller
     if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(name):
@@ -244,7 +244,7 @@ def _group_members(req) -> list[str]:
 def delete_v2(req, name, key):
     """Delete one annotation by key (404 when there is none)."""
     user = _whose(req, name)
-    if not KEY.match(key):
+    if not KEY.fullmatch(key):
         raise errors.NotFound(f"no annotation {key!r}")
     ref = _v2(name).document(user_doc_id(user, key))
     audit.delete_existing(req, ref, missing=f"no annotation {key!r} of {user}", action="annotation_delete",

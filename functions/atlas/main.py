@@ -15,7 +15,7 @@ from pydantic import StringConstraints, model_validator
 from common import audit, authz, errors, jsonio, store
 from common.http import App, Check, streamed
 from common.locations import LOCATION_QUERY, location, location_key
-from common.models import FreeForm, Strict, check_storable
+from common.models import FreeForm, Strict, check_document_size, check_storable
 
 app = App("atlas", "Atlas: marked locations across datasets, verified by curators.")
 
@@ -116,6 +116,7 @@ def put_entry(req, name):
                  "verified": False, **verification}
         if generation is not None:
             entry["generation"] = generation
+        check_document_size(entry, "the atlas entry")
         transaction.set(ref, entry)
         audit.record(transaction, req, "atlas_update" if old else "atlas_create", "atlas", ref.id,
                      dataset=name, before=old, after=entry)
@@ -148,7 +149,7 @@ def _may_verify(req, params: dict[str, Any]) -> None:
     """write_others on the entry's dataset; an entry in a dataset the caller cannot read is 404."""
     entry = params["entry"]
     missing = errors.NotFound(f"no atlas entry {entry!r}")  # the same whatever the reason: no leaks
-    snap = _entries().document(entry).get() if ENTRY_ID.match(entry) else None
+    snap = _entries().document(entry).get() if ENTRY_ID.fullmatch(entry) else None
     if snap is None or not snap.exists:
         raise missing
     record = authz.dataset_record(snap.get("dataset"))

@@ -162,7 +162,7 @@ def list_deletions(req):
 
 def _deletion(deletion_id: str) -> dict[str, Any]:
     from common import purge
-    snap = store.collection(purge.COLLECTION).document(deletion_id).get() if DELETION_ID.match(deletion_id) else None
+    snap = store.collection(purge.COLLECTION).document(deletion_id).get() if DELETION_ID.fullmatch(deletion_id) else None
     if snap is None or not snap.exists:
         raise errors.NotFound(f"no deletion {deletion_id!r}")
     return {"id": snap.id, **snap.to_dict()}
@@ -273,7 +273,7 @@ def _log(req, name: str, generation: str | None):
 # -- attachments ----------------------------------------------------------------------------
 
 def _attachment_name(value: str) -> str:
-    if not ATTACHMENT_NAME.match(value or "") or ".." in value:
+    if not ATTACHMENT_NAME.fullmatch(value or "") or ".." in value:
         raise errors.ValidationFailed("an attachment name is a plain file name (no '/', no '..')",
                                       details=[{"loc": ["name"], "message": "not a plain file name",
                                                 "type": "value_error"}])

@@ -159,7 +159,7 @@ def list_jobs(req):
 def get_job(req, job_id):
     """A transfer job and each part's status, attempts and last error (its requester's and
     admins' only)."""
-    job = store.collection(JOBS).document(job_id)
+    job = store.document(store.collection(JOBS), job_id, f"no transfer job {job_id!r}")
     snap = job.get()
     if not snap.exists or not _served(snap) or (snap.get("user") != req.caller.email and not req.caller.is_admin):
         raise errors.NotFound(f"no transfer job {job_id!r}")
