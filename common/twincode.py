@@ -1,0 +1,266 @@
+"""Twin endpoint code, checked when it is defined (SPEC §3 twins): pure analysis, no I/O but the
+list of allowed libraries.
+
+A side's `code` is the source of one function `def name(context, <keyword params>)`; each helper
+is the source of one more function. The keyword parameters become a JSON schema (what views
+show and what arguments are checked against before anything runs); every import must name the
+standard library or a library the twins function declares for endpoint code.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+ENDPOINT_REQUIREMENTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "functions", "twins", "endpoint_requirements.txt")
+
+# Simple annotations and the JSON schema of the values they accept.
+_TYPES = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
+          "bool": {"type": "boolean"}, "list": {"type": "array"}, "dict": {"type": "object"},
+          "None": {"type": "null"}, "Any": {}, "object": {}}
+_CONTAINERS = {"list": "array", "List": "array", "dict": "object", "Dict": "object"}
+
+
+class CodeError(ValueError):
+    """Source that cannot be an endpoint: `message`, and the `line` it is on (when known)."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.message, self.line = message, line
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    parameters: dict[str, Any]  # JSON schema of the keyword parameters (`context` excluded)
+
+
+def analyse(code: str, helpers: list[str], allowed_modules: frozenset[str]) -> Definition:
+    """The definition of `code`, after checking it and its helpers; CodeError otherwise."""
+    main = _one_function(_parse(code), "the code")
+    names = {main.name}
+    for index, helper in enumerate(helpers):
+        function = _one_function(_parse(helper, f"helper {index + 1}"), f"helper {index + 1}")
+        if function.name in names:
+            raise CodeError(f"helper {index + 1}: the name {function.name!r} is defined twice", function.lineno)
+        names.add(function.name)
+    for index, source in enumerate([code, *helpers]):
+        where = "" if index == 0 else f"helper {index}: "
+        _check_imports(_parse(source), allowed_modules, where)
+    return Definition(main.name, _parameters(main))
+
+
+def same_parameters(a: Definition, b: Definition) -> bool:
+    return a.parameters == b.parameters
+
+
+def check_arguments(definition: Definition, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """What is wrong with `args` for `definition` (empty when nothing): unknown, missing and
+    mistyped arguments. Strict: no coercion, a bool is not a number, a float is not an int."""
+    schema = definition.parameters
+    problems = [{"loc": [name], "message": "missing argument", "type": "missing"}
+                for name in schema.get("required", []) if name not in args]
+    for name, value in args.items():
+        expected = schema["properties"].get(name)
+        if expected is None:
+            problems.append({"loc": [name], "message": "unknown argument", "type": "extra_forbidden"})
+        elif not _matches(value, expected):
+            problems.append({"loc": [name], "message": f"expected {_describe(expected)}", "type": "wrong_type"})
+    return problems
+
+
+@functools.cache
+def allowed_modules_for_endpoints() -> frozenset[str]:
+    """Import names of the libraries endpoint code may use (functions/twins/endpoint_requirements.txt,
+    packaged with the twins function)."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "endpoint_requirements.txt")
+    path = ENDPOINT_REQUIREMENTS if os.path.isfile(ENDPOINT_REQUIREMENTS) else here
+    if not os.path.isfile(path):
+        return frozenset()
+    with open(path) as f:
+        dists = [line.split("#")[0].split("==")[0].split("[")[0].strip() for line in f]
+    return frozenset(_import_names(d) for d in dists if d)
+
+
+def _import_names(distribution: str) -> str:
+    """The top-level import name of a distribution (boto3 -> boto3, PyYAML -> yaml)."""
+    from importlib import metadata
+    wanted = distribution.lower().replace("_", "-")
+    for module, dists in metadata.packages_distributions().items():
+        if any(d.lower().replace("_", "-") == wanted for d in dists) and not module.startswith("_"):
+            return module
+    return distribution.lower().replace("-", "_")
+
+
+# -- the pieces -------------------------------------------------------------------------------
+
+def _parse(source: str, where: str = "the code") -> ast.Module:
+    try:
+        return ast.parse(source)
+    except SyntaxError as exc:
+        prefix = "" if where == "the code" else f"{where}: "
+        raise CodeError(f"{prefix}{exc.msg}", exc.lineno) from None
+    except ValueError as exc:  # e.g. a NUL byte
+        raise CodeError(f"{where}: {exc}") from None
+
+
+def _one_function(tree: ast.Module, where: str) -> ast.FunctionDef:
+    """The module's single function; only imports and a docstring may stand beside it."""
+    functions = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            functions.append(node)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            continue
+        else:
+            raise CodeError(f"{where} may hold one function definition (and imports), "
+                            f"not a {type(node).__name__}", node.lineno)
+    if len(functions) != 1:
+        line = functions[1].lineno if len(functions) > 1 else None
+        raise CodeError(f"{where} must define exactly one function, not {len(functions)}", line)
+    return functions[0]
+
+
+def _check_imports(tree: ast.Module, allowed: frozenset[str], where: str) -> None:
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                raise CodeError(f"{where}relative imports are not allowed", node.lineno)
+            modules = [node.module or ""]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func):
+            first = node.args[0] if node.args else None
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                raise CodeError(f"{where}imports must name their module literally", node.lineno)
+            modules = [first.value]
+        for module in modules:
+            top = module.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in allowed:
+                allowed_list = ", ".join(sorted(allowed)) or "none"
+                raise CodeError(f"{where}import of {module!r} is not allowed: endpoint code may import the "
+                                f"standard library and {allowed_list}", node.lineno)
+
+
+def _is_dynamic_import(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in ("__import__", "import_module")
+    return isinstance(func, ast.Attribute) and func.attr in ("import_module", "__import__")
+
+
+def _parameters(function: ast.FunctionDef) -> dict[str, Any]:
+    args = function.args
+    if args.posonlyargs or args.vararg or args.kwarg:
+        raise CodeError(f"{function.name} takes `context` and keyword parameters only "
+                        "(no positional-only, *args or **kwargs)", function.lineno)
+    if not args.args or args.args[0].arg != "context":
+        raise CodeError(f"the first parameter of {function.name} must be `context`", function.lineno)
+    positional = args.args[1:]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    if len(args.defaults) > len(positional):  # the default belongs to `context`
+        raise CodeError("`context` cannot have a default", function.lineno)
+    pairs = list(zip(positional, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults))
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for arg, default in pairs:
+        schema = _schema(arg.annotation, arg.lineno) if arg.annotation is not None else {}
+        if default is None:
+            required.append(arg.arg)
+        else:
+            try:
+                value = ast.literal_eval(default)
+            except ValueError:
+                raise CodeError(f"the default of {arg.arg!r} must be a literal value", default.lineno) from None
+            if not _matches(value, schema):
+                raise CodeError(f"the default of {arg.arg!r} is not {_describe(schema)}", default.lineno)
+            schema = {**schema, "default": value}
+        properties[arg.arg] = schema
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def _schema(node: ast.expr, line: int) -> dict[str, Any]:
+    """The JSON schema of a simple annotation: str, int, float, bool, list, dict, list[X],
+    dict[str, X], X | None, Optional[X], Any."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return {"type": "null"}
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a string annotation
+        try:
+            return _schema(ast.parse(node.value, mode="eval").body, line)
+        except SyntaxError:
+            raise CodeError(f"the annotation {node.value!r} is not understood", line) from None
+    name = _name(node)
+    if name in _TYPES:
+        return dict(_TYPES[name])
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _any_of(_schema(node.left, line), _schema(node.right, line))
+    if isinstance(node, ast.Subscript):
+        outer, inner = _name(node.value), node.slice
+        args = inner.elts if isinstance(inner, ast.Tuple) else [inner]
+        if outer == "Optional" and len(args) == 1:
+            return _any_of(_schema(args[0], line), {"type": "null"})
+        if outer == "Union":
+            return _any_of(*(_schema(a, line) for a in args))
+        if outer in ("list", "List") and len(args) == 1:
+            return {"type": "array", "items": _schema(args[0], line)}
+        if outer in ("dict", "Dict") and len(args) == 2 and _name(args[0]) == "str":
+            return {"type": "object", "additionalProperties": _schema(args[1], line)}
+    raise CodeError(f"the annotation {ast.unparse(node)!r} is not one of str, int, float, bool, list, "
+                    "dict, list[X], dict[str, X], X | None, Any", line)
+
+
+def _name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):  # typing.Optional, t.Any
+        return node.attr
+    return None
+
+
+def _any_of(*schemas: dict[str, Any]) -> dict[str, Any]:
+    flat: list[dict[str, Any]] = []
+    for schema in schemas:
+        flat.extend(schema.get("anyOf", [schema]))
+    return {} if any(s == {} for s in flat) else {"anyOf": flat}
+
+
+def _matches(value: Any, schema: dict[str, Any]) -> bool:
+    if "anyOf" in schema:
+        return any(_matches(value, s) for s in schema["anyOf"])
+    kind = schema.get("type")
+    if kind is None:
+        return True
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    if kind == "array":
+        return isinstance(value, list) and all(_matches(v, schema.get("items", {})) for v in value)
+    if kind == "object":
+        return (isinstance(value, dict) and all(isinstance(k, str) for k in value)
+                and all(_matches(v, schema.get("additionalProperties", {})) for v in value.values()))
+    return False
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        return " or ".join(_describe(s) for s in schema["anyOf"])
+    kind = schema.get("type", "any JSON value")
+    if kind == "array" and schema.get("items"):
+        return f"array of {_describe(schema['items'])}"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict) and schema["additionalProperties"]:
+        return f"object of {_describe(schema['additionalProperties'])}"
+    return {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean",
+            "null": "null", "array": "an array", "object": "an object"}.get(kind, kind)
