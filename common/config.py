@@ -50,6 +50,8 @@ class Settings:
     transfer_timeout_seconds: float
     transfer_backoff_seconds: float
     expose: tuple[re.Pattern[str], ...] = ()
+    twin_memory_mb: int = 512
+    twin_call_retention_days: int = 30
 
     @property
     def on_emulators(self) -> bool:
@@ -80,6 +82,8 @@ def load() -> Settings:
         transfer_timeout_seconds=float(env.get("TRANSFER_TIMEOUT_SECONDS", "120")),
         transfer_backoff_seconds=float(env.get("TRANSFER_BACKOFF_SECONDS", "1")),
         expose=_patterns("EXPOSE"),
+        twin_memory_mb=int(env.get("TWIN_MEMORY_MB", "512")),
+        twin_call_retention_days=int(env.get("TWIN_CALL_RETENTION_DAYS", "30")),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(
