@@ -167,7 +167,8 @@ def create(req):
                                       details=[{"loc": ["body", "dataset"], "message": "no such dataset",
                                                 "type": "not_found"}])
     if body.public is not None:
-        sides = {"public": _stored_side(body.public, definition := _analysed(body.public, "public"))}
+        definition = _analysed(body.public, "public")
+        sides = {"public": _stored_side(body.public, definition)}
     else:
         definition, private = _analysed(body.mock, "mock"), _analysed(body.private, "private")
         _same_parameters(definition, private)
