@@ -149,7 +149,7 @@ def _answer(outcome, endpoint: Endpoint, *, owner: bool, reference: str) -> Answ
     details: dict[str, Any] = {"reference": reference, "reason": outcome.status}
     if outcome.status == "public_error":
         status = outcome.public_status if isinstance(outcome.public_status, int) and 400 <= outcome.public_status <= 599 else 400
-        return _error(status, _CODES.get(status, "endpoint_error"), outcome.message, details)
+        return _error(status, _CODES.get(status, "endpoint_error"), outcome.message or "the endpoint refused the call", details)
     if outcome.status == "timeout":
         return _error(504, "timeout", f"the endpoint did not finish within {endpoint.doc['timeout_s']} s; "
                       f"its work was stopped (reference {reference})", details)
