@@ -74,6 +74,9 @@ def test_create_and_view_show_parameters_and_mock_but_never_settings_or_private(
     assert api.get("/twins", user=STRANGER).get_json() == []
     assert_error(api.get("/twins/lab.echo?full=true", user=MANAGER), 403, "forbidden")
     assert_error(api.get("/twins/lab.echo?full=true", user=READER), 403, "forbidden")
+    logs = api.get("/datasets/lab/logs", user=MANAGER)  # the audit entry, readable by managers
+    assert "twin_create" in logs.get_data(as_text=True) and SECRET not in logs.get_data(as_text=True)
+    assert "'private'" not in logs.get_data(as_text=True)
     everything = full(api, "lab.echo")
     assert everything["sides"]["private"]["settings"] == {"key": SECRET}
     assert "'private'" in everything["sides"]["private"]["code"]
