@@ -140,6 +140,16 @@ def test_terraform_structure():
     assert check_terraform.problems(TERRAFORM) == []
 
 
+def test_twins_vpc_egress_is_optional_and_takes_all_traffic():
+    """var.twins_vpc_connector set: twins (only) sends ALL its traffic through the connector."""
+    config = check_terraform.load(TERRAFORM)
+    service = config["resource"]["google_cloudfunctions2_function"]["function"]["service_config"][0]
+    assert service["vpc_connector"] == '${each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null}'
+    assert service["vpc_connector_egress_settings"] == (
+        '${each.key == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null}')
+    assert re.search(r'variable "twins_vpc_connector" \{[^}]*default\s*=\s*""', config["text"])
+
+
 BROKEN_TERRAFORM = {
     "a bucket open to the public": (("storage.tf", 'public_access_prevention    = "enforced"',
                                      'public_access_prevention    = "inherited"'), "", "lacks public_access_prevention"),
