@@ -7,7 +7,7 @@
 3. auth + authz per request with warm caches, in-process (Google ID token, API key, dev token).
 
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
-.bench/<name>.json. The annotations figures are described in bench/annotations.py.
+.bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py.
 """
 from __future__ import annotations
 
@@ -144,6 +144,7 @@ GOALS = {
     "annotations": "insert and list >= 0.8x the raw client; list peak RSS < 150 MB, flat from 10k to 100k",
     "signatures": "likelocation p50 < 50 ms on 1,000,000 records; brute force over all records for comparison",
     "transfer": "POST /transfer answers well under a second, whatever the parts take; done soon after the slowest part",
+    "twins": "warm mock call over HTTP < 5 ms p50 over the same function in-process; cold start to the first call vs hello",
 }
 
 
@@ -176,6 +177,9 @@ def main() -> None:
             elif name == "transfer":
                 from bench import transfer
                 results = transfer.run(env, {"Authorization": f"Bearer {token}"}, emulators)
+            elif name == "twins":
+                from bench import twins
+                results = twins.run(env, {"Authorization": f"Bearer {token}"})
             else:
                 from bench import signatures
                 results = signatures.run(env, {"Authorization": f"Bearer {token}"}, emulators)

@@ -53,6 +53,8 @@ class Settings:
     neuroglancer_url: str
     expose: tuple[re.Pattern[str], ...] = ()
     extra_roles: tuple[str, ...] = ()
+    twin_memory_mb: int = 512
+    twin_call_retention_days: int = 30
 
     @property
     def on_emulators(self) -> bool:
@@ -86,6 +88,8 @@ def load() -> Settings:
         neuroglancer_url=env.get("NEUROGLANCER_URL", "https://neuroglancer-demo.appspot.com").rstrip("/"),
         expose=_patterns("EXPOSE"),
         extra_roles=_csv("EXTRA_ROLES"),
+        twin_memory_mb=int(env.get("TWIN_MEMORY_MB", "512")),
+        twin_call_retention_days=int(env.get("TWIN_CALL_RETENTION_DAYS", "30")),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(

@@ -11,9 +11,10 @@ resource "google_firestore_database" "default" {
 }
 
 # TTL policies: documents are deleted after their `expire_at` (audit entries after
-# AUDIT_RETENTION_DAYS; transfer jobs, their parts and twin call records when their function sets it).
+# AUDIT_RETENTION_DAYS; transfer jobs, their parts and twin call records when their function sets
+# it; rate limit windows a day after they end).
 resource "google_firestore_field" "ttl" {
-  for_each   = toset(["audit", "transfer_jobs", "transfer_parts", "twin_calls"])
+  for_each   = toset(["audit", "transfer_jobs", "transfer_parts", "twin_calls", "rate_limits"])
   database   = google_firestore_database.default.name
   collection = each.key
   field      = "expire_at"

@@ -17,6 +17,8 @@ locals {
     atlas_by_dataset_user     = { collection = "atlas", fields = [["dataset", "ASCENDING"], ["user", "ASCENDING"]] }
     atlas_by_dataset_verified = { collection = "atlas", fields = [["dataset", "ASCENDING"], ["verified", "ASCENDING"]] }
     atlas_by_user_verified    = { collection = "atlas", fields = [["user", "ASCENDING"], ["verified", "ASCENDING"]] }
+    # twins: GET /twins/{path}/calls -> twin_calls where endpoint == path order by at desc
+    twin_calls_by_endpoint = { collection = "twin_calls", fields = [["endpoint", "ASCENDING"], ["at", "DESCENDING"]] }
   }
 }
 

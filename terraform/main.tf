@@ -14,6 +14,7 @@ locals {
     atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
     transfer      = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
     signatures    = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
+    twins         = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = [], sign_urls = false }
   }
 
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
@@ -94,14 +95,19 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    service_account_email          = google_service_account.function[each.key].email
-    ingress_settings               = var.ingress_settings
-    available_memory               = var.function_memory
+    service_account_email = google_service_account.function[each.key].email
+    ingress_settings      = var.ingress_settings
+    # twins runs endpoint code in worker processes (each capped at TWIN_MEMORY_MB): more memory.
+    available_memory               = each.key == "twins" ? var.twins_memory : var.function_memory
     max_instance_count             = var.max_instances
     min_instance_count             = var.min_instances
     timeout_seconds                = 300
     all_traffic_on_latest_revision = true
     environment_variables          = local.common_env
+    # Optional VPC egress for twins (var.twins_vpc_connector): all of its traffic leaves through
+    # the connector, so endpoint code reaches private data platforms without public addresses.
+    vpc_connector                 = each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null
+    vpc_connector_egress_settings = each.key == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null
   }
 
   depends_on = [google_project_service.api, google_project_iam_member.firestore_user]

@@ -152,3 +152,15 @@ variable "expose" {
   type        = list(string)
   default     = []
 }
+
+variable "twins_memory" {
+  description = "Memory of each twins instance: the function plus its endpoint worker processes (each capped at TWIN_MEMORY_MB, default 512 MiB)."
+  type        = string
+  default     = "2Gi"
+}
+
+variable "twins_vpc_connector" {
+  description = "Serverless VPC Access connector (projects/P/locations/R/connectors/N) that twins sends ALL its traffic through, to reach private data platforms with no public address; empty: none. The connector's network needs Cloud NAT or Private Google Access for Firestore."
+  type        = string
+  default     = ""
+}

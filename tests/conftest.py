@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
 from tools.transfer_standin import TransferService  # noqa: E402
-from tools.emulators import Emulators  # noqa: E402
+from tools.emulators import Emulators, S3Server  # noqa: E402
 
 PROJECT = "gatehouse-test"
 OWNER = "owner@example.com"
@@ -56,6 +56,14 @@ def emulators(workdir):
     emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
     yield emu
     emu.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(workdir):
+    """moto's S3 server: the private data platform of the twins example (started when used)."""
+    server = S3Server(os.path.join(workdir, "logs")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,18 @@ ROUTES = [
     ("POST", "/transfer", {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]}, READERS, 200, 404),
     ("GET", "/transfer", None, EVERYONE, 200, 403),  # the caller's own jobs (admins: all)
     ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
+    # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
+    ("POST", "/twins", {"path": "m.new", "description": "d", "public": {"code": "def f(context):\n    return 1\n"}}, ADMINS, 201, 403),
+    ("GET", "/twins", None, EVERYONE, 200, 403),
+    ("GET", "/twins/t.priv", None, READERS, 200, 404),
+    ("GET", "/twins/t.priv?full=true", None, ADMINS, 200, None),
+    ("PATCH", "/twins/t.priv", {"description": "new"}, ADMINS, 200, 403),
+    ("DELETE", "/twins/t.priv", None, ADMINS, 204, 403),
+    ("POST", "/twins/t.priv", {"n": 1}, READERS, 200, 404),
+    ("POST", "/twins/t.priv/mock", {"n": 1}, READERS, 200, 404),
+    ("POST", "/twins/t.priv/private", {"n": 1}, MANAGERS, 200, None),
+    ("GET", "/twins/t.priv/calls", None, MANAGERS, 200, None),
+    ("POST", "/twins/t.open", {"n": 1}, EVERYONE, 200, 403),
 ]
 
 
@@ -126,6 +138,15 @@ def _signatures():
     records = np.array([(1, 2, 3, 42)], dtype=sigindex.record_dtype())
     for dataset in (PRIV, PUB):
         build(BUCKETS[1], dataset, records, progress=False)
+
+
+def _twins(api):
+    """A twin on PRIV and a public endpoint with no dataset, defined by the owner."""
+    code = "def f(context, n: int = 0):\n    return n\n"
+    for body in ({"path": "t.priv", "description": "d", "dataset": PRIV, "mock": {"code": code}, "private": {"code": code}},
+                 {"path": "t.open", "description": "d", "public": {"code": code}}):
+        r = api.post("/twins", user=OWNER, json=body)
+        assert r.status_code == 201, r.get_data(as_text=True)
 
 
 def _own_data(email):
@@ -175,6 +196,8 @@ def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refu
     _own_data(email)
     if path.startswith("/signatures/"):
         _signatures()
+    if path.startswith("/twins"):
+        _twins(api)
     kwargs = _upload() if body == "upload" else ({"json": body} if body is not None else {})
     r = api.call(method, path, user=email, **kwargs)
     expected = ok if persona in allowed else _refused_status(persona, refused)

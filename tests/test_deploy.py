@@ -45,7 +45,7 @@ def test_archive_requirements_cover_exactly_its_imports(archives, function):
     assert package.check(folder) == []
     names = set(os.listdir(folder))
     assert {"main.py", "requirements.txt", "common"} <= names
-    assert not names - {"main.py", "requirements.txt", "common"}
+    assert not names - {"main.py", "requirements.txt", "common", package.ENDPOINT_REQUIREMENTS}
 
 
 @pytest.mark.parametrize("function", function_names())
@@ -124,6 +124,23 @@ def test_requirement_check_refuses_broken_archives(archives, tmp_path):
     assert "no main.py" in broken(lambda c: (c / "main.py").unlink())
 
 
+def test_twins_archive_carries_the_libraries_endpoint_code_may_import(archives, tmp_path):
+    """Endpoint code imports what functions/twins/endpoint_requirements.txt declares (boto3);
+    the function itself does not, so `make package` adds them to the twins archive."""
+    folder = archives["twins"]
+    declared = package.pins(os.path.join(ROOT, "functions", "twins", package.ENDPOINT_REQUIREMENTS))
+    assert "boto3" in declared
+    assert os.path.isfile(os.path.join(folder, package.ENDPOINT_REQUIREMENTS))
+    listed = package.pins(os.path.join(folder, "requirements.txt"))
+    assert all(listed[name] == line for name, line in declared.items())
+    assert "boto3" not in package.pins(os.path.join(archives["datasets"], "requirements.txt"))
+    copy = tmp_path / "twins"
+    shutil.copytree(folder, copy)
+    requirements = copy / "requirements.txt"
+    requirements.write_text("".join(l for l in requirements.read_text().splitlines(True) if not l.startswith("boto3")))
+    assert "endpoint_requirements.txt lists boto3, which requirements.txt lacks" in "\n".join(package.check(str(copy)))
+
+
 # -- Terraform ---------------------------------------------------------------------------------
 
 def _copy_terraform(tmp_path, edit=None, extra: str = ""):
@@ -153,6 +170,16 @@ def test_terraform_is_formatted(tmp_path):
 
 def test_terraform_structure():
     assert check_terraform.problems(TERRAFORM) == []
+
+
+def test_twins_vpc_egress_is_optional_and_takes_all_traffic():
+    """var.twins_vpc_connector set: twins (only) sends ALL its traffic through the connector."""
+    config = check_terraform.load(TERRAFORM)
+    service = config["resource"]["google_cloudfunctions2_function"]["function"]["service_config"][0]
+    assert service["vpc_connector"] == '${each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null}'
+    assert service["vpc_connector_egress_settings"] == (
+        '${each.key == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null}')
+    assert re.search(r'variable "twins_vpc_connector" \{[^}]*default\s*=\s*""', config["text"])
 
 
 BROKEN_TERRAFORM = {

@@ -112,15 +112,24 @@ def test_dataset_flow_over_http(servers, api):
 
 
 def readme_curl_lines() -> list[str]:
+    return [line for line, _ in readme_curl_runs()]
+
+
+def readme_curl_runs() -> list[tuple[str, str | None]]:
+    """(curl line, as whom): a block that starts `export TOKEN=$(make -s token EMAIL=x)` runs as x,
+    the others as the owner (None)."""
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
-    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
-    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
-            if line.startswith("curl ")]
+    runs = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        who = re.match(r"export TOKEN=\$\(make -s token EMAIL=(\S+)\)", block)
+        runs += [(line.split("  #")[0].strip(), who and who.group(1)) for line in block.splitlines()
+                 if line.startswith("curl ")]
+    return runs
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_curl_lines_work_as_written(gateway, api, workdir):
+def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     lines = readme_curl_lines()
     seed = ["datasets -d '{\"mb20\"", "annotations/mb20?x=50\\&y=30\\&z=50 -d '{\"foo\": \"bar\"}'",
             "savedsearches/mb20?x=50\\&y=30\\&z=50", "$BASE/atlas/all", "atlas/verify/PRIMARYKEY"]
@@ -128,11 +137,17 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir):
     api.add_dataset("hemibrain", public=True)
     demo = dev.demo_signatures(os.path.join(workdir, "hemibrain-signatures.npy"))
     build_signatures.build(BUCKETS[1], "hemibrain", build_signatures.read_records(demo), progress=False)
-    api.add_user("researcher@example.com", global_roles=["clio_general"])
+    api.add_user("researcher@example.com", global_roles=["clio_general"], datasets={"manc": ["clio_read"]})
+    api.add_dataset("manc")
+    from examples import warehouse  # the twins example, as make dev seeds it
+    s3_server.reset()
+    warehouse.upload_table(s3_server.credentials)
+    for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
+        assert api.post("/twins", user=OWNER, json=body).status_code == 201
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
     from common import authz, store
-    env = {**os.environ, "BASE": gateway, "TOKEN": api.token(OWNER)}
-    for line in lines:
+    for line, who in readme_curl_runs():
+        env = {**os.environ, "BASE": gateway, "TOKEN": api.token(who or OWNER)}
         if "PRIMARYKEY" in line:  # the entry the README posted (its id depends on mb20's generation)
             authz.forget_dataset("mb20")
             line = line.replace("PRIMARYKEY", load_function("atlas").entry_id("mb20", OWNER, "50_30_50"))

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tools import devkeys, gateway  # noqa: E402
-from tools.emulators import Emulators  # noqa: E402
+from tools.emulators import Emulators, S3Server  # noqa: E402
 
 ATTACHMENTS_BUCKET = "gatehouse-attachments"
 SIG_BUCKET = "gatehouse-signatures"
@@ -64,13 +64,21 @@ def demo_signatures(path: str, count: int = 500, copies: int = 60) -> str:
     return path
 
 
-def seed(app, owner: str, token: str) -> None:
+def demo_twins(s3: dict[str, str]) -> list[tuple[str, str, object]]:
+    """The twins example (examples/warehouse): warehouse.schema (public) and warehouse.query on
+    manc, whose private side reads the table from the S3 server `s3`."""
+    from examples import warehouse
+    warehouse.upload_table(s3)
+    return [("POST", "/twins", body) for body in warehouse.definitions(s3, dataset="manc")]
+
+
+def seed(app, owner: str, token: str, calls: list[tuple[str, str, object]] | None = None) -> None:
     from werkzeug.test import Client
     client = Client(app)
-    for method, path, body in demo(owner):
+    for method, path, body in calls if calls is not None else demo(owner):
         response = client.open(path, method=method, data=json.dumps(body),
                                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        if response.status_code != 200:
+        if response.status_code not in (200, 201):
             raise SystemExit(f"seeding {method} {path} failed: {response.status_code} {response.get_data(as_text=True)}")
 
 
@@ -88,7 +96,9 @@ def main() -> None:
 
     dev_key, signer = devkeys.ensure()
     emulators = Emulators(project="gatehouse-dev", log_dir=os.path.join(devkeys.DEV_DIR, "logs")).start()
+    s3 = S3Server(os.path.join(devkeys.DEV_DIR, "logs"))
     try:
+        s3.start()
         os.environ.update(emulators.env)
         os.environ.update({"OWNER": owner, "GATEHOUSE_DEV_MODE": "1", "GATEHOUSE_DEV_KEY_FILE": dev_key,
                            "SIGNER_KEY_FILE": signer, "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
@@ -108,14 +118,17 @@ def main() -> None:
         with open(dev_key, "rb") as f:
             token = mint_dev_token(owner, f.read())
         seed(app, owner, token)
+        seed(app, owner, token, demo_twins(s3.credentials))
         base = f"http://127.0.0.1:{args.port}"
         print(f"""
 Gatehouse is serving every function at {base}/<function> ({', '.join(gateway.function_names())})
-Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}
+Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}, S3 (moto) {s3.url}
 Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
 from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
 POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
 sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
+Twin endpoints warehouse.schema (public) and warehouse.query (on manc; its private side reads
+cells.csv from the S3 server) from examples/warehouse.
 
   export BASE={base}
   export TOKEN={token}
@@ -130,6 +143,7 @@ Ctrl-C stops everything.
     except KeyboardInterrupt:
         pass
     finally:
+        s3.stop()
         emulators.stop()
 
 

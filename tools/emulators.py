@@ -171,3 +171,42 @@ class Emulators:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
         self.processes.clear()
+
+
+@dataclass
+class S3Server:
+    """moto's S3 server, the stand-in for a private data platform in S3 (the twins example)."""
+    log_dir: str
+    process: subprocess.Popen | None = None
+    url: str = ""
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """boto3 client arguments for this server (moto accepts any key)."""
+        return {"endpoint_url": self.url, "region_name": "us-east-1",
+                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+    def start(self) -> "S3Server":
+        import sys
+        os.makedirs(self.log_dir, exist_ok=True)
+        port = free_port()
+        log_path = os.path.join(self.log_dir, "moto-s3.log")
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.url = f"http://127.0.0.1:{port}"
+        _wait(f"{self.url}/moto-api/data.json", self.process, log_path)
+        return self
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, 15)
+                self.process.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+            self.process = None

@@ -9,6 +9,10 @@ need, plus functions-framework, which serves it.
 module any file imports is in the archive or the standard library, or is provided by a listed
 distribution or by one of their dependencies (from the installed packages' own metadata), and
 every listed distribution is needed.
+
+A function may also declare libraries for code it runs but does not import itself (the twins
+function's endpoint code): `functions/<name>/endpoint_requirements.txt`, pinned lines. The file
+goes into the archive next to `main.py` and its lines into requirements.txt.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from importlib import metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = "functions-framework"  # serves every function; imported by none
+ENDPOINT_REQUIREMENTS = "endpoint_requirements.txt"  # libraries for code the function runs (twins)
 LOCAL_PACKAGE = "common"
 
 
@@ -173,11 +178,17 @@ def build(name: str, out_dir: str) -> str:
     if problems:
         raise SystemExit(f"{name}: no pinned distribution provides {', '.join(problems)}")
     pinned = pins()
+    endpoint_requirements = os.path.join(ROOT, "functions", name, ENDPOINT_REQUIREMENTS)
+    if os.path.isfile(endpoint_requirements):
+        files.add(endpoint_requirements)
+        pinned = {**pinned, **pins(endpoint_requirements)}
+        dists |= set(pins(endpoint_requirements))
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, f"{name}.zip")
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(files):
-            arcname = "main.py" if path == main else os.path.relpath(path, ROOT)
+            arcname = (os.path.basename(path) if os.path.dirname(path) == os.path.dirname(main)
+                       else os.path.relpath(path, ROOT))
             info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
             info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
             with open(path, "rb") as f:
@@ -219,6 +230,11 @@ def check(folder: str) -> list[str]:
                     problems.append(f"{where} imports {names[0]} ({owner}), not in requirements.txt")
                 else:
                     used.add(owner)
+    endpoint_requirements = os.path.join(folder, ENDPOINT_REQUIREMENTS)
+    if os.path.isfile(endpoint_requirements):  # for the code the function runs, not imports
+        declared = set(pins(endpoint_requirements))
+        problems += [f"{ENDPOINT_REQUIREMENTS} lists {d}, which requirements.txt lacks" for d in sorted(declared - listed)]
+        used |= declared
     for dist in sorted(listed - used - {RUNTIME}):
         problems.append(f"requirements.txt lists {dist}, which nothing imports")
     if RUNTIME not in listed:

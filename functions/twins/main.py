@@ -1,0 +1,326 @@
+"""twins: twin endpoints, API bridges to private data (SPEC §3 twins).
+
+An endpoint is a `mock` side anyone with access may call (fake data, to learn the shape and
+prototype) and a `private` side with the real data that only its owners run directly; or one
+`public` side. Each side is the Python source of one function plus helpers and secret settings,
+analysed when it is defined and run in sandbox workers when it is called (common/twinrun.py).
+Definitions live in `twins/{path}`; each side's state under its generation id (common/twinstate.py).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from common import audit, authz, errors, jsonio, store, twinrun
+from common.http import App, Check, json_response, paged, streamed
+from common.models import DatasetName, Payload, Strict
+
+app = App("twins", "Twin endpoints: mock and private sides of an API bridge to private data.")
+
+SIDES = ("mock", "private", "public")
+MAX_SOURCE = 200_000
+MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
+
+
+def _not_reserved(path: str) -> str:
+    if path in twinrun.RESERVED_PATHS:
+        raise ValueError(f"{path!r} is one of the function's own routes")
+    return path
+
+
+TwinPath = Annotated[str, StringConstraints(pattern=twinrun.PATH, max_length=200), AfterValidator(_not_reserved)]
+Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE)]
+
+
+class SideIn(Strict):
+    """One side: the source of `def name(context, <keyword params>)`, helper function sources
+    (reached as `context.code.<name>`) and secret settings (`context.settings`)."""
+    code: Source
+    helpers: Annotated[list[Source], Field(max_length=50)] = []
+    settings: Payload = {}
+
+
+class RateLimit(Strict):
+    calls: Annotated[int, Field(ge=1, le=1_000_000)]
+    per_seconds: Annotated[int, Field(ge=1, le=86_400)]
+
+
+Description = Annotated[str, StringConstraints(max_length=10_000)]
+TimeoutS = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
+
+
+class EndpointIn(Strict):
+    """A new endpoint: `public`, or `mock` and `private` (with the same parameters)."""
+    path: TwinPath
+    description: Description
+    dataset: DatasetName | None = None
+    timeout_s: TimeoutS = 60
+    rate_limit: RateLimit | None = None
+    hide_mock_definition: bool = False
+    public: SideIn | None = None
+    mock: SideIn | None = None
+    private: SideIn | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.public is not None and (self.mock is not None or self.private is not None):
+            raise ValueError("an endpoint is either public (one side) or a twin (mock and private)")
+        if self.public is None and (self.mock is None or self.private is None):
+            raise ValueError("a twin endpoint needs both mock and private (or give public alone)")
+        return self
+
+
+class EndpointPatch(Strict):
+    """Fields to replace; a side given replaces that side (code, helpers and settings) and resets
+    its state; `settings` replaces only the named sides' settings; `rate_limit: null` removes it."""
+    description: Description | None = None
+    timeout_s: TimeoutS | None = None
+    rate_limit: RateLimit | None = None
+    hide_mock_definition: bool | None = None
+    public: SideIn | None = None
+    mock: SideIn | None = None
+    private: SideIn | None = None
+    settings: dict[Literal["mock", "private", "public"], Payload] | None = None
+
+
+# -- checks: each loads the endpoint it authorizes and hands it to the handler ------------------
+
+def _endpoint_check(describe: str, side: str | None = None, *, owners: bool = False) -> Check:
+    def run(req, params: dict[str, Any]) -> None:
+        endpoint, chosen = twinrun.resolve(req.caller, params["path"], side)
+        if owners and not endpoint.owned_by(req.caller):
+            raise errors.Forbidden("this needs admin or manage on the endpoint's dataset")
+        params["endpoint"], params["side"] = endpoint, chosen
+    return Check(describe, run)
+
+
+VISIBLE = _endpoint_check("read on the endpoint's dataset (any authenticated user when it has none)")
+OWNERS = _endpoint_check("admin or manage on the endpoint's dataset", owners=True)
+DEFAULT_SIDE = _endpoint_check("read on the endpoint's dataset; runs the private side for admins and "
+                               "manage on the dataset, the mock side for everyone else")
+MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
+PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
+
+
+# -- definitions --------------------------------------------------------------------------------
+
+def _analysed(side: SideIn, name: str):
+    """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
+    from common import twincode
+    try:
+        return twincode.analyse(side.code, list(side.helpers), twincode.allowed_modules_for_endpoints())
+    except twincode.CodeError as exc:
+        raise errors.ValidationFailed(f"{name}: {exc}", details=[
+            {"loc": ["body", name, "code"], "message": exc.message, "line": exc.line, "type": "code_error"}]) from None
+
+
+def _same_parameters(mock, private) -> None:
+    from common import twincode
+    if not twincode.same_parameters(mock, private):
+        raise errors.ValidationFailed("mock and private must declare the same parameters", details=[
+            {"loc": ["body"], "message": "mock and private parameters differ", "type": "parameters_differ",
+             "mock": mock.parameters, "private": private.parameters}])
+
+
+def _stored_side(side: SideIn, definition) -> dict[str, Any]:
+    """A side as stored; a new generation id, so its state starts empty."""
+    return {"code": side.code, "helpers": list(side.helpers), "settings": side.settings,
+            "name": definition.name, "generation": uuid.uuid4().hex, "replaced_at": store.now()}
+
+
+def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What an audit entry keeps of a definition: no settings, no source (managers read audit logs)."""
+    return {"path": doc["path"], "kind": doc["kind"], "dataset": doc.get("dataset"),
+            "description": doc.get("description"), "timeout_s": doc.get("timeout_s"),
+            "rate_limit": doc.get("rate_limit"), "hide_mock_definition": doc.get("hide_mock_definition"),
+            "generations": {name: side["generation"] for name, side in doc["sides"].items()}}
+
+
+def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
+    """The endpoint as callers see it: never settings, state or private source (those only
+    with `full`, for admins)."""
+    doc = endpoint.doc
+    out = {k: doc.get(k) for k in ("path", "description", "kind", "dataset", "parameters", "timeout_s",
+                                   "rate_limit", "hide_mock_definition", "created_at", "modified_at")}
+    shown = "public" if doc["kind"] == "public" else "mock"
+    if not doc.get("hide_mock_definition"):
+        side = doc["sides"][shown]
+        out[shown] = {"code": side["code"], "helpers": side.get("helpers", [])}
+    if full:
+        from common.twinstate import FirestoreState
+        out["sides"] = {name: {"code": side["code"], "helpers": side.get("helpers", []),
+                               "settings": side.get("settings", {}), "generation": side["generation"],
+                               "replaced_at": side.get("replaced_at"),
+                               "state": FirestoreState(side["generation"]).items()}
+                        for name, side in doc["sides"].items()}
+    return out
+
+
+@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201)
+def create(req):
+    """Create an endpoint (201 with its view); 409 when the path is taken."""
+    body: EndpointIn = req.body
+    if body.dataset is not None and authz.dataset_record(body.dataset) is None:
+        raise errors.ValidationFailed(f"dataset {body.dataset!r} does not exist",
+                                      details=[{"loc": ["body", "dataset"], "message": "no such dataset",
+                                                "type": "not_found"}])
+    if body.public is not None:
+        definition = _analysed(body.public, "public")
+        sides = {"public": _stored_side(body.public, definition)}
+    else:
+        definition, private = _analysed(body.mock, "mock"), _analysed(body.private, "private")
+        _same_parameters(definition, private)
+        sides = {"mock": _stored_side(body.mock, definition), "private": _stored_side(body.private, private)}
+    now = store.now()
+    doc = {"path": body.path, "description": body.description, "kind": "public" if body.public else "twin",
+           "dataset": body.dataset, "timeout_s": body.timeout_s,
+           "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
+           "hide_mock_definition": body.hide_mock_definition, "parameters": definition.parameters,
+           "sides": sides, "created_at": now, "created_by": req.caller.email,
+           "modified_at": now, "modified_by": req.caller.email}
+    from google.api_core.exceptions import AlreadyExists
+    batch = store.db().batch()
+    batch.create(store.collection(twinrun.ENDPOINTS).document(body.path), doc)
+    audit.record(batch, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc))
+    try:
+        batch.commit()
+    except AlreadyExists:
+        raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first") from None
+    return view(twinrun.Endpoint(body.path, doc))
+
+
+@app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointPatch)
+def update(req, path):
+    """Replace sides, description, timeout_s, rate_limit, hide_mock_definition or settings.
+    A replaced side's state starts empty; the other side and the visibility are kept."""
+    body: EndpointPatch = req.body
+    given = body.model_fields_set
+    new_sides = {name: getattr(body, name) for name in SIDES if getattr(body, name) is not None}
+    analysed = {name: _analysed(side, name) for name, side in new_sides.items()}
+    ref = store.collection(twinrun.ENDPOINTS).document(path)
+    result: dict[str, Any] = {}
+
+    def write(transaction) -> None:
+        snap = ref.get(transaction=transaction) if twinrun.valid_path(path) else None
+        if snap is None or not snap.exists or not twinrun.Endpoint(path, snap.to_dict()).visible_to(req.caller):
+            raise errors.NotFound(f"twin endpoint {path!r} not found")
+        old = snap.to_dict()
+        doc = {**old, "sides": dict(old["sides"])}
+        wrong = set(new_sides) - set(doc["sides"])
+        if wrong:
+            raise errors.ValidationFailed(f"a {doc['kind']} endpoint has no side {sorted(wrong)[0]!r}")
+        for name, side in new_sides.items():
+            doc["sides"][name] = _stored_side(side, analysed[name])
+        if doc["kind"] == "twin" and new_sides:
+            from common import twincode
+            mine = {name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
+                    for name in ("mock", "private")}
+            _same_parameters(mine["mock"], mine["private"])
+        if new_sides:
+            doc["parameters"] = next(iter(analysed.values())).parameters
+        for name, values in (body.settings or {}).items():
+            if name not in doc["sides"]:
+                raise errors.ValidationFailed(f"a {doc['kind']} endpoint has no side {name!r}")
+            if name in new_sides:
+                raise errors.ValidationFailed(f"settings of {name!r} are given twice (in the side and in settings)")
+            doc["sides"][name] = {**doc["sides"][name], "settings": values}
+        for field in ("description", "timeout_s", "hide_mock_definition"):
+            if field in given and getattr(body, field) is not None:
+                doc[field] = getattr(body, field)
+        if "rate_limit" in given:
+            doc["rate_limit"] = body.rate_limit.model_dump() if body.rate_limit else None
+        doc["modified_at"], doc["modified_by"] = store.now(), req.caller.email
+        transaction.set(ref, doc)
+        audit.record(transaction, req, "twin_update", "twin", path, dataset=doc.get("dataset"),
+                     before=_summary(old), after=_summary(doc))
+        result.update(old=old, new=doc)
+
+    store.transactional(write)
+    from common.twinstate import delete_generation
+    for name in new_sides:
+        delete_generation(result["old"]["sides"][name]["generation"])
+    return view(twinrun.Endpoint(path, result["new"]))
+
+
+@app.delete("/twins/<path>", role=authz.ADMIN, status=204)
+def remove(req, path):
+    """Delete an endpoint and its state (call records expire on their own)."""
+    endpoint = twinrun.load(path)
+    if endpoint is None or not endpoint.visible_to(req.caller):
+        raise errors.NotFound(f"twin endpoint {path!r} not found")
+    ref = store.collection(twinrun.ENDPOINTS).document(path)
+    audit.delete_existing(req, ref, missing=f"twin endpoint {path!r} not found", action="twin_delete",
+                          target_type="twin", target_id=path, dataset=endpoint.dataset,
+                          before=lambda snap: _summary(snap.to_dict()))
+    from common.twinstate import delete_generation
+    for side in endpoint.doc["sides"].values():
+        delete_generation(side["generation"])
+    return None
+
+
+@app.get("/twins", role=authz.AUTHENTICATED)
+def list_endpoints(req):
+    """The endpoints the caller may see (their dataset readable, or none), as views."""
+    snaps = store.collection(twinrun.ENDPOINTS).order_by("__name__").stream()
+    endpoints = (twinrun.Endpoint(s.id, s.to_dict()) for s in snaps)
+    return streamed(jsonio.stream_array(view(e) for e in endpoints if e.visible_to(req.caller)))
+
+
+@app.get("/twins/<path>", role=VISIBLE, query={"full": "true: settings, private source and state (admins)"})
+def get_endpoint(req, path, endpoint, side):
+    """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
+    full = req.args.get("full", "false")
+    if full not in ("true", "false", "1", "0"):
+        raise errors.BadRequest("full is true or false")
+    if full in ("true", "1"):
+        if not req.caller.is_admin:
+            raise errors.Forbidden("full=true needs the admin role")
+        return view(endpoint, full=True)
+    return view(endpoint)
+
+
+def _call(req, endpoint, side):
+    answer = twinrun.invoke(endpoint, side, req.caller, req.body or {}, req.id)
+    if answer.ok:
+        return answer.body
+    return json_response({**answer.body, "request_id": req.id}, answer.status, answer.headers)
+
+
+CallBody = dict[str, Any]
+
+
+@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False)
+def call_default(req, path, endpoint, side):
+    """Call the endpoint with `{kwarg: value}`: the private side for its owners, the mock side
+    for everyone else (a public endpoint's one side) -> `{"result"}`."""
+    return _call(req, endpoint, side)
+
+
+@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False)
+def call_mock(req, path, endpoint, side):
+    """Call the mock side -> `{"result"}`."""
+    return _call(req, endpoint, side)
+
+
+@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False)
+def call_private(req, path, endpoint, side):
+    """Call the private side (owners only) -> `{"result"}`."""
+    return _call(req, endpoint, side)
+
+
+@app.get("/twins/<path>/calls", role=OWNERS, query={"limit": "1-10000", "cursor": "from a Link header"})
+def list_calls(req, path, endpoint, side):
+    """The endpoint's call records, newest first, with the captured output (owners)."""
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    coll = store.collection(twinrun.CALLS)
+    query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by("at", direction=firestore.Query.DESCENDING)
+    limit = req.int_arg("limit", low=1, high=10_000)
+    page = store.page(query, coll, limit=limit, cursor=req.args.get("cursor"))
+    return paged(req, page, lambda snap: snap.to_dict(), limit)
+
+
+def handle(request):
+    return app(request)
