@@ -50,6 +50,7 @@ class Settings:
     transfer_timeout_seconds: float
     transfer_attempts: int
     transfer_topic: str
+    purge_topic: str
     neuroglancer_url: str
     expose: tuple[re.Pattern[str], ...] = ()
     extra_roles: tuple[str, ...] = ()
@@ -85,6 +86,7 @@ def load() -> Settings:
         transfer_timeout_seconds=float(env.get("TRANSFER_TIMEOUT_SECONDS", "120")),
         transfer_attempts=max(1, int(env.get("TRANSFER_ATTEMPTS", "4"))),
         transfer_topic=env.get("TRANSFER_TOPIC", "gatehouse-transfer-parts"),
+        purge_topic=env.get("PURGE_TOPIC", "gatehouse-dataset-purges"),
         neuroglancer_url=env.get("NEUROGLANCER_URL", "https://neuroglancer-demo.appspot.com").rstrip("/"),
         expose=_patterns("EXPOSE"),
         extra_roles=_csv("EXTRA_ROLES"),

@@ -16,7 +16,20 @@ from common import store
 from common.config import settings
 
 COLLECTION = "dataset_deletions"
-INLINE_BUDGET = 2000  # objects a DELETE /datasets purges before answering; the rest on resume
+INLINE_BUDGET = 2000  # objects purged per step: in DELETE /datasets, then per background delivery
+
+
+def continue_later(deletion_id: str) -> bool:
+    """Queue the next step of a purge for the background worker (datasets' `purge_work`);
+    False when the queue did not take it (the purge then waits for `resume`)."""
+    from common import errors, queue
+    from common.logs import log
+    try:
+        queue.publish(settings().purge_topic, {"deletion": deletion_id})
+        return True
+    except errors.ApiError as exc:
+        log("WARNING", f"dataset purge {deletion_id} not queued: {exc.message}; resume it by hand")
+        return False
 
 
 def begin(transaction, name: str, record: dict[str, Any], actor: str) -> str:

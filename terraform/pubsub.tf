@@ -142,6 +142,102 @@ resource "google_pubsub_topic_iam_member" "transfer_publisher" {
   member = "serviceAccount:${google_service_account.function["transfer"].email}"
 }
 
+# Dataset purges: DELETE /datasets purges a first bounded step, then queues the next one here;
+# the purge worker (the `purge_work` entry point of the datasets archive) runs one step per
+# delivery and queues the next until the purge is done. It runs as the datasets function's
+# service account, which may already delete everything a dataset holds.
+resource "google_pubsub_topic" "dataset_purges" {
+  #checkov:skip=CKV_GCP_83:messages carry a deletion id, never dataset contents; Google-managed encryption applies
+  name                       = "gatehouse-dataset-purges"
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_pubsub_topic" "dataset_purges_dead_letter" {
+  #checkov:skip=CKV_GCP_83:messages carry a deletion id, never dataset contents; Google-managed encryption applies
+  name                       = "gatehouse-dataset-purges-dead-letter"
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_cloudfunctions2_function" "purge_worker" {
+  #checkov:skip=CKV_GCP_124:Pub/Sub push reaches the worker over its URL; IAM lets only the pusher service account invoke it
+  name        = "gatehouse-purge-worker"
+  location    = var.region
+  description = "Dataset purge worker: one bounded step per Pub/Sub delivery"
+
+  build_config {
+    runtime     = "python311"
+    entry_point = "purge_work"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.bucket["sources"].name
+        object = google_storage_bucket_object.source["datasets"].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.function["datasets"].email
+    ingress_settings               = "ALLOW_ALL"
+    available_memory               = "512Mi"
+    max_instance_count             = 5
+    min_instance_count             = 0
+    timeout_seconds                = 300
+    all_traffic_on_latest_revision = true
+    environment_variables          = local.common_env
+  }
+
+  depends_on = [google_project_service.api, google_project_iam_member.firestore_user]
+}
+
+resource "google_service_account" "purge_pusher" {
+  account_id   = "gatehouse-purge-pusher"
+  display_name = "Pub/Sub push to the Gatehouse dataset purge worker"
+}
+
+resource "google_cloud_run_service_iam_member" "purge_pusher_invoker" {
+  location = var.region
+  service  = google_cloudfunctions2_function.purge_worker.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.purge_pusher.email}"
+}
+
+resource "google_pubsub_subscription" "dataset_purges" {
+  name                       = "gatehouse-dataset-purges"
+  topic                      = google_pubsub_topic.dataset_purges.id
+  ack_deadline_seconds       = 360
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.purge_worker.service_config[0].uri
+    oidc_token {
+      service_account_email = google_service_account.purge_pusher.email
+      audience              = google_cloudfunctions2_function.purge_worker.service_config[0].uri
+    }
+  }
+
+  # A step that fails is delivered again; steps are idempotent.
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dataset_purges_dead_letter.id
+    max_delivery_attempts = 10
+  }
+}
+
+# The datasets function (and its purge worker, as the same account) queues purge steps.
+resource "google_pubsub_topic_iam_member" "purge_publisher" {
+  topic  = google_pubsub_topic.dataset_purges.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.function["datasets"].email}"
+}
+
 # Dead letters: Pub/Sub's own service agent forwards them and acknowledges the originals.
 data "google_project" "this" {}
 
@@ -150,14 +246,14 @@ locals {
 }
 
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = { transfer = google_pubsub_topic.transfer_parts_dead_letter.id, twin_jobs = google_pubsub_topic.twin_jobs_dead_letter.id }
+  for_each = { transfer = google_pubsub_topic.transfer_parts_dead_letter.id, twin_jobs = google_pubsub_topic.twin_jobs_dead_letter.id, purges = google_pubsub_topic.dataset_purges_dead_letter.id }
   topic    = each.value
   role     = "roles/pubsub.publisher"
   member   = local.pubsub_agent
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each     = { transfer = google_pubsub_subscription.transfer_parts.id, twin_jobs = google_pubsub_subscription.twin_jobs.id }
+  for_each     = { transfer = google_pubsub_subscription.transfer_parts.id, twin_jobs = google_pubsub_subscription.twin_jobs.id, purges = google_pubsub_subscription.dataset_purges.id }
   subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent

@@ -88,7 +88,7 @@ def test_archive_serves_its_worker_alone(archives, worker, tmp_path):
                 assert time.monotonic() < deadline and process.poll() is None, open(log).read()
                 time.sleep(0.1)
         assert r.status_code == 200, (r.status_code, r.text, open(log).read())
-        assert "names no part" in open(log).read()
+        assert "dropped a message" in open(log).read()
     finally:
         process.terminate()
         process.wait(timeout=10)

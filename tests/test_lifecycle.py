@@ -90,8 +90,11 @@ def test_a_recreated_dataset_is_empty_and_grants_nothing(api):
 def test_nothing_shows_while_a_large_purge_is_still_running(api, monkeypatch):
     entry = fill(api)
     monkeypatch.setattr(purge, "INLINE_BUDGET", 1)  # the purge stops after one object
+    queued = []
+    monkeypatch.setattr(purge, "continue_later", queued.append)  # and the background waits
     deletion = delete(api)
     assert deletion["status"] == "purging"
+    assert queued == [deletion["id"]]
     assert stored_docs() > 0  # data of the old dataset is still stored...
     api.add_dataset(DS)
     assert_empty(api)  # ...and none of it shows, nor do its grants
@@ -113,6 +116,22 @@ def test_nothing_shows_while_a_large_purge_is_still_running(api, monkeypatch):
     listed = api.get("/datasets/_deletions", user=OWNER).get_json()
     assert [(d["id"], d["name"], d["status"]) for d in listed] == [(deletion["id"], DS, "done")]
     assert all(part["done"] for part in listed[0]["parts"].values())
+
+
+def test_a_large_purge_finishes_in_the_background(api, monkeypatch):
+    import time
+    fill(api)
+    monkeypatch.setattr(purge, "INLINE_BUDGET", 3)  # a few objects per step: many steps, through Pub/Sub
+    deletion = delete(api)
+    assert deletion["status"] == "purging"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = api.get(f"/datasets/_deletions/{deletion['id']}", user=OWNER).get_json()
+        if state["status"] == "done":
+            break
+        time.sleep(0.2)
+    assert state["status"] == "done", state
+    assert stored_docs() == 0
 
 
 def test_the_deleted_datasets_log_stays_readable_to_admins(api):

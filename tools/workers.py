@@ -28,6 +28,7 @@ class Worker:
 
 WORKERS = [
     Worker("transfer", "work", "transfer_topic"),
+    Worker("datasets", "purge_work", "purge_topic"),
 ]
 
 

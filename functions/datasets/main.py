@@ -5,6 +5,7 @@ import re
 import uuid
 from typing import Annotated, Any
 
+import functions_framework
 from pydantic import Field, model_validator
 
 from common import audit, authz, blobs, errors, jsonio, store
@@ -143,6 +144,9 @@ def delete_datasets(req):
         store.transactional(delete)
     _forget(deletions)
     progress = [purge.step(deletion_id) for deletion_id in deletions.values()]
+    for deletion in progress:
+        if deletion is not None and deletion["status"] != "done":
+            purge.continue_later(deletion["id"])
     return {"deleted": sorted(deletions),
             "deletions": [_deletion_view(d) for d in progress if d is not None]}
 
@@ -324,3 +328,20 @@ def delete_attachment(req, name, file):
 
 def handle(request):
     return app(request)
+
+
+@functions_framework.cloud_event
+def purge_work(cloud_event):
+    """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
+    Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
+    from common import purge, queue
+    from common.logs import log
+    try:
+        message, _ = queue.payload_of(cloud_event)
+        deletion_id = str(message["deletion"])
+    except (ValueError, KeyError) as exc:
+        log("ERROR", f"purge worker: dropped a message that names no deletion ({exc})")
+        return  # acknowledged: no redelivery can fix it
+    deletion = purge.step(deletion_id) if DELETION_ID.fullmatch(deletion_id) else None
+    if deletion is not None and deletion["status"] != "done":
+        purge.continue_later(deletion_id)
