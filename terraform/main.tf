@@ -35,8 +35,8 @@ locals {
     SIG_BUCKET               = google_storage_bucket.bucket["signatures"].name
     TRANSFER_DEST            = "gs://${google_storage_bucket.transfer_output.name}/volumes"
     TRANSFER_FUNC            = var.transfer_func
-    TRANSFER_TOPIC           = google_pubsub_topic.transfer_parts.name
-    PURGE_TOPIC              = google_pubsub_topic.dataset_purges.name
+    TRANSFER_TOPIC           = google_pubsub_topic.work["transfer"].name
+    PURGE_TOPIC              = google_pubsub_topic.work["purge"].name
     TRANSFER_ATTEMPTS        = tostring(var.transfer_attempts)
     TRANSFER_TIMEOUT_SECONDS = tostring(var.transfer_timeout_seconds)
     NEUROGLANCER_URL         = var.neuroglancer_url

@@ -32,23 +32,48 @@ resource "google_pubsub_subscription" "twin_jobs" {
   }
 }
 
-# Transfer parts: POST /transfer publishes one message per part; the transfer worker (the
-# `work` entry point of the transfer archive, functions/transfer/main.py) sends one part per
-# delivery. The worker is reached by a push subscription of our own rather than an Eventarc
-# event_trigger: Eventarc's subscription cannot carry a dead-letter policy set by Terraform, and
-# this is exactly the wiring the tests and `make dev` run on the emulator (tools/workers.py).
+# Background workers (tools/workers.py), one map: each is a CloudEvent entry point of a
+# function's archive, reached by a push subscription of our own on its topic rather than an
+# Eventarc event_trigger (Eventarc's subscription cannot carry a dead-letter policy set by
+# Terraform); this is exactly the wiring the tests and `make dev` run on the emulator, and
 # functions-framework turns the push body into the same messagePublished CloudEvent.
-resource "google_pubsub_topic" "transfer_parts" {
-  #checkov:skip=CKV_GCP_83:messages carry a job id and a part key, never dataset contents; Google-managed encryption applies
-  name                       = "gatehouse-transfer-parts"
-  message_retention_duration = "86400s"
+# - transfer: POST /transfer publishes one message per part; `work` sends one part per delivery
+#   and stops a part after var.transfer_attempts, so dead letters are only what it could not handle.
+# - purge: DELETE /datasets purges a first bounded step and queues the next; `purge_work` runs one
+#   step per delivery and queues the next until done. It runs as the datasets function's account,
+#   which may already delete everything a dataset holds.
+locals {
+  workers = {
+    transfer = {
+      function        = "transfer", entry_point = "work", topic = "gatehouse-transfer-parts",
+      description     = "Transfer worker: one part per Pub/Sub delivery",
+      service_account = google_service_account.transfer_worker.email, publisher = "transfer",
+      memory          = "256Mi", timeout = var.transfer_timeout_seconds + 60, max_instances = var.max_instances,
+      retention       = "86400s", max_backoff = "300s",
+    }
+    purge = {
+      function        = "datasets", entry_point = "purge_work", topic = "gatehouse-dataset-purges",
+      description     = "Dataset purge worker: one bounded step per Pub/Sub delivery",
+      service_account = google_service_account.function["datasets"].email, publisher = "datasets",
+      memory          = "512Mi", timeout = 300, max_instances = 5,
+      retention       = "604800s", max_backoff = "600s",
+    }
+  }
+}
+
+resource "google_pubsub_topic" "work" {
+  #checkov:skip=CKV_GCP_83:messages carry ids of work (a job and part, a deletion), never dataset contents; Google-managed encryption applies
+  for_each                   = local.workers
+  name                       = each.value.topic
+  message_retention_duration = each.value.retention
 
   depends_on = [google_project_service.api]
 }
 
-resource "google_pubsub_topic" "transfer_parts_dead_letter" {
-  #checkov:skip=CKV_GCP_83:messages carry a job id and a part key, never dataset contents; Google-managed encryption applies
-  name                       = "gatehouse-transfer-parts-dead-letter"
+resource "google_pubsub_topic" "work_dead_letter" {
+  #checkov:skip=CKV_GCP_83:messages carry ids of work (a job and part, a deletion), never dataset contents; Google-managed encryption applies
+  for_each                   = local.workers
+  name                       = "${each.value.topic}-dead-letter"
   message_retention_duration = "604800s"
 
   depends_on = [google_project_service.api]
@@ -65,177 +90,120 @@ resource "google_project_iam_member" "transfer_worker_firestore" {
   member  = "serviceAccount:${google_service_account.transfer_worker.email}"
 }
 
-resource "google_cloudfunctions2_function" "transfer_worker" {
+resource "google_cloudfunctions2_function" "worker" {
   #checkov:skip=CKV_GCP_124:Pub/Sub push reaches the worker over its URL; IAM lets only the pusher service account invoke it
-  name        = "gatehouse-transfer-worker"
+  for_each    = local.workers
+  name        = "gatehouse-${each.key}-worker"
   location    = var.region
-  description = "Transfer worker: one part per Pub/Sub delivery"
+  description = each.value.description
 
   build_config {
     runtime     = "python311"
-    entry_point = "work"
+    entry_point = each.value.entry_point
     source {
       storage_source {
         bucket = google_storage_bucket.bucket["sources"].name
-        object = google_storage_bucket_object.source["transfer"].name
+        object = google_storage_bucket_object.source[each.value.function].name
       }
     }
   }
 
   service_config {
-    service_account_email          = google_service_account.transfer_worker.email
+    service_account_email          = each.value.service_account
     ingress_settings               = "ALLOW_ALL"
-    available_memory               = "256Mi"
-    max_instance_count             = var.max_instances
+    available_memory               = each.value.memory
+    max_instance_count             = each.value.max_instances
     min_instance_count             = 0
-    timeout_seconds                = var.transfer_timeout_seconds + 60
+    timeout_seconds                = each.value.timeout
     all_traffic_on_latest_revision = true
     environment_variables          = local.common_env
   }
 
-  depends_on = [google_project_service.api, google_project_iam_member.transfer_worker_firestore]
+  depends_on = [google_project_service.api, google_project_iam_member.firestore_user, google_project_iam_member.transfer_worker_firestore]
 }
 
-resource "google_service_account" "transfer_pusher" {
-  account_id   = "gatehouse-transfer-pusher"
-  display_name = "Pub/Sub push to the Gatehouse transfer worker"
+resource "google_service_account" "pusher" {
+  for_each     = local.workers
+  account_id   = "gatehouse-${each.key}-pusher"
+  display_name = "Pub/Sub push to the Gatehouse ${each.key} worker"
 }
 
-resource "google_cloud_run_service_iam_member" "transfer_pusher_invoker" {
+resource "google_cloud_run_service_iam_member" "pusher_invoker" {
+  for_each = local.workers
   location = var.region
-  service  = google_cloudfunctions2_function.transfer_worker.name
+  service  = google_cloudfunctions2_function.worker[each.key].name
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.transfer_pusher.email}"
+  member   = "serviceAccount:${google_service_account.pusher[each.key].email}"
 }
 
-resource "google_pubsub_subscription" "transfer_parts" {
-  name                       = "gatehouse-transfer-parts"
-  topic                      = google_pubsub_topic.transfer_parts.id
-  ack_deadline_seconds       = min(var.transfer_timeout_seconds + 60, 600)
-  message_retention_duration = "86400s"
+resource "google_pubsub_subscription" "work" {
+  for_each                   = local.workers
+  name                       = each.value.topic
+  topic                      = google_pubsub_topic.work[each.key].id
+  ack_deadline_seconds       = min(each.value.timeout, 600)
+  message_retention_duration = each.value.retention
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.transfer_worker.service_config[0].uri
+    push_endpoint = google_cloudfunctions2_function.worker[each.key].service_config[0].uri
     oidc_token {
-      service_account_email = google_service_account.transfer_pusher.email
-      audience              = google_cloudfunctions2_function.transfer_worker.service_config[0].uri
+      service_account_email = google_service_account.pusher[each.key].email
+      audience              = google_cloudfunctions2_function.worker[each.key].service_config[0].uri
     }
   }
 
-  # A failed attempt is delivered again after a growing pause; the worker stops a part after
-  # var.transfer_attempts, so the dead-letter topic only takes messages it could not handle.
+  # A failed delivery comes again after a growing pause (the work is idempotent).
   retry_policy {
     minimum_backoff = "10s"
-    maximum_backoff = "300s"
+    maximum_backoff = each.value.max_backoff
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.transfer_parts_dead_letter.id
+    dead_letter_topic     = google_pubsub_topic.work_dead_letter[each.key].id
     max_delivery_attempts = 10
   }
 }
 
-# The transfer function publishes the parts.
-resource "google_pubsub_topic_iam_member" "transfer_publisher" {
-  topic  = google_pubsub_topic.transfer_parts.id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.function["transfer"].email}"
+# The function that queues the work may publish to its topic (and nothing else may).
+resource "google_pubsub_topic_iam_member" "work_publisher" {
+  for_each = local.workers
+  topic    = google_pubsub_topic.work[each.key].id
+  role     = "roles/pubsub.publisher"
+  member   = "serviceAccount:${google_service_account.function[each.value.publisher].email}"
 }
 
-# Dataset purges: DELETE /datasets purges a first bounded step, then queues the next one here;
-# the purge worker (the `purge_work` entry point of the datasets archive) runs one step per
-# delivery and queues the next until the purge is done. It runs as the datasets function's
-# service account, which may already delete everything a dataset holds.
-resource "google_pubsub_topic" "dataset_purges" {
-  #checkov:skip=CKV_GCP_83:messages carry a deletion id, never dataset contents; Google-managed encryption applies
-  name                       = "gatehouse-dataset-purges"
-  message_retention_duration = "604800s"
-
-  depends_on = [google_project_service.api]
+moved {
+  from = google_pubsub_topic.transfer_parts
+  to   = google_pubsub_topic.work["transfer"]
 }
 
-resource "google_pubsub_topic" "dataset_purges_dead_letter" {
-  #checkov:skip=CKV_GCP_83:messages carry a deletion id, never dataset contents; Google-managed encryption applies
-  name                       = "gatehouse-dataset-purges-dead-letter"
-  message_retention_duration = "604800s"
-
-  depends_on = [google_project_service.api]
+moved {
+  from = google_pubsub_topic.transfer_parts_dead_letter
+  to   = google_pubsub_topic.work_dead_letter["transfer"]
 }
 
-resource "google_cloudfunctions2_function" "purge_worker" {
-  #checkov:skip=CKV_GCP_124:Pub/Sub push reaches the worker over its URL; IAM lets only the pusher service account invoke it
-  name        = "gatehouse-purge-worker"
-  location    = var.region
-  description = "Dataset purge worker: one bounded step per Pub/Sub delivery"
-
-  build_config {
-    runtime     = "python311"
-    entry_point = "purge_work"
-    source {
-      storage_source {
-        bucket = google_storage_bucket.bucket["sources"].name
-        object = google_storage_bucket_object.source["datasets"].name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.function["datasets"].email
-    ingress_settings               = "ALLOW_ALL"
-    available_memory               = "512Mi"
-    max_instance_count             = 5
-    min_instance_count             = 0
-    timeout_seconds                = 300
-    all_traffic_on_latest_revision = true
-    environment_variables          = local.common_env
-  }
-
-  depends_on = [google_project_service.api, google_project_iam_member.firestore_user]
+moved {
+  from = google_cloudfunctions2_function.transfer_worker
+  to   = google_cloudfunctions2_function.worker["transfer"]
 }
 
-resource "google_service_account" "purge_pusher" {
-  account_id   = "gatehouse-purge-pusher"
-  display_name = "Pub/Sub push to the Gatehouse dataset purge worker"
+moved {
+  from = google_service_account.transfer_pusher
+  to   = google_service_account.pusher["transfer"]
 }
 
-resource "google_cloud_run_service_iam_member" "purge_pusher_invoker" {
-  location = var.region
-  service  = google_cloudfunctions2_function.purge_worker.name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.purge_pusher.email}"
+moved {
+  from = google_cloud_run_service_iam_member.transfer_pusher_invoker
+  to   = google_cloud_run_service_iam_member.pusher_invoker["transfer"]
 }
 
-resource "google_pubsub_subscription" "dataset_purges" {
-  name                       = "gatehouse-dataset-purges"
-  topic                      = google_pubsub_topic.dataset_purges.id
-  ack_deadline_seconds       = 360
-  message_retention_duration = "604800s"
-
-  push_config {
-    push_endpoint = google_cloudfunctions2_function.purge_worker.service_config[0].uri
-    oidc_token {
-      service_account_email = google_service_account.purge_pusher.email
-      audience              = google_cloudfunctions2_function.purge_worker.service_config[0].uri
-    }
-  }
-
-  # A step that fails is delivered again; steps are idempotent.
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dataset_purges_dead_letter.id
-    max_delivery_attempts = 10
-  }
+moved {
+  from = google_pubsub_subscription.transfer_parts
+  to   = google_pubsub_subscription.work["transfer"]
 }
 
-# The datasets function (and its purge worker, as the same account) queues purge steps.
-resource "google_pubsub_topic_iam_member" "purge_publisher" {
-  topic  = google_pubsub_topic.dataset_purges.id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.function["datasets"].email}"
+moved {
+  from = google_pubsub_topic_iam_member.transfer_publisher
+  to   = google_pubsub_topic_iam_member.work_publisher["transfer"]
 }
 
 # Dead letters: Pub/Sub's own service agent forwards them and acknowledges the originals.
@@ -246,14 +214,14 @@ locals {
 }
 
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = { transfer = google_pubsub_topic.transfer_parts_dead_letter.id, twin_jobs = google_pubsub_topic.twin_jobs_dead_letter.id, purges = google_pubsub_topic.dataset_purges_dead_letter.id }
+  for_each = merge({ for k, t in google_pubsub_topic.work_dead_letter : k => t.id }, { twin_jobs = google_pubsub_topic.twin_jobs_dead_letter.id })
   topic    = each.value
   role     = "roles/pubsub.publisher"
   member   = local.pubsub_agent
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each     = { transfer = google_pubsub_subscription.transfer_parts.id, twin_jobs = google_pubsub_subscription.twin_jobs.id, purges = google_pubsub_subscription.dataset_purges.id }
+  for_each     = merge({ for k, sub in google_pubsub_subscription.work : k => sub.id }, { twin_jobs = google_pubsub_subscription.twin_jobs.id })
   subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent

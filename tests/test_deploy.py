@@ -212,8 +212,10 @@ BROKEN_TERRAFORM = {
                                           "transfer network's service account"),
     "the worker not deployed": (("pubsub.tf", 'entry_point = "work"', 'entry_point = "handle"'), "",
                                 "worker transfer.work has no Cloud Function"),
-    "the worker without dead letters": (("pubsub.tf", "dead_letter_topic     = google_pubsub_topic.transfer_parts_dead_letter.id",
-                                         "# no dead letters"), "", "its subscription has no dead_letter_policy"),
+    "the worker without dead letters": (("pubsub.tf", "dead_letter_topic     = google_pubsub_topic.work_dead_letter[each.key].id",
+                                         "# no dead letters"), "", "their subscription has no dead_letter_policy"),
+    "the purge worker not deployed": (("pubsub.tf", 'entry_point = "purge_work"', 'entry_point = "handle"'), "",
+                                      "worker datasets.purge_work has no Cloud Function"),
 }
 
 

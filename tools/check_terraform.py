@@ -74,7 +74,7 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
     if not any(body.get("for_each") == "${local.functions}" for body in cloud_functions.values()):
         found.append("no google_cloudfunctions2_function is made for_each = local.functions")
 
-    found += _worker_problems(resources)
+    found += _worker_problems(resources, config["locals"].get("workers", {}))
 
     # Buckets: uniform access, always; public-access prevention but on the transfer output.
     for name, body in resources.get("google_storage_bucket", {}).items():
@@ -115,32 +115,36 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
     return found
 
 
-def _worker_problems(resources: dict[str, Any]) -> list[str]:
-    """Each worker of tools/workers.py: its entry point deployed from its function's archive,
-    pushed to by a subscription with a retry policy and a dead-letter topic."""
+def _worker_problems(resources: dict[str, Any], workers: dict[str, Any]) -> list[str]:
+    """Each worker of tools/workers.py has an entry in local.workers (its function's archive and
+    entry point); the worker functions are made for_each = local.workers from those archives and
+    entry points, and pushed to by subscriptions with a retry policy and a dead-letter topic."""
     from tools.workers import WORKERS
     found = []
-    functions = resources.get("google_cloudfunctions2_function", {})
-    subscriptions = resources.get("google_pubsub_subscription", {})
     for worker in WORKERS:
-        source = f'google_storage_bucket_object.source["{worker.function}"]'
-        deployed = [name for name, body in functions.items()
-                    if any(c.get("entry_point") == worker.target and source in str(c)
-                           for c in body.get("build_config", []))]
-        if not deployed:
+        if not any(w.get("function") == worker.function and w.get("entry_point") == worker.target
+                   for w in workers.values()):
             found.append(f"worker {worker.function}.{worker.target} has no Cloud Function on entry point "
-                         f"{worker.target!r} of the {worker.function} archive")
-            continue
-        pushed = [body for body in subscriptions.values()
-                  if any(f"google_cloudfunctions2_function.{name}." in json.dumps(body.get("push_config"))
-                         for name in deployed)]
-        if not pushed:
-            found.append(f"worker {worker.function}.{worker.target}: no push subscription reaches it")
-        for body in pushed:
-            if not body.get("retry_policy"):
-                found.append(f"worker {worker.function}.{worker.target}: its subscription has no retry_policy")
-            if not any(p.get("dead_letter_topic") for p in body.get("dead_letter_policy", [])):
-                found.append(f"worker {worker.function}.{worker.target}: its subscription has no dead_letter_policy")
+                         f"{worker.target!r} of the {worker.function} archive (no entry in local.workers)")
+    functions = [name for name, body in resources.get("google_cloudfunctions2_function", {}).items()
+                 if body.get("for_each") == "${local.workers}"
+                 and any(c.get("entry_point") == "${each.value.entry_point}"
+                         and "source[each.value.function]" in str(c) for c in body.get("build_config", []))]
+    if not functions:
+        found.append("no google_cloudfunctions2_function is made for_each = local.workers from each "
+                     "worker's archive and entry point")
+        return found
+    pushed = [body for body in resources.get("google_pubsub_subscription", {}).values()
+              if body.get("for_each") == "${local.workers}"
+              and any(f"google_cloudfunctions2_function.{name}[each.key]" in json.dumps(body.get("push_config"))
+                      for name in functions)]
+    if not pushed:
+        found.append("workers: no push subscription (for_each = local.workers) reaches them")
+    for body in pushed:
+        if not body.get("retry_policy"):
+            found.append("workers: their subscription has no retry_policy")
+        if not any(p.get("dead_letter_topic") for p in body.get("dead_letter_policy", [])):
+            found.append("workers: their subscription has no dead_letter_policy")
     return found
 
 
