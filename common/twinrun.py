@@ -7,8 +7,11 @@ route and a queued job both go through `resolve` and `invoke`; a job stores the 
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import re
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +33,7 @@ _CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "no
 
 
 def valid_path(path: str) -> bool:
-    return bool(re.match(PATH, path)) and path not in RESERVED_PATHS
+    return bool(re.fullmatch(PATH, path)) and path not in RESERVED_PATHS
 
 
 @dataclass
@@ -61,11 +64,33 @@ class Endpoint:
         return self.dataset is None or caller.can_read(self.dataset)
 
 
+# Definitions are kept per instance for a few seconds, which saves a Firestore read on every
+# call; the instance that changes one forgets it at once, the others within this time.
+DEFINITION_CACHE_SECONDS = 5.0
+_definitions: dict[str, tuple[float, Endpoint | None]] = {}
+
+
 def load(path: str) -> Endpoint | None:
     if not valid_path(path):
         return None
+    now = time.monotonic()
+    hit = _definitions.get(path)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     snap = store.collection(ENDPOINTS).document(path).get()
-    return Endpoint(path, snap.to_dict()) if snap.exists else None
+    endpoint = Endpoint(path, snap.to_dict()) if snap.exists else None
+    if len(_definitions) >= 1000:
+        _definitions.clear()
+    _definitions[path] = (now + DEFINITION_CACHE_SECONDS, endpoint)
+    return endpoint
+
+
+def forget(path: str | None = None) -> None:
+    """Drop the cached definition of `path` (of every endpoint when None): it was just changed."""
+    if path is None:
+        _definitions.clear()
+    else:
+        _definitions.pop(path, None)
 
 
 def resolve(caller, path: str, side: str | None = None) -> tuple[Endpoint, str]:
@@ -176,10 +201,47 @@ def _error(status: int, code: str, message: str, details: dict[str, Any]) -> Ans
     return Answer(status, {"error": code, "message": message, "details": details}, details["reference"], headers)
 
 
+class _RecordWriter:
+    """Writes call records in a thread of their own, so a call does not wait for that write
+    (a Firestore round trip is most of a warm call's overhead). `flush` waits until every record
+    queued so far is written; it runs before records are read here and when the instance exits."""
+
+    def __init__(self):
+        import queue
+        self._queue: queue.Queue = queue.Queue(maxsize=10_000)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, reference: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="twin-call-records")
+                self._thread.start()
+        self._queue.put((reference, record))
+
+    def _run(self) -> None:
+        while True:
+            reference, record = self._queue.get()
+            try:
+                store.collection(CALLS).document(reference).set(record)
+            except Exception as exc:  # a lost record is logged, never a failed call
+                log("ERROR", f"twin call record {reference} not written: {exc!r}")
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        self._queue.join()
+
+
+_records = _RecordWriter()
+flush_records = _records.flush
+atexit.register(flush_records)
+
+
 def _record(reference: str, endpoint: Endpoint, side: str, caller, request_id: str, outcome, answer: Answer) -> None:
     """The call record (owners read it at GET /twins/{path}/calls); it holds the captured output."""
     at = store.now()
-    store.collection(CALLS).document(reference).set({
+    _records.put(reference, {
         "id": reference, "endpoint": endpoint.path, "side": side, "generation": endpoint.side(side)["generation"],
         "dataset": endpoint.dataset, "caller": caller.email, "status": outcome.status,
         "http_status": answer.status, "duration_ms": round(float(outcome.duration_ms or 0.0), 3),

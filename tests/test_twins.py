@@ -390,3 +390,21 @@ def test_state_increments_are_exact_under_concurrent_callers(api, world):
     assert all(r.status_code == 200 for r in responses), [r.get_data(as_text=True) for r in responses]
     assert sorted(r.get_json()["result"] for r in responses) == list(range(1, 21))
     assert full(api, "lab.count")["sides"]["mock"]["state"] == {"n": 20}
+
+
+def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):
+    from common import store, twinrun
+    define(api, twin())
+    assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
+    # Another instance changes the stored definition: this one serves its copy until it expires...
+    doc = store.collection(twinrun.ENDPOINTS).document("lab.echo")
+    doc.update({"sides.mock.code": ECHO.format(side="changed")})
+    assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
+    twinrun.forget()  # ...at most DEFINITION_CACHE_SECONDS
+    assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "changed"
+    # A change made through this instance applies at once.
+    assert patch(api, "lab.echo", {"mock": side(ECHO.format(side="patched"))}).status_code == 200
+    assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "patched"
+    assert api.delete("/twins/lab.echo", user=OWNER).status_code == 204
+    assert_error(call(api, "lab.echo", READER, {"text": "a"}), 404, "not_found")
+    assert twinrun.DEFINITION_CACHE_SECONDS <= 5

@@ -188,6 +188,7 @@ def create(req):
         batch.commit()
     except AlreadyExists:
         raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first") from None
+    twinrun.forget(body.path)
     return view(twinrun.Endpoint(body.path, doc))
 
 
@@ -238,6 +239,7 @@ def update(req, path):
         result.update(old=old, new=doc)
 
     store.transactional(write)
+    twinrun.forget(path)
     from common.twinstate import delete_generation
     for name in new_sides:
         delete_generation(result["old"]["sides"][name]["generation"])
@@ -254,6 +256,7 @@ def remove(req, path):
     audit.delete_existing(req, ref, missing=f"twin endpoint {path!r} not found", action="twin_delete",
                           target_type="twin", target_id=path, dataset=endpoint.dataset,
                           before=lambda snap: _summary(snap.to_dict()))
+    twinrun.forget(path)
     from common.twinstate import delete_generation
     for side in endpoint.doc["sides"].values():
         delete_generation(side["generation"])
@@ -313,6 +316,7 @@ def call_private(req, path, endpoint, side):
 @app.get("/twins/<path>/calls", role=OWNERS, query={"limit": "1-10000", "cursor": "from a Link header"})
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners)."""
+    twinrun.flush_records()  # this instance's latest calls are in the list
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
     coll = store.collection(twinrun.CALLS)
