@@ -82,6 +82,12 @@ def run(program: Program, kwargs: dict[str, Any], *, user: dict[str, Any], state
         _pool().release(worker, healthy)
 
 
+def warm_up() -> None:
+    """Start a worker in the background (an instance calls this as it boots, so its first call
+    does not wait for a worker interpreter to start)."""
+    threading.Thread(target=_pool()._prestart, daemon=True, name="twin-worker-warm-up").start()
+
+
 def shutdown() -> None:
     """Stop every worker (tests; and at exit)."""
     global _the_pool

@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, store, twinrun
+from common import audit, authz, errors, jsonio, sandbox, store, twinrun
 from common.http import App, Check, json_response, paged, streamed
 from common.models import DatasetName, Payload, Strict
 
 app = App("twins", "Twin endpoints: mock and private sides of an API bridge to private data.")
+sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
 
 SIDES = ("mock", "private", "public")
 MAX_SOURCE = 200_000
