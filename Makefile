@@ -7,7 +7,7 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test token bench package clean
+.PHONY: venv dev test lint token bench package clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
-test: venv $(CHECKOV)/.installed
+test: venv $(CHECKOV)/.installed lint
 	$(BIN)/python -m pytest -q tests
+
+# The house's gate: lint and format (configuration in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 token: venv
 	@test -n "$(EMAIL)" || (echo "usage: make token EMAIL=someone@example.com" >&2; exit 2)

@@ -8,6 +8,7 @@
    flat, under 150 MB). The function runs with MALLOC_ARENA_MAX=2, as deployed: glibc's
    per-thread arenas otherwise raise the peak each time a new gunicorn thread serves a request.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -30,6 +31,7 @@ SOURCE = os.path.join(ROOT, "functions", "annotations", "main.py")
 
 def _coll(dataset: str):
     from common import store
+
     return store.collection("annotations").document(dataset).collection("v2_annotations")
 
 
@@ -40,17 +42,30 @@ def _annotations(count: int, z: int = 0) -> list[dict]:
 def _records(count: int, z: int = 0) -> list[tuple[str, dict]]:
     """The documents the function would write for `_annotations(count, z)`."""
     from common.locations import user_doc_id
-    now = datetime.datetime.now(datetime.timezone.utc)
+
+    now = datetime.datetime.now(datetime.UTC)
     out = []
     for a in _annotations(count, z):
         key = "Pt" + "_".join(map(str, a["pos"]))
-        out.append((user_doc_id(USER, key), {"key": key, "user": USER, "kind": "point", "pos": a["pos"],
-                                              "tags": a["tags"], "timestamp": now}))
+        out.append(
+            (
+                user_doc_id(USER, key),
+                {
+                    "key": key,
+                    "user": USER,
+                    "kind": "point",
+                    "pos": a["pos"],
+                    "tags": a["tags"],
+                    "timestamp": now,
+                },
+            )
+        )
     return out
 
 
 def raw_insert(dataset: str, records: list[tuple[str, dict]]) -> float:
     from common import store
+
     coll = _coll(dataset)
     started = time.perf_counter()
     for chunk in store.chunks(records, store.MAX_WRITES_PER_COMMIT):
@@ -75,9 +90,13 @@ def function_insert(port: int, dataset: str, body: bytes, headers: dict[str, str
 
 def raw_list(dataset: str) -> tuple[float, int]:
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     started = time.perf_counter()
-    count = sum(1 for snap in _coll(dataset).where(filter=FieldFilter("user", "==", USER))
-                .order_by("__name__").stream() if snap.to_dict())
+    count = sum(
+        1
+        for snap in _coll(dataset).where(filter=FieldFilter("user", "==", USER)).order_by("__name__").stream()
+        if snap.to_dict()
+    )
     return time.perf_counter() - started, count
 
 
@@ -130,6 +149,7 @@ class Function:
 
 def _dataset(name: str) -> str:
     from common import store
+
     store.collection("datasets").document(name).set({"description": "bench", "public": False})
     return name
 
@@ -170,7 +190,9 @@ def run(env: dict[str, str], headers: dict[str, str]) -> dict[str, float]:
             assert count == LIST_COUNT, count
             ours.append(elapsed)
             # the same process: its peak after one listing of 100,000, and after all of them
-            results["list_100k_peak_rss_mb" if run_no == 0 else "list_100k_x3_peak_rss_mb"] = peak_rss_mb(fn.process.pid)
+            results["list_100k_peak_rss_mb" if run_no == 0 else "list_100k_x3_peak_rss_mb"] = peak_rss_mb(
+                fn.process.pid
+            )
     finally:
         fn.close()
     results["list_100k_raw_s"] = statistics.median(raw)

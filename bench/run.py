@@ -9,6 +9,7 @@
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
 .bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -34,10 +35,20 @@ AUTH_CALLS = 20_000
 
 
 def _spawn(source: str, port: int, env: dict[str, str]) -> subprocess.Popen:
-    argv = [os.path.join(os.path.dirname(sys.executable), "functions-framework"), "--target", "handle",
-            "--source", source, "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    argv = [
+        os.path.join(os.path.dirname(sys.executable), "functions-framework"),
+        "--target",
+        "handle",
+        "--source",
+        source,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def _first_200(port: int, path: str, headers: dict[str, str], started: float, timeout: float = 30.0) -> float:
@@ -107,9 +118,12 @@ def auth_per_request(tokens: dict[str, str]) -> dict[str, float]:
     from werkzeug.wrappers import Request
 
     from common import authz
+
     results = {}
     for kind, token in tokens.items():
-        request = Request(EnvironBuilder(path="/roles", headers={"Authorization": f"Bearer {token}"}).get_environ())
+        request = Request(
+            EnvironBuilder(path="/roles", headers={"Authorization": f"Bearer {token}"}).get_environ()
+        )
         caller = authz.authenticate(request)  # the first call verifies and loads roles
         authz.require_dataset(caller, "bench", "read")
         samples = []
@@ -134,7 +148,9 @@ def foundation(env: dict[str, str], token: str) -> dict[str, float]:
     results["warm_roles_rps"] = warm_rps(roles, "/", env, auth)
     results.update({f"auth_authz_{k}_us": v for k, v in auth_tokens_bench(token).items()})
     results["cold_roles_health_vs_hello"] = results["cold_roles_health_s"] / results["cold_hello_s"]
-    results["cold_roles_authenticated_vs_hello"] = results["cold_roles_authenticated_s"] / results["cold_hello_s"]
+    results["cold_roles_authenticated_vs_hello"] = (
+        results["cold_roles_authenticated_s"] / results["cold_hello_s"]
+    )
     results["warm_roles_vs_hello"] = results["warm_roles_rps"] / results["warm_hello_rps"]
     return results
 
@@ -150,6 +166,7 @@ GOALS = {
 
 def main() -> None:
     import argparse
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("benches", nargs="*", help=f"some of: {', '.join(GOALS)} (default: all)")
     names = parser.parse_args().benches or list(GOALS)
@@ -158,13 +175,22 @@ def main() -> None:
         parser.error(f"unknown benches: {', '.join(sorted(unknown))}")
     workdir = tempfile.mkdtemp(prefix="gatehouse-bench-")
     dev_key, signer = devkeys.ensure(workdir)
-    emulators = Emulators(project="gatehouse-bench", log_dir=os.path.join(workdir, "logs"),
-                          storage_backend="filesystem").start()
+    emulators = Emulators(
+        project="gatehouse-bench", log_dir=os.path.join(workdir, "logs"), storage_backend="filesystem"
+    ).start()
     try:
-        env = {**os.environ, **emulators.env, "PYTHONPATH": ROOT, "OWNER": "owner@example.com",
-               "GATEHOUSE_DEV_MODE": "1", "GATEHOUSE_DEV_KEY_FILE": dev_key, "SIGNER_KEY_FILE": signer}
+        env = {
+            **os.environ,
+            **emulators.env,
+            "PYTHONPATH": ROOT,
+            "OWNER": "owner@example.com",
+            "GATEHOUSE_DEV_MODE": "1",
+            "GATEHOUSE_DEV_KEY_FILE": dev_key,
+            "SIGNER_KEY_FILE": signer,
+        }
         os.environ.update(env)
         from common.auth import mint_dev_token
+
         with open(dev_key, "rb") as f:
             token = mint_dev_token("owner@example.com", f.read())
         os.makedirs(os.path.join(ROOT, ".bench"), exist_ok=True)
@@ -173,15 +199,19 @@ def main() -> None:
                 results = foundation(env, token)
             elif name == "annotations":
                 from bench import annotations
+
                 results = annotations.run(env, {"Authorization": f"Bearer {token}"})
             elif name == "transfer":
                 from bench import transfer
+
                 results = transfer.run(env, {"Authorization": f"Bearer {token}"}, emulators)
             elif name == "twins":
                 from bench import twins
+
                 results = twins.run(env, {"Authorization": f"Bearer {token}"})
             else:
                 from bench import signatures
+
                 results = signatures.run(env, {"Authorization": f"Bearer {token}"}, emulators)
             print(f"\n{name}\n{'figure':42} {'value':>12}")
             for figure, value in results.items():
@@ -197,11 +227,14 @@ def auth_tokens_bench(dev_token: str) -> dict[str, float]:
     """Auth+authz with a warm cache for each token kind (Google kind via a local certs endpoint
     is exercised by the tests; here: dev token and API key, which take the same cached path)."""
     from common import store
+
     store.collection("datasets").document("bench").set({"description": "bench", "public": False})
     from functions_framework import create_app
+
     users = create_app("handle", os.path.join(ROOT, "functions", "users", "main.py")).test_client()
-    key = users.post("/users/me/keys", json={"name": "bench"},
-                     headers={"Authorization": f"Bearer {dev_token}"}).get_json()["key"]
+    key = users.post(
+        "/users/me/keys", json={"name": "bench"}, headers={"Authorization": f"Bearer {dev_token}"}
+    ).get_json()["key"]
     return auth_per_request({"dev_token": dev_token, "api_key": key})
 
 

@@ -7,6 +7,7 @@
    scanning them (what the function would do without the index), and the scan alone with
    the records already in memory.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -31,16 +32,19 @@ def generate(count: int = RECORDS, seed: int = 11):
     import numpy as np
 
     from common import sigindex
+
     rng = np.random.default_rng(seed)
     records = np.empty(count, dtype=sigindex.record_dtype())
     for axis in "xyz":
         records[axis] = rng.integers(0, VOLUME, size=count)
-    records["signature"] = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=count, dtype=np.int64)
+    records["signature"] = rng.integers(-(2**63), 2**63 - 1, size=count, dtype=np.int64)
     copies = 20
     for q in range(QUERIES):
         for c in range(copies):
             bits = rng.choice(63, size=int(rng.integers(1, 7)), replace=False)
-            records["signature"][QUERIES + q * copies + c] = records["signature"][q] ^ np.int64(sum(1 << int(b) for b in bits))
+            records["signature"][QUERIES + q * copies + c] = records["signature"][q] ^ np.int64(
+                sum(1 << int(b) for b in bits)
+            )
     return records
 
 
@@ -49,6 +53,7 @@ def brute_force_scan(records, signature: int):
     import numpy as np
 
     from common import sigindex
+
     sig = records["signature"].view(np.uint64)
     query = np.uint64(signature & sigindex.U64)
     shares = np.zeros(len(records), dtype=bool)
@@ -66,9 +71,12 @@ def read_all_blocks(dataset: str):
     import numpy as np
 
     from common import blobs, sigindex
+
     bucket = blobs.bucket(BUCKET)
-    parts = [np.frombuffer(b.download_as_bytes(), dtype=sigindex.record_dtype())
-             for b in blobs.client().list_blobs(bucket, prefix=f"{dataset}/blocks/")]
+    parts = [
+        np.frombuffer(b.download_as_bytes(), dtype=sigindex.record_dtype())
+        for b in blobs.client().list_blobs(bucket, prefix=f"{dataset}/blocks/")
+    ]
     return np.concatenate(parts)
 
 
@@ -86,6 +94,7 @@ def _get(port: int, path: str, headers: dict[str, str]) -> tuple[float, dict]:
 
 def run(env: dict[str, str], headers: dict[str, str], emulators) -> dict[str, float]:
     from tools import build_signatures
+
     emulators.create_buckets(BUCKET)
     env = {**env, "SIG_BUCKET": BUCKET}
     results: dict[str, float] = {}
@@ -125,5 +134,7 @@ def run(env: dict[str, str], headers: dict[str, str], emulators) -> dict[str, fl
         brute_scan.append(scan)
     results["brute_force_with_reads_ms"] = statistics.median(brute_read) * 1000
     results["brute_force_scan_only_ms"] = statistics.median(brute_scan) * 1000
-    results["brute_force_vs_likelocation"] = results["brute_force_with_reads_ms"] / results["likelocation_p50_ms"]
+    results["brute_force_vs_likelocation"] = (
+        results["brute_force_with_reads_ms"] / results["likelocation_p50_ms"]
+    )
     return results

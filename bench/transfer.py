@@ -7,6 +7,7 @@
    push subscription) sending eight parts, each written by the stand-in after SLOW_SECONDS;
 3. the same with one part failing once (one redelivery after the subscription's backoff).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -54,25 +55,44 @@ def run(env: dict[str, str], headers: dict[str, str], emulators) -> dict[str, fl
     from common import store
     from tools import workers
     from tools.transfer_standin import TransferService
+
     service = TransferService().start()
     service.slow_seconds = SLOW_SECONDS
-    env = {**env, "TRANSFER_FUNC": service.url, "TRANSFER_DEST": f"gs://{BUCKET}/volumes",
-           "TRANSFER_TIMEOUT_SECONDS": "10", "TRANSFER_ATTEMPTS": "3"}
+    env = {
+        **env,
+        "TRANSFER_FUNC": service.url,
+        "TRANSFER_DEST": f"gs://{BUCKET}/volumes",
+        "TRANSFER_TIMEOUT_SECONDS": "10",
+        "TRANSFER_ATTEMPTS": "3",
+    }
     os.environ.update(env)
     emulators.create_buckets(BUCKET)
     store.collection("datasets").document("bench").set(
-        {"description": "bench", "location": "gs://bench-data/volume", "transfer": ["denoise"]})
-    worker = workers.serve(workers.WORKERS[0], emulators, min_backoff="0.1s", max_backoff="1s",
-                           max_delivery_attempts=5, ack_deadline_seconds=60)
+        {"description": "bench", "location": "gs://bench-data/volume", "transfer": ["denoise"]}
+    )
+    worker = workers.serve(
+        workers.WORKERS[0],
+        emulators,
+        min_backoff="0.1s",
+        max_backoff="1s",
+        max_delivery_attempts=5,
+        ack_deadline_seconds=60,
+    )
     fn = Function(env, headers, os.path.join(ROOT, "functions", "transfer", "main.py"))
     try:
         _call(fn.port, "GET", "/transfer?limit=1", headers)  # warm
         results: dict[str, float] = {}
         service.script = lambda offset, attempt: "slow"
         answers, done = _jobs(fn.port, headers)
-        results.update({"answer_p50_ms": 1000 * statistics.median(answers), "answer_p95_ms": 1000 * _p(answers, 0.95),
-                        "done_p50_s": statistics.median(done), "done_p95_s": _p(done, 0.95),
-                        "part_seconds_at_the_stand_in": SLOW_SECONDS})
+        results.update(
+            {
+                "answer_p50_ms": 1000 * statistics.median(answers),
+                "answer_p95_ms": 1000 * _p(answers, 0.95),
+                "done_p50_s": statistics.median(done),
+                "done_p95_s": _p(done, 0.95),
+                "part_seconds_at_the_stand_in": SLOW_SECONDS,
+            }
+        )
         service.script = lambda offset, attempt: "fail" if offset == (0, 0, 0) and attempt == 1 else "slow"
         service.calls.clear()
         _, done = _jobs(fn.port, headers)

@@ -8,6 +8,7 @@
    foundation's baseline, a bare functions-framework hello.
 Goal: < 5 ms p50 overhead over in-process.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -39,7 +40,9 @@ def _define(port: int, headers: dict[str, str]) -> None:
     response.read()
 
 
-def _latencies(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None, count: int) -> list[float]:
+def _latencies(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes | None, count: int
+) -> list[float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     samples = []
     for _ in range(count):
@@ -55,6 +58,7 @@ def _latencies(port: int, method: str, path: str, headers: dict[str, str], body:
 
 class _Context:
     """The smallest context the in-process baseline needs."""
+
     settings: dict = {}
 
 
@@ -73,13 +77,19 @@ def in_process_ms() -> float:
 def sandbox_run_ms() -> float:
     from common import sandbox
     from common.twinstate import FirestoreState
+
     program = sandbox.Program(code=CODE, helpers=[], settings={})
     state = FirestoreState("bench")
     samples = []
     for i in range(WARMUP + CALLS):
         started = time.perf_counter()
-        outcome = sandbox.run(program, {"text": "a", "times": 2}, user={"email": "b@example.com", "roles": []},
-                              state=state, timeout_s=10)
+        outcome = sandbox.run(
+            program,
+            {"text": "a", "times": 2},
+            user={"email": "b@example.com", "roles": []},
+            state=state,
+            timeout_s=10,
+        )
         if outcome.status != "ok":
             raise RuntimeError(f"sandbox: {outcome.status} {outcome.message}")
         if i >= WARMUP:
@@ -96,8 +106,11 @@ def run(env: dict[str, str], headers: dict[str, str]) -> dict[str, float]:
         _define(fn.port, headers)
         _latencies(fn.port, "POST", f"/{PATH}/mock", json_headers, call, WARMUP)
         results["http_mock_call_p50_ms"] = statistics.median(
-            _latencies(fn.port, "POST", f"/{PATH}/mock", json_headers, call, CALLS))
-        results["http_health_p50_ms"] = statistics.median(_latencies(fn.port, "GET", "/_health", {}, None, CALLS))
+            _latencies(fn.port, "POST", f"/{PATH}/mock", json_headers, call, CALLS)
+        )
+        results["http_health_p50_ms"] = statistics.median(
+            _latencies(fn.port, "GET", "/_health", {}, None, CALLS)
+        )
     finally:
         fn.close()
     results["in_process_call_p50_ms"] = in_process_ms()

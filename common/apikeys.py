@@ -3,6 +3,7 @@
 A key acts as its owner until it expires or is deleted. The secret is 256 random bits, so a
 plain SHA-256 is enough (no password-style stretching needed) and keeps verification fast.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -28,8 +29,13 @@ def _hash(secret: str) -> str:
 
 
 def public_view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {"id": key_id, "name": record["name"], "created_at": record["created_at"],
-            "expires_at": record["expires_at"], "last_used_at": record.get("last_used_at")}
+    return {
+        "id": key_id,
+        "name": record["name"],
+        "created_at": record["created_at"],
+        "expires_at": record["expires_at"],
+        "last_used_at": record.get("last_used_at"),
+    }
 
 
 def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
@@ -37,20 +43,36 @@ def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from common import audit
+
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     now = store.now()
-    record = {"email": email, "name": name, "hash": _hash(secret), "created_at": now,
-              "expires_at": now + datetime.timedelta(days=expires_in_days), "last_used_at": None}
+    record = {
+        "email": email,
+        "name": name,
+        "hash": _hash(secret),
+        "created_at": now,
+        "expires_at": now + datetime.timedelta(days=expires_in_days),
+        "last_used_at": None,
+    }
     keys = store.collection(COLLECTION)
 
     def create(transaction) -> None:
-        live = [s for s in keys.where(filter=FieldFilter("email", "==", email)).stream(transaction=transaction)
-                if s.get("expires_at") > now]
+        live = [
+            s
+            for s in keys.where(filter=FieldFilter("email", "==", email)).stream(transaction=transaction)
+            if s.get("expires_at") > now
+        ]
         if len(live) >= MAX_LIVE_KEYS:
             raise errors.Conflict(f"{email} already has {MAX_LIVE_KEYS} live keys; delete one first")
         transaction.set(keys.document(key_id), record)
-        audit.record(transaction, req, "key_issue", "api_key", key_id,
-                     after={"email": email, "name": name, "expires_at": record["expires_at"]})
+        audit.record(
+            transaction,
+            req,
+            "key_issue",
+            "api_key",
+            key_id,
+            after={"email": email, "name": name, "expires_at": record["expires_at"]},
+        )
 
     store.transactional(create)
     return {**public_view(key_id, record), "key": f"{PREFIX}{key_id}_{secret}"}
@@ -66,6 +88,7 @@ def list_for(email: str) -> list[dict[str, Any]]:
 def revoke(req, email: str, key_id: str) -> None:
     """Delete the key (idempotent for the owner); another user's key id is simply not found."""
     from common import audit, auth
+
     ref = store.document(store.collection(COLLECTION), key_id, "no such key")
 
     def delete(transaction) -> None:
@@ -73,8 +96,14 @@ def revoke(req, email: str, key_id: str) -> None:
         if not snap.exists or snap.get("email") != email:
             raise errors.NotFound("no such key")
         transaction.delete(ref)
-        audit.record(transaction, req, "key_revoke", "api_key", key_id, before={"email": email,
-                     "name": snap.get("name")})
+        audit.record(
+            transaction,
+            req,
+            "key_revoke",
+            "api_key",
+            key_id,
+            before={"email": email, "name": snap.get("name")},
+        )
 
     store.transactional(delete)
     auth.forget(f"{PREFIX}{key_id}_")
@@ -101,6 +130,7 @@ def _touch(ref, key_id: str) -> None:
     now = time.monotonic()
     if now - _last_used_written.get(key_id, -_LAST_USED_EVERY) >= _LAST_USED_EVERY:
         from google.api_core.exceptions import NotFound
+
         _last_used_written[key_id] = now
         try:
             ref.update({"last_used_at": store.now()})

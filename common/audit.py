@@ -1,4 +1,5 @@
 """Audit entries (SPEC §1): written in the same batch or transaction as the change they record."""
+
 from __future__ import annotations
 
 import datetime
@@ -7,22 +8,38 @@ from typing import Any
 COLLECTION = "audit"
 
 
-def entry(req, action: str, target_type: str, target_id: str, *, dataset: str | None = None,
-          generation: str | None = None, before: Any = None, after: Any = None) -> dict[str, Any]:
+def entry(
+    req,
+    action: str,
+    target_type: str,
+    target_id: str,
+    *,
+    dataset: str | None = None,
+    generation: str | None = None,
+    before: Any = None,
+    after: Any = None,
+) -> dict[str, Any]:
     """An entry; one about a dataset also keeps the dataset's generation (given, or the current
     one), so a new dataset of a deleted one's name starts with an empty log."""
     from common import store
     from common.config import settings
+
     at = store.now()
-    record = {"at": at, "actor": req.caller.email,
-              "action": action, "target_type": target_type, "target_id": target_id,
-              "request_id": req.id,
-              # Firestore's TTL policy on `expire_at` (terraform/firestore.tf) deletes the entry then.
-              "expire_at": at + datetime.timedelta(days=settings().audit_retention_days)}
+    record = {
+        "at": at,
+        "actor": req.caller.email,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "request_id": req.id,
+        # Firestore's TTL policy on `expire_at` (terraform/firestore.tf) deletes the entry then.
+        "expire_at": at + datetime.timedelta(days=settings().audit_retention_days),
+    }
     if dataset is not None:
         record["dataset"] = dataset
         if generation is None:
             from common import authz
+
             generation = authz.generation(authz.dataset_record(dataset))
         if generation is not None:
             record["generation"] = generation
@@ -45,6 +62,7 @@ def _bounded(before: Any, after: Any) -> tuple[Any, Any, bool]:
     change keeps only the fields that changed, and of those each large value as
     `{"omitted_bytes", "sha256"}`."""
     from common import jsonio
+
     if len(jsonio.dumps(before).encode()) + len(jsonio.dumps(after).encode()) <= MAX_CHANGE_BYTES:
         return before, after, False
     if isinstance(before, dict) and isinstance(after, dict):
@@ -58,25 +76,39 @@ def _summarized(value: Any) -> Any:
     import hashlib
 
     from common import jsonio
+
     if value is None:
         return None
     items = value.items() if isinstance(value, dict) else [("value", value)]
     kept = {}
     for key, item in items:
         text = jsonio.dumps(item).encode()
-        kept[key] = item if len(text) <= MAX_VALUE_BYTES else {
-            "omitted_bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+        kept[key] = (
+            item
+            if len(text) <= MAX_VALUE_BYTES
+            else {"omitted_bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+        )
     return kept
 
 
 def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
     """Add the entry to `writer` (a WriteBatch or Transaction) so it commits with the change."""
     from common import store
+
     writer.set(store.collection(COLLECTION).document(), entry(req, action, target_type, target_id, **kw))
 
 
-def delete_existing(req, ref, *, missing: str, action: str, target_type: str, target_id: str,
-                    dataset: str | None = None, before=lambda snap: snap.to_dict()) -> None:
+def delete_existing(
+    req,
+    ref,
+    *,
+    missing: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    dataset: str | None = None,
+    before=lambda snap: snap.to_dict(),
+) -> None:
     """Delete one document with its audit entry, in a transaction: 404 (`missing`) when it is
     not there. `before(snapshot)` is what the entry keeps of it."""
     from common import errors, store
@@ -94,4 +126,5 @@ def delete_existing(req, ref, *, missing: str, action: str, target_type: str, ta
 def write(req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
     """A standalone entry, for changes outside Firestore (Cloud Storage objects)."""
     from common import store
+
     store.collection(COLLECTION).add(entry(req, action, target_type, target_id, **kw))

@@ -9,6 +9,7 @@ Three kinds of token (SPEC §1):
 A token that passed every check is remembered until it expires (bounded), so a warm request
 costs a dictionary lookup; a changed token is a different string and is verified afresh.
 """
+
 from __future__ import annotations
 
 import base64
@@ -67,6 +68,7 @@ def forget(token_prefix: str) -> None:
 
 def _verify(token: str) -> Identity:
     from common import apikeys
+
     if token.startswith(apikeys.PREFIX):
         email, expires_at = apikeys.verify(token)
         # Re-check keys within the role-cache window so a revocation elsewhere takes effect.
@@ -101,8 +103,10 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if len(token) > MAX_TOKEN_BYTES:
         raise errors.Unauthenticated("the token is malformed (too long)")
     try:
-        header, payload, _ = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-                              if i < 2 else part for i, part in enumerate(token.split(".")))
+        header, payload, _ = (
+            json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))) if i < 2 else part
+            for i, part in enumerate(token.split("."))
+        )
     except (ValueError, RecursionError):
         raise errors.Unauthenticated("the token is malformed") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
@@ -116,19 +120,27 @@ def _certs_request():
     import cachecontrol
     import google.auth.transport.requests
     import requests
+
     return google.auth.transport.requests.Request(session=cachecontrol.CacheControl(requests.Session()))
 
 
 def _verify_google(token: str) -> dict[str, Any]:
     from google.auth import exceptions
     from google.oauth2 import id_token
+
     s = settings()
     try:
-        claims = id_token.verify_token(token, _certs_request(), audience=list(s.allowed_audiences),
-                                       certs_url=s.google_certs_url,
-                                       clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        claims = id_token.verify_token(
+            token,
+            _certs_request(),
+            audience=list(s.allowed_audiences),
+            certs_url=s.google_certs_url,
+            clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+        )
     except exceptions.TransportError:
-        raise errors.Unavailable("cannot reach Google's token certificates; try again", retry_after=5) from None
+        raise errors.Unavailable(
+            "cannot reach Google's token certificates; try again", retry_after=5
+        ) from None
     except (ValueError, exceptions.GoogleAuthError) as exc:
         raise errors.Unauthenticated(f"the token is not valid: {_reason(exc)}") from None
     if claims.get("iss") not in GOOGLE_ISSUERS:
@@ -138,11 +150,16 @@ def _verify_google(token: str) -> dict[str, Any]:
 
 def _verify_dev(token: str) -> dict[str, Any]:
     from google.auth import exceptions, jwt
+
     if not settings().dev_mode:
         raise errors.Unauthenticated("dev tokens are accepted only by a local stack in dev mode")
     try:
-        claims = jwt.decode(token, certs={DEV_KEY_ID: _dev_public_key()}, audience=DEV_AUDIENCE,
-                            clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        claims = jwt.decode(
+            token,
+            certs={DEV_KEY_ID: _dev_public_key()},
+            audience=DEV_AUDIENCE,
+            clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+        )
     except (ValueError, exceptions.GoogleAuthError) as exc:
         raise errors.Unauthenticated(f"the token is not valid: {_reason(exc)}") from None
     if claims.get("iss") != DEV_ISSUER:
@@ -160,17 +177,27 @@ def _reason(exc: Exception) -> str:
 @functools.cache
 def _dev_public_key() -> bytes:
     from cryptography.hazmat.primitives import serialization
+
     with open(settings().dev_key_file, "rb") as f:
         private = serialization.load_pem_private_key(f.read(), password=None)
-    return private.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def mint_dev_token(email: str, private_key_pem: bytes, ttl_seconds: int = 12 * 3600) -> str:
     """A token from the local issuer (make token, tests). Useless outside dev mode."""
     from google.auth import crypt, jwt
+
     now = int(time.time())
-    claims = {"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": email, "email": email,
-              "email_verified": True, "iat": now, "exp": now + ttl_seconds}
+    claims = {
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
+        "sub": email,
+        "email": email,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
     signer = crypt.RSASigner.from_string(private_key_pem, key_id=DEV_KEY_ID)
     return jwt.encode(signer, claims).decode()

@@ -3,12 +3,14 @@
 User and dataset records are cached per instance for at most ROLE_CACHE_SECONDS (30 s), and
 dropped at once on the instance that changes them (`forget_user`, `forget_dataset`).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from common import errors
 from common.config import settings
@@ -55,8 +57,10 @@ _datasets = _TTLCache()
 def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
     def load(key: str) -> dict[str, Any] | None:
         from common import store
+
         snap = store.collection(collection).document(key).get()
         return snap.to_dict() if snap.exists else None
+
     return load
 
 
@@ -73,6 +77,7 @@ def dataset_record(name: str) -> dict[str, Any] | None:
     (EXPOSE), so every route and list answers an unexposed dataset as missing."""
     from common.exposure import exposed
     from common.models import is_dataset_name
+
     if not is_dataset_name(name) or not exposed("dataset", name):
         return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
     return _datasets.get(name, _load_dataset)
@@ -160,15 +165,20 @@ class Caller:
     def profile(self) -> dict[str, Any]:
         """The caller's roles as /roles shows them (OWNER's admin included; public grants not)."""
         global_roles = set(self.global_roles) | ({"admin"} if self.is_owner else set())
-        return {"email": self.email, "name": self.name, "global_roles": sorted(global_roles),
-                "datasets": {ds: sorted(roles) for ds, roles in sorted(self.datasets.items())
-                             if self._listed(ds)},
-                "groups": list(self.groups)}
-
+        return {
+            "email": self.email,
+            "name": self.name,
+            "global_roles": sorted(global_roles),
+            "datasets": {
+                ds: sorted(roles) for ds, roles in sorted(self.datasets.items()) if self._listed(ds)
+            },
+            "groups": list(self.groups),
+        }
 
     def _listed(self, dataset: str) -> bool:
         """A grant /roles shows: on a dataset this deployment serves, and not a stale one."""
         from common.exposure import exposed
+
         if not exposed("dataset", dataset):
             return False
         bound = self.grant_generations.get(dataset)
@@ -180,12 +190,15 @@ def caller_for(email: str, via: str) -> Caller:
     if record.get("disabled") is True:
         raise errors.Forbidden("this account is disabled")
     return Caller(
-        email=email, via=via, name=record.get("name", ""),
+        email=email,
+        via=via,
+        name=record.get("name", ""),
         global_roles=frozenset(record.get("global_roles", ())),
         datasets={ds: frozenset(roles) for ds, roles in (record.get("datasets") or {}).items()},
         groups=tuple(record.get("groups", ())),
         grant_generations=dict(record.get("grant_generations") or {}),
-        is_owner=bool(settings().owner) and email == settings().owner)
+        is_owner=bool(settings().owner) and email == settings().owner,
+    )
 
 
 def authenticate(request) -> Caller:
@@ -193,12 +206,14 @@ def authenticate(request) -> Caller:
     token and the caller's is moved to `X-Forwarded-Authorization`: when that header is there
     it is the only credential read (and verified like any other)."""
     from common import auth
+
     header = request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization")
     identity = auth.identify(header)
     return caller_for(identity.email, identity.via)
 
 
 # -- route checks ---------------------------------------------------------------------------
+
 
 def _any(req: Req, params: dict[str, Any]) -> None:
     return None
@@ -229,8 +244,10 @@ def require_dataset(caller: Caller, name: str, predicate: str) -> dict[str, Any]
 
 def on_dataset(predicate: str, param: str = "name") -> Check:
     """A route check: the caller needs `predicate` (read, write_own, ...) on the path's dataset."""
+
     def run(req: Req, params: dict[str, Any]) -> None:
         require_dataset(req.caller, params[param], predicate)
+
     return Check(f"{predicate} on the dataset", run)
 
 
@@ -239,6 +256,7 @@ def group_members(groups: list[str]) -> set[str]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from common import store
+
     members: set[str] = set()
     for chunk in store.chunks(sorted(set(groups)), store.MAX_IN_VALUES):
         query = store.collection("users").where(filter=FieldFilter("groups", "array_contains_any", chunk))

@@ -1,4 +1,5 @@
 """Cloud Storage: one anonymous-or-default client per instance, and V4 signed URLs."""
+
 from __future__ import annotations
 
 import datetime
@@ -10,8 +11,10 @@ from common.config import settings
 @functools.cache
 def client():
     from google.cloud import storage
+
     if settings().storage_emulator:
         from google.auth.credentials import AnonymousCredentials
+
         return storage.Client(project=settings().project, credentials=AnonymousCredentials())
     return storage.Client(project=settings().project)
 
@@ -23,12 +26,14 @@ def bucket(name: str):
 @functools.cache
 def _key_signer():
     from google.oauth2 import service_account
+
     return service_account.Credentials.from_service_account_file(settings().signer_key_file)
 
 
 @functools.cache
 def _default_credentials():
     import google.auth
+
     return google.auth.default()[0]
 
 
@@ -39,12 +44,18 @@ def signed_url(blob, *, minutes: int = 5, method: str = "GET") -> str:
     if settings().signer_key_file:
         # Only the signing call gets these credentials: a client built with them would try
         # to reach Google's token endpoint.
-        return blob.generate_signed_url(version="v4", expiration=expiration, method=method,
-                                        credentials=_key_signer())
+        return blob.generate_signed_url(
+            version="v4", expiration=expiration, method=method, credentials=_key_signer()
+        )
     import google.auth.transport.requests
+
     credentials = _default_credentials()
     if not credentials.valid:
         credentials.refresh(google.auth.transport.requests.Request())
-    return blob.generate_signed_url(version="v4", expiration=expiration, method=method,
-                                    service_account_email=credentials.service_account_email,
-                                    access_token=credentials.token)
+    return blob.generate_signed_url(
+        version="v4",
+        expiration=expiration,
+        method=method,
+        service_account_email=credentials.service_account_email,
+        access_token=credentials.token,
+    )

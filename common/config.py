@@ -1,4 +1,5 @@
 """Settings read once from the environment; every variable is documented in README.md."""
+
 from __future__ import annotations
 
 import functools
@@ -96,7 +97,8 @@ def load() -> Settings:
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(
             "GATEHOUSE_DEV_MODE needs FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST: "
-            "dev tokens are never accepted against real services")
+            "dev tokens are never accepted against real services"
+        )
     if s.dev_mode and env.get("K_SERVICE"):
         raise ConfigError("GATEHOUSE_DEV_MODE is refused in a Cloud Functions / Cloud Run deployment")
     if s.dev_mode and not s.dev_key_file:

@@ -1,4 +1,5 @@
 """The error envelope's exceptions: raise one anywhere, common.http turns it into a response."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,9 @@ class ApiError(Exception):
     code = "internal"
     default_message = "internal error"
 
-    def __init__(self, message: str | None = None, *, details: Any = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str | None = None, *, details: Any = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
         self.details = details
@@ -26,8 +28,7 @@ NotFound = _error("NotFound", 404, "not_found", "not found")
 MethodNotAllowed = _error("MethodNotAllowed", 405, "method_not_allowed", "method not allowed")
 Conflict = _error("Conflict", 409, "conflict", "conflict")
 PayloadTooLarge = _error("PayloadTooLarge", 413, "payload_too_large", "request body too large")
-UnsupportedMediaType = _error("UnsupportedMediaType", 415, "unsupported_media_type",
-                              "unsupported media type")
+UnsupportedMediaType = _error("UnsupportedMediaType", 415, "unsupported_media_type", "unsupported media type")
 ValidationFailed = _error("ValidationFailed", 422, "validation_error", "request is not valid")
 BadGateway = _error("BadGateway", 502, "bad_gateway", "upstream service failed")
 Timeout = _error("Timeout", 504, "timeout", "timed out")

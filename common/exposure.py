@@ -4,6 +4,7 @@
 that matches none is answered 404 to everyone (admins included) and left out of every list.
 Unset, everything is served.
 """
+
 from __future__ import annotations
 
 from common.config import settings

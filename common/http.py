@@ -4,12 +4,14 @@ A function builds one `App`, declares its routes as a table (`@app.get(path, rol
 exposes `handle(request)` to functions-framework. The flow of one request:
 route match -> CORS preflight -> auth (who) -> role check (may they) -> body model -> handler.
 """
+
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
@@ -32,7 +34,7 @@ CORS_EXPOSED = "X-Request-Id, Link, Location, Retry-After"
 class Check:
     """A role check run after authentication: raises Forbidden/NotFound, or returns."""
 
-    def __init__(self, describe: str, run: Callable[["Req", dict[str, Any]], None]):
+    def __init__(self, describe: str, run: Callable[[Req, dict[str, Any]], None]):
         self.describe = describe
         self.run = run
 
@@ -93,14 +95,20 @@ def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> 
     made here, before the status is sent, so a query that fails at once is an error answer; one
     that fails later cuts the body short (never a closed, complete-looking list)."""
     import itertools
+
     chunks = iter(chunks)
     first = next(chunks, None)
     body = chunks if first is None else itertools.chain([first], chunks)
     return Response(body, status=200, headers=headers, mimetype="application/json", direct_passthrough=True)
 
 
-def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None,
-          keep: Callable[[Any], bool] | None = None) -> Any:
+def paged(
+    req: Req,
+    page: Any,
+    view: Callable[[Any], Any],
+    limit: int | None,
+    keep: Callable[[Any], bool] | None = None,
+) -> Any:
     """A list route's answer (SPEC §1 Lists) from a `store.Page`: the whole list streamed when
     there is no `limit`; otherwise one page, with `Link: <...cursor=...>; rel="next"` when there
     may be more. `keep` leaves items out (e.g. what EXPOSE hides); the cursor still moves past them."""
@@ -112,6 +120,7 @@ def paged(req: Req, page: Any, view: Callable[[Any], Any], limit: int | None,
     if not cursor:
         return listed
     from urllib.parse import urlencode
+
     query = urlencode({**{k: v for k, v in req.args.items() if k != "cursor"}, "cursor": cursor})
     return listed, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
 
@@ -141,12 +150,23 @@ def backend_error(exc: Exception) -> errors.ApiError | None:
         from google.api_core import exceptions as gexc
     except ImportError:  # a function that loads no Google client
         return None
-    if isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.TooManyRequests,
-                        gexc.InternalServerError, gexc.Unknown)):
+    if isinstance(
+        exc,
+        (
+            gexc.ServiceUnavailable,
+            gexc.DeadlineExceeded,
+            gexc.Aborted,
+            gexc.TooManyRequests,
+            gexc.InternalServerError,
+            gexc.Unknown,
+        ),
+    ):
         return errors.Unavailable("the data store is busy or unreachable; try again shortly", retry_after=2)
     if isinstance(exc, gexc.InvalidArgument):
-        return errors.ValidationFailed("the data store cannot hold this value (a field name, size or "
-                                       "nesting limit); see the documented limits")
+        return errors.ValidationFailed(
+            "the data store cannot hold this value (a field name, size or "
+            "nesting limit); see the documented limits"
+        )
     return None
 
 
@@ -159,8 +179,10 @@ def error_response(error: errors.ApiError, request_id: str) -> Response:
 
 def validation_details(exc: Any) -> list[dict[str, Any]]:
     """pydantic's errors without the rejected input (it may hold secrets)."""
-    return [{"loc": list(e["loc"]), "message": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+    return [
+        {"loc": list(e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
 
 
 class App:
@@ -179,20 +201,43 @@ class App:
         self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)
 
     # -- the route table -------------------------------------------------------------------
-    def route(self, method: str, path: str, *, role: Check | None = None, public: bool = False,
-              body: Any = None, status: int = 200, max_body: int = JSON_LIMIT,
-              multipart: bool = False, query: dict[str, str] | None = None, body_required: bool = True,
-              max_items: int | None = None):
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        role: Check | None = None,
+        public: bool = False,
+        body: Any = None,
+        status: int = 200,
+        max_body: int = JSON_LIMIT,
+        multipart: bool = False,
+        query: dict[str, str] | None = None,
+        body_required: bool = True,
+        max_items: int | None = None,
+    ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
         if role is None and not public:
             raise ValueError(f"{method} {path} has no role check")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-            route = Route(method, path, handler, role, body, status, max_body, multipart, query or {},
-                          body_required, max_items)
+            route = Route(
+                method,
+                path,
+                handler,
+                role,
+                body,
+                status,
+                max_body,
+                multipart,
+                query or {},
+                body_required,
+                max_items,
+            )
             if body is not None:
                 from pydantic import TypeAdapter
+
                 route.adapter = TypeAdapter(body)
             self.routes.append(route)
             self._map.add(Rule(path, methods=[method], endpoint=route))
@@ -229,8 +274,15 @@ class App:
         except Exception as exc:
             response = error_response(backend_error(exc) or errors.ApiError(), request_id)
             if response.status_code >= 500:
-                log("ERROR", f"unhandled error: {exc!r}", exc=exc, request_id=request_id,
-                    function=self.name, method=request.method, path=request.path)
+                log(
+                    "ERROR",
+                    f"unhandled error: {exc!r}",
+                    exc=exc,
+                    request_id=request_id,
+                    function=self.name,
+                    method=request.method,
+                    path=request.path,
+                )
         # Never a traceback to the caller: the request id ties the answer to the log line.
         response.headers["X-Request-Id"] = request_id
         if _REQUEST_ID.fullmatch(client_id):
@@ -261,14 +313,19 @@ class App:
         unknown = sorted(set(request.args) - set(route.query))
         if unknown:
             known = ", ".join(sorted(route.query)) or "none"
-            raise errors.BadRequest(f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
-                                    details={"unknown": unknown})
+            raise errors.BadRequest(
+                f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
+                details={"unknown": unknown},
+            )
         for name, value in request.args.items(multi=True):
             if name != "cursor" and len(value.encode("utf-8", "surrogatepass")) > MAX_QUERY_VALUE_BYTES:
-                raise errors.BadRequest(f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes")
+                raise errors.BadRequest(
+                    f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
+                )
         req = Req(request, request_id, route)
         if route.role is not None:
             from common import authz
+
             req.caller = authz.authenticate(request)
             route.role.run(req, params)
         if route.adapter is not None:
@@ -280,6 +337,7 @@ class App:
 
     def _parse_body(self, request: Request, route: Route) -> Any:
         from pydantic import ValidationError
+
         data = read_json_body(request, route.max_body, required=route.body_required)
         if not data:
             return None
@@ -304,7 +362,7 @@ class App:
             raise errors.PayloadTooLarge(f"the upload is larger than {route.max_body} bytes")
         request.max_content_length = route.max_body
         try:
-            request.form  # parse now, so a size error is a 413 here and not a 500 later
+            request.form  # noqa: B018 -- parse now, so a size error is a 413 here and not a 500 later
         except RequestEntityTooLarge:
             raise errors.PayloadTooLarge(f"the upload is larger than {route.max_body} bytes") from None
 
@@ -347,6 +405,7 @@ class App:
     def _openapi(self, req: Req) -> dict[str, Any]:
         """This function's OpenAPI 3.1 document, generated from its route table."""
         from common.openapi import document
+
         return document(self)
 
 
@@ -354,7 +413,9 @@ def read_json_body(request: Request, limit: int, *, required: bool = True) -> by
     """The raw bytes of a JSON body: 415 for another content type, 413 above `limit`,
     400 when a required body is empty (b"" when an optional one is)."""
     if request.mimetype not in _JSON_CONTENT_TYPES:
-        raise errors.UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {request.mimetype}")
+        raise errors.UnsupportedMediaType(
+            f"send JSON (Content-Type: application/json), not {request.mimetype}"
+        )
     data = _read_limited(request, limit)
     if not data.strip():
         if required:

@@ -1,11 +1,13 @@
 """JSON in and out: strict parsing of request bodies, one encoder for Firestore values, and
 streaming of large lists and maps."""
+
 from __future__ import annotations
 
 import datetime
 import json
 import math
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from common import errors
 
@@ -16,6 +18,7 @@ def loads(data: bytes | str) -> Any:
     """A request body as JSON, refusing what JSON or Firestore cannot hold: NaN, Infinity and
     numbers out of range (1e400), nesting deeper than MAX_DEPTH, strings that are not Unicode
     (lone surrogates). Malformed JSON is 400; the rest is 422."""
+
     def constant(name: str) -> Any:
         raise errors.ValidationFailed(f"{name} is not a JSON number")
 
@@ -63,8 +66,8 @@ def _unicode(text: str) -> None:
 def _default(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
-        return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"cannot encode {type(value).__name__}")

@@ -4,6 +4,7 @@ Annotations v1 and saved searches are the same thing for two purposes: one free-
 per (user, dataset, location), replaced on POST, listed per user. Each dataset's documents live
 in `<root>/<dataset's generation>/<collection>/<user>|<key>`, with the `user` field indexed for listing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,11 @@ from common import audit, errors, jsonio, store
 from common.http import Req, streamed
 from common.models import COORDINATE_RANGE, check_document_size
 
-LOCATION_QUERY = {"x": "integer voxel coordinate", "y": "integer voxel coordinate",
-                  "z": "integer voxel coordinate"}
+LOCATION_QUERY = {
+    "x": "integer voxel coordinate",
+    "y": "integer voxel coordinate",
+    "z": "integer voxel coordinate",
+}
 
 
 def location(req: Req) -> tuple[int, int, int]:
@@ -49,31 +53,46 @@ class LocationStore:
         def handler(verb: str, doc: str, method):
             def run(req, name):
                 return method(req, name)
+
             run.__name__, run.__doc__ = f"{verb}_{self.target_type}", doc  # for the OpenAPI
             return run
 
-        app.post(path, role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)(handler(
-            "put", f"Store the caller's {noun} at x, y, z, replacing the one there.", self.put))
-        app.get(path, role=authz.on_dataset("read"))(handler(
-            "list", f"The caller's {noun}s in the dataset, by \"x_y_z\".", self.list))
-        app.delete(path, role=authz.on_dataset("write_own"), query=LOCATION_QUERY)(handler(
-            "delete", f"Delete the caller's {noun} at x, y, z (404 when there is none).", self.delete))
+        app.post(path, role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)(
+            handler("put", f"Store the caller's {noun} at x, y, z, replacing the one there.", self.put)
+        )
+        app.get(path, role=authz.on_dataset("read"))(
+            handler("list", f'The caller\'s {noun}s in the dataset, by "x_y_z".', self.list)
+        )
+        app.delete(path, role=authz.on_dataset("write_own"), query=LOCATION_QUERY)(
+            handler("delete", f"Delete the caller's {noun} at x, y, z (404 when there is none).", self.delete)
+        )
 
     def _coll(self, dataset: str):
         from common import authz
+
         return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
 
     @staticmethod
     def view(record: dict[str, Any]) -> dict[str, Any]:
         """The stored payload with the server's fields on top (they win over the payload's)."""
-        return {**record.get("payload", {}), "location": record["location"],
-                "locationkey": record["locationkey"], "user": record["user"], "timestamp": record["timestamp"]}
+        return {
+            **record.get("payload", {}),
+            "location": record["location"],
+            "locationkey": record["locationkey"],
+            "user": record["user"],
+            "timestamp": record["timestamp"],
+        }
 
     def put(self, req: Req, dataset: str) -> dict[str, str]:
         point = location(req)
         key = location_key(point)
-        record = {"user": req.caller.email, "location": list(point), "locationkey": key,
-                  "timestamp": store.now(), "payload": req.body}
+        record = {
+            "user": req.caller.email,
+            "location": list(point),
+            "locationkey": key,
+            "timestamp": store.now(),
+            "payload": req.body,
+        }
         check_document_size(record, f"the {self.target_type.replace('_', ' ')}")
         batch = store.db().batch()
         batch.set(self._coll(dataset).document(user_doc_id(req.caller.email, key)), record)
@@ -83,14 +102,22 @@ class LocationStore:
 
     def list(self, req: Req, dataset: str):
         from google.cloud.firestore_v1.base_query import FieldFilter
+
         query = self._coll(dataset).where(filter=FieldFilter("user", "==", req.caller.email))
-        return streamed(jsonio.stream_object((s.get("locationkey"), self.view(s.to_dict()))
-                                             for s in query.stream()))
+        return streamed(
+            jsonio.stream_object((s.get("locationkey"), self.view(s.to_dict())) for s in query.stream())
+        )
 
     def delete(self, req: Req, dataset: str) -> dict[str, str]:
         key = location_key(location(req))
         ref = self._coll(dataset).document(user_doc_id(req.caller.email, key))
-        audit.delete_existing(req, ref, missing=f"you have no {self.target_type.replace('_', ' ')} at {key}",
-                              action=f"{self.target_type}_delete", target_type=self.target_type,
-                              target_id=key, dataset=dataset)
+        audit.delete_existing(
+            req,
+            ref,
+            missing=f"you have no {self.target_type.replace('_', ' ')} at {key}",
+            action=f"{self.target_type}_delete",
+            target_type=self.target_type,
+            target_id=key,
+            dataset=dataset,
+        )
         return {"deleted": key}

@@ -1,4 +1,5 @@
 """Structured log lines on stderr: Cloud Logging reads `severity` and `message` from JSON."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Shared pydantic types: names, emails, roles, as SPEC §1-2 define them."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ def _dataset_name(value: str) -> str:
 
 def normalize_email(value: str) -> str:
     from email_validator import EmailNotValidError, validate_email
+
     if "/" in value:  # valid in RFC 5322, but an email is a Firestore document id, which cannot hold "/"
         raise ValueError("an email with '/' is not accepted")
     try:
@@ -35,6 +37,7 @@ BUILTIN_ROLES = ("admin", "clio_read", "clio_general", "clio_write", "dataset_ad
 def _known_role(value: str) -> str:
     """A built-in role or one this deployment declares (EXTRA_ROLES): a typo is refused, not stored."""
     from common.config import settings
+
     known = (*BUILTIN_ROLES, *settings().extra_roles)
     if value not in known:
         raise ValueError(f"unknown role {value!r}; the valid roles are: {', '.join(known)}")
@@ -54,6 +57,7 @@ GS_LOCATION = r"^(precomputed://)?gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s/
 
 def _gs_location(value: str) -> str:
     import re
+
     if not re.fullmatch(GS_LOCATION, value) or len(value) > 1024:
         raise ValueError("a location is gs://bucket/path or precomputed://gs://bucket/path")
     return value
@@ -71,16 +75,19 @@ GsLocation = Annotated[str, AfterValidator(_gs_location)]
 
 def is_dataset_name(value: str) -> bool:
     import re
+
     return bool(re.fullmatch(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES
 
 
 class Strict(BaseModel):
     """A typed body: unknown fields are refused (422)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FreeForm(BaseModel):
     """A body whose named fields are typed and whose other fields are the caller's own."""
+
     model_config = ConfigDict(extra="allow", strict=True)
 
 
@@ -93,9 +100,12 @@ MAX_DOCUMENT_BYTES = 1_000_000  # under Firestore's 1 MiB per document, with roo
 def check_document_size(record: dict[str, Any], what: str) -> None:
     """413 before a write Firestore would refuse for its size."""
     from common import errors, jsonio
+
     size = len(jsonio.dumps(record).encode())
     if size > MAX_DOCUMENT_BYTES:
-        raise errors.PayloadTooLarge(f"{what} would be {size} bytes stored; the limit is {MAX_DOCUMENT_BYTES}")
+        raise errors.PayloadTooLarge(
+            f"{what} would be {size} bytes stored; the limit is {MAX_DOCUMENT_BYTES}"
+        )
 
 
 def check_storable(value, where: str = "body", depth: int = 0) -> None:

@@ -1,4 +1,5 @@
 """OpenAPI 3.1 from a function's route table and its pydantic models (never written by hand)."""
+
 from __future__ import annotations
 
 import re
@@ -8,13 +9,25 @@ from common.http import App
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error", "message", "request_id"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                   "request_id": {"type": "string"}, "details": {}},
+    "type": "object",
+    "required": ["error", "message", "request_id"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "request_id": {"type": "string"},
+        "details": {},
+    },
 }
-_ERRORS = {"400": "bad request", "401": "no valid bearer token", "403": "the caller lacks the role",
-           "404": "not found", "409": "conflict", "413": "body too large", "415": "not JSON",
-           "422": "validation error"}
+_ERRORS = {
+    "400": "bad request",
+    "401": "no valid bearer token",
+    "403": "the caller lacks the role",
+    "404": "not found",
+    "409": "conflict",
+    "413": "body too large",
+    "415": "not JSON",
+    "422": "validation error",
+}
 
 
 def document(app: App) -> dict[str, Any]:
@@ -23,10 +36,14 @@ def document(app: App) -> dict[str, Any]:
     for route in app.routes:
         path = _PARAM.sub(r"{\1}", route.path)
         op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__.lstrip("_")}
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for n in _PARAM.findall(route.path)]
-        params += [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
-                   for n, d in route.query.items()]
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in _PARAM.findall(route.path)
+        ]
+        params += [
+            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+            for n, d in route.query.items()
+        ]
         if params:
             op["parameters"] = params
         if route.adapter is not None:
@@ -35,12 +52,25 @@ def document(app: App) -> dict[str, Any]:
             if isinstance(route.body, type):  # a model class: one named schema, referenced
                 schemas[route.body.__name__] = schema
                 schema = {"$ref": f"#/components/schemas/{route.body.__name__}"}
-            op["requestBody"] = {"required": route.body_required,
-                                 "content": {"application/json": {"schema": schema}}}
+            op["requestBody"] = {
+                "required": route.body_required,
+                "content": {"application/json": {"schema": schema}},
+            }
         elif route.multipart:
-            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
-                "type": "object", "properties": {"name": {"type": "string"},
-                                                 "attachment": {"type": "string", "format": "binary"}}}}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "attachment": {"type": "string", "format": "binary"},
+                            },
+                        }
+                    }
+                },
+            }
         ok = {"description": "success"}
         if route.status != 204:
             ok["content"] = {"application/json": {"schema": {}}}
@@ -49,15 +79,22 @@ def document(app: App) -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
             op["x-gatehouse-role"] = route.role.describe
             for status, text in _ERRORS.items():
-                responses[status] = {"description": text, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                responses[status] = {
+                    "description": text,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
         op["responses"] = responses
         paths.setdefault(path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"Gatehouse {app.name}", "version": app.settings.version,
-                 "description": app.description},
+        "info": {
+            "title": f"Gatehouse {app.name}",
+            "version": app.settings.version,
+            "description": app.description,
+        },
         "paths": paths,
-        "components": {"schemas": schemas,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }

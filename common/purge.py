@@ -7,10 +7,12 @@ one. The purge only reclaims the space, in steps of a bounded size that can be r
 time (idempotent: each step deletes what is still there) until every part is done; the deletion
 record shows the progress. Audit entries are kept until their retention ends.
 """
+
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from common import store
 from common.config import settings
@@ -24,6 +26,7 @@ def continue_later(deletion_id: str) -> bool:
     False when the queue did not take it (the purge then waits for `resume`)."""
     from common import errors, queue
     from common.logs import log
+
     try:
         queue.publish(settings().purge_topic, {"deletion": deletion_id})
         return True
@@ -35,10 +38,18 @@ def continue_later(deletion_id: str) -> bool:
 def begin(transaction, name: str, record: dict[str, Any], actor: str) -> str:
     """Record the deletion of `name` (its record is deleted by the caller in `transaction`)."""
     deletion_id = uuid.uuid4().hex
-    transaction.set(store.collection(COLLECTION).document(deletion_id), {
-        "name": name, "generation": record.get("generation"), "data_key": record.get("generation") or name,
-        "deleted_at": store.now(), "deleted_by": actor, "status": "purging",
-        "parts": {part: {"deleted": 0, "done": False} for part in PARTS}})
+    transaction.set(
+        store.collection(COLLECTION).document(deletion_id),
+        {
+            "name": name,
+            "generation": record.get("generation"),
+            "data_key": record.get("generation") or name,
+            "deleted_at": store.now(),
+            "deleted_by": actor,
+            "status": "purging",
+            "parts": {part: {"deleted": 0, "done": False} for part in PARTS},
+        },
+    )
     return deletion_id
 
 
@@ -68,6 +79,7 @@ def step(deletion_id: str, budget: int | None = None) -> dict[str, Any] | None:
 
 # -- the parts: each deletes at most `budget` objects and says whether nothing is left -----------
 
+
 def _delete_docs(snapshots: Iterable[Any], budget: int) -> tuple[int, bool]:
     deleted, batch = 0, store.db().batch()
     for snap in snapshots:
@@ -87,6 +99,7 @@ def _subcollection(root: str, collection: str) -> Callable[[dict[str, Any], int]
     def purge(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         docs = store.collection(root).document(deletion["data_key"]).collection(collection)
         return _delete_docs(docs.limit(budget + 1).select([]).stream(), budget)
+
     return purge
 
 
@@ -98,6 +111,7 @@ def _owned(query, deletion: dict[str, Any]):
 
 def _atlas(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     query = store.collection("atlas").where(filter=FieldFilter("dataset", "==", deletion["name"]))
     return _delete_docs(_owned(query.select(["generation"]), deletion), budget)
 
@@ -105,6 +119,7 @@ def _atlas(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
 def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     """Jobs of the dataset made before it was deleted, each with its parts."""
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     query = store.collection("transfer_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
     deleted = 0
     for job in query.select(["created_at"]).stream():
@@ -124,6 +139,7 @@ def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
     from google.cloud.firestore_v1.field_path import FieldPath
+
     name = deletion["name"]
     field = FieldPath("datasets", name).to_api_repr()
     bound = FieldPath("grant_generations", name).to_api_repr()
@@ -136,20 +152,25 @@ def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         if deleted == budget:
             return deleted, False
         try:  # only if the user was not changed meanwhile (then the next step sees the change)
-            snap.reference.update({field: firestore.DELETE_FIELD, bound: firestore.DELETE_FIELD},
-                                  option=store.db().write_option(last_update_time=snap.update_time))
+            snap.reference.update(
+                {field: firestore.DELETE_FIELD, bound: firestore.DELETE_FIELD},
+                option=store.db().write_option(last_update_time=snap.update_time),
+            )
         except FailedPrecondition:
             return deleted, False
         from common import authz
+
         authz.forget_user(snap.id)
         deleted += 1
     return deleted, True
 
 
-def _objects(bucket_name: Callable[[], str], prefix: Callable[[dict[str, Any]], str], *,
-             older_only: bool) -> Callable[[dict[str, Any], int], tuple[int, bool]]:
+def _objects(
+    bucket_name: Callable[[], str], prefix: Callable[[dict[str, Any]], str], *, older_only: bool
+) -> Callable[[dict[str, Any], int], tuple[int, bool]]:
     def purge(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         from common import blobs
+
         bucket = blobs.bucket(bucket_name())
         deleted = 0
         for blob in blobs.client().list_blobs(bucket, prefix=prefix(deletion)):
@@ -161,6 +182,7 @@ def _objects(bucket_name: Callable[[], str], prefix: Callable[[dict[str, Any]], 
             blob.delete()
             deleted += 1
         return deleted, True
+
     return purge
 
 
@@ -171,7 +193,8 @@ PARTS: dict[str, Callable[[dict[str, Any], int], tuple[int, bool]]] = {
     "savedsearches": _subcollection("savedsearches", "searches"),
     "atlas": _atlas,
     "transfer_jobs": _transfer_jobs,
-    "attachments": _objects(lambda: settings().attachments_bucket, lambda d: d["data_key"] + "/", older_only=False),
+    "attachments": _objects(
+        lambda: settings().attachments_bucket, lambda d: d["data_key"] + "/", older_only=False
+    ),
     "signatures": _objects(lambda: settings().sig_bucket, lambda d: d["name"].lower() + "/", older_only=True),
 }
-

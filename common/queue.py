@@ -8,6 +8,7 @@ idempotent (keep the state of each piece of work in Firestore and skip what is f
 Publishing uses Pub/Sub's REST API (one HTTPS call for a batch of messages) through the
 instance's default credentials, or the emulator (`PUBSUB_EMULATOR_HOST`) without any.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,9 +31,11 @@ def _session():
     """One HTTP session per instance: plain against the emulator, authorised in the cloud."""
     if _emulator():
         import requests
+
         return requests.Session()
     import google.auth
     from google.auth.transport.requests import AuthorizedSession
+
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/pubsub"])
     return AuthorizedSession(credentials)
 
@@ -46,19 +49,29 @@ def _api(path: str) -> str:
     return f"{base}/v1/{path}"
 
 
-def publish_many(topic: str, payloads: list[dict[str, Any]], attributes: dict[str, str] | None = None) -> list[str]:
+def publish_many(
+    topic: str, payloads: list[dict[str, Any]], attributes: dict[str, str] | None = None
+) -> list[str]:
     """Publish one message per payload (JSON) in one call; the message ids. Raises
     errors.Unavailable (503) when Pub/Sub does not take them."""
     import requests
-    messages = [{"data": base64.b64encode(jsonio.dumps(p).encode()).decode(), "attributes": attributes or {}}
-                for p in payloads]
+
+    messages = [
+        {"data": base64.b64encode(jsonio.dumps(p).encode()).decode(), "attributes": attributes or {}}
+        for p in payloads
+    ]
     try:
-        response = _session().post(_api(f"{topic_path(topic)}:publish"), json={"messages": messages},
-                                   timeout=PUBLISH_TIMEOUT_SECONDS)
+        response = _session().post(
+            _api(f"{topic_path(topic)}:publish"), json={"messages": messages}, timeout=PUBLISH_TIMEOUT_SECONDS
+        )
     except requests.RequestException as exc:
-        raise errors.Unavailable(f"the job queue is unreachable ({type(exc).__name__})", retry_after=30) from None
+        raise errors.Unavailable(
+            f"the job queue is unreachable ({type(exc).__name__})", retry_after=30
+        ) from None
     if not response.ok:
-        raise errors.Unavailable(f"the job queue refused the work (HTTP {response.status_code})", retry_after=30)
+        raise errors.Unavailable(
+            f"the job queue refused the work (HTTP {response.status_code})", retry_after=30
+        )
     return response.json()["messageIds"]
 
 
@@ -71,6 +84,7 @@ def payload_of(cloud_event) -> tuple[dict[str, Any], dict[str, str]]:
     """The JSON payload and attributes of a Pub/Sub message delivered as a CloudEvent
     (`google.cloud.pubsub.topic.v1.messagePublished`: data.message.data is base64)."""
     import json
+
     message = (cloud_event.data or {}).get("message") or {}
     try:
         payload = json.loads(base64.b64decode(message.get("data") or ""))

@@ -8,6 +8,7 @@ fork), and never talk to Firestore: each `context.state` operation and each serv
 message to the parent, which owns the clients. This module imports only the standard library,
 so a worker starts in a few tens of milliseconds.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -17,8 +18,9 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 DEFAULT_MEMORY_MB = 512
 MAX_WORKERS = max(2, min(4, (os.cpu_count() or 1) * 2))
@@ -56,9 +58,18 @@ class StateStore(Protocol):
 _STATE_OPS = frozenset({"get", "set", "delete", "increment", "items"})
 
 
-def run(program: Program, kwargs: dict[str, Any], *, user: dict[str, Any], state: StateStore,
-        timeout_s: float, memory_mb: int = DEFAULT_MEMORY_MB, max_result_bytes: int = 1 << 20,
-        max_output_bytes: int = 64 << 10, services: dict[str, Callable[..., Any]] | None = None) -> Outcome:
+def run(
+    program: Program,
+    kwargs: dict[str, Any],
+    *,
+    user: dict[str, Any],
+    state: StateStore,
+    timeout_s: float,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    max_result_bytes: int = 1 << 20,
+    max_output_bytes: int = 64 << 10,
+    services: dict[str, Callable[..., Any]] | None = None,
+) -> Outcome:
     """Run `program`'s function with `kwargs` in a worker; its outcome, never an exception for
     anything the code does. `services` are parent-side callables the code reaches as
     `context.services.<name>(...)` (e.g. another endpoint, for approved request code)."""
@@ -67,11 +78,20 @@ def run(program: Program, kwargs: dict[str, Any], *, user: dict[str, Any], state
     services = services or {}
     worker = _pool().acquire(deadline)
     if worker is None:
-        return Outcome("timeout", message="no worker became free within the time limit",
-                       duration_ms=_ms(started))
-    job = {"code": program.code, "helpers": list(program.helpers), "settings": program.settings,
-           "kwargs": kwargs, "user": user, "memory_mb": memory_mb, "max_result_bytes": max_result_bytes,
-           "max_output_bytes": max_output_bytes, "services": sorted(services)}
+        return Outcome(
+            "timeout", message="no worker became free within the time limit", duration_ms=_ms(started)
+        )
+    job = {
+        "code": program.code,
+        "helpers": list(program.helpers),
+        "settings": program.settings,
+        "kwargs": kwargs,
+        "user": user,
+        "memory_mb": memory_mb,
+        "max_result_bytes": max_result_bytes,
+        "max_output_bytes": max_output_bytes,
+        "services": sorted(services),
+    }
     healthy = False
     try:
         outcome = worker.call(job, deadline, state, services)
@@ -103,6 +123,7 @@ def _ms(started: float) -> float:
 
 # -- the parent's side: a pool of workers ---------------------------------------------------------
 
+
 class _Worker:
     """One worker process and the parent's end of its socket.
 
@@ -114,13 +135,26 @@ class _Worker:
         import subprocess
         import sys
         from multiprocessing.connection import Connection
+
         parent, child = socket.socketpair()
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from common.sandbox import _worker_main; _worker_main({child.fileno()})"],
-            pass_fds=[child.fileno()], env=env, cwd=root, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # nothing the code writes reaches our logs
+            [
+                sys.executable,
+                "-c",
+                f"from common.sandbox import _worker_main; _worker_main({child.fileno()})",
+            ],
+            pass_fds=[child.fileno()],
+            env=env,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # nothing the code writes reaches our logs
         child.close()
         self.conn = Connection(parent.detach())
 
@@ -138,8 +172,9 @@ class _Worker:
         if not self.conn.closed:
             self.conn.close()
 
-    def call(self, job: dict[str, Any], deadline: float, state: StateStore,
-             services: dict[str, Callable[..., Any]]) -> Outcome:
+    def call(
+        self, job: dict[str, Any], deadline: float, state: StateStore, services: dict[str, Callable[..., Any]]
+    ) -> Outcome:
         """Send the job, then serve the worker's state and service requests until its outcome
         arrives or the deadline passes."""
         try:
@@ -155,8 +190,11 @@ class _Worker:
                 self.conn.send(_serve(kind, rest, state, services))
         except (EOFError, OSError, BrokenPipeError):
             self.kill()
-            return Outcome("error", message=f"the worker stopped unexpectedly (exit code {self.process.poll()})",
-                           error_type="WorkerDied")
+            return Outcome(
+                "error",
+                message=f"the worker stopped unexpectedly (exit code {self.process.poll()})",
+                error_type="WorkerDied",
+            )
 
 
 def _serve(kind: str, request: list[Any], state: StateStore, services: dict[str, Callable[..., Any]]):
@@ -261,6 +299,7 @@ atexit.register(shutdown)
 
 # -- the worker's side ----------------------------------------------------------------------------
 
+
 class PublicError(Exception):
     """Raised by endpoint code to answer the caller with `message` and `status` as they are."""
 
@@ -282,7 +321,7 @@ class _Capped(io.TextIOBase):
 
     def write(self, text: str) -> int:
         if self._left > 0:
-            piece = text.encode("utf-8", "replace")[:self._left].decode("utf-8", "ignore")
+            piece = text.encode("utf-8", "replace")[: self._left].decode("utf-8", "ignore")
             self._parts.append(piece)
             self._left -= len(piece.encode("utf-8"))
             if len(piece) < len(text):
@@ -364,8 +403,14 @@ class Context:
 
     PublicError = PublicError
 
-    def __init__(self, settings: dict[str, Any], state: _State, user: dict[str, Any],
-                 code: _Namespace, services: _Namespace):
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        state: _State,
+        user: dict[str, Any],
+        code: _Namespace,
+        services: _Namespace,
+    ):
         self.settings, self.state, self.user, self.code, self.services = settings, state, user, code, services
 
 
@@ -374,6 +419,7 @@ def _worker_main(fd: int) -> None:
     import resource
     import sys
     from multiprocessing.connection import Connection
+
     conn = Connection(fd)
     remote = _Remote(conn)
     while True:
@@ -413,19 +459,35 @@ def _execute(job: dict[str, Any], remote: _Remote, resource, sys) -> dict[str, A
             helpers[name] = namespace[name]
         exec(compile(job["code"], "<endpoint>", "exec"), namespace)
         function = namespace[_function_name(job["code"])]
-        context = Context(dict(job["settings"]), _State(remote), dict(job["user"]),
-                          _Namespace(helpers, "helper"), _Namespace(services, "service"))
+        context = Context(
+            dict(job["settings"]),
+            _State(remote),
+            dict(job["user"]),
+            _Namespace(helpers, "helper"),
+            _Namespace(services, "service"),
+        )
         result = function(context, **job["kwargs"])
         outcome.update(_serialized(result, job["max_result_bytes"]))
     except PublicError as exc:
-        outcome = {"status": "public_error", "message": str(exc.message), "public_status": exc.status,
-                   "error_type": "PublicError"}
+        outcome = {
+            "status": "public_error",
+            "message": str(exc.message),
+            "public_status": exc.status,
+            "error_type": "PublicError",
+        }
     except MemoryError:
-        outcome = {"status": "memory", "message": f"the call needed more than {job['memory_mb']} MiB",
-                   "error_type": "MemoryError"}
+        outcome = {
+            "status": "memory",
+            "message": f"the call needed more than {job['memory_mb']} MiB",
+            "error_type": "MemoryError",
+        }
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from code are its errors too
-        outcome = {"status": "error", "message": str(exc), "error_type": type(exc).__name__,
-                   "traceback": traceback.format_exc(limit=-20)}
+        outcome = {
+            "status": "error",
+            "message": str(exc),
+            "error_type": type(exc).__name__,
+            "traceback": traceback.format_exc(limit=-20),
+        }
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
         sys.stdout, sys.stderr = saved
@@ -436,12 +498,14 @@ def _execute(job: dict[str, Any], remote: _Remote, resource, sys) -> dict[str, A
 def _function_name(source: str) -> str:
     """The name of the one function `source` defines (checked by common.twincode when defined)."""
     import ast
+
     return next(node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef))
 
 
 def _service(remote: _Remote, name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         return remote.ask("service", name, args, kwargs)
+
     call.__name__ = name
     return call
 
@@ -452,6 +516,8 @@ def _serialized(result: Any, limit: int) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         return {"status": "not_serializable", "message": f"the result is not JSON: {exc}"}
     if len(text.encode()) > limit:
-        return {"status": "result_too_large",
-                "message": f"the result is {len(text.encode())} bytes as JSON; the limit is {limit}"}
+        return {
+            "status": "result_too_large",
+            "message": f"the result is {len(text.encode())} bytes as JSON; the limit is {limit}",
+        }
     return {"status": "ok", "result": json.loads(text)}

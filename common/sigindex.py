@@ -10,11 +10,13 @@ Per dataset (its lower-cased name):
   mask (four in all). The four default masks are disjoint 16-bit slices of the 64 bits, so two
   signatures within Hamming distance 3 agree on at least one whole mask and always meet.
 """
+
 from __future__ import annotations
 
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 RECORD = struct.Struct("<IIIq")
 PARTITIONS = 4000
@@ -39,6 +41,7 @@ def fmix64(value: int) -> int:
 def fmix64_array(values):
     """fmix64 over a numpy int64/uint64 array (wrapping multiplication, as in C)."""
     import numpy as np
+
     k = values.astype(np.uint64, copy=True)
     with np.errstate(over="ignore"):
         k ^= k >> np.uint64(33)
@@ -55,6 +58,7 @@ def partition(mask: int, signature: int) -> int:
 
 def record_dtype():
     import numpy as np
+
     return np.dtype([("x", "<u4"), ("y", "<u4"), ("z", "<u4"), ("signature", "<i8")])
 
 

@@ -2,6 +2,7 @@
 
 Collections: `users/{email}`, `datasets/{name}`, `api_keys/{id}`, `audit/{id}`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,8 @@ import datetime
 import functools
 import heapq
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from common import errors
 from common.config import settings
@@ -21,6 +23,7 @@ MAX_WRITES_PER_COMMIT = 500
 @functools.cache
 def db():
     from google.cloud import firestore
+
     return firestore.Client(project=settings().project)
 
 
@@ -34,7 +37,7 @@ MAX_IN_VALUES = 30
 
 def now() -> datetime.datetime:
     """The time stamps Gatehouse stores: timezone-aware UTC."""
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def transactional(fn, *, attempts: int = 5, rounds: int = 4):
@@ -45,6 +48,7 @@ def transactional(fn, *, attempts: int = 5, rounds: int = 4):
 
     from google.api_core.exceptions import Aborted
     from google.cloud import firestore
+
     for round_ in range(rounds):
         try:
             return firestore.transactional(fn)(db().transaction(max_attempts=attempts))
@@ -52,17 +56,18 @@ def transactional(fn, *, attempts: int = 5, rounds: int = 4):
             # The client raises ValueError("Failed to commit transaction in N attempts.").
             if isinstance(exc, ValueError) and "Failed to commit transaction" not in str(exc):
                 raise
-            time.sleep(random.uniform(0.05, 0.2) * (2 ** round_))
+            time.sleep(random.uniform(0.05, 0.2) * (2**round_))
     raise errors.Unavailable("too many concurrent changes to the same data; try again", retry_after=1)
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def server_time():
     from google.cloud import firestore
+
     return firestore.SERVER_TIMESTAMP
 
 
@@ -90,7 +95,9 @@ def document(coll, doc_id: str, missing: str):
 
 def decode_cursor(cursor: str) -> str:
     try:
-        doc_id = base64.b64decode(cursor[:4096] + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        doc_id = base64.b64decode(
+            cursor[:4096] + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True
+        ).decode()
     except ValueError:
         raise errors.BadRequest("the cursor is not valid") from None
     if not valid_id(doc_id):  # a document id of the listed collection, nothing else

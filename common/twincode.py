@@ -6,6 +6,7 @@ is the source of one more function. The keyword parameters become a JSON schema 
 show and what arguments are checked against before anything runs); every import must name the
 standard library or a library the twins function declares for endpoint code.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,12 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 ENDPOINT_REQUIREMENTS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "functions", "twins", "endpoint_requirements.txt")
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "functions",
+    "twins",
+    "endpoint_requirements.txt",
+)
 
 # Simple annotations and the JSON schema of the values they accept.
-_TYPES = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
-          "bool": {"type": "boolean"}, "list": {"type": "array"}, "dict": {"type": "object"},
-          "None": {"type": "null"}, "Any": {}, "object": {}}
+_TYPES = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array"},
+    "dict": {"type": "object"},
+    "None": {"type": "null"},
+    "Any": {},
+    "object": {},
+}
 _CONTAINERS = {"list": "array", "List": "array", "dict": "object", "Dict": "object"}
 
 
@@ -46,7 +59,9 @@ def analyse(code: str, helpers: list[str], allowed_modules: frozenset[str]) -> D
     for index, helper in enumerate(helpers):
         function = _one_function(_parse(helper, f"helper {index + 1}"), f"helper {index + 1}")
         if function.name in names:
-            raise CodeError(f"helper {index + 1}: the name {function.name!r} is defined twice", function.lineno)
+            raise CodeError(
+                f"helper {index + 1}: the name {function.name!r} is defined twice", function.lineno
+            )
         names.add(function.name)
     for index, source in enumerate([code, *helpers]):
         where = "" if index == 0 else f"helper {index}: "
@@ -62,14 +77,19 @@ def check_arguments(definition: Definition, args: dict[str, Any]) -> list[dict[s
     """What is wrong with `args` for `definition` (empty when nothing): unknown, missing and
     mistyped arguments. Strict: no coercion, a bool is not a number, a float is not an int."""
     schema = definition.parameters
-    problems = [{"loc": [name], "message": "missing argument", "type": "missing"}
-                for name in schema.get("required", []) if name not in args]
+    problems = [
+        {"loc": [name], "message": "missing argument", "type": "missing"}
+        for name in schema.get("required", [])
+        if name not in args
+    ]
     for name, value in args.items():
         expected = schema["properties"].get(name)
         if expected is None:
             problems.append({"loc": [name], "message": "unknown argument", "type": "extra_forbidden"})
         elif not _matches(value, expected):
-            problems.append({"loc": [name], "message": f"expected {_describe(expected)}", "type": "wrong_type"})
+            problems.append(
+                {"loc": [name], "message": f"expected {_describe(expected)}", "type": "wrong_type"}
+            )
     return problems
 
 
@@ -77,7 +97,9 @@ def check_arguments(definition: Definition, args: dict[str, Any]) -> list[dict[s
 def allowed_modules_for_endpoints() -> frozenset[str]:
     """Import names of the libraries endpoint code may use (functions/twins/endpoint_requirements.txt,
     packaged with the twins function)."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "endpoint_requirements.txt")
+    here = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "endpoint_requirements.txt"
+    )
     path = ENDPOINT_REQUIREMENTS if os.path.isfile(ENDPOINT_REQUIREMENTS) else here
     if not os.path.isfile(path):
         return frozenset()
@@ -89,6 +111,7 @@ def allowed_modules_for_endpoints() -> frozenset[str]:
 def _import_names(distribution: str) -> str:
     """The top-level import name of a distribution (boto3 -> boto3, PyYAML -> yaml)."""
     from importlib import metadata
+
     wanted = distribution.lower().replace("_", "-")
     for module, dists in metadata.packages_distributions().items():
         if any(d.lower().replace("_", "-") == wanted for d in dists) and not module.startswith("_"):
@@ -97,6 +120,7 @@ def _import_names(distribution: str) -> str:
 
 
 # -- the pieces -------------------------------------------------------------------------------
+
 
 def _parse(source: str, where: str = "the code") -> ast.Module:
     try:
@@ -116,11 +140,17 @@ def _one_function(tree: ast.Module, where: str) -> ast.FunctionDef:
             functions.append(node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             continue
         else:
-            raise CodeError(f"{where} may hold one function definition (and imports), "
-                            f"not a {type(node).__name__}", node.lineno)
+            raise CodeError(
+                f"{where} may hold one function definition (and imports), not a {type(node).__name__}",
+                node.lineno,
+            )
     if len(functions) != 1:
         line = functions[1].lineno if len(functions) > 1 else None
         raise CodeError(f"{where} must define exactly one function, not {len(functions)}", line)
@@ -145,8 +175,11 @@ def _check_imports(tree: ast.Module, allowed: frozenset[str], where: str) -> Non
             top = module.split(".")[0]
             if top not in sys.stdlib_module_names and top not in allowed:
                 allowed_list = ", ".join(sorted(allowed)) or "none"
-                raise CodeError(f"{where}import of {module!r} is not allowed: endpoint code may import the "
-                                f"standard library and {allowed_list}", node.lineno)
+                raise CodeError(
+                    f"{where}import of {module!r} is not allowed: endpoint code may import the "
+                    f"standard library and {allowed_list}",
+                    node.lineno,
+                )
 
 
 def _is_dynamic_import(func: ast.expr) -> bool:
@@ -158,8 +191,11 @@ def _is_dynamic_import(func: ast.expr) -> bool:
 def _parameters(function: ast.FunctionDef) -> dict[str, Any]:
     args = function.args
     if args.posonlyargs or args.vararg or args.kwarg:
-        raise CodeError(f"{function.name} takes `context` and keyword parameters only "
-                        "(no positional-only, *args or **kwargs)", function.lineno)
+        raise CodeError(
+            f"{function.name} takes `context` and keyword parameters only "
+            "(no positional-only, *args or **kwargs)",
+            function.lineno,
+        )
     if not args.args or args.args[0].arg != "context":
         raise CodeError(f"the first parameter of {function.name} must be `context`", function.lineno)
     positional = args.args[1:]
@@ -177,7 +213,9 @@ def _parameters(function: ast.FunctionDef) -> dict[str, Any]:
             try:
                 value = ast.literal_eval(default)
             except ValueError:
-                raise CodeError(f"the default of {arg.arg!r} must be a literal value", default.lineno) from None
+                raise CodeError(
+                    f"the default of {arg.arg!r} must be a literal value", default.lineno
+                ) from None
             if not _matches(value, schema):
                 raise CodeError(f"the default of {arg.arg!r} is not {_describe(schema)}", default.lineno)
             schema = {**schema, "default": value}
@@ -211,8 +249,11 @@ def _schema(node: ast.expr, line: int) -> dict[str, Any]:
             return {"type": "array", "items": _schema(args[0], line)}
         if outer in ("dict", "Dict") and len(args) == 2 and _name(args[0]) == "str":
             return {"type": "object", "additionalProperties": _schema(args[1], line)}
-    raise CodeError(f"the annotation {ast.unparse(node)!r} is not one of str, int, float, bool, list, "
-                    "dict, list[X], dict[str, X], X | None, Any", line)
+    raise CodeError(
+        f"the annotation {ast.unparse(node)!r} is not one of str, int, float, bool, list, "
+        "dict, list[X], dict[str, X], X | None, Any",
+        line,
+    )
 
 
 def _name(node: ast.expr) -> str | None:
@@ -249,8 +290,11 @@ def _matches(value: Any, schema: dict[str, Any]) -> bool:
     if kind == "array":
         return isinstance(value, list) and all(_matches(v, schema.get("items", {})) for v in value)
     if kind == "object":
-        return (isinstance(value, dict) and all(isinstance(k, str) for k in value)
-                and all(_matches(v, schema.get("additionalProperties", {})) for v in value.values()))
+        return (
+            isinstance(value, dict)
+            and all(isinstance(k, str) for k in value)
+            and all(_matches(v, schema.get("additionalProperties", {})) for v in value.values())
+        )
     return False
 
 
@@ -260,7 +304,18 @@ def _describe(schema: dict[str, Any]) -> str:
     kind = schema.get("type", "any JSON value")
     if kind == "array" and schema.get("items"):
         return f"array of {_describe(schema['items'])}"
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict) and schema["additionalProperties"]:
+    if (
+        kind == "object"
+        and isinstance(schema.get("additionalProperties"), dict)
+        and schema["additionalProperties"]
+    ):
         return f"object of {_describe(schema['additionalProperties'])}"
-    return {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean",
-            "null": "null", "array": "an array", "object": "an object"}.get(kind, kind)
+    return {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "a boolean",
+        "null": "null",
+        "array": "an array",
+        "object": "an object",
+    }.get(kind, kind)

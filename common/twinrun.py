@@ -5,6 +5,7 @@ call against the rate limit, run the side's code in a sandbox worker, record the
 answer with what this caller may see (errors masked for non-owners). A request from the HTTP
 route and a queued job both go through `resolve` and `invoke`; a job stores the `Answer`.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -27,9 +28,22 @@ RESERVED_PATHS = frozenset({"requests", "jobs"})  # the function's own routes
 OUTPUT_LIMIT = 64 << 10  # per captured stream in a call record
 
 # The error codes of SPEC §1 by status, for a PublicError's status.
-_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
-          429: "rate_limited", 500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "timeout"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "timeout",
+}
 
 
 def valid_path(path: str) -> bool:
@@ -39,6 +53,7 @@ def valid_path(path: str) -> bool:
 @dataclass
 class Endpoint:
     """A stored endpoint definition (`twins/{path}`)."""
+
     path: str
     doc: dict[str, Any]
 
@@ -59,6 +74,7 @@ class Endpoint:
 
     def visible_to(self, caller) -> bool:
         from common.exposure import exposed
+
         if not exposed("twin", self.path):
             return False
         return self.dataset is None or caller.can_read(self.dataset)
@@ -114,6 +130,7 @@ def resolve(caller, path: str, side: str | None = None) -> tuple[Endpoint, str]:
 @dataclass
 class Answer:
     """What the caller gets: an HTTP status and body (`{"result"}` or the error envelope's fields)."""
+
     status: int
     body: dict[str, Any]
     reference: str
@@ -134,11 +151,15 @@ def user_of(caller, endpoint: Endpoint) -> dict[str, Any]:
 
 def check_arguments(endpoint: Endpoint, args: dict[str, Any]) -> None:
     from common import twincode
-    definition = twincode.Definition(name=endpoint.side(_any_side(endpoint))["name"],
-                                     parameters=endpoint.doc["parameters"])
+
+    definition = twincode.Definition(
+        name=endpoint.side(_any_side(endpoint))["name"], parameters=endpoint.doc["parameters"]
+    )
     problems = twincode.check_arguments(definition, args)
     if problems:
-        raise errors.ValidationFailed("the arguments do not match the endpoint's parameters", details=problems)
+        raise errors.ValidationFailed(
+            "the arguments do not match the endpoint's parameters", details=problems
+        )
 
 
 def _any_side(endpoint: Endpoint) -> str:
@@ -150,16 +171,24 @@ def invoke(endpoint: Endpoint, side: str, caller, args: dict[str, Any], request_
     Raises 422 (arguments) and 429 (rate limit) before anything runs; otherwise answers."""
     from common import ratelimit, sandbox
     from common.twinstate import FirestoreState
+
     check_arguments(endpoint, args)
     limit = endpoint.doc.get("rate_limit")
     if limit and not caller.is_admin:
         ratelimit.take(f"twin:{endpoint.path}", caller.email, limit["calls"], limit["per_seconds"])
     spec = endpoint.side(side)
     outcome = sandbox.run(
-        sandbox.Program(code=spec["code"], helpers=list(spec.get("helpers") or []),
-                        settings=dict(spec.get("settings") or {})),
-        args, user=user_of(caller, endpoint), state=FirestoreState(spec["generation"]),
-        timeout_s=float(endpoint.doc["timeout_s"]), memory_mb=settings().twin_memory_mb)
+        sandbox.Program(
+            code=spec["code"],
+            helpers=list(spec.get("helpers") or []),
+            settings=dict(spec.get("settings") or {}),
+        ),
+        args,
+        user=user_of(caller, endpoint),
+        state=FirestoreState(spec["generation"]),
+        timeout_s=float(endpoint.doc["timeout_s"]),
+        memory_mb=settings().twin_memory_mb,
+    )
     reference = uuid.uuid4().hex
     answer = _answer(outcome, endpoint, owner=endpoint.owned_by(caller), reference=reference)
     _record(reference, endpoint, side, caller, request_id, outcome, answer)
@@ -173,11 +202,25 @@ def _answer(outcome, endpoint: Endpoint, *, owner: bool, reference: str) -> Answ
         return Answer(200, {"result": outcome.result}, reference)
     details: dict[str, Any] = {"reference": reference, "reason": outcome.status}
     if outcome.status == "public_error":
-        status = outcome.public_status if isinstance(outcome.public_status, int) and 400 <= outcome.public_status <= 599 else 400
-        return _error(status, _CODES.get(status, "endpoint_error"), outcome.message or "the endpoint refused the call", details)
+        status = (
+            outcome.public_status
+            if isinstance(outcome.public_status, int) and 400 <= outcome.public_status <= 599
+            else 400
+        )
+        return _error(
+            status,
+            _CODES.get(status, "endpoint_error"),
+            outcome.message or "the endpoint refused the call",
+            details,
+        )
     if outcome.status == "timeout":
-        return _error(504, "timeout", f"the endpoint did not finish within {endpoint.doc['timeout_s']} s; "
-                      f"its work was stopped (reference {reference})", details)
+        return _error(
+            504,
+            "timeout",
+            f"the endpoint did not finish within {endpoint.doc['timeout_s']} s; "
+            f"its work was stopped (reference {reference})",
+            details,
+        )
     fixed = {
         "memory": f"the endpoint used more than {settings().twin_memory_mb} MiB of memory and was stopped",
         "result_too_large": "the endpoint's result is too large to return",
@@ -189,16 +232,28 @@ def _answer(outcome, endpoint: Endpoint, *, owner: bool, reference: str) -> Answ
             message += f": {outcome.message}"
         return _error(500, "endpoint_error", f"{message} (reference {reference})", details)
     if owner:
-        text = f"{outcome.error_type}: {outcome.message}" if outcome.error_type else (outcome.message or "error")
-        return _error(500, "endpoint_error", f"{text} (reference {reference})",
-                      {**details, "error_type": outcome.error_type})
-    return _error(500, "endpoint_error",
-                  f"the endpoint failed; its owners can look it up by the reference {reference}", details)
+        text = (
+            f"{outcome.error_type}: {outcome.message}" if outcome.error_type else (outcome.message or "error")
+        )
+        return _error(
+            500,
+            "endpoint_error",
+            f"{text} (reference {reference})",
+            {**details, "error_type": outcome.error_type},
+        )
+    return _error(
+        500,
+        "endpoint_error",
+        f"the endpoint failed; its owners can look it up by the reference {reference}",
+        details,
+    )
 
 
 def _error(status: int, code: str, message: str, details: dict[str, Any]) -> Answer:
     headers = {"Retry-After": "1"} if status in (429, 503) else {}
-    return Answer(status, {"error": code, "message": message, "details": details}, details["reference"], headers)
+    return Answer(
+        status, {"error": code, "message": message, "details": details}, details["reference"], headers
+    )
 
 
 class _RecordWriter:
@@ -208,6 +263,7 @@ class _RecordWriter:
 
     def __init__(self):
         import queue
+
         self._queue: queue.Queue = queue.Queue(maxsize=10_000)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -238,21 +294,43 @@ flush_records = _records.flush
 atexit.register(flush_records)
 
 
-def _record(reference: str, endpoint: Endpoint, side: str, caller, request_id: str, outcome, answer: Answer) -> None:
+def _record(
+    reference: str, endpoint: Endpoint, side: str, caller, request_id: str, outcome, answer: Answer
+) -> None:
     """The call record (owners read it at GET /twins/{path}/calls); it holds the captured output."""
     at = store.now()
-    _records.put(reference, {
-        "id": reference, "endpoint": endpoint.path, "side": side, "generation": endpoint.side(side)["generation"],
-        "dataset": endpoint.dataset, "caller": caller.email, "status": outcome.status,
-        "http_status": answer.status, "duration_ms": round(float(outcome.duration_ms or 0.0), 3),
-        "request_id": request_id, "at": at,
-        "expire_at": at + datetime.timedelta(days=settings().twin_call_retention_days),
-        "message": _clip(outcome.message), "error_type": outcome.error_type,
-        "traceback": _clip(outcome.traceback), "stdout": _clip(outcome.stdout), "stderr": _clip(outcome.stderr),
-    })
+    _records.put(
+        reference,
+        {
+            "id": reference,
+            "endpoint": endpoint.path,
+            "side": side,
+            "generation": endpoint.side(side)["generation"],
+            "dataset": endpoint.dataset,
+            "caller": caller.email,
+            "status": outcome.status,
+            "http_status": answer.status,
+            "duration_ms": round(float(outcome.duration_ms or 0.0), 3),
+            "request_id": request_id,
+            "at": at,
+            "expire_at": at + datetime.timedelta(days=settings().twin_call_retention_days),
+            "message": _clip(outcome.message),
+            "error_type": outcome.error_type,
+            "traceback": _clip(outcome.traceback),
+            "stdout": _clip(outcome.stdout),
+            "stderr": _clip(outcome.stderr),
+        },
+    )
     if not answer.ok:  # the reference ties the caller's answer to the record; no private text here
-        log("WARNING", "twin endpoint call failed", endpoint=endpoint.path, side=side, status=outcome.status,
-            reference=reference, request_id=request_id)
+        log(
+            "WARNING",
+            "twin endpoint call failed",
+            endpoint=endpoint.path,
+            side=side,
+            status=outcome.status,
+            reference=reference,
+            request_id=request_id,
+        )
 
 
 def _clip(text: str | None) -> str | None:

@@ -8,6 +8,7 @@ the emulator). `generation` is the side's id, new each time the side is replaced
 side starts from an empty state. Only the parent process talks to Firestore: the sandbox's
 workers reach this object through it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,6 +33,7 @@ def _key_id(key: Any) -> str:
 def _storable(value: Any) -> Any:
     check_storable(value, "state value")
     from common import jsonio
+
     if len(jsonio.dumps(value).encode()) > MAX_VALUE_BYTES:
         raise ValueError(f"a state value is at most {MAX_VALUE_BYTES} bytes as JSON")
     return value
@@ -61,8 +63,10 @@ class FirestoreState:
         if isinstance(n, bool) or not isinstance(n, (int, float)):
             raise TypeError("increment takes an int or a float")
         from google.cloud import firestore
-        result = self._keys().document(_key_id(key)).set(
-            {"key": key, "value": firestore.Increment(n)}, merge=True)
+
+        result = (
+            self._keys().document(_key_id(key)).set({"key": key, "value": firestore.Increment(n)}, merge=True)
+        )
         return _number(result.transform_results[0])
 
     def items(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ through functions-framework's `create_app(...).test_client()` and over HTTP (tes
 Nothing here can reach a real project: the emulators are started by the session and the
 session refuses to run if the environment does not point at them.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
-from tools.transfer_standin import TransferService  # noqa: E402
 from tools.emulators import Emulators, S3Server  # noqa: E402
+from tools.transfer_standin import TransferService  # noqa: E402
 
 PROJECT = "gatehouse-test"
 OWNER = "owner@example.com"
@@ -92,6 +93,7 @@ def test_env(emulators, keys, certs_server, transfer_service):
     assert os.environ["FIRESTORE_EMULATOR_HOST"].startswith("127.0.0.1:"), "tests run on emulators only"
     assert os.environ["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:"), "tests run on emulators only"
     from common import config
+
     config.settings.cache_clear()
     return env
 
@@ -101,8 +103,10 @@ def workers(emulators, test_env):
     """The background workers (tools/workers.py) behind push subscriptions on the Pub/Sub
     emulator, with short backoffs so retries stay quick."""
     from tools import workers
-    running = workers.serve_all(emulators, min_backoff="0.1s", max_backoff="0.2s", max_delivery_attempts=5,
-                                ack_deadline_seconds=10)
+
+    running = workers.serve_all(
+        emulators, min_backoff="0.1s", max_backoff="0.2s", max_delivery_attempts=5, ack_deadline_seconds=10
+    )
     yield {r.worker.function: r for r in running}
     for r in running:
         r.stop()
@@ -113,12 +117,14 @@ def clean_state(request, emulators, test_env, transfer_service, workers):
     """Every test starts from empty emulators, cold per-instance caches and a transfer
     service that answers every part."""
     from common import twinrun
+
     twinrun.flush_records()  # the last test's call records are written before the wipe
     emulators.wipe(*BUCKETS)
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
     from common import auth, authz, sigindex, twinrun
+
     authz.forget_all()
     twinrun.forget()
     sigindex.forget_info()

@@ -1,4 +1,5 @@
 """annotations v1 and v2, saved searches: per-user data, validation, bulk writes, paging."""
+
 import pytest
 
 from tests.conftest import OWNER
@@ -18,10 +19,12 @@ def world(api):
 
 def _audit(action):
     from common import store
+
     return [s.to_dict() for s in store.collection("audit").stream() if s.get("action") == action]
 
 
 # -- v1 and saved searches: one free-form object per user and location --------------------------
+
 
 @pytest.mark.parametrize("resource", ["annotations", "savedsearches"])
 def test_v1_post_get_delete_per_user(api, world, resource):
@@ -53,14 +56,18 @@ def test_v1_bodies(api, world, resource):
     at = f"/{resource}/{DS}?x=1&y=2&z=3"
     for body in (["a"], "text", 3):
         assert_error(api.post(at, user=ALICE, json=body), 422, "validation_error")
-    assert_error(api.post(at, user=ALICE, data="{not json", headers={"Content-Type": "application/json"}),
-                 400, "bad_request")
+    assert_error(
+        api.post(at, user=ALICE, data="{not json", headers={"Content-Type": "application/json"}),
+        400,
+        "bad_request",
+    )
     assert_error(api.post(at, user=ALICE, json={"nested": [[1]]}), 422, "validation_error")
     assert_error(api.post(f"/{resource}/nosuch?x=1&y=2&z=3", user=ALICE, json={}), 404, "not_found")
     assert api.get(f"/{resource}/{DS}", user=ALICE).get_json() == {}
 
 
 # -- v2: typed annotations --------------------------------------------------------------------
+
 
 def v2(api, user=ALICE, query="", **kw):
     return api.post(f"/annotations/v2/{DS}{query}", user=user, **kw)
@@ -73,9 +80,16 @@ def listed(api, user=ALICE, query=""):
 
 
 def test_v2_kinds_and_keys(api, world):
-    assert v2(api, json={"kind": "point", "pos": [1, -2, 3], "tags": ["t"], "prop": {"a": 1}}).get_json() == {"key": "Pt1_-2_3"}
-    r = v2(api, json=[{"kind": "lineseg", "pos": [1, 2, 3, 4, 5, 6], "title": "axon"},
-                      {"kind": "sphere", "pos": [0, 0, 0, 10, 10, 10], "description": "soma"}])
+    assert v2(api, json={"kind": "point", "pos": [1, -2, 3], "tags": ["t"], "prop": {"a": 1}}).get_json() == {
+        "key": "Pt1_-2_3"
+    }
+    r = v2(
+        api,
+        json=[
+            {"kind": "lineseg", "pos": [1, 2, 3, 4, 5, 6], "title": "axon"},
+            {"kind": "sphere", "pos": [0, 0, 0, 10, 10, 10], "description": "soma"},
+        ],
+    )
     assert r.get_json() == {"keys": ["Ln1_2_3_4_5_6", "Sp0_0_0_10_10_10"]}
     items = {a["key"]: a for a in listed(api)}
     assert set(items) == {"Pt1_-2_3", "Ln1_2_3_4_5_6", "Sp0_0_0_10_10_10"}
@@ -85,22 +99,25 @@ def test_v2_kinds_and_keys(api, world):
     assert listed(api, BOB) == []  # another user never sees them
 
 
-@pytest.mark.parametrize("body", [
-    {"kind": "point", "pos": [1.0, 2, 3]},           # floats are not coerced
-    {"kind": "point", "pos": ["1", 2, 3]},           # nor strings
-    {"kind": "point", "pos": [True, 2, 3]},
-    {"kind": "point", "pos": [1, 2]},                # wrong length for the kind
-    {"kind": "lineseg", "pos": [1, 2, 3]},
-    {"kind": "sphere", "pos": [1, 2, 3, 4, 5, 6, 7]},
-    {"kind": "point", "pos": [1, 2, 2 ** 31]},       # outside [-2^31, 2^31)
-    {"kind": "polygon", "pos": [1, 2, 3]},
-    {"kind": "point", "pos": [1, 2, 3], "colour": "red"},   # unknown field
-    {"kind": "point", "pos": [1, 2, 3], "user": "not-an-email"},
-    {"kind": "point", "pos": [1, 2, 3], "prop": [1]},
-    {"pos": [1, 2, 3]},
-    [],
-    "point",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "point", "pos": [1.0, 2, 3]},  # floats are not coerced
+        {"kind": "point", "pos": ["1", 2, 3]},  # nor strings
+        {"kind": "point", "pos": [True, 2, 3]},
+        {"kind": "point", "pos": [1, 2]},  # wrong length for the kind
+        {"kind": "lineseg", "pos": [1, 2, 3]},
+        {"kind": "sphere", "pos": [1, 2, 3, 4, 5, 6, 7]},
+        {"kind": "point", "pos": [1, 2, 2**31]},  # outside [-2^31, 2^31)
+        {"kind": "polygon", "pos": [1, 2, 3]},
+        {"kind": "point", "pos": [1, 2, 3], "colour": "red"},  # unknown field
+        {"kind": "point", "pos": [1, 2, 3], "user": "not-an-email"},
+        {"kind": "point", "pos": [1, 2, 3], "prop": [1]},
+        {"pos": [1, 2, 3]},
+        [],
+        "point",
+    ],
+)
 def test_v2_validation(api, world, body):
     body_text = assert_error(v2(api, json=body), 422, "validation_error")
     assert body_text.get("details")
@@ -134,6 +151,7 @@ def test_v2_bulk_is_committed_500_writes_at_a_time_and_idempotent(api, world):
 def test_v2_failure_part_way_reports_what_was_written(api, world, monkeypatch):
     from google.api_core import exceptions
     from google.cloud.firestore_v1.batch import WriteBatch
+
     real_commit, calls = WriteBatch.commit, []
 
     def flaky_commit(self, *args, **kwargs):  # the store goes away after the first commit
@@ -174,8 +192,12 @@ def test_v2_move_key(api, world):
     r = v2(api, query="?move_key=Pt1_1_1", json={"kind": "point", "pos": [2, 2, 2], "title": "moved"})
     assert r.get_json() == {"key": "Pt2_2_2"}
     assert [a["key"] for a in listed(api)] == ["Pt2_2_2"]
-    assert_error(v2(api, query="?move_key=Pt2_2_2", json=[{"kind": "point", "pos": [3, 3, 3]}]), 400, "bad_request")
-    assert_error(v2(api, query="?move_key=nonsense", json={"kind": "point", "pos": [3, 3, 3]}), 400, "bad_request")
+    assert_error(
+        v2(api, query="?move_key=Pt2_2_2", json=[{"kind": "point", "pos": [3, 3, 3]}]), 400, "bad_request"
+    )
+    assert_error(
+        v2(api, query="?move_key=nonsense", json={"kind": "point", "pos": [3, 3, 3]}), 400, "bad_request"
+    )
 
 
 def test_v2_other_users_need_write_others(api, world):
@@ -208,7 +230,11 @@ def test_v2_groups(api, world):
 def test_v2_groups_larger_than_one_in_filter(api, world):
     """More than 30 members: several `in` queries, merged in key order and paged across them."""
     members = [f"m{i:02d}@example.com" for i in range(35)]
-    api.post("/users", user=OWNER, json={m: {"groups": ["big"], "datasets": {DS: ["clio_general"]}} for m in members})
+    api.post(
+        "/users",
+        user=OWNER,
+        json={m: {"groups": ["big"], "datasets": {DS: ["clio_general"]}} for m in members},
+    )
     for m in members:
         v2(api, OWNER, json={"kind": "point", "pos": [0, 0, 0], "user": m})
     everyone = listed(api, OWNER, "?groups=big")
@@ -224,8 +250,13 @@ def test_v2_groups_larger_than_one_in_filter(api, world):
 
 
 def test_v2_filters_and_paging(api, world):
-    v2(api, json=[{"kind": "point", "pos": [i, 0, 0], "tags": ["even" if i % 2 == 0 else "odd"]} for i in range(25)]
-               + [{"kind": "sphere", "pos": [0, 0, 0, 1, 1, 1], "tags": ["even"]}])
+    v2(
+        api,
+        json=[
+            {"kind": "point", "pos": [i, 0, 0], "tags": ["even" if i % 2 == 0 else "odd"]} for i in range(25)
+        ]
+        + [{"kind": "sphere", "pos": [0, 0, 0, 1, 1, 1], "tags": ["even"]}],
+    )
     assert len(listed(api, query="?kind=point")) == 25
     assert [a["kind"] for a in listed(api, query="?kind=sphere")] == ["sphere"]
     assert len(listed(api, query="?tag=even")) == 14
@@ -250,7 +281,9 @@ def test_v2_filters_and_paging(api, world):
 def test_emails_with_a_slash_are_refused_not_500(api, world):
     odd = "a/b@example.com"  # valid by RFC 5322; a Firestore document id cannot hold "/"
     assert_error(api.post("/users", user=OWNER, json={odd: {}}), 422, "validation_error")
-    assert_error(v2(api, CURATOR, json={"kind": "point", "pos": [1, 2, 3], "user": odd}), 422, "validation_error")
+    assert_error(
+        v2(api, CURATOR, json={"kind": "point", "pos": [1, 2, 3], "user": odd}), 422, "validation_error"
+    )
     assert_error(api.get(f"/annotations/v2/{DS}?user={odd}", user=CURATOR), 400, "bad_request")
 
 

@@ -1,4 +1,5 @@
 """atlas: entries per user and location, visibility across datasets, verification."""
+
 import threading
 
 import pytest
@@ -28,10 +29,22 @@ def post(api, caller, ds, x=50, y=30, z=50, **body):
 
 
 def test_create_update_and_server_fields(api, world):
-    entry = post(api, ALICE, "mb20", title="weird point", description="it is really strange",
-                 user="foo@bar", verified=True, colour="red")  # the seed's example sends a user
+    entry = post(
+        api,
+        ALICE,
+        "mb20",
+        title="weird point",
+        description="it is really strange",
+        user="foo@bar",
+        verified=True,
+        colour="red",
+    )  # the seed's example sends a user
     assert entry["user"] == ALICE and entry["verified"] is False and entry["colour"] == "red"
-    assert entry["dataset"] == "mb20" and entry["location"] == [50, 30, 50] and entry["locationref"] == "50_30_50"
+    assert (
+        entry["dataset"] == "mb20"
+        and entry["location"] == [50, 30, 50]
+        and entry["locationref"] == "50_30_50"
+    )
     assert entry["title"] == "weird point" and entry["timestamp"] and len(entry["id"]) == 32
     assert api.post(f"/atlas/verify/{entry['id']}", user=CURATOR).get_json()["verified"] is True
     again = post(api, ALICE, "mb20", title="renamed")
@@ -59,7 +72,9 @@ def test_all_shows_verified_own_and_curated(api, world):
     b_open = post(api, BOB, "open", title="b-open")
     o_secret = post(api, OWNER, "secret", title="o-secret")
     for entry in (b_manc_verified, b_open, o_secret):
-        assert api.post(f"/atlas/verify/{entry['id']}", user=OWNER, json={"verified": True}).status_code == 200
+        assert (
+            api.post(f"/atlas/verify/{entry['id']}", user=OWNER, json={"verified": True}).status_code == 200
+        )
 
     def titles(user):
         r = api.get("/atlas/all", user=user)
@@ -73,7 +88,9 @@ def test_all_shows_verified_own_and_curated(api, world):
     # The curator has write_others on mb20 (sees all of it), only reads manc.
     assert titles(CURATOR) == ["a-mb20", "b-manc-verified", "b-open"]
     assert titles("stranger@example.com") == ["b-open"]  # the public dataset's verified entries
-    assert titles(OWNER) == sorted(e["title"] for e in (a_mb20, a_manc, b_manc, b_manc_verified, b_open, o_secret))
+    assert titles(OWNER) == sorted(
+        e["title"] for e in (a_mb20, a_manc, b_manc, b_manc_verified, b_open, o_secret)
+    )
 
 
 def test_verify_toggle_set_and_roles(api, world):
@@ -96,6 +113,7 @@ def test_concurrent_toggles_are_never_lost(api, world):
     """Two curators toggle the same entry at once; every toggle counts (transactions retry).
     Two threads only: the emulator serializes conflicting transactions with a lock timeout."""
     from common import store
+
     entry = post(api, ALICE, "mb20")
     toggles, errors = 3, []
 

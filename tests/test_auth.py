@@ -1,4 +1,5 @@
 """Tokens: every kind accepted when valid, every attack answered 401 (SPEC §1 Auth)."""
+
 import base64
 import datetime
 import json
@@ -47,15 +48,40 @@ ATTACKS = {
     "email not verified": lambda api: (None, api.google_token(email_verified=False)),
     "no email": lambda api: (None, api.google_token(email=None)),
     "tampered payload": lambda api: (None, tamper(api.google_token("someone@example.com"), email=OWNER)),
-    "alg none": lambda api: (None, b64({"alg": "none", "typ": "JWT"}) + "." + b64(
-        {"iss": "https://accounts.google.com", "aud": "gatehouse-test-audience", "email": OWNER,
-         "email_verified": True, "exp": int(time.time()) + 600, "iat": int(time.time())}) + "."),
+    "alg none": lambda api: (
+        None,
+        b64({"alg": "none", "typ": "JWT"})
+        + "."
+        + b64(
+            {
+                "iss": "https://accounts.google.com",
+                "aud": "gatehouse-test-audience",
+                "email": OWNER,
+                "email_verified": True,
+                "exp": int(time.time()) + 600,
+                "iat": int(time.time()),
+            }
+        )
+        + ".",
+    ),
     "alg HS256 with the cert as secret": lambda api: (None, hs256_forgery(api)),
     "malformed api key": lambda api: (None, "ghk_nothex_short"),
     "unknown api key": lambda api: (None, "ghk_0123456789abcdef_" + "A" * 43),
-    "dev token from another key": lambda api: (None, mint(api.keys.other_key_pem, {
-        "iss": "gatehouse-dev", "aud": "gatehouse-dev", "email": OWNER, "email_verified": True,
-        "exp": int(time.time()) + 600, "iat": int(time.time())}, kid="gatehouse-dev-1")),
+    "dev token from another key": lambda api: (
+        None,
+        mint(
+            api.keys.other_key_pem,
+            {
+                "iss": "gatehouse-dev",
+                "aud": "gatehouse-dev",
+                "email": OWNER,
+                "email_verified": True,
+                "exp": int(time.time()) + 600,
+                "iat": int(time.time()),
+            },
+            kid="gatehouse-dev-1",
+        ),
+    ),
 }
 
 
@@ -68,9 +94,21 @@ def tamper(token: str, **changes) -> str:
 def hs256_forgery(api) -> str:
     import hashlib
     import hmac
-    signing_input = b64({"alg": "HS256", "typ": "JWT", "kid": "test-kid-1"}) + "." + b64(
-        {"iss": "https://accounts.google.com", "aud": "gatehouse-test-audience", "email": OWNER,
-         "email_verified": True, "exp": int(time.time()) + 600, "iat": int(time.time())})
+
+    signing_input = (
+        b64({"alg": "HS256", "typ": "JWT", "kid": "test-kid-1"})
+        + "."
+        + b64(
+            {
+                "iss": "https://accounts.google.com",
+                "aud": "gatehouse-test-audience",
+                "email": OWNER,
+                "email_verified": True,
+                "exp": int(time.time()) + 600,
+                "iat": int(time.time()),
+            }
+        )
+    )
     mac = hmac.new(api.keys.google_cert_pem, signing_input.encode(), hashlib.sha256).digest()
     return signing_input + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
@@ -85,9 +123,11 @@ def test_token_attacks_are_401(api, attack):
 
 def test_dev_token_refused_when_dev_mode_is_off(api, monkeypatch):
     from common import config
+
     token = api.token(OWNER)
     assert api.get("/roles", token=token).status_code == 200
     from common import auth
+
     auth._verified.clear()
     monkeypatch.setenv("GATEHOUSE_DEV_MODE", "0")
     config.settings.cache_clear()
@@ -123,8 +163,9 @@ def test_revoked_api_key_is_401_at_once(api):
 
 def test_expired_api_key_is_401(api):
     from common import store
+
     key = _key(api, "keyholder@example.com")
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     store.collection("api_keys").document(key["id"]).update({"expires_at": past})
     assert_error(api.get("/roles", token=key["key"]), 401, "unauthenticated")
 
@@ -146,10 +187,17 @@ def test_disabled_user_is_403_whatever_the_token(api):
 
 # -- start-up refuses configurations that must never run ---------------------------------------
 
+
 def _load(monkeypatch, **env):
     from common import config
-    for name in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "K_SERVICE", "GOOGLE_CERTS_URL",
-                 "GATEHOUSE_DEV_MODE"):
+
+    for name in (
+        "FIRESTORE_EMULATOR_HOST",
+        "STORAGE_EMULATOR_HOST",
+        "K_SERVICE",
+        "GOOGLE_CERTS_URL",
+        "GATEHOUSE_DEV_MODE",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -158,6 +206,7 @@ def _load(monkeypatch, **env):
 
 def test_dev_mode_without_emulators_is_refused(monkeypatch):
     from common.config import ConfigError
+
     with pytest.raises(ConfigError):
         _load(monkeypatch, GATEHOUSE_DEV_MODE="1")
     with pytest.raises(ConfigError):
@@ -166,13 +215,20 @@ def test_dev_mode_without_emulators_is_refused(monkeypatch):
 
 def test_dev_mode_in_the_cloud_is_refused(monkeypatch):
     from common.config import ConfigError
+
     with pytest.raises(ConfigError):
-        _load(monkeypatch, GATEHOUSE_DEV_MODE="1", FIRESTORE_EMULATOR_HOST="127.0.0.1:1",
-              STORAGE_EMULATOR_HOST="http://127.0.0.1:2", K_SERVICE="roles")
+        _load(
+            monkeypatch,
+            GATEHOUSE_DEV_MODE="1",
+            FIRESTORE_EMULATOR_HOST="127.0.0.1:1",
+            STORAGE_EMULATOR_HOST="http://127.0.0.1:2",
+            K_SERVICE="roles",
+        )
 
 
 def test_certs_url_override_off_emulators_is_refused(monkeypatch):
     from common.config import ConfigError
+
     with pytest.raises(ConfigError):
         _load(monkeypatch, GOOGLE_CERTS_URL="http://127.0.0.1:9/certs")
 
@@ -188,6 +244,7 @@ def test_function_start_up_refuses_dev_mode_without_emulators(monkeypatch, api):
     from functions_framework import create_app
 
     from common import config
+
     monkeypatch.delenv("FIRESTORE_EMULATOR_HOST")
     config.settings.cache_clear()
     try:
@@ -202,9 +259,16 @@ def test_behind_the_gateway_the_forwarded_token_is_the_credential(api):
     """The API gateway puts its own token in Authorization and the caller's in
     X-Forwarded-Authorization; only the forwarded one counts, verified in full."""
     gateway_token = api.google_token("gateway@gatehouse.iam.gserviceaccount.com")
-    r = api.get("/roles", headers={"Authorization": f"Bearer {gateway_token}",
-                                   "X-Forwarded-Authorization": f"Bearer {api.token('reader@example.com')}"})
+    r = api.get(
+        "/roles",
+        headers={
+            "Authorization": f"Bearer {gateway_token}",
+            "X-Forwarded-Authorization": f"Bearer {api.token('reader@example.com')}",
+        },
+    )
     assert r.status_code == 200 and r.get_json()["email"] == "reader@example.com"
-    r = api.get("/roles", headers={"Authorization": f"Bearer {gateway_token}",
-                                   "X-Forwarded-Authorization": "Bearer forged"})
+    r = api.get(
+        "/roles",
+        headers={"Authorization": f"Bearer {gateway_token}", "X-Forwarded-Authorization": "Bearer forged"},
+    )
     assert_error(r, 401, "unauthenticated")

@@ -1,4 +1,5 @@
 """Every route, allowed and refused, for each kind of caller (SPEC §2)."""
+
 import io
 
 import pytest
@@ -30,8 +31,10 @@ OTHER = "someone@example.com"  # a user who is none of the personas
 
 
 def _upload():
-    return {"data": {"name": "notes.txt", "attachment": (io.BytesIO(b"hello"), "notes.txt")},
-            "content_type": "multipart/form-data"}
+    return {
+        "data": {"name": "notes.txt", "attachment": (io.BytesIO(b"hello"), "notes.txt")},
+        "content_type": "multipart/form-data",
+    }
 
 
 # (method, path, body, who may, status when allowed, status when refused)
@@ -74,8 +77,22 @@ ROUTES = [
     # annotations v2: own with write_own, another user's with write_others
     ("POST", f"/annotations/v2/{PRIV}", {"kind": "point", "pos": [1, 2, 3]}, WRITE_OWN, 200, None),
     ("POST", f"/annotations/v2/{PUB}", {"kind": "point", "pos": [1, 2, 3]}, EVERYONE, 200, None),
-    ("POST", f"/annotations/v2/{PRIV}", {"kind": "point", "pos": [1, 2, 3], "user": OTHER}, WRITE_OTHERS, 200, None),
-    ("POST", f"/annotations/v2/{PUB}", {"kind": "point", "pos": [1, 2, 3], "user": OTHER}, ADMINS | {"global_ds_admin"}, 200, 403),
+    (
+        "POST",
+        f"/annotations/v2/{PRIV}",
+        {"kind": "point", "pos": [1, 2, 3], "user": OTHER},
+        WRITE_OTHERS,
+        200,
+        None,
+    ),
+    (
+        "POST",
+        f"/annotations/v2/{PUB}",
+        {"kind": "point", "pos": [1, 2, 3], "user": OTHER},
+        ADMINS | {"global_ds_admin"},
+        200,
+        403,
+    ),
     ("GET", f"/annotations/v2/{PRIV}", None, READERS, 200, 404),
     ("GET", f"/annotations/v2/{PRIV}?user={OTHER}", None, WRITE_OTHERS, 200, None),
     ("GET", f"/annotations/v2/{PUB}?user={OTHER}", None, ADMINS | {"global_ds_admin"}, 200, 403),
@@ -92,11 +109,25 @@ ROUTES = [
     ("GET", f"/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/atlocation/{PUB}?{AT}", None, EVERYONE, 200, 403),
     # transfer: read on the dataset named in the body
-    ("POST", "/transfer", {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]}, READERS, 200, 404),
+    (
+        "POST",
+        "/transfer",
+        {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]},
+        READERS,
+        200,
+        404,
+    ),
     ("GET", "/transfer", None, EVERYONE, 200, 403),  # the caller's own jobs (admins: all)
     ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
     # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
-    ("POST", "/twins", {"path": "m.new", "description": "d", "public": {"code": "def f(context):\n    return 1\n"}}, ADMINS, 201, 403),
+    (
+        "POST",
+        "/twins",
+        {"path": "m.new", "description": "d", "public": {"code": "def f(context):\n    return 1\n"}},
+        ADMINS,
+        201,
+        403,
+    ),
     ("GET", "/twins", None, EVERYONE, 200, 403),
     ("GET", "/twins/t.priv", None, READERS, 200, 404),
     ("GET", "/twins/t.priv?full=true", None, ADMINS, 200, None),
@@ -135,6 +166,7 @@ def _signatures():
     from common import sigindex
     from tests.conftest import BUCKETS
     from tools.build_signatures import build
+
     records = np.array([(1, 2, 3, 42)], dtype=sigindex.record_dtype())
     for dataset in (PRIV, PUB):
         build(BUCKETS[1], dataset, records, progress=False)
@@ -143,8 +175,16 @@ def _signatures():
 def _twins(api):
     """A twin on PRIV and a public endpoint with no dataset, defined by the owner."""
     code = "def f(context, n: int = 0):\n    return n\n"
-    for body in ({"path": "t.priv", "description": "d", "dataset": PRIV, "mock": {"code": code}, "private": {"code": code}},
-                 {"path": "t.open", "description": "d", "public": {"code": code}}):
+    for body in (
+        {
+            "path": "t.priv",
+            "description": "d",
+            "dataset": PRIV,
+            "mock": {"code": code},
+            "private": {"code": code},
+        },
+        {"path": "t.open", "description": "d", "public": {"code": code}},
+    ):
         r = api.post("/twins", user=OWNER, json=body)
         assert r.status_code == 201, r.get_data(as_text=True)
 
@@ -155,19 +195,29 @@ def _own_data(email):
     generation as the functions store it."""
     from common import authz, store
     from common.locations import user_doc_id
+
     atlas = load_function("atlas")
     key = authz.data_key(PRIV)
     base = {"user": email, "location": [1, 2, 3], "locationkey": "1_2_3", "timestamp": 0, "payload": {}}
     datasets = store.collection("annotations").document(key)
     datasets.collection("v1_annotations").document(user_doc_id(email, "1_2_3")).set(base)
     datasets.collection("v2_annotations").document(user_doc_id(email, "Pt1_2_3")).set(
-        {"key": "Pt1_2_3", "user": email, "kind": "point", "pos": [1, 2, 3]})
+        {"key": "Pt1_2_3", "user": email, "kind": "point", "pos": [1, 2, 3]}
+    )
     store.collection("savedsearches").document(key).collection("searches").document(
-        user_doc_id(email, "1_2_3")).set(base)
+        user_doc_id(email, "1_2_3")
+    ).set(base)
     entry = atlas.entry_id(PRIV, email, "1_2_3")
     store.collection("atlas").document(entry).set(
-        {"id": entry, "user": email, "dataset": PRIV, "locationref": "1_2_3", "verified": False,
-         "generation": key})
+        {
+            "id": entry,
+            "user": email,
+            "dataset": PRIV,
+            "locationref": "1_2_3",
+            "verified": False,
+            "generation": key,
+        }
+    )
     return entry
 
 
@@ -180,14 +230,16 @@ def _deletion(api) -> str:
 def _reader_job() -> str:
     """A finished transfer job of READER's, written straight into Firestore."""
     from common import store
+
     job = store.collection("transfer_jobs").document("readerjob")
     job.set({"user": READER, "dataset": PRIV, "status": "done", "created_at": store.now()})
     return job.id
 
 
 @pytest.mark.parametrize("persona", sorted(PERSONAS))
-@pytest.mark.parametrize("method,path,body,allowed,ok,refused", ROUTES,
-                         ids=[f"{m} {p}" for m, p, *_ in ROUTES])
+@pytest.mark.parametrize(
+    "method,path,body,allowed,ok,refused", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES]
+)
 def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
@@ -214,8 +266,13 @@ def test_dataset_list_shows_only_readable(api, world, persona):
 
 def test_roles_lists_no_public_grants(api, world):
     body = api.get("/roles", user="reader@example.com").get_json()
-    assert body == {"email": "reader@example.com", "name": "", "global_roles": [],
-                    "datasets": {PRIV: ["clio_read"]}, "groups": []}
+    assert body == {
+        "email": "reader@example.com",
+        "name": "",
+        "global_roles": [],
+        "datasets": {PRIV: ["clio_read"]},
+        "groups": [],
+    }
 
 
 def test_owner_is_always_admin(api, world):
@@ -243,6 +300,7 @@ def test_public_flag_change_applies_at_once(api, world):
 def test_other_instances_see_role_changes_within_the_cache_window(api, world, monkeypatch):
     """Another instance's cache is bounded by ROLE_CACHE_SECONDS (30 s in production)."""
     from common import authz, store
+
     assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
     # The change is made "elsewhere": straight into Firestore, this instance is not told.
     store.collection("users").document("stranger@example.com").set({"datasets": {PRIV: ["clio_read"]}})

@@ -1,4 +1,5 @@
 """datasets: lifecycle, validation, finalize, logs and attachments."""
+
 import io
 
 import pytest
@@ -13,8 +14,11 @@ def get(api, name):
 
 
 def test_create_replace_keeps_creation_fields(api):
-    r = api.post("/datasets", user=OWNER, json={"mb20": {"description": "4nm MB", "location": "gs://em-data/mb20",
-                                                         "voxel": {"nm": [4, 4, 4]}}})
+    r = api.post(
+        "/datasets",
+        user=OWNER,
+        json={"mb20": {"description": "4nm MB", "location": "gs://em-data/mb20", "voxel": {"nm": [4, 4, 4]}}},
+    )
     assert r.status_code == 200
     first = r.get_json()["mb20"]
     assert first["name"] == "mb20" and first["voxel"] == {"nm": [4, 4, 4]} and first["public"] is False
@@ -35,7 +39,7 @@ BAD_DATASETS = {
     "public as string": {"ok": {"description": "d", "public": "true"}},
     "server field": {"ok": {"description": "d", "created_by": "me@example.com"}},
     "nested arrays": {"ok": {"description": "d", "bbox": [[0, 0], [1, 1]]}},
-    "huge integer": {"ok": {"description": "d", "n": 2 ** 70}},
+    "huge integer": {"ok": {"description": "d", "n": 2**70}},
     "reserved field name": {"ok": {"description": "d", "__name__": 1}},
     "not an object": {"ok": "description"},
     "location not on gs": {"ok": {"description": "d", "location": "https://example.org/volume"}},
@@ -69,7 +73,9 @@ def test_put_merges_and_null_removes_free_form_fields(api):
     assert body["description"] == "d"
     assert_error(api.put("/datasets/mb20", user=OWNER, json={"public": 1}), 422, "validation_error")
     assert_error(api.put("/datasets/mb20", user=OWNER, json={"modified_by": "x"}), 422, "validation_error")
-    assert_error(api.put("/datasets/mb20", user=OWNER, json={"location": "s3://b/x"}), 422, "validation_error")
+    assert_error(
+        api.put("/datasets/mb20", user=OWNER, json={"location": "s3://b/x"}), 422, "validation_error"
+    )
 
 
 def test_finalize_freezes_all_but_description_and_tags(api):
@@ -77,22 +83,36 @@ def test_finalize_freezes_all_but_description_and_tags(api):
     r = api.post("/datasets/mb20/finalize", user=OWNER)
     assert r.status_code == 200 and r.get_json()["finalized_by"] == OWNER and r.get_json()["finalized_at"]
     assert_error(api.post("/datasets/mb20/finalize", user=OWNER), 409, "conflict")
-    assert api.put("/datasets/mb20", user=OWNER, json={"description": "new", "tags": ["a"]}).status_code == 200
-    assert_error(api.put("/datasets/mb20", user=OWNER, json={"location": "gs://elsewhere/mb20"}), 409, "conflict")
+    assert (
+        api.put("/datasets/mb20", user=OWNER, json={"description": "new", "tags": ["a"]}).status_code == 200
+    )
+    assert_error(
+        api.put("/datasets/mb20", user=OWNER, json={"location": "gs://elsewhere/mb20"}), 409, "conflict"
+    )
     assert get(api, "mb20").get_json()["location"] is None
 
 
 def test_unknown_dataset_is_404(api):
-    for r in (get(api, "nope"), api.put("/datasets/nope", user=OWNER, json={"description": "d"}),
-              api.post("/datasets/nope/finalize", user=OWNER), api.get("/datasets/nope/logs", user=OWNER)):
+    for r in (
+        get(api, "nope"),
+        api.put("/datasets/nope", user=OWNER, json={"description": "d"}),
+        api.post("/datasets/nope/finalize", user=OWNER),
+        api.get("/datasets/nope/logs", user=OWNER),
+    ):
         assert_error(r, 404, "not_found")
 
 
 def test_delete_is_idempotent_and_removes_attachments(api):
     api.add_dataset("mb20")
-    api.post("/datasets/mb20/attachments", user=OWNER, data={"name": "a.txt", "attachment": (io.BytesIO(b"x"), "a.txt")},
-             content_type="multipart/form-data")
-    assert api.delete("/datasets", user=OWNER, json=["mb20", "nope", "_bad"]).get_json()["deleted"] == ["mb20"]
+    api.post(
+        "/datasets/mb20/attachments",
+        user=OWNER,
+        data={"name": "a.txt", "attachment": (io.BytesIO(b"x"), "a.txt")},
+        content_type="multipart/form-data",
+    )
+    assert api.delete("/datasets", user=OWNER, json=["mb20", "nope", "_bad"]).get_json()["deleted"] == [
+        "mb20"
+    ]
     api.add_dataset("mb20")
     assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
 
@@ -119,9 +139,14 @@ def test_logs_newest_first_with_paging(api):
 
 # -- attachments ----------------------------------------------------------------------------
 
+
 def upload(api, name, content=b"hello", filename="file.bin"):
-    return api.post("/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data",
-                    data={"name": name, "attachment": (io.BytesIO(content), filename)})
+    return api.post(
+        "/datasets/mb20/attachments",
+        user=OWNER,
+        content_type="multipart/form-data",
+        data={"name": name, "attachment": (io.BytesIO(content), filename)},
+    )
 
 
 def test_attachment_round_trip_through_a_signed_url(api):
@@ -165,5 +190,7 @@ def test_attachment_needs_multipart(api):
     api.add_dataset("mb20")
     r = api.post("/datasets/mb20/attachments", user=OWNER, json={"name": "x"})
     assert_error(r, 415, "unsupported_media_type")
-    r = api.post("/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data", data={"name": "x"})
+    r = api.post(
+        "/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data", data={"name": "x"}
+    )
     assert_error(r, 422, "validation_error")

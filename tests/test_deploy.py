@@ -1,6 +1,7 @@
 """What can be proved offline about the deployment: the per-function archives, the Terraform
 (fmt, structure, checkov) and cloudbuild.yaml (gcloud's own loader). Each check also runs on
 a deliberately broken copy, which it must refuse."""
+
 from __future__ import annotations
 
 import base64
@@ -53,10 +54,23 @@ def test_archive_serves_health_alone(archives, function, tmp_path):
     """functions-framework on the unpacked archive, with only the archive on the path."""
     folder, port = archives[function], free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    argv = [os.path.join(os.path.dirname(sys.executable), "functions-framework"), "--target", "handle",
-            "--source", os.path.join(folder, "main.py"), "--host", "127.0.0.1", "--port", str(port)]
-    process = _start(argv, {**env, "PYTHONPATH": folder, "GATEHOUSE_VERSION": "archive"},
-                     f"http://127.0.0.1:{port}/_health", str(tmp_path / "serve.log"))
+    argv = [
+        os.path.join(os.path.dirname(sys.executable), "functions-framework"),
+        "--target",
+        "handle",
+        "--source",
+        os.path.join(folder, "main.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    process = _start(
+        argv,
+        {**env, "PYTHONPATH": folder, "GATEHOUSE_VERSION": "archive"},
+        f"http://127.0.0.1:{port}/_health",
+        str(tmp_path / "serve.log"),
+    )
     try:
         r = requests.get(f"http://127.0.0.1:{port}/_health", timeout=5)
         assert r.json() == {"status": "ok", "function": function, "version": "archive"}
@@ -71,13 +85,26 @@ def test_archive_serves_its_worker_alone(archives, worker, tmp_path):
     Pub/Sub push: a message naming no work is acknowledged (200)."""
     folder, port = archives[worker.function], free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    argv = [os.path.join(os.path.dirname(sys.executable), "functions-framework"), "--target", worker.target,
-            "--source", os.path.join(folder, "main.py"), "--host", "127.0.0.1", "--port", str(port)]
-    push = {"message": {"data": base64.b64encode(b'{"nothing": 1}').decode(), "messageId": "1", "attributes": {}},
-            "subscription": "projects/p/subscriptions/s"}
+    argv = [
+        os.path.join(os.path.dirname(sys.executable), "functions-framework"),
+        "--target",
+        worker.target,
+        "--source",
+        os.path.join(folder, "main.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    push = {
+        "message": {"data": base64.b64encode(b'{"nothing": 1}').decode(), "messageId": "1", "attributes": {}},
+        "subscription": "projects/p/subscriptions/s",
+    }
     log = str(tmp_path / "worker.log")
     with open(log, "ab") as out:
-        process = subprocess.Popen(argv, env={**env, "PYTHONPATH": folder}, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, env={**env, "PYTHONPATH": folder}, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -98,6 +125,7 @@ def test_only_datasets_gets_the_storage_client(archives):
     def requirements(name):
         with open(os.path.join(archives[name], "requirements.txt")) as f:
             return f.read()
+
     assert "google-cloud-storage" in requirements("datasets")
     assert "google-cloud-storage" not in requirements("roles")
     assert not os.path.exists(os.path.join(archives["roles"], "common", "blobs.py"))
@@ -113,14 +141,20 @@ def test_requirement_check_refuses_broken_archives(archives, tmp_path):
     def drop(line):
         def change(copy):
             path = copy / "requirements.txt"
-            path.write_text("".join(l for l in path.read_text().splitlines(True) if not l.startswith(line)))
+            path.write_text("".join(x for x in path.read_text().splitlines(True) if not x.startswith(line)))
+
         return change
 
-    assert "google.cloud.storage (google-cloud-storage), not in requirements.txt" in broken(drop("google-cloud-storage"))
+    assert "google.cloud.storage (google-cloud-storage), not in requirements.txt" in broken(
+        drop("google-cloud-storage")
+    )
     assert "lacks functions-framework" in broken(drop("functions-framework"))
-    assert "imports common.store, which the archive lacks" in broken(lambda c: (c / "common" / "store.py").unlink())
+    assert "imports common.store, which the archive lacks" in broken(
+        lambda c: (c / "common" / "store.py").unlink()
+    )
     assert "lists mmh3, which nothing imports" in broken(
-        lambda c: (c / "requirements.txt").write_text((c / "requirements.txt").read_text() + "mmh3==5.3.1\n"))
+        lambda c: (c / "requirements.txt").write_text((c / "requirements.txt").read_text() + "mmh3==5.3.1\n")
+    )
     assert "no main.py" in broken(lambda c: (c / "main.py").unlink())
 
 
@@ -137,11 +171,16 @@ def test_twins_archive_carries_the_libraries_endpoint_code_may_import(archives, 
     copy = tmp_path / "twins"
     shutil.copytree(folder, copy)
     requirements = copy / "requirements.txt"
-    requirements.write_text("".join(l for l in requirements.read_text().splitlines(True) if not l.startswith("boto3")))
-    assert "endpoint_requirements.txt lists boto3, which requirements.txt lacks" in "\n".join(package.check(str(copy)))
+    requirements.write_text(
+        "".join(x for x in requirements.read_text().splitlines(True) if not x.startswith("boto3"))
+    )
+    assert "endpoint_requirements.txt lists boto3, which requirements.txt lacks" in "\n".join(
+        package.check(str(copy))
+    )
 
 
 # -- Terraform ---------------------------------------------------------------------------------
+
 
 def _copy_terraform(tmp_path, edit=None, extra: str = ""):
     copy = tmp_path / "terraform"
@@ -157,8 +196,12 @@ def _copy_terraform(tmp_path, edit=None, extra: str = ""):
 
 
 def _fmt_check(directory):
-    return subprocess.run(["terraform", "fmt", "-check", "-recursive", directory],
-                          capture_output=True, text=True, env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
+    return subprocess.run(
+        ["terraform", "fmt", "-check", "-recursive", directory],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull},
+    )
 
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
@@ -176,46 +219,109 @@ def test_twins_vpc_egress_is_optional_and_takes_all_traffic():
     """var.twins_vpc_connector set: twins (only) sends ALL its traffic through the connector."""
     config = check_terraform.load(TERRAFORM)
     service = config["resource"]["google_cloudfunctions2_function"]["function"]["service_config"][0]
-    assert service["vpc_connector"] == '${each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null}'
+    assert (
+        service["vpc_connector"]
+        == '${each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null}'
+    )
     assert service["vpc_connector_egress_settings"] == (
-        '${each.key == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null}')
+        '${each.key == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null}'
+    )
     assert re.search(r'variable "twins_vpc_connector" \{[^}]*default\s*=\s*""', config["text"])
 
 
 BROKEN_TERRAFORM = {
-    "a bucket open to the public": (("storage.tf", 'public_access_prevention    = "enforced"',
-                                     'public_access_prevention    = "inherited"'), "", "lacks public_access_prevention"),
-    "a bucket with ACLs": (("storage.tf", "uniform_bucket_level_access = true", "uniform_bucket_level_access = false"),
-                           "", "lacks uniform_bucket_level_access"),
-    "a function not deployed": (("main.tf", '    atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }\n', ""),
-                                "", "'atlas' (functions/atlas) has no entry"),
-    "an unused service account": (None, 'resource "google_service_account" "spare" {\n  account_id = "spare"\n}\n',
-                                  "service account 'spare' is used by nothing"),
-    "a primitive role": (None, 'resource "google_project_iam_member" "too_much" {\n  project = var.project\n'
-                               '  role    = "roles/editor"\n  member  = "user:x@example.org"\n}\n', "roles/editor"),
-    "an old provider": (("versions.tf", 'version = "~> 6.0"', 'version = "~> 5.0"'), "", "provider google must be pinned"),
+    "a bucket open to the public": (
+        (
+            "storage.tf",
+            'public_access_prevention    = "enforced"',
+            'public_access_prevention    = "inherited"',
+        ),
+        "",
+        "lacks public_access_prevention",
+    ),
+    "a bucket with ACLs": (
+        ("storage.tf", "uniform_bucket_level_access = true", "uniform_bucket_level_access = false"),
+        "",
+        "lacks uniform_bucket_level_access",
+    ),
+    "a function not deployed": (
+        (
+            "main.tf",
+            '    atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }\n',
+            "",
+        ),
+        "",
+        "'atlas' (functions/atlas) has no entry",
+    ),
+    "an unused service account": (
+        None,
+        'resource "google_service_account" "spare" {\n  account_id = "spare"\n}\n',
+        "service account 'spare' is used by nothing",
+    ),
+    "a primitive role": (
+        None,
+        'resource "google_project_iam_member" "too_much" {\n  project = var.project\n'
+        '  role    = "roles/editor"\n  member  = "user:x@example.org"\n}\n',
+        "roles/editor",
+    ),
+    "an old provider": (
+        ("versions.tf", 'version = "~> 6.0"', 'version = "~> 5.0"'),
+        "",
+        "provider google must be pinned",
+    ),
     # only the transfer output is public, get-only, and CORS names neuroglancer's origins
-    "public read on a private bucket": (None, 'resource "google_storage_bucket_iam_member" "leak" {\n'
-                                              '  bucket = google_storage_bucket.bucket["attachments"].name\n'
-                                              '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n',
-                                        "google_storage_bucket_iam_member.leak opens access to the public"),
-    "public write on the transfer output": (None, 'resource "google_storage_bucket_iam_member" "vandal" {\n'
-                                                  '  bucket = google_storage_bucket.transfer_output.name\n'
-                                                  '  role   = "roles/storage.objectAdmin"\n  member = "allUsers"\n}\n',
-                                            "google_storage_bucket_iam_member.vandal opens access to the public"),
-    "the transfer output without CORS": (("storage.tf", "  cors {\n    origin ", "  dynamic \"x\" {\n    origin "), "",
-                                         "has no cors rule"),
-    "CORS for any origin": (("storage.tf", "origin          = var.neuroglancer_origins", 'origin          = ["*"]'), "",
-                            'CORS origin "*"'),
-    "the transfer network cannot write": (("storage.tf", 'role   = "roles/storage.objectAdmin"\n  member = "serviceAccount:${var.transfer_network',
-                                           'role   = "roles/storage.objectViewer"\n  member = "serviceAccount:${var.transfer_network'), "",
-                                          "transfer network's service account"),
-    "the worker not deployed": (("pubsub.tf", 'entry_point = "work"', 'entry_point = "handle"'), "",
-                                "worker transfer.work has no Cloud Function"),
-    "the worker without dead letters": (("pubsub.tf", "dead_letter_topic     = google_pubsub_topic.work_dead_letter[each.key].id",
-                                         "# no dead letters"), "", "their subscription has no dead_letter_policy"),
-    "the purge worker not deployed": (("pubsub.tf", 'entry_point = "purge_work"', 'entry_point = "handle"'), "",
-                                      "worker datasets.purge_work has no Cloud Function"),
+    "public read on a private bucket": (
+        None,
+        'resource "google_storage_bucket_iam_member" "leak" {\n'
+        '  bucket = google_storage_bucket.bucket["attachments"].name\n'
+        '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n',
+        "google_storage_bucket_iam_member.leak opens access to the public",
+    ),
+    "public write on the transfer output": (
+        None,
+        'resource "google_storage_bucket_iam_member" "vandal" {\n'
+        "  bucket = google_storage_bucket.transfer_output.name\n"
+        '  role   = "roles/storage.objectAdmin"\n  member = "allUsers"\n}\n',
+        "google_storage_bucket_iam_member.vandal opens access to the public",
+    ),
+    "the transfer output without CORS": (
+        ("storage.tf", "  cors {\n    origin ", '  dynamic "x" {\n    origin '),
+        "",
+        "has no cors rule",
+    ),
+    "CORS for any origin": (
+        ("storage.tf", "origin          = var.neuroglancer_origins", 'origin          = ["*"]'),
+        "",
+        'CORS origin "*"',
+    ),
+    "the transfer network cannot write": (
+        (
+            "storage.tf",
+            'role   = "roles/storage.objectAdmin"\n  member = "serviceAccount:${var.transfer_network',
+            'role   = "roles/storage.objectViewer"\n  member = "serviceAccount:${var.transfer_network',
+        ),
+        "",
+        "transfer network's service account",
+    ),
+    "the worker not deployed": (
+        ("pubsub.tf", 'entry_point = "work"', 'entry_point = "handle"'),
+        "",
+        "worker transfer.work has no Cloud Function",
+    ),
+    "the worker without dead letters": (
+        (
+            "pubsub.tf",
+            "dead_letter_topic     = google_pubsub_topic.work_dead_letter[each.key].id",
+            "# no dead letters",
+        ),
+        "",
+        "their subscription has no dead_letter_policy",
+    ),
+    "the purge worker not deployed": (
+        ("pubsub.tf", 'entry_point = "purge_work"', 'entry_point = "handle"'),
+        "",
+        "worker datasets.purge_work has no Cloud Function",
+    ),
 }
 
 
@@ -227,22 +333,30 @@ def test_terraform_structure_refuses_broken_copies(tmp_path, case):
 
 
 def _checkov(directory):
-    return subprocess.run([CHECKOV, "-d", directory, "--framework", "terraform", "--skip-download",
-                           "--compact", "--quiet"], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [CHECKOV, "-d", directory, "--framework", "terraform", "--skip-download", "--compact", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.skipif(not os.path.exists(CHECKOV), reason="make test installs checkov in .venv-checkov")
 def test_checkov_passes_and_refuses_a_broken_copy(tmp_path):
     done = _checkov(TERRAFORM)
     assert done.returncode == 0, done.stdout + done.stderr
-    badly = _copy_terraform(tmp_path, ("storage.tf", "uniform_bucket_level_access = true",
-                                       "uniform_bucket_level_access = false"))
+    badly = _copy_terraform(
+        tmp_path, ("storage.tf", "uniform_bucket_level_access = true", "uniform_bucket_level_access = false")
+    )
     done = _checkov(badly)
     assert done.returncode != 0 and re.search(r"CKV_GCP_29", done.stdout), done.stdout
     # public read is skipped, with its reason, on the transfer output only: elsewhere it fails
-    leak = _copy_terraform(tmp_path / "leak", extra='resource "google_storage_bucket_iam_member" "leak" {\n'
-                           '  bucket = google_storage_bucket.bucket["attachments"].name\n'
-                           '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n')
+    leak = _copy_terraform(
+        tmp_path / "leak",
+        extra='resource "google_storage_bucket_iam_member" "leak" {\n'
+        '  bucket = google_storage_bucket.bucket["attachments"].name\n'
+        '  role   = "roles/storage.objectViewer"\n  member = "allUsers"\n}\n',
+    )
     done = _checkov(leak)
     assert done.returncode != 0 and re.search(r"CKV_GCP_28", done.stdout), done.stdout
 
@@ -257,6 +371,7 @@ def test_checkov_skips_are_justified():
 
 
 # -- Cloud Build -------------------------------------------------------------------------------
+
 
 def test_cloudbuild_loads_with_gclouds_own_loader(tmp_path):
     done = check_cloudbuild.check(os.path.join(ROOT, "cloudbuild.yaml"))

@@ -1,4 +1,5 @@
 """docs/api.md is the contract users read: it names every route the functions serve, and no other."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ _META = ("/_health", "/_openapi.json")
 
 def _functions() -> list[str]:
     base = os.path.join(ROOT, "functions")
-    return sorted(name for name in os.listdir(base)
-                  if "App(" in open(os.path.join(base, name, "main.py")).read())
+    return sorted(
+        name for name in os.listdir(base) if "App(" in open(os.path.join(base, name, "main.py")).read()
+    )
 
 
 def _served(api) -> set[tuple[str, str]]:
@@ -31,8 +33,11 @@ def _served(api) -> set[tuple[str, str]]:
 
 def _documented() -> set[tuple[str, str]]:
     with open(DOC) as f:
-        return {(method, _PARAM.sub("{}", path.rstrip("/"))) for method, path in _ROUTE.findall(f.read())
-                if not path.startswith("/<function>")}
+        return {
+            (method, _PARAM.sub("{}", path.rstrip("/")))
+            for method, path in _ROUTE.findall(f.read())
+            if not path.startswith("/<function>")
+        }
 
 
 def test_every_served_route_is_documented_and_every_documented_route_served(api):

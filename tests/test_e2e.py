@@ -1,5 +1,6 @@
 """End to end over HTTP: each function in its own functions-framework process, and the local
 gateway that `make dev` serves, running the README's curl lines as written."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ FUNCTIONS = function_names()  # every functions/<name>/main.py
 
 def _start(argv: list[str], env: dict[str, str], health: str, log_path: str) -> subprocess.Popen:
     log = open(log_path, "ab")
-    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -49,10 +57,21 @@ def servers(test_env, workdir):
     try:
         for name in FUNCTIONS:
             port = free_port()
-            argv = [os.path.join(bindir, "functions-framework"), "--target", "handle", "--host", "127.0.0.1",
-                    "--source", os.path.join(ROOT, "functions", name, "main.py"), "--port", str(port)]
+            argv = [
+                os.path.join(bindir, "functions-framework"),
+                "--target",
+                "handle",
+                "--host",
+                "127.0.0.1",
+                "--source",
+                os.path.join(ROOT, "functions", name, "main.py"),
+                "--port",
+                str(port),
+            ]
             base = f"http://127.0.0.1:{port}"
-            processes.append(_start(argv, _env(test_env), f"{base}/_health", os.path.join(workdir, f"{name}.log")))
+            processes.append(
+                _start(argv, _env(test_env), f"{base}/_health", os.path.join(workdir, f"{name}.log"))
+            )
             urls[name] = base
         yield urls
     finally:
@@ -65,8 +84,12 @@ def servers(test_env, workdir):
 def gateway(test_env, workdir):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start([sys.executable, "-m", "tools.gateway", "--port", str(port)], _env(test_env),
-                     f"{base}/roles/_health", os.path.join(workdir, "gateway.log"))
+    process = _start(
+        [sys.executable, "-m", "tools.gateway", "--port", str(port)],
+        _env(test_env),
+        f"{base}/roles/_health",
+        os.path.join(workdir, "gateway.log"),
+    )
     yield base
     process.terminate()
     process.wait(timeout=10)
@@ -84,7 +107,9 @@ def test_health_over_http(servers, function):
 
 
 def test_google_token_over_http(servers, api):
-    r = requests.get(f"{servers['roles']}/", headers=bearer(api.google_token("Reader@Example.com")), timeout=5)
+    r = requests.get(
+        f"{servers['roles']}/", headers=bearer(api.google_token("Reader@Example.com")), timeout=5
+    )
     assert r.status_code == 200 and r.json()["email"] == "reader@example.com"
     r = requests.get(f"{servers['roles']}/", headers=bearer(api.google_token(aud="other")), timeout=5)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -98,16 +123,26 @@ def test_dataset_flow_over_http(servers, api):
     assert r.status_code == 200
     stranger = bearer(api.token("stranger@example.com"))
     assert requests.get(f"{datasets}/manc", headers=stranger, timeout=5).status_code == 404
-    r = requests.post(f"{users}/", headers=owner, timeout=10,
-                      json={"researcher@example.com": {"datasets": {"manc": ["clio_read"]}}})
+    r = requests.post(
+        f"{users}/",
+        headers=owner,
+        timeout=10,
+        json={"researcher@example.com": {"datasets": {"manc": ["clio_read"]}}},
+    )
     assert r.status_code == 200
-    assert requests.get(f"{datasets}/manc", headers=researcher, timeout=5).json()["description"] == "nerve cord"
+    assert (
+        requests.get(f"{datasets}/manc", headers=researcher, timeout=5).json()["description"] == "nerve cord"
+    )
     files = {"attachment": ("notes.txt", b"hello", "text/plain")}
-    r = requests.post(f"{datasets}/manc/attachments", headers=owner, data={"name": "notes.txt"}, files=files, timeout=10)
+    r = requests.post(
+        f"{datasets}/manc/attachments", headers=owner, data={"name": "notes.txt"}, files=files, timeout=10
+    )
     assert r.status_code == 201
     listed = requests.get(f"{datasets}/manc/attachments", headers=researcher, timeout=5).json()
     assert requests.get(listed[0]["url"], timeout=5).content == b"hello"
-    r = requests.post(f"{datasets}/manc/attachments", headers=researcher, data={"name": "x"}, files=files, timeout=10)
+    r = requests.post(
+        f"{datasets}/manc/attachments", headers=researcher, data={"name": "x"}, files=files, timeout=10
+    )
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
 
 
@@ -123,16 +158,24 @@ def readme_curl_runs() -> list[tuple[str, str | None]]:
     runs = []
     for block in re.findall(r"```sh\n(.*?)```", text, re.S):
         who = re.match(r"export TOKEN=\$\(make -s token EMAIL=(\S+)\)", block)
-        runs += [(line.split("  #")[0].strip(), who and who.group(1)) for line in block.splitlines()
-                 if line.startswith("curl ")]
+        runs += [
+            (line.split("  #")[0].strip(), who and who.group(1))
+            for line in block.splitlines()
+            if line.startswith("curl ")
+        ]
     return runs
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     lines = readme_curl_lines()
-    seed = ["datasets -d '{\"mb20\"", "annotations/mb20?x=50\\&y=30\\&z=50 -d '{\"foo\": \"bar\"}'",
-            "savedsearches/mb20?x=50\\&y=30\\&z=50", "$BASE/atlas/all", "atlas/verify/PRIMARYKEY"]
+    seed = [
+        'datasets -d \'{"mb20"',
+        'annotations/mb20?x=50\\&y=30\\&z=50 -d \'{"foo": "bar"}\'',
+        "savedsearches/mb20?x=50\\&y=30\\&z=50",
+        "$BASE/atlas/all",
+        "atlas/verify/PRIMARYKEY",
+    ]
     assert all(any(s in line for line in lines) for s in seed)  # the seed's own examples
     api.add_dataset("hemibrain", public=True)
     demo = dev.demo_signatures(os.path.join(workdir, "hemibrain-signatures.npy"))
@@ -140,12 +183,14 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     api.add_user("researcher@example.com", global_roles=["clio_general"], datasets={"manc": ["clio_read"]})
     api.add_dataset("manc")
     from examples import warehouse  # the twins example, as make dev seeds it
+
     s3_server.reset()
     warehouse.upload_table(s3_server.credentials)
     for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
         assert api.post("/twins", user=OWNER, json=body).status_code == 201
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
     from common import authz, store
+
     for line, who in readme_curl_runs():
         env = {**os.environ, "BASE": gateway, "TOKEN": api.token(who or OWNER)}
         if "PRIMARYKEY" in line:  # the entry the README posted (its id depends on mb20's generation)
@@ -156,6 +201,10 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
             job.set({"user": OWNER, "dataset": "mb20", "status": "done", "created_at": store.now()})
             line = line.replace("JOB_ID", job.id)
         line = line.replace("KEY_ID", key_id)
-        script = 'curl() { command curl -sS -f -o /dev/null -H "Authorization: Bearer $TOKEN" "$@"; }\n' + line
-        done = subprocess.run(["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        script = (
+            'curl() { command curl -sS -f -o /dev/null -H "Authorization: Bearer $TOKEN" "$@"; }\n' + line
+        )
+        done = subprocess.run(
+            ["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
         assert done.returncode == 0, (line, done.stderr)

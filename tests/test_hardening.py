@@ -1,6 +1,7 @@
 """Hostile and mistaken input gets a clear 4xx (never a 500, never a broken 200), reproduced as a
 curl would send it: NaN and friends, impossible ids, deep nesting, Firestore's limits, contention,
 streams that fail, unroutable paths, forged token headers, unknown parameters."""
+
 from __future__ import annotations
 
 import base64
@@ -25,24 +26,46 @@ def raw_post(api, path, text, user=OWNER):
     return api.call("POST", path, user=user, data=text, headers={"Content-Type": "application/json"})
 
 
-@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}', '{"a": 1e400}',
-                                  '{"a": [1, 2, -1e999]}'])
+@pytest.mark.parametrize(
+    "text", ['{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}', '{"a": 1e400}', '{"a": [1, 2, -1e999]}']
+)
 def test_non_finite_numbers_are_refused_everywhere(api, world, text):
     assert_error(raw_post(api, "/annotations/mb20?x=1&y=2&z=3", text, RESEARCHER), 422, "validation_error")
-    assert_error(raw_post(api, "/atlas/mb20?x=1&y=2&z=3", text.replace('"a"', '"title": "t", "a"'), RESEARCHER),
-                 422, "validation_error")
-    assert_error(api.call("PUT", "/datasets/mb20", user=OWNER, data=text, headers={"Content-Type": "application/json"}),
-                 422, "validation_error")
+    assert_error(
+        raw_post(api, "/atlas/mb20?x=1&y=2&z=3", text.replace('"a"', '"title": "t", "a"'), RESEARCHER),
+        422,
+        "validation_error",
+    )
+    assert_error(
+        api.call(
+            "PUT", "/datasets/mb20", user=OWNER, data=text, headers={"Content-Type": "application/json"}
+        ),
+        422,
+        "validation_error",
+    )
     # Nothing was stored, so every list stays valid JSON.
     assert api.get("/annotations/mb20", user=RESEARCHER).get_json() == {}
     assert json.loads(api.get("/atlas/all", user=OWNER).get_data()) == []
     assert "a" not in json.loads(api.get("/datasets", user=OWNER).get_data())["mb20"]
 
 
-@pytest.mark.parametrize("path", ["/datasets/__x__", "/datasets/__name__", "/datasets/%2e%2e", "/datasets/..",
-                                  "/annotations/__x__", "/annotations/v2/__name__", "/atlas/__x__",
-                                  "/transfer/__x__", "/transfer/..", "/savedsearches/__x__",
-                                  "/signatures/atlocation/__x__?x=1&y=2&z=3", "/datasets/_deletions/__x__"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/datasets/__x__",
+        "/datasets/__name__",
+        "/datasets/%2e%2e",
+        "/datasets/..",
+        "/annotations/__x__",
+        "/annotations/v2/__name__",
+        "/atlas/__x__",
+        "/transfer/__x__",
+        "/transfer/..",
+        "/savedsearches/__x__",
+        "/signatures/atlocation/__x__?x=1&y=2&z=3",
+        "/datasets/_deletions/__x__",
+    ],
+)
 def test_impossible_ids_in_the_path_are_404(api, world, path):
     assert_error(api.get(path, user=OWNER), 404, "not_found")
 
@@ -59,12 +82,26 @@ def test_impossible_key_ids_are_404_and_forged_cursors_400(api, world):
 
 def test_deep_nesting_is_refused(api, world):
     deep = "[" * 5000 + "]" * 5000
-    assert_error(raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"a": ' + deep + "}", RESEARCHER),
-                 422, "validation_error")
-    assert_error(raw_post(api, "/annotations/v2/mb20", '{"kind": "point", "pos": [1, 2, 3], "prop": {"a": '
-                          + deep + "}}", RESEARCHER), 422, "validation_error")
-    assert_error(raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"a": ' + "[" * 40 + "]" * 40 + "}", RESEARCHER),
-                 422, "validation_error")
+    assert_error(
+        raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"a": ' + deep + "}", RESEARCHER),
+        422,
+        "validation_error",
+    )
+    assert_error(
+        raw_post(
+            api,
+            "/annotations/v2/mb20",
+            '{"kind": "point", "pos": [1, 2, 3], "prop": {"a": ' + deep + "}}",
+            RESEARCHER,
+        ),
+        422,
+        "validation_error",
+    )
+    assert_error(
+        raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"a": ' + "[" * 40 + "]" * 40 + "}", RESEARCHER),
+        422,
+        "validation_error",
+    )
 
 
 def forged(header: dict, claims: dict) -> str:
@@ -78,25 +115,51 @@ def test_a_deeply_nested_token_is_401(api):
     assert_error(api.get("/roles", token="a." + "b" * 20000 + ".c"), 401, "unauthenticated")
 
 
-@pytest.mark.parametrize("header", [{"alg": "none"}, {"alg": "HS256", "kid": "k"}, {"alg": "RS256"},
-                                    {"alg": "RS256", "kid": ""}, {"alg": "ES256", "kid": "test-kid-1"}])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "none"},
+        {"alg": "HS256", "kid": "k"},
+        {"alg": "RS256"},
+        {"alg": "RS256", "kid": ""},
+        {"alg": "ES256", "kid": "test-kid-1"},
+    ],
+)
 def test_forged_google_headers_are_401_before_any_certificate_fetch(api, certs_server, header):
     before = certs_server.fetches
-    token = forged(header, {"iss": "https://accounts.google.com", "aud": "gatehouse-test-audience",
-                            "email": "x@example.com", "email_verified": True, "exp": 9999999999})
+    token = forged(
+        header,
+        {
+            "iss": "https://accounts.google.com",
+            "aud": "gatehouse-test-audience",
+            "email": "x@example.com",
+            "email_verified": True,
+            "exp": 9999999999,
+        },
+    )
     assert_error(api.get("/roles", token=token), 401, "unauthenticated")
     assert certs_server.fetches == before
 
 
 def test_firestore_limits_are_checked_before_writing(api, world):
     long_field = {"k" * 1501: 1}
-    assert_error(api.post("/annotations/mb20?x=1&y=2&z=3", user=RESEARCHER, json=long_field), 422, "validation_error")
+    assert_error(
+        api.post("/annotations/mb20?x=1&y=2&z=3", user=RESEARCHER, json=long_field), 422, "validation_error"
+    )
     # A v1 body just under the 1 MiB request limit cannot be stored with its own fields: 413, said why.
     big = '{"a": "' + "x" * ((1 << 20) - 12) + '"}'
-    body = assert_error(raw_post(api, "/annotations/mb20?x=1&y=2&z=3", big, RESEARCHER), 413, "payload_too_large")
+    body = assert_error(
+        raw_post(api, "/annotations/mb20?x=1&y=2&z=3", big, RESEARCHER), 413, "payload_too_large"
+    )
     assert "limit" in body["message"]
-    assert_error(raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"\\ud800": 1}', RESEARCHER), 422, "validation_error")
-    assert_error(raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"a": "\\udfff"}', RESEARCHER), 422, "validation_error")
+    assert_error(
+        raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"\\ud800": 1}', RESEARCHER), 422, "validation_error"
+    )
+    assert_error(
+        raw_post(api, "/annotations/mb20?x=1&y=2&z=3", '{"a": "\\udfff"}', RESEARCHER),
+        422,
+        "validation_error",
+    )
     assert_error(api.get("/annotations/v2/mb20?tag=" + "t" * 1501, user=OWNER), 400, "bad_request")
     assert api.get("/annotations/mb20", user=RESEARCHER).get_json() == {}
 
@@ -165,8 +228,13 @@ def test_a_stream_that_fails_midway_is_cut_short_not_closed():
 
 def test_attachment_names_ending_in_a_newline_are_refused(api, world):
     import io
-    r = api.post("/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data",
-                 data={"name": "notes.txt\n", "attachment": (io.BytesIO(b"x"), "notes.txt")})
+
+    r = api.post(
+        "/datasets/mb20/attachments",
+        user=OWNER,
+        content_type="multipart/form-data",
+        data={"name": "notes.txt\n", "attachment": (io.BytesIO(b"x"), "notes.txt")},
+    )
     assert_error(r, 422, "validation_error")
 
 
@@ -195,23 +263,47 @@ def test_a_verify_404_reads_the_same_for_a_missing_entry_and_an_unreadable_datas
 
 
 def test_the_audit_entry_keeps_the_servers_request_id(api, world):
-    r = api.put("/datasets/mb20", user=OWNER, json={"description": "d"}, headers={"X-Request-Id": "mine-12345678"})
+    r = api.put(
+        "/datasets/mb20", user=OWNER, json={"description": "d"}, headers={"X-Request-Id": "mine-12345678"}
+    )
     entry = api.get("/datasets/mb20/logs?limit=1", user=OWNER).get_json()[0]
     assert entry["request_id"] == r.headers["X-Request-Id"] != "mine-12345678"
 
 
-@pytest.mark.parametrize("content, words", [(None, "cannot read"), ("", "no records"), ("x,y\n1,2\n", "expected 4 columns"),
-                                            ("a,b,c,d\n1,2,3,notanumber\n", "not a file")])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "cannot read"),
+        ("", "no records"),
+        ("x,y\n1,2\n", "expected 4 columns"),
+        ("a,b,c,d\n1,2,3,notanumber\n", "not a file"),
+    ],
+)
 def test_the_signatures_builder_says_what_is_wrong_in_one_line(tmp_path, test_env, content, words):
     import subprocess
     import sys
 
     from tests.conftest import ROOT
+
     path = tmp_path / "points.csv"
     if content is not None:
         path.write_text(content)
-    done = subprocess.run([sys.executable, "-m", "tools.build_signatures", "--dataset", "mb20", "--input", str(path),
-                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.build_signatures",
+            "--dataset",
+            "mb20",
+            "--input",
+            str(path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert words in done.stderr and "Traceback" not in done.stderr
 
@@ -221,11 +313,30 @@ def test_the_signatures_builder_refuses_bad_names_and_missing_buckets(tmp_path, 
     import sys
 
     from tests.conftest import ROOT
+
     path = tmp_path / "points.csv"
     path.write_text("1,2,3,4\n")
-    run = lambda *args: subprocess.run([sys.executable, "-m", "tools.build_signatures", "--input", str(path), "--quiet",  # noqa: E731
-                                        *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    def run(*args):
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tools.build_signatures",
+                "--input",
+                str(path),
+                "--quiet",
+                *args,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     bad = run("--dataset", "a/b")
     assert bad.returncode != 0 and "not a dataset name" in bad.stderr and "Traceback" not in bad.stderr
     missing = run("--dataset", "mb20", "--bucket", "no-such-bucket-here")
-    assert missing.returncode != 0 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode != 0 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    )

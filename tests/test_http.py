@@ -1,4 +1,5 @@
 """common.http: meta routes, the error envelope, request ids, CORS, body rules."""
+
 import pytest
 
 from tests.conftest import ORIGIN, OWNER
@@ -78,14 +79,30 @@ def test_cors_unlisted_origin_gets_nothing(api):
 
 
 def test_cors_preflight(api):
-    r = api.call("OPTIONS", "/datasets/mb20", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "PUT",
-        "Access-Control-Request-Headers": "Authorization, Content-Type"})
+    r = api.call(
+        "OPTIONS",
+        "/datasets/mb20",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
     assert r.status_code == 204
     assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert set(r.headers["Access-Control-Allow-Methods"].split(", ")) == {"GET", "POST", "PUT", "PATCH", "DELETE"}
+    assert set(r.headers["Access-Control-Allow-Methods"].split(", ")) == {
+        "GET",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+    }
     assert set(r.headers["Access-Control-Allow-Headers"].split(", ")) == {
-        "Authorization", "Content-Type", "Range", "Idempotency-Key"}
+        "Authorization",
+        "Content-Type",
+        "Range",
+        "Idempotency-Key",
+    }
     assert r.headers["Access-Control-Max-Age"] == "3600"
 
 
@@ -94,6 +111,7 @@ def test_cors_wildcard_never_with_credentials(monkeypatch, test_env):
     from werkzeug.wrappers import Request
 
     from common import config, http
+
     monkeypatch.setenv("ALLOWED_ORIGINS", "*")
     config.settings.cache_clear()
     try:
@@ -116,8 +134,12 @@ def test_empty_body_is_400(api):
 
 
 def test_curl_default_form_content_type_is_read_as_json(api):
-    r = api.post("/datasets", user=OWNER, data='{"mb20": {"description": "x"}}',
-                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = api.post(
+        "/datasets",
+        user=OWNER,
+        data='{"mb20": {"description": "x"}}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200
 
 
@@ -134,8 +156,13 @@ def test_oversize_body_is_413_and_nothing_written(api):
 
 def test_oversize_body_without_length_is_413(api):
     import io
-    r = api.post("/datasets", user=OWNER, input_stream=io.BytesIO(b"x" * (2 << 20)),
-                 headers={"Content-Type": "application/json"})
+
+    r = api.post(
+        "/datasets",
+        user=OWNER,
+        input_stream=io.BytesIO(b"x" * (2 << 20)),
+        headers={"Content-Type": "application/json"},
+    )
     assert_error(r, 413, "payload_too_large")
 
 
@@ -144,6 +171,7 @@ def test_internal_errors_hide_the_traceback(api, monkeypatch, capfd):
 
     def broken(email):
         raise RuntimeError("secret detail")
+
     monkeypatch.setattr(authz, "user_record", broken)
     r = api.get("/roles", user=OWNER)
     body = assert_error(r, 500, "internal")

@@ -1,6 +1,7 @@
 """Deleting a dataset deletes what belongs to it: a new dataset of the same name starts empty and
 grants nothing, also while the purge of the old one is still running (issue: deleted datasets
 came back with their grants and data). Names are unique regardless of case. EXPOSE hides datasets."""
+
 from __future__ import annotations
 
 import io
@@ -24,18 +25,32 @@ def fill(api, name=DS):
     api.add_dataset(name, location="gs://em-data/mb20", transfer=["denoise"])
     api.add_user(FORMER_ADMIN, datasets={name: ["dataset_admin"]})
     api.add_user(RESEARCHER, global_roles=["clio_general"])
-    for path, body in [(f"/annotations/{name}?{AT}", {"note": "v1"}),
-                       (f"/savedsearches/{name}?{AT}", {"q": "s"}),
-                       (f"/annotations/v2/{name}", {"kind": "point", "pos": [1, 2, 3]})]:
+    for path, body in [
+        (f"/annotations/{name}?{AT}", {"note": "v1"}),
+        (f"/savedsearches/{name}?{AT}", {"q": "s"}),
+        (f"/annotations/v2/{name}", {"kind": "point", "pos": [1, 2, 3]}),
+    ]:
         assert api.post(path, user=FORMER_ADMIN, json=body).status_code == 200
     entry = api.post(f"/atlas/{name}?{AT}", user=FORMER_ADMIN, json={"title": "t"}).get_json()
     assert api.post(f"/atlas/verify/{entry['id']}", user=OWNER, json={"verified": True}).status_code == 200
-    r = api.post(f"/datasets/{name}/attachments", user=FORMER_ADMIN,
-                 data={"name": "a.txt", "attachment": (io.BytesIO(b"x"), "a.txt")}, content_type="multipart/form-data")
+    r = api.post(
+        f"/datasets/{name}/attachments",
+        user=FORMER_ADMIN,
+        data={"name": "a.txt", "attachment": (io.BytesIO(b"x"), "a.txt")},
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 201
-    build_signatures.build(BUCKETS[1], name, np.array([(1, 2, 3, 42)], dtype=sigindex.record_dtype()), progress=False)
-    assert api.post("/transfer", user=FORMER_ADMIN,
-                    json={"dataset": name, "model_name": "denoise", "center": [500, 500, 500]}).status_code == 200
+    build_signatures.build(
+        BUCKETS[1], name, np.array([(1, 2, 3, 42)], dtype=sigindex.record_dtype()), progress=False
+    )
+    assert (
+        api.post(
+            "/transfer",
+            user=FORMER_ADMIN,
+            json={"dataset": name, "model_name": "denoise", "center": [500, 500, 500]},
+        ).status_code
+        == 200
+    )
     return entry
 
 
@@ -49,7 +64,9 @@ def assert_empty(api, name=DS, user=OWNER):
     assert api.get(f"/datasets/{name}/attachments", user=user).get_json() == []
     assert_error(api.get(f"/signatures/atlocation/{name}?{AT}", user=user), 404, "not_found")
     assert [j for j in api.get("/transfer", user=user).get_json() if j["dataset"] == name] == []
-    assert [e["action"] for e in api.get(f"/datasets/{name}/logs", user=user).get_json()] == ["dataset_create"]
+    assert [e["action"] for e in api.get(f"/datasets/{name}/logs", user=user).get_json()] == [
+        "dataset_create"
+    ]
 
 
 def delete(api, name=DS):
@@ -63,10 +80,18 @@ def delete(api, name=DS):
 def stored_docs() -> int:
     """Documents still stored under any dataset (what the purge must reclaim)."""
     count = 0
-    for root, sub in [("annotations", "v1_annotations"), ("annotations", "v2_annotations"), ("savedsearches", "searches")]:
+    for root, sub in [
+        ("annotations", "v1_annotations"),
+        ("annotations", "v2_annotations"),
+        ("savedsearches", "searches"),
+    ]:
         for ref in store.collection(root).list_documents():
             count += len(list(ref.collection(sub).stream()))
-    return count + len(list(store.collection("atlas").stream())) + len(list(store.collection("transfer_jobs").stream()))
+    return (
+        count
+        + len(list(store.collection("atlas").stream()))
+        + len(list(store.collection("transfer_jobs").stream()))
+    )
 
 
 def test_a_recreated_dataset_is_empty_and_grants_nothing(api):
@@ -83,6 +108,7 @@ def test_a_recreated_dataset_is_empty_and_grants_nothing(api):
     # And everything was reclaimed: Firestore, the attachments and the signatures buckets.
     assert stored_docs() == 0
     from common import blobs
+
     for bucket in BUCKETS[:2]:  # attachments, signatures
         assert [b.name for b in blobs.client().list_blobs(blobs.bucket(bucket))] == []
 
@@ -120,6 +146,7 @@ def test_nothing_shows_while_a_large_purge_is_still_running(api, monkeypatch):
 
 def test_a_large_purge_finishes_in_the_background(api, monkeypatch):
     import time
+
     fill(api)
     monkeypatch.setattr(purge, "INLINE_BUDGET", 3)  # a few objects per step: many steps, through Pub/Sub
     deletion = delete(api)
@@ -176,8 +203,11 @@ def test_names_are_unique_regardless_of_case(api):
     r = api.post("/datasets", user=OWNER, json={"HemiBrain": {"description": "d", "public": True}})
     assert_error(r, 409, "conflict")
     assert r.get_json()["details"]["taken"] == {"HemiBrain": "hemibrain"}
-    assert_error(api.post("/datasets", user=OWNER, json={"a1": {"description": "d"}, "A1": {"description": "d"}}),
-                 409, "conflict")
+    assert_error(
+        api.post("/datasets", user=OWNER, json={"a1": {"description": "d"}, "A1": {"description": "d"}}),
+        409,
+        "conflict",
+    )
     assert api.get("/datasets/HemiBrain", user=OWNER).status_code == 404
     assert sorted(api.get("/datasets", user=OWNER).get_json()) == ["hemibrain"]
     api.add_dataset("hemibrain", description="replaced")  # the same name replaces, as before
@@ -200,6 +230,7 @@ def expose(monkeypatch):
         monkeypatch.setenv("EXPOSE", value)
         config.settings.cache_clear()
         authz.forget_all()
+
     yield set_to
     monkeypatch.delenv("EXPOSE", raising=False)
     config.settings.cache_clear()
@@ -210,15 +241,31 @@ def test_expose_hides_datasets_from_every_route_and_list(api, expose):
     fill(api, "hidden")
     api.add_dataset("shown", public=True)
     expose(r"dataset:sh.*,twin:.*")
-    for path in ["/datasets/hidden", "/datasets/hidden/logs", "/datasets/hidden/attachments",
-                 "/annotations/hidden", "/annotations/v2/hidden", "/savedsearches/hidden", "/atlas/hidden",
-                 f"/signatures/atlocation/hidden?{AT}", f"/signatures/likelocation/hidden?{AT}"]:
+    for path in [
+        "/datasets/hidden",
+        "/datasets/hidden/logs",
+        "/datasets/hidden/attachments",
+        "/annotations/hidden",
+        "/annotations/v2/hidden",
+        "/savedsearches/hidden",
+        "/atlas/hidden",
+        f"/signatures/atlocation/hidden?{AT}",
+        f"/signatures/likelocation/hidden?{AT}",
+    ]:
         assert_error(api.get(path, user=OWNER), 404, "not_found")
     assert_error(api.put("/datasets/hidden", user=OWNER, json={"description": "x"}), 404, "not_found")
-    assert_error(api.post("/annotations/v2/hidden", user=OWNER, json={"kind": "point", "pos": [1, 2, 3]}),
-                 404, "not_found")
-    assert_error(api.post("/transfer", user=OWNER,
-                          json={"dataset": "hidden", "model_name": "denoise", "center": [1, 2, 3]}), 404, "not_found")
+    assert_error(
+        api.post("/annotations/v2/hidden", user=OWNER, json={"kind": "point", "pos": [1, 2, 3]}),
+        404,
+        "not_found",
+    )
+    assert_error(
+        api.post(
+            "/transfer", user=OWNER, json={"dataset": "hidden", "model_name": "denoise", "center": [1, 2, 3]}
+        ),
+        404,
+        "not_found",
+    )
     assert sorted(api.get("/datasets", user=OWNER).get_json()) == ["shown"]
     assert [e for e in api.get("/atlas/all", user=OWNER).get_json() if e["dataset"] == "hidden"] == []
     assert api.get("/transfer", user=FORMER_ADMIN).get_json() == []

@@ -1,5 +1,6 @@
 """common.sandbox: endpoint code runs in worker processes that are reused, stopped for real on a
 timeout, capped in memory, result and output, and reach state and services only through the parent."""
+
 from __future__ import annotations
 
 import threading
@@ -39,19 +40,37 @@ class MemoryState:
 
 def run(code: str, state=None, helpers=(), settings=None, timeout_s=10.0, **kw):
     kwargs = kw.pop("kwargs", {})
-    return sandbox.run(Program(code, list(helpers), settings or {}), kwargs, user={"email": "a@example.com", "roles": []},
-                       state=state if state is not None else MemoryState(), timeout_s=timeout_s, **kw)
+    return sandbox.run(
+        Program(code, list(helpers), settings or {}),
+        kwargs,
+        user={"email": "a@example.com", "roles": []},
+        state=state if state is not None else MemoryState(),
+        timeout_s=timeout_s,
+        **kw,
+    )
 
 
 def test_a_call_runs_with_its_context_and_returns_json():
     state = MemoryState()
-    outcome = run("def f(context, x: int):\n    context.state['seen'] = x\n"
-                  "    return {'double': context.code.twice(x), 'key': context.settings['key'],\n"
-                  "            'user': context.user['email'], 'seen': context.state.get('seen'),\n"
-                  "            'n': context.state.increment('n', 2), 'has': 'seen' in context.state}\n",
-                  state, helpers=["def twice(x):\n    return 2 * x\n"], settings={"key": "secret"}, kwargs={"x": 4})
+    outcome = run(
+        "def f(context, x: int):\n    context.state['seen'] = x\n"
+        "    return {'double': context.code.twice(x), 'key': context.settings['key'],\n"
+        "            'user': context.user['email'], 'seen': context.state.get('seen'),\n"
+        "            'n': context.state.increment('n', 2), 'has': 'seen' in context.state}\n",
+        state,
+        helpers=["def twice(x):\n    return 2 * x\n"],
+        settings={"key": "secret"},
+        kwargs={"x": 4},
+    )
     assert outcome.status == "ok", outcome
-    assert outcome.result == {"double": 8, "key": "secret", "user": "a@example.com", "seen": 4, "n": 2, "has": True}
+    assert outcome.result == {
+        "double": 8,
+        "key": "secret",
+        "user": "a@example.com",
+        "seen": 4,
+        "n": 2,
+        "has": True,
+    }
     assert state.values == {"seen": 4, "n": 2}
     assert outcome.duration_ms > 0
 
@@ -65,6 +84,7 @@ def test_warm_workers_are_reused():
 
 def test_the_worker_is_never_the_calling_process():
     import os
+
     assert run("def f(context):\n    import os\n    return os.getpid()\n").result != os.getpid()
 
 
@@ -85,8 +105,11 @@ def test_an_exception_keeps_its_text_type_and_traceback_for_owners():
 def test_a_call_past_its_timeout_is_stopped_and_the_next_call_works():
     state = MemoryState()
     started = time.monotonic()
-    outcome = run("def f(context):\n    import time\n    time.sleep(2)\n    context.state.set('marker', 1)\n",
-                  state, timeout_s=0.5)
+    outcome = run(
+        "def f(context):\n    import time\n    time.sleep(2)\n    context.state.set('marker', 1)\n",
+        state,
+        timeout_s=0.5,
+    )
     assert outcome.status == "timeout"
     assert time.monotonic() - started < 1.5
     time.sleep(2.5)
@@ -100,7 +123,9 @@ def test_a_busy_loop_is_stopped_too():
 
 
 def test_memory_over_the_cap_is_a_clear_outcome_and_the_worker_is_replaced():
-    outcome = run("def f(context):\n    block = bytearray(300 * 1024 * 1024)\n    return len(block)\n", memory_mb=64)
+    outcome = run(
+        "def f(context):\n    block = bytearray(300 * 1024 * 1024)\n    return len(block)\n", memory_mb=64
+    )
     assert outcome.status == "memory"
     assert "64 MiB" in outcome.message
     assert run("def f(context):\n    return len(bytearray(10 * 1024 * 1024))\n").result == 10 * 1024 * 1024
@@ -115,8 +140,10 @@ def test_results_must_be_json_and_within_the_cap():
 
 
 def test_output_is_captured_per_call_and_capped():
-    outcome = run("def f(context):\n    import sys\n    print('a' * 5000)\n    print('oops', file=sys.stderr)\n",
-                  max_output_bytes=100)
+    outcome = run(
+        "def f(context):\n    import sys\n    print('a' * 5000)\n    print('oops', file=sys.stderr)\n",
+        max_output_bytes=100,
+    )
     assert outcome.stdout.startswith("a" * 100) and outcome.stdout.endswith("[output truncated]\n")
     assert outcome.stderr == "oops\n"
     assert run("def f(context):\n    return 1\n").stdout == ""
@@ -153,8 +180,10 @@ def test_services_are_parent_side_callables():
         calls.append((path, kwargs))
         return {"rows": [1, 2]}
 
-    outcome = run("def f(context):\n    return context.services.endpoint('warehouse.query', sql='SELECT 1')\n",
-                  services={"endpoint": lookup})
+    outcome = run(
+        "def f(context):\n    return context.services.endpoint('warehouse.query', sql='SELECT 1')\n",
+        services={"endpoint": lookup},
+    )
     assert outcome.result == {"rows": [1, 2]}
     assert calls == [("warehouse.query", {"sql": "SELECT 1"})]
     missing = run("def f(context):\n    return context.services.nope()\n")

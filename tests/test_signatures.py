@@ -1,4 +1,5 @@
 """signatures: the index builder, atlocation across block faces, likelocation against brute force."""
+
 import os
 
 import numpy as np
@@ -46,10 +47,13 @@ def get(api, route, x, y, z, user=READER, ds=DS):
 def test_fmix64_is_murmur3s_finalizer():
     assert sigindex.fmix64(0) == 0
     assert sigindex.fmix64(1) == 0xB456BCFC34C2CB2C  # MurmurHash3's published fmix64(1)
-    values = np.array([1, -1, 2 ** 62, -(2 ** 63), 123456789], dtype=np.int64)
+    values = np.array([1, -1, 2**62, -(2**63), 123456789], dtype=np.int64)
     assert [int(v) for v in sigindex.fmix64_array(values)] == [sigindex.fmix64(int(v)) for v in values]
     masks = [m & sigindex.U64 for m in sigindex.DEFAULT_MASKS]
-    assert sum(bin(m).count("1") for m in masks) == 64 and masks[0] | masks[1] | masks[2] | masks[3] == sigindex.U64
+    assert (
+        sum(bin(m).count("1") for m in masks) == 64
+        and masks[0] | masks[1] | masks[2] | masks[3] == sigindex.U64
+    )
 
 
 def test_atlocation_looks_across_block_faces(api, world):
@@ -88,16 +92,20 @@ def test_roles(api, world):
 
 def test_likelocation_orders_suppresses_and_scores(api, world):
     base = 0x0123_4567_89AB_CDEF
-    build(records_of([
-        (1000, 1000, 1000, base),               # the query's own point: within 100 of the query
-        (2000, 1000, 1000, flip(base, [0])),    # dist 1, exactly 100 from 1900: suppressed
-        (2050, 1000, 1000, flip(base, [1])),    # dist 1, near 2000 only, which was not kept
-        (1900, 1000, 1000, flip(base, [2])),    # dist 1, lowest x: first of the ties
-        (3000, 1000, 1000, flip(base, [0, 17, 33])),   # dist 3, one flip in each of three masks
-        (4000, 1000, 1000, flip(base, range(7))),      # dist 7
-        (5000, 1000, 1000, flip(base, range(8))),      # dist 8: not a match
-        (1050, 1000, 1000, flip(base, [5])),    # dist 1 but within 100 of the query point
-    ]))
+    build(
+        records_of(
+            [
+                (1000, 1000, 1000, base),  # the query's own point: within 100 of the query
+                (2000, 1000, 1000, flip(base, [0])),  # dist 1, exactly 100 from 1900: suppressed
+                (2050, 1000, 1000, flip(base, [1])),  # dist 1, near 2000 only, which was not kept
+                (1900, 1000, 1000, flip(base, [2])),  # dist 1, lowest x: first of the ties
+                (3000, 1000, 1000, flip(base, [0, 17, 33])),  # dist 3, one flip in each of three masks
+                (4000, 1000, 1000, flip(base, range(7))),  # dist 7
+                (5000, 1000, 1000, flip(base, range(8))),  # dist 8: not a match
+                (1050, 1000, 1000, flip(base, [5])),  # dist 1 but within 100 of the query point
+            ]
+        )
+    )
     r = get(api, "likelocation", 1000, 1000, 1000)
     assert r.status_code == 200
     assert r.get_json()["matches"] == [
@@ -119,7 +127,7 @@ def _generated(seed=7, count=500, planted=150):
     flips spread over the masks) so every query has close matches."""
     rng = np.random.default_rng(seed)
     xyz = rng.integers(0, 4096, size=(count + planted, 3))
-    sig = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=count + planted, dtype=np.int64)
+    sig = rng.integers(-(2**63), 2**63 - 1, size=count + planted, dtype=np.int64)
     for i in range(planted):
         source = int(sig[i % 10])
         bits = rng.choice(64, size=int(rng.integers(1, 6)), replace=False)
@@ -147,8 +155,11 @@ def test_likelocation_equals_brute_force(api, world):
     for i in range(10):
         x, y, z, signature = (int(v) for v in records[i])
         # every record within Hamming 3, by brute force over all of them, is an index candidate
-        within3 = {(int(r["x"]), int(r["y"]), int(r["z"])) for r in records
-                   if sigindex.hamming(int(r["signature"]), signature) <= 3}
+        within3 = {
+            (int(r["x"]), int(r["y"]), int(r["z"]))
+            for r in records
+            if sigindex.hamming(int(r["signature"]), signature) <= 3
+        }
         found, dist = signatures.candidates(DS, signature)
         assert {(int(r["x"]), int(r["y"]), int(r["z"])) for r, d in zip(found, dist) if d <= 3} == within3
         checked_close += len(within3)
@@ -161,7 +172,7 @@ def test_likelocation_equals_brute_force(api, world):
 
 
 def test_builder_reads_csv_and_npy(tmp_path):
-    rows = [(1, 2, 3, -(2 ** 63)), (4, 5, 6, 2 ** 63 - 1), (7, 8, 9, 0)]
+    rows = [(1, 2, 3, -(2**63)), (4, 5, 6, 2**63 - 1), (7, 8, 9, 0)]
     csv = tmp_path / "points.csv"
     csv.write_text("x,y,z,signature\n" + "".join(f"{x},{y},{z},{s}\n" for x, y, z, s in rows))
     npy = tmp_path / "points.npy"
@@ -183,6 +194,7 @@ def test_builder_reads_csv_and_npy(tmp_path):
 
 def test_rebuild_replaces_the_index(api, world):
     from common import blobs
+
     build(records_of([(10, 10, 10, 1), (3000, 3000, 3000, 2)]))
     build(records_of([(10, 10, 10, 5)]))
     names = [b.name for b in blobs.client().list_blobs(blobs.bucket(SIG_BUCKET), prefix="sig/")]

@@ -2,6 +2,7 @@
 subscription) sends each part in the transfer network's wire format, retries failures, marks a
 part that exhausts its attempts, and never counts a redelivery twice; the volume opens in
 neuroglancer."""
+
 import base64
 import json
 import time
@@ -47,19 +48,27 @@ def _wait(api, job, user=READER, timeout=30.0, until=lambda job: job["status"] !
 
 def _finished(job):
     """The job has its final status and every part has finished."""
-    return job["status"] != "running" and all(p["status"] in ("done", "failed") for p in job["parts"].values())
+    return job["status"] != "running" and all(
+        p["status"] in ("done", "failed") for p in job["parts"].values()
+    )
 
 
 def _objects(source):
-    bucket, _, directory = source[len("precomputed://gs://"):].partition("/")
-    return {b.name[len(directory) + 1:]: b
-            for b in blobs.client().list_blobs(blobs.bucket(bucket), prefix=directory + "/")}
+    bucket, _, directory = source[len("precomputed://gs://") :].partition("/")
+    return {
+        b.name[len(directory) + 1 :]: b
+        for b in blobs.client().list_blobs(blobs.bucket(bucket), prefix=directory + "/")
+    }
 
 
 def _calls(service, source, offset=None):
-    dest = source[len("precomputed://"):] + "/8.0x8.0x8.0"
-    return [c for c in service.calls if c["dest"] == dest
-            and (offset is None or [s - g for s, g in zip(c["start"], c["glbstart"])] == list(offset))]
+    dest = source[len("precomputed://") :] + "/8.0x8.0x8.0"
+    return [
+        c
+        for c in service.calls
+        if c["dest"] == dest
+        and (offset is None or [s - g for s, g in zip(c["start"], c["glbstart"])] == list(offset))
+    ]
 
 
 def test_eight_parts_in_the_wire_format_fill_a_volume_neuroglancer_opens(api, world, transfer_service):
@@ -76,7 +85,9 @@ def test_eight_parts_in_the_wire_format_fill_a_volume_neuroglancer_opens(api, wo
 
     job = _wait(api, started["job"])
     assert job["status"] == "done" and job["addr"] == started["addr"] and job["source"] == source
-    assert all(p["status"] == "done" and p["attempts"] == 1 and p["error"] is None for p in job["parts"].values())
+    assert all(
+        p["status"] == "done" and p["attempts"] == 1 and p["error"] is None for p in job["parts"].values()
+    )
     # the eight requests, exactly as the transfer network reads them (SPEC §3 transfer)
     calls = _calls(transfer_service, source)
     assert len(calls) == 8 and not transfer_service.refused
@@ -85,8 +96,10 @@ def test_eight_parts_in_the_wire_format_fill_a_volume_neuroglancer_opens(api, wo
         assert call["glbstart"] == GLBSTART  # the cube's first voxel, in every part
         assert call["size"] == [128, 128, 128] and call["model_name"] == "denoise"
         assert call["location"] == "gs://em-data/mb20"
-        assert call["dest"] == f"{source[len('precomputed://'):]}/8.0x8.0x8.0"
-    assert sorted(c["start"] for c in calls) == sorted([g + o for g, o in zip(GLBSTART, off)] for off in OFFSETS)
+        assert call["dest"] == f"{source[len('precomputed://') :]}/8.0x8.0x8.0"
+    assert sorted(c["start"] for c in calls) == sorted(
+        [g + o for g, o in zip(GLBSTART, off)] for off in OFFSETS
+    )
     assert {k: p["start"] for k, p in job["parts"].items()}["128_0_128"] == [1000, 1872, 3000]
 
     # what neuroglancer reads: the info, and all 64 chunks of 64³ bytes
@@ -96,10 +109,14 @@ def test_eight_parts_in_the_wire_format_fill_a_volume_neuroglancer_opens(api, wo
     [scale] = info["scales"]
     assert scale["resolution"] == [8, 8, 8] and scale["size"] == [256, 256, 256]
     assert scale["chunk_sizes"] == [[64, 64, 64]] and scale["encoding"] == "raw"
-    expected = {f"{scale['key']}/{x}-{x + 64}_{y}-{y + 64}_{z}-{z + 64}"
-                for x in range(0, 256, 64) for y in range(0, 256, 64) for z in range(0, 256, 64)}
+    expected = {
+        f"{scale['key']}/{x}-{x + 64}_{y}-{y + 64}_{z}-{z + 64}"
+        for x in range(0, 256, 64)
+        for y in range(0, 256, 64)
+        for z in range(0, 256, 64)
+    }
     assert set(objects) == expected and len(expected) == 64
-    assert all(b.size == 64 ** 3 for b in objects.values())
+    assert all(b.size == 64**3 for b in objects.values())
 
 
 def test_the_answer_comes_before_any_part_is_written(api, world, transfer_service):
@@ -125,6 +142,7 @@ def test_a_part_failing_twice_then_succeeding_ends_done(api, world, transfer_ser
         if offset == (128, 128, 128) and attempt == 1:
             return "hang"
         return "ok"
+
     transfer_service.script = script
     transfer_service.hang_seconds = 1.3
     started = _start(api)
@@ -142,8 +160,12 @@ def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_s
     job = _wait(api, started["job"], until=_finished)
     assert job["status"] == "failed" and job["failed_parts"] == ["0_128_0"]
     assert "part 0_128_0 (3 attempts, last: HTTP 500)" in job["error"]
-    assert job["parts"]["0_128_0"] == {"start": [872, 2000, 2872], "status": "failed", "attempts": ATTEMPTS,
-                                       "error": "HTTP 500"}
+    assert job["parts"]["0_128_0"] == {
+        "start": [872, 2000, 2872],
+        "status": "failed",
+        "attempts": ATTEMPTS,
+        "error": "HTTP 500",
+    }
     assert sum(p["status"] == "done" for p in job["parts"].values()) == 7
     time.sleep(0.5)  # no further delivery sends it again
     assert len(_calls(transfer_service, started["source"], (0, 128, 0))) == ATTEMPTS
@@ -161,12 +183,19 @@ def test_a_part_that_never_answers_in_time_fails_after_its_attempts(api, world, 
 def _push(url, message):
     """One delivery as the Pub/Sub emulator pushes it."""
     data = base64.b64encode(json.dumps(message).encode()).decode()
-    return requests.post(url, json={"message": {"data": data, "messageId": "1", "attributes": {}},
-                                    "subscription": "projects/gatehouse-test/subscriptions/redelivery"}, timeout=10)
+    return requests.post(
+        url,
+        json={
+            "message": {"data": data, "messageId": "1", "attributes": {}},
+            "subscription": "projects/gatehouse-test/subscriptions/redelivery",
+        },
+        timeout=10,
+    )
 
 
 def test_a_redelivered_message_counts_nothing(api, world, transfer_service, workers):
     from common import queue
+
     transfer_service.script = lambda offset, attempt: "fail" if offset == (128, 0, 0) else "ok"
     started = _start(api)
     before = _wait(api, started["job"], until=_finished)
@@ -200,16 +229,31 @@ def test_a_second_delivery_while_a_part_is_being_sent_waits(api, world, transfer
 def test_the_stand_in_refuses_another_wire_format(transfer_service):
     """The format Gatehouse used to send: glbstart the part's voxel, start its offset, dest the
     volume root. The real service reads it differently; the stand-in refuses it."""
-    old = {"location": "gs://em-data/mb20", "glbstart": [1000, 1872, 2872], "start": [128, 0, 0],
-           "size": [128, 128, 128], "model_name": "denoise", "dest": "gs://b/volumes/abc"}
+    old = {
+        "location": "gs://em-data/mb20",
+        "glbstart": [1000, 1872, 2872],
+        "start": [128, 0, 0],
+        "size": [128, 128, 128],
+        "model_name": "denoise",
+        "dest": "gs://b/volumes/abc",
+    }
     assert wire_format_problem(old)
     r = requests.post(transfer_service.url, json=old, timeout=5)
     assert r.status_code == 400 and transfer_service.refused == [old] and not transfer_service.calls
-    good = {**old, "glbstart": [872, 1872, 2872], "start": [1000, 1872, 2872], "dest": "gs://b/volumes/abc/8.0x8.0x8.0"}
+    good = {
+        **old,
+        "glbstart": [872, 1872, 2872],
+        "start": [1000, 1872, 2872],
+        "dest": "gs://b/volumes/abc/8.0x8.0x8.0",
+    }
     assert wire_format_problem(good) is None
-    for broken in ({**good, "size": [64, 64, 64]}, {**good, "start": [873, 1872, 2872]},
-                   {**good, "location": "https://example.org/v"}, {**good, "extra": 1},
-                   {**good, "glbstart": [872.0, 1872, 2872]}):
+    for broken in (
+        {**good, "size": [64, 64, 64]},
+        {**good, "start": [873, 1872, 2872]},
+        {**good, "location": "https://example.org/v"},
+        {**good, "extra": 1},
+        {**good, "glbstart": [872.0, 1872, 2872]},
+    ):
         assert wire_format_problem(broken), broken
 
 
@@ -236,9 +280,13 @@ def test_listing_own_jobs_newest_first_admins_all(api, world):
 def test_validation_and_roles(api, world):
     assert_error(api.post("/transfer", user=STRANGER, json=BODY), 404, "not_found")
     assert_error(api.post("/transfer", user=READER, json={**BODY, "model_name": "other"}), 400, "bad_request")
-    assert_error(api.post("/transfer", user=READER, json={**BODY, "dataset": "nolocation"}), 400, "bad_request")
+    assert_error(
+        api.post("/transfer", user=READER, json={**BODY, "dataset": "nolocation"}), 400, "bad_request"
+    )
     assert_error(api.post("/transfer", user=READER, json={**BODY, "center": [1, 2]}), 422, "validation_error")
-    assert_error(api.post("/transfer", user=READER, json={**BODY, "center": [1.0, 2, 3]}), 422, "validation_error")
+    assert_error(
+        api.post("/transfer", user=READER, json={**BODY, "center": [1.0, 2, 3]}), 422, "validation_error"
+    )
     assert_error(api.post("/transfer", user=READER, json={**BODY, "extra": 1}), 422, "validation_error")
     job = _start(api)["job"]
     assert_error(api.get(f"/transfer/{job}", user=STRANGER), 404, "not_found")
@@ -250,6 +298,7 @@ def test_a_location_the_network_cannot_read_is_refused(api, world, transfer_serv
     """A dataset written before locations were checked: its location never reaches the network."""
     store.collection("datasets").document("mb20").update({"location": "file:///etc/passwd"})
     from common import authz
+
     authz.forget_all()
     body = assert_error(api.post("/transfer", user=READER, json=BODY), 422, "validation_error")
     assert "gs://bucket/path" in body["message"]
@@ -260,6 +309,7 @@ def test_unconfigured_transfer_is_503(api, world, monkeypatch):
     import dataclasses
 
     from common import config, http
+
     monkeypatch.setattr(http, "settings", lambda: dataclasses.replace(config.load(), transfer_func=""))
     monkeypatch.delitem(api._clients, "transfer", raising=False)  # a fresh instance reads the settings
     r = api.post("/transfer", user=READER, json=BODY)
@@ -271,7 +321,10 @@ def test_a_queue_that_refuses_the_parts_is_503_and_the_job_says_so(api, world, m
     import dataclasses
 
     from common import config, http
-    monkeypatch.setattr(http, "settings", lambda: dataclasses.replace(config.load(), transfer_topic="no-such-topic"))
+
+    monkeypatch.setattr(
+        http, "settings", lambda: dataclasses.replace(config.load(), transfer_topic="no-such-topic")
+    )
     monkeypatch.delitem(api._clients, "transfer", raising=False)
     r = api.post("/transfer", user=READER, json=BODY)
     assert_error(r, 503, "unavailable")
@@ -284,21 +337,38 @@ def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, 
     """The subscription's dead-letter policy (5 deliveries in tests): a part stuck "sending"
     (its sender still within its time) refuses every delivery, so the message is dead-lettered."""
     from common import queue
+
     pubsub = f"http://{emulators.pubsub_host}/v1/projects/{emulators.project}"
-    requests.put(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10, json={
-        "topic": f"projects/{emulators.project}/topics/gatehouse-transfer-parts-dead-letter"})
+    requests.put(
+        f"{pubsub}/subscriptions/dead-letters-seen",
+        timeout=10,
+        json={"topic": f"projects/{emulators.project}/topics/gatehouse-transfer-parts-dead-letter"},
+    )
     try:
         job = store.collection("transfer_jobs").document("stuckjob")
         job.set({"user": READER, "status": "running", "created_at": store.now()})
         job.collection("transfer_parts").document("0_0_0").set(
-            {"request": {"start": GLBSTART}, "status": "sending", "attempts": 1, "error": None,
-             "claimed_at": store.now()})
+            {
+                "request": {"start": GLBSTART},
+                "status": "sending",
+                "attempts": 1,
+                "error": None,
+                "claimed_at": store.now(),
+            }
+        )
         queue.publish("gatehouse-transfer-parts", {"job": "stuckjob", "part": "0_0_0"})
         deadline, received = time.monotonic() + 20, []
         while not received and time.monotonic() < deadline:
-            r = requests.post(f"{pubsub}/subscriptions/dead-letters-seen:pull", json={"maxMessages": 10, "returnImmediately": True}, timeout=10)
-            received = [m for m in r.json().get("receivedMessages", [])
-                        if json.loads(base64.b64decode(m["message"]["data"])) == {"job": "stuckjob", "part": "0_0_0"}]
+            r = requests.post(
+                f"{pubsub}/subscriptions/dead-letters-seen:pull",
+                json={"maxMessages": 10, "returnImmediately": True},
+                timeout=10,
+            )
+            received = [
+                m
+                for m in r.json().get("receivedMessages", [])
+                if json.loads(base64.b64decode(m["message"]["data"])) == {"job": "stuckjob", "part": "0_0_0"}
+            ]
             time.sleep(0.1)
         [message] = received
         assert message["message"]["attributes"]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
@@ -312,7 +382,10 @@ def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world,
     import re
 
     from common import config, exposure
+
     job = _start(api)["job"]
-    monkeypatch.setattr(exposure, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),)))
+    monkeypatch.setattr(
+        exposure, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),))
+    )
     assert api.get("/transfer", user=OWNER).get_json() == []
     assert_error(api.get(f"/transfer/{job}", user=OWNER), 404, "not_found")

@@ -1,4 +1,5 @@
 """twins (SPEC §3): definitions, views, calls, masking, limits, state and call records."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -11,12 +12,14 @@ import pytest
 from tests.conftest import OWNER, ROOT
 from tests.utils import assert_error
 
-READER = "reader@example.com"     # clio_read on lab
-MANAGER = "manager@example.com"   # dataset_admin on lab
+READER = "reader@example.com"  # clio_read on lab
+MANAGER = "manager@example.com"  # dataset_admin on lab
 STRANGER = "stranger@example.com"  # no roles
 SECRET = "SETTING-SECRET-4711"
 
-ECHO = "def echo(context, text: str, times: int = 1):\n    return {{'side': '{side}', 'echo': text * times}}\n"
+ECHO = (
+    "def echo(context, text: str, times: int = 1):\n    return {{'side': '{side}', 'echo': text * times}}\n"
+)
 
 
 @pytest.fixture
@@ -31,9 +34,14 @@ def side(code: str, **kw):
 
 
 def twin(path="lab.echo", mock=None, private=None, **fields):
-    return {"path": path, "description": "an echo", "dataset": "lab",
-            "mock": mock or side(ECHO.format(side="mock"), settings={"key": SECRET}),
-            "private": private or side(ECHO.format(side="private"), settings={"key": SECRET}), **fields}
+    return {
+        "path": path,
+        "description": "an echo",
+        "dataset": "lab",
+        "mock": mock or side(ECHO.format(side="mock"), settings={"key": SECRET}),
+        "private": private or side(ECHO.format(side="private"), settings={"key": SECRET}),
+        **fields,
+    }
 
 
 def define(api, body, status=201):
@@ -57,6 +65,7 @@ def full(api, path):
 
 
 # -- definitions and views -------------------------------------------------------------------
+
 
 def test_create_and_view_show_parameters_and_mock_but_never_settings_or_private(api, world):
     view = define(api, twin())
@@ -94,20 +103,23 @@ def test_endpoint_without_dataset_is_for_every_authenticated_user(api, world):
     assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ({"unknown": 1}, "extra"),
-    ({"path": "_hidden"}, "path"),
-    ({"path": "requests"}, "path"),
-    ({"path": "Upper.case"}, "path"),
-    ({"path": "a..b"}, "path"),
-    ({"public": {"code": ECHO.format(side="p")}}, "either public"),
-    ({"private": None}, "both"),
-    ({"timeout_s": 0}, "timeout_s"),
-    ({"timeout_s": "5"}, "timeout_s"),
-    ({"rate_limit": {"calls": 1.5, "per_seconds": 10}}, "calls"),
-    ({"dataset": "nope"}, "does not exist"),
-    ({"mock": {"code": ECHO.format(side="m"), "settings": {"k": [[1]]}}}, "settings"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ({"unknown": 1}, "extra"),
+        ({"path": "_hidden"}, "path"),
+        ({"path": "requests"}, "path"),
+        ({"path": "Upper.case"}, "path"),
+        ({"path": "a..b"}, "path"),
+        ({"public": {"code": ECHO.format(side="p")}}, "either public"),
+        ({"private": None}, "both"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": "5"}, "timeout_s"),
+        ({"rate_limit": {"calls": 1.5, "per_seconds": 10}}, "calls"),
+        ({"dataset": "nope"}, "does not exist"),
+        ({"mock": {"code": ECHO.format(side="m"), "settings": {"k": [[1]]}}}, "settings"),
+    ],
+)
 def test_bad_definitions_are_422(api, world, body, fragment):
     r = api.post("/twins", user=OWNER, json={**twin(), **body})
     text = assert_error(r, 422, "validation_error")
@@ -120,12 +132,18 @@ def test_source_errors_are_422_with_the_line(api, world):
     body = assert_error(api.post("/twins", user=OWNER, json=twin(mock=side(bad))), 422, "validation_error")
     assert body["message"].startswith("mock: line ") and body["details"][0]["line"] >= 2
     not_a_function = "x = 1\n"
-    assert_error(api.post("/twins", user=OWNER, json=twin(private=side(not_a_function))), 422, "validation_error")
+    assert_error(
+        api.post("/twins", user=OWNER, json=twin(private=side(not_a_function))), 422, "validation_error"
+    )
 
 
 def test_forbidden_import_is_refused_at_definition_time(api, world):
-    code = "def echo(context, text: str, times: int = 1):\n    import google.cloud.firestore\n    return text\n"
-    body = assert_error(api.post("/twins", user=OWNER, json=twin(private=side(code))), 422, "validation_error")
+    code = (
+        "def echo(context, text: str, times: int = 1):\n    import google.cloud.firestore\n    return text\n"
+    )
+    body = assert_error(
+        api.post("/twins", user=OWNER, json=twin(private=side(code))), 422, "validation_error"
+    )
     assert "google" in body["message"] and body["details"][0]["line"] == 2
     helper = "def leak():\n    import google.cloud.storage\n    return 1\n"
     r = api.post("/twins", user=OWNER, json=twin(mock=side(ECHO.format(side="m"), helpers=[helper])))
@@ -134,7 +152,9 @@ def test_forbidden_import_is_refused_at_definition_time(api, world):
 
 def test_mock_and_private_must_have_the_same_parameters(api, world):
     other = "def echo(context, text: str):\n    return text\n"
-    body = assert_error(api.post("/twins", user=OWNER, json=twin(private=side(other))), 422, "validation_error")
+    body = assert_error(
+        api.post("/twins", user=OWNER, json=twin(private=side(other))), 422, "validation_error"
+    )
     assert "same parameters" in body["message"]
     define(api, twin())
     assert_error(patch(api, "lab.echo", {"private": side(other)}), 422, "validation_error")
@@ -151,7 +171,9 @@ def test_create_twice_is_409_and_only_admins_define(api, world):
 
 def test_patch_fields_and_wrong_sides(api, world):
     define(api, twin())
-    r = patch(api, "lab.echo", {"description": "new", "timeout_s": 5, "rate_limit": {"calls": 3, "per_seconds": 60}})
+    r = patch(
+        api, "lab.echo", {"description": "new", "timeout_s": 5, "rate_limit": {"calls": 3, "per_seconds": 60}}
+    )
     assert r.status_code == 200 and r.get_json()["description"] == "new" and r.get_json()["timeout_s"] == 5
     assert patch(api, "lab.echo", {"rate_limit": None}).get_json()["rate_limit"] is None
     assert_error(patch(api, "lab.echo", {"public": side(ECHO.format(side="p"))}), 422, "validation_error")
@@ -159,14 +181,19 @@ def test_patch_fields_and_wrong_sides(api, world):
     assert_error(patch(api, "lab.echo", {"settings": {"public": {}}}), 422, "validation_error")
     assert_error(patch(api, "no.such", {"description": "x"}), 404, "not_found")
     r = patch(api, "lab.echo", {"settings": {"private": {"key": "rotated"}}})
-    assert r.status_code == 200 and full(api, "lab.echo")["sides"]["private"]["settings"] == {"key": "rotated"}
+    assert r.status_code == 200 and full(api, "lab.echo")["sides"]["private"]["settings"] == {
+        "key": "rotated"
+    }
 
 
 def test_hidden_mock_stays_hidden_when_a_side_is_replaced(api, world):
     define(api, twin(hide_mock_definition=True))
     assert "mock" not in api.get("/twins/lab.echo", user=READER).get_json()
-    for change in ({"private": side(ECHO.format(side="private2"))}, {"mock": side(ECHO.format(side="mock2"))},
-                   {"description": "still hidden"}):
+    for change in (
+        {"private": side(ECHO.format(side="private2"))},
+        {"mock": side(ECHO.format(side="mock2"))},
+        {"description": "still hidden"},
+    ):
         assert patch(api, "lab.echo", change).status_code == 200
         view = api.get("/twins/lab.echo", user=READER).get_json()
         assert "mock" not in view and "mock2" not in json.dumps(view) and "private2" not in json.dumps(view)
@@ -181,7 +208,7 @@ COUNTER = "def count(context, by: int = 1):\n    return context.state.increment(
 
 def test_replacing_a_side_resets_only_its_state(api, world):
     define(api, twin(path="lab.count", mock=side(COUNTER), private=side(COUNTER)))
-    assert call(api, "lab.count", READER, {"by": 2}).get_json() == {"result": 2}   # mock
+    assert call(api, "lab.count", READER, {"by": 2}).get_json() == {"result": 2}  # mock
     assert call(api, "lab.count", MANAGER, {"by": 5}).get_json() == {"result": 5}  # private
     assert call(api, "lab.count", MANAGER, {"by": 5}).get_json() == {"result": 10}
     assert patch(api, "lab.count", {"private": side(COUNTER + "\n")}).status_code == 200
@@ -200,6 +227,7 @@ def test_delete(api, world):
 
 def test_expose_hides_twins_from_everyone(api, world, monkeypatch):
     from common import config
+
     define(api, twin())
     define(api, twin(path="lab.other"))
     monkeypatch.setenv("EXPOSE", r"twin:lab\.other,dataset:.*")
@@ -214,6 +242,7 @@ def test_expose_hides_twins_from_everyone(api, world, monkeypatch):
 
 
 # -- calls -----------------------------------------------------------------------------------
+
 
 def test_default_side_by_role_and_explicit_sides(api, world):
     define(api, twin())
@@ -231,8 +260,10 @@ def test_default_side_by_role_and_explicit_sides(api, world):
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("args", [{}, {"text": 1}, {"text": "a", "times": "2"}, {"text": "a", "times": 1.0},
-                                  {"text": "a", "other": 1}])
+@pytest.mark.parametrize(
+    "args",
+    [{}, {"text": 1}, {"text": "a", "times": "2"}, {"text": "a", "times": 1.0}, {"text": "a", "other": 1}],
+)
 def test_arguments_are_checked_before_running(api, world, args):
     define(api, twin())
     body = assert_error(call(api, "lab.echo", READER, args), 422, "validation_error")
@@ -243,13 +274,18 @@ def test_arguments_are_checked_before_running(api, world, args):
 def test_body_must_be_a_json_object(api, world):
     define(api, twin())
     assert_error(api.post("/twins/lab.echo", user=READER, json=["a"]), 422, "validation_error")
-    assert_error(api.post("/twins/lab.echo", user=READER, data="{", headers={"Content-Type": "application/json"}),
-                 400, "bad_request")
+    assert_error(
+        api.post("/twins/lab.echo", user=READER, data="{", headers={"Content-Type": "application/json"}),
+        400,
+        "bad_request",
+    )
 
 
-RAISES = ("def echo(context, text: str, times: int = 1):\n"
-          "    print('PRIVATE-PRINT', context.settings['key'])\n"
-          "    raise ValueError('PRIVATE-DETAIL ' + context.settings['key'])\n")
+RAISES = (
+    "def echo(context, text: str, times: int = 1):\n"
+    "    print('PRIVATE-PRINT', context.settings['key'])\n"
+    "    raise ValueError('PRIVATE-DETAIL ' + context.settings['key'])\n"
+)
 
 
 @pytest.mark.parametrize("failing", ["mock", "private"])
@@ -270,21 +306,28 @@ def test_errors_are_masked_for_non_owners_and_explained_to_owners(api, world, fa
     assert "ValueError: PRIVATE-DETAIL" in body["message"] and "PRIVATE-PRINT" not in r.get_data(as_text=True)
     records = api.get("/twins/lab.echo/calls", user=MANAGER).get_json()
     assert records[0]["id"] == body["details"]["reference"]
-    assert records[0]["side"] == failing and records[0]["caller"] == MANAGER and records[0]["status"] == "error"
+    assert (
+        records[0]["side"] == failing and records[0]["caller"] == MANAGER and records[0]["status"] == "error"
+    )
     assert "PRIVATE-PRINT" in records[0]["stdout"] and "ValueError" in records[0]["traceback"]
     assert records[0]["request_id"] == r.headers["X-Request-Id"] and records[0]["expire_at"]
     assert_error(api.get("/twins/lab.echo/calls", user=READER), 403, "forbidden")
 
 
 def test_public_error_passes_through_as_written(api, world):
-    code = ("def echo(context, text: str, times: int = 1):\n"
-            "    raise context.PublicError('no cell named ' + text, status=404)\n")
+    code = (
+        "def echo(context, text: str, times: int = 1):\n"
+        "    raise context.PublicError('no cell named ' + text, status=404)\n"
+    )
     define(api, twin(mock=side(code)))
     body = assert_error(call(api, "lab.echo", READER, {"text": "x1"}), 404, "not_found")
     assert body["message"] == "no cell named x1"
     plain = code.replace(", status=404", "")
     assert patch(api, "lab.echo", {"mock": side(plain)}).status_code == 200
-    assert assert_error(call(api, "lab.echo", READER, {"text": "x2"}), 400, "bad_request")["message"] == "no cell named x2"
+    assert (
+        assert_error(call(api, "lab.echo", READER, {"text": "x2"}), 400, "bad_request")["message"]
+        == "no cell named x2"
+    )
 
 
 def test_call_records_for_owners(api, world):
@@ -295,7 +338,9 @@ def test_call_records_for_owners(api, world):
     call(api, "lab.echo", MANAGER, {"text": "b"})
     records = api.get("/twins/lab.echo/calls", user=OWNER).get_json()
     assert [(c["side"], c["caller"], c["status"], c["http_status"]) for c in records] == [
-        ("private", MANAGER, "ok", 200), ("mock", READER, "ok", 200)]
+        ("private", MANAGER, "ok", 200),
+        ("mock", READER, "ok", 200),
+    ]
     assert records[1]["stdout"].strip() == "out a" and records[1]["duration_ms"] > 0
     page = api.get("/twins/lab.echo/calls?limit=1", user=OWNER)
     assert len(page.get_json()) == 1 and 'rel="next"' in page.headers["Link"]
@@ -303,16 +348,19 @@ def test_call_records_for_owners(api, world):
 
 # -- execution limits ------------------------------------------------------------------------
 
-SLOW = ("def slow(context, wait: float = 0):\n"
-        "    import time\n"
-        "    time.sleep(wait)\n"
-        "    context.state.set('marker', wait)\n"
-        "    return 'done'\n")
+SLOW = (
+    "def slow(context, wait: float = 0):\n"
+    "    import time\n"
+    "    time.sleep(wait)\n"
+    "    context.state.set('marker', wait)\n"
+    "    return 'done'\n"
+)
 
 
 def test_timeout_is_504_and_the_work_is_really_stopped(api, world):
-    define(api, {"path": "lab.slow", "description": "d", "dataset": "lab", "timeout_s": 1,
-                 "public": side(SLOW)})
+    define(
+        api, {"path": "lab.slow", "description": "d", "dataset": "lab", "timeout_s": 1, "public": side(SLOW)}
+    )
     started = time.monotonic()
     r = call(api, "lab.slow", READER, {"wait": 3})
     elapsed = time.monotonic() - started
@@ -329,7 +377,9 @@ def test_timeout_is_504_and_the_work_is_really_stopped(api, world):
 
 
 def test_memory_cap_is_a_clear_error(api, world):
-    code = "def hog(context, mb: int = 2048):\n    block = bytearray(mb * 1024 * 1024)\n    return len(block)\n"
+    code = (
+        "def hog(context, mb: int = 2048):\n    block = bytearray(mb * 1024 * 1024)\n    return len(block)\n"
+    )
     define(api, {"path": "lab.hog", "description": "d", "dataset": "lab", "public": side(code)})
     body = assert_error(call(api, "lab.hog", READER, {"mb": 2048}), 500, "endpoint_error")
     assert "memory" in body["message"] and body["details"]["reason"] == "memory"
@@ -337,10 +387,12 @@ def test_memory_cap_is_a_clear_error(api, world):
 
 
 def test_result_cap_and_serializability_are_clear_errors(api, world):
-    code = ("def big(context, size: int = 0, odd: bool = False):\n"
-            "    if odd:\n"
-            "        return {1, 2}\n"
-            "    return 'x' * size\n")
+    code = (
+        "def big(context, size: int = 0, odd: bool = False):\n"
+        "    if odd:\n"
+        "        return {1, 2}\n"
+        "    return 'x' * size\n"
+    )
     define(api, {"path": "lab.big", "description": "d", "dataset": "lab", "public": side(code)})
     body = assert_error(call(api, "lab.big", READER, {"size": 4 << 20}), 500, "endpoint_error")
     assert "too large" in body["message"] and body["details"]["reason"] == "result_too_large"
@@ -350,9 +402,11 @@ def test_result_cap_and_serializability_are_clear_errors(api, world):
 
 # -- concurrency -----------------------------------------------------------------------------
 
+
 def _second_instance():
     """Another instance of the twins function (its own app and module), as in the cloud."""
     from functions_framework import create_app
+
     return create_app("handle", os.path.join(ROOT, "functions", "twins", "main.py")).test_client()
 
 
@@ -394,6 +448,7 @@ def test_state_increments_are_exact_under_concurrent_callers(api, world):
 
 def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):
     from common import store, twinrun
+
     define(api, twin())
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
     # Another instance changes the stored definition: this one serves its copy until it expires...

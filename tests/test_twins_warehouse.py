@@ -1,4 +1,5 @@
 """The worked example end to end: examples/warehouse against moto's S3 server."""
+
 from __future__ import annotations
 
 import csv
@@ -47,12 +48,21 @@ def test_mock_answers_from_synthetic_rows_and_private_from_the_bucket(api, seede
     assert_error(query(api, READER, sql, "/private"), 403, "forbidden")
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM cells", "UPDATE cells SET synapses = 0", "DROP TABLE cells",
-    "SELECT 1; DROP TABLE cells", "SELECT * FROM sqlite_master", "PRAGMA table_info(cells)",
-    "SELECT * FROM cells; SELECT 1", "ATTACH DATABASE 'x.db' AS x", "SELECT * FROM nothere",
-    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM cells",
+        "UPDATE cells SET synapses = 0",
+        "DROP TABLE cells",
+        "SELECT 1; DROP TABLE cells",
+        "SELECT * FROM sqlite_master",
+        "PRAGMA table_info(cells)",
+        "SELECT * FROM cells; SELECT 1",
+        "ATTACH DATABASE 'x.db' AS x",
+        "SELECT * FROM nothere",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
+    ],
+)
 @pytest.mark.parametrize("user", [READER, MANAGER])
 def test_anything_but_one_select_over_cells_is_a_public_400(api, seeded, sql, user):
     body = assert_error(query(api, user, sql), 400, "bad_request")
@@ -72,9 +82,23 @@ def test_schema_is_public_and_matches_both_sides(api, seeded):
 
 
 def test_a_failing_private_side_is_explained_to_owners_only(api, seeded):
-    r = api.call("PATCH", "/twins/warehouse.query", user=OWNER, json={"settings": {"private": {
-        "endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1", "aws_access_key_id": "k",
-        "aws_secret_access_key": "SECRET-KEY-VALUE", "bucket": "b", "key": "k"}}})
+    r = api.call(
+        "PATCH",
+        "/twins/warehouse.query",
+        user=OWNER,
+        json={
+            "settings": {
+                "private": {
+                    "endpoint_url": "http://127.0.0.1:9",
+                    "region_name": "us-east-1",
+                    "aws_access_key_id": "k",
+                    "aws_secret_access_key": "SECRET-KEY-VALUE",
+                    "bucket": "b",
+                    "key": "k",
+                }
+            }
+        },
+    )
     assert r.status_code == 200
     body = assert_error(query(api, MANAGER, "SELECT 1 FROM cells"), 500, "endpoint_error")
     assert "127.0.0.1:9" in body["message"] and "SECRET-KEY-VALUE" not in body["message"]

@@ -1,4 +1,5 @@
 """The twins' Firestore pieces on the emulator: a side's state store and the exact rate limit."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -13,6 +14,7 @@ from common import errors
 @pytest.fixture
 def state():
     from common.twinstate import FirestoreState
+
     return FirestoreState("gen-test")
 
 
@@ -53,6 +55,7 @@ def test_concurrent_sets_of_different_keys_never_clobber(state):
 
 def test_a_generation_is_deleted_whole(state):
     from common.twinstate import FirestoreState, delete_generation
+
     other = FirestoreState("gen-other")
     for i in range(12):
         state.set(f"k{i}", i)

@@ -1,4 +1,5 @@
 """users: record semantics, validation, keys, audit."""
+
 import pytest
 
 from tests.conftest import OWNER
@@ -13,9 +14,15 @@ def test_post_replaces_fields_present_and_keeps_absent(api):
     api.add_user("a@example.com", name="A", global_roles=["clio_general"], groups=["lab"])
     r = api.post("/users", user=OWNER, json={"A@Example.com": {"datasets": {"mb20": ["clio_write"]}}})
     assert r.status_code == 200
-    assert r.get_json() == {"a@example.com": {"name": "A", "global_roles": ["clio_general"],
-                                              "datasets": {"mb20": ["clio_write"]}, "groups": ["lab"],
-                                              "disabled": False}}
+    assert r.get_json() == {
+        "a@example.com": {
+            "name": "A",
+            "global_roles": ["clio_general"],
+            "datasets": {"mb20": ["clio_write"]},
+            "groups": ["lab"],
+            "disabled": False,
+        }
+    }
     api.post("/users", user=OWNER, json={"a@example.com": {"global_roles": []}})
     assert users(api)["a@example.com"]["global_roles"] == []
     assert users(api)["a@example.com"]["datasets"] == {"mb20": ["clio_write"]}
@@ -23,6 +30,7 @@ def test_post_replaces_fields_present_and_keeps_absent(api):
 
 def test_custom_application_roles_are_kept(api, monkeypatch):
     from common import config
+
     monkeypatch.setenv("EXTRA_ROLES", "neuprint:reader,myapp_editor")
     config.settings.cache_clear()
     try:
@@ -59,8 +67,11 @@ BAD_USERS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_USERS))
 def test_bad_user_bodies_are_422_and_nothing_written(api, case):
-    body = {"good@example.com": {"global_roles": ["clio_read"]}, **BAD_USERS[case]} \
-        if isinstance(BAD_USERS[case], dict) and BAD_USERS[case] else BAD_USERS[case]
+    body = (
+        {"good@example.com": {"global_roles": ["clio_read"]}, **BAD_USERS[case]}
+        if isinstance(BAD_USERS[case], dict) and BAD_USERS[case]
+        else BAD_USERS[case]
+    )
     r = api.post("/users", user=OWNER, json=body)
     err = assert_error(r, 422, "validation_error")
     assert err["details"] and all({"loc", "message", "type"} <= set(d) for d in err["details"])
@@ -87,6 +98,7 @@ def test_delete_users_validates_emails(api):
 
 def test_changes_are_audited(api):
     from common import store
+
     api.add_user("a@example.com", global_roles=["clio_read"])
     api.add_user("a@example.com", global_roles=["clio_write"])
     api.delete("/users", user=OWNER, json=["a@example.com"])
@@ -94,22 +106,32 @@ def test_changes_are_audited(api):
     assert [e["action"] for e in entries] == ["user_create", "user_update", "user_delete"]
     update = entries[1]
     assert update["actor"] == OWNER and update["target_id"] == "a@example.com"
-    assert update["before"]["global_roles"] == ["clio_read"] and update["after"]["global_roles"] == ["clio_write"]
+    assert update["before"]["global_roles"] == ["clio_read"] and update["after"]["global_roles"] == [
+        "clio_write"
+    ]
     assert update["request_id"]
 
 
 # -- API keys -------------------------------------------------------------------------------
 
+
 def test_key_is_shown_once_and_listed_without_secrets(api):
     r = api.post("/users/me/keys", user="a@example.com", json={"name": "laptop", "expires_in_days": 30})
     assert r.status_code == 201
     key = r.get_json()
-    assert key["key"].startswith("ghk_") and set(key) == {"id", "name", "key", "created_at", "expires_at",
-                                                           "last_used_at"}
+    assert key["key"].startswith("ghk_") and set(key) == {
+        "id",
+        "name",
+        "key",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    }
     listed = api.get("/users/me/keys", user="a@example.com").get_json()
     assert [k["id"] for k in listed] == [key["id"]]
     assert "key" not in listed[0] and "hash" not in listed[0]
     from common import store
+
     stored = store.collection("api_keys").document(key["id"]).get().to_dict()
     assert key["key"].split("_", 2)[2] not in str(stored)  # only a hash is kept
 
@@ -121,9 +143,18 @@ def test_at_most_five_live_keys(api):
     assert len(api.get("/users/me/keys", user="a@example.com").get_json()) == 5
 
 
-@pytest.mark.parametrize("body", [{"name": "k", "expires_in_days": 0}, {"name": "k", "expires_in_days": 366},
-                                  {"name": "k", "expires_in_days": 30.0}, {"name": "k", "expires_in_days": "30"},
-                                  {"name": ""}, {}, {"name": "k", "scope": "all"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "k", "expires_in_days": 0},
+        {"name": "k", "expires_in_days": 366},
+        {"name": "k", "expires_in_days": 30.0},
+        {"name": "k", "expires_in_days": "30"},
+        {"name": ""},
+        {},
+        {"name": "k", "scope": "all"},
+    ],
+)
 def test_bad_key_requests_are_422(api, body):
     assert_error(api.post("/users/me/keys", user="a@example.com", json=body), 422, "validation_error")
 

@@ -1,4 +1,5 @@
 """Test helpers: key material, a local certs endpoint standing in for Google's, and an API client."""
+
 from __future__ import annotations
 
 import datetime
@@ -22,10 +23,17 @@ from tools.emulators import free_port
 def self_signed_cert(private_pem: bytes) -> bytes:
     key = serialization.load_pem_private_key(private_pem, password=None)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatehouse-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -40,7 +48,7 @@ class Keys:
     signer_file: str
 
     @classmethod
-    def generate(cls, directory: str) -> "Keys":
+    def generate(cls, directory: str) -> Keys:
         google = new_rsa_pem()
         dev = new_rsa_pem()
         dev_file = os.path.join(directory, "dev-issuer.pem")
@@ -53,6 +61,7 @@ class Keys:
 
 def mint(key_pem: bytes, claims: dict[str, Any], kid: str | None = "test-kid-1") -> str:
     from google.auth import crypt, jwt
+
     return jwt.encode(crypt.RSASigner.from_string(key_pem, key_id=kid), claims).decode()
 
 
@@ -81,7 +90,7 @@ class CertsServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
 
-    def start(self) -> "CertsServer":
+    def start(self) -> CertsServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -100,6 +109,7 @@ class Api:
     def client(self, function: str):
         if function not in self._clients:
             from functions_framework import create_app
+
             source = os.path.join(self.root, "functions", function, "main.py")
             self._clients[function] = create_app("handle", source).test_client()
         return self._clients[function]
@@ -107,18 +117,43 @@ class Api:
     def token(self, email: str) -> str:
         if email not in self._tokens:
             from common.auth import mint_dev_token
+
             self._tokens[email] = mint_dev_token(email, self.keys.dev_key_pem)
         return self._tokens[email]
 
-    def google_token(self, email: str = "someone@example.com", *, key: bytes | None = None,
-                     kid: str | None = "test-kid-1", **overrides: Any) -> str:
+    def google_token(
+        self,
+        email: str = "someone@example.com",
+        *,
+        key: bytes | None = None,
+        kid: str | None = "test-kid-1",
+        **overrides: Any,
+    ) -> str:
         now = int(time.time())
-        claims = {"iss": "https://accounts.google.com", "aud": "gatehouse-test-audience", "sub": "1",
-                  "email": email, "email_verified": True, "iat": now, "exp": now + 3600, **overrides}
+        claims = {
+            "iss": "https://accounts.google.com",
+            "aud": "gatehouse-test-audience",
+            "sub": "1",
+            "email": email,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 3600,
+            **overrides,
+        }
         return mint(key or self.keys.google_key_pem, {k: v for k, v in claims.items() if v is not None}, kid)
 
-    def call(self, method: str, path: str, *, user: str | None = None, token: str | None = None,
-             json: Any = None, data: Any = None, headers: dict[str, str] | None = None, **kw):
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        **kw,
+    ):
         function = path.lstrip("/").split("/")[0].split("?")[0]
         headers = dict(headers or {})
         if token is None and user is not None:
@@ -150,8 +185,9 @@ class Api:
         assert r.status_code == 200, r.get_data(as_text=True)
 
     def add_dataset(self, name: str, **fields: Any) -> None:
-        r = self.post("/datasets", user="owner@example.com",
-                      json={name: {"description": f"{name} dataset", **fields}})
+        r = self.post(
+            "/datasets", user="owner@example.com", json={name: {"description": f"{name} dataset", **fields}}
+        )
         assert r.status_code == 200, r.get_data(as_text=True)
 
 
@@ -170,8 +206,11 @@ def assert_error(response, status: int, code: str) -> dict[str, Any]:
 def load_function(name: str):
     """A function's main.py as a module of its own (for its helpers), apart from `main`."""
     import importlib.util
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location(f"function_{name}", os.path.join(root, "functions", name, "main.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"function_{name}", os.path.join(root, "functions", name, "main.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -9,6 +9,7 @@ NumPy .npy (a structured array with fields x, y, z, signature, or an N x 4 integ
 A rebuild replaces the dataset's objects; info.json is written last, so readers see either the
 old index or the complete new one. Against the emulators, set STORAGE_EMULATOR_HOST.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,7 @@ UPLOAD_THREADS = 8
 def read_records(path: str):
     """The records of a CSV or .npy file as a structured array (x, y, z uint32; signature int64)."""
     import numpy as np
+
     if path.endswith(".npy"):
         data = np.load(path, allow_pickle=False)
         if data.dtype.names:
@@ -61,6 +63,7 @@ def read_records(path: str):
 def _groups(records, keys):
     """(key, records) for each distinct key, sorted by key."""
     import numpy as np
+
     if not len(records):
         return
     order = np.lexsort(keys[::-1])
@@ -75,6 +78,7 @@ def _groups(records, keys):
 def objects(dataset: str, records, block_size: int, masks=sigindex.DEFAULT_MASKS):
     """(path, bytes) of every block and index partition of `records`."""
     import numpy as np
+
     size = np.uint32(block_size)
     block_keys = [records["x"] // size, records["y"] // size, records["z"] // size]
     for (xb, yb, zb), group in _groups(records, block_keys):
@@ -89,6 +93,7 @@ def build(bucket_name: str, dataset: str, records, *, block_size: int = 256, pro
     from tqdm import tqdm
 
     from common import blobs
+
     started = time.perf_counter()
     bucket = blobs.bucket(bucket_name)
     old = {b.name for b in blobs.client().list_blobs(bucket, prefix=f"{dataset.lower()}/")}
@@ -98,17 +103,22 @@ def build(bucket_name: str, dataset: str, records, *, block_size: int = 256, pro
         bucket.blob(path).upload_from_string(data, content_type="application/octet-stream")
         return path
 
-    with ThreadPoolExecutor(UPLOAD_THREADS) as pool, \
-            tqdm(desc=f"{dataset}: blocks and index", unit="obj", disable=not progress, file=sys.stderr) as bar:
+    with (
+        ThreadPoolExecutor(UPLOAD_THREADS) as pool,
+        tqdm(desc=f"{dataset}: blocks and index", unit="obj", disable=not progress, file=sys.stderr) as bar,
+    ):
         futures = [pool.submit(upload, path, data) for path, data in objects(dataset, records, block_size)]
         bar.total = len(futures)
         for future in as_completed(futures):
             written.add(future.result())
             bar.update()
     # built_at: the signatures function serves them only to a dataset created before this build.
-    info = {"block_size": block_size, "count": int(len(records)),
-            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            **{f"ham_{i}": mask for i, mask in enumerate(sigindex.DEFAULT_MASKS)}}
+    info = {
+        "block_size": block_size,
+        "count": int(len(records)),
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        **{f"ham_{i}": mask for i, mask in enumerate(sigindex.DEFAULT_MASKS)},
+    }
     upload(sigindex.info_path(dataset), json.dumps(info).encode())
     written.add(sigindex.info_path(dataset))
     for stale in old - written:
@@ -117,7 +127,9 @@ def build(bucket_name: str, dataset: str, records, *, block_size: int = 256, pro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True, help="dataset name (stored lower-cased)")
     parser.add_argument("--input", required=True, help="a .csv or .npy file of x, y, z, signature")
     parser.add_argument("--bucket", default=os.environ.get("SIG_BUCKET", "gatehouse-signatures"))
@@ -127,6 +139,7 @@ def main() -> None:
     if not 100 <= args.block_size <= 1 << 16:
         parser.error("--block-size is between 100 and 65536")
     from common.models import is_dataset_name
+
     if not is_dataset_name(args.dataset):
         parser.error(f"--dataset {args.dataset!r} is not a dataset name (letters, digits, _ . -)")
     try:
@@ -134,18 +147,23 @@ def main() -> None:
     except OSError as exc:
         raise SystemExit(f"{args.input}: cannot read it ({exc.strerror or exc})") from None
     except ValueError as exc:  # numpy's parse errors: a malformed CSV or .npy
-        raise SystemExit(f"{args.input}: not a file of x,y,z,signature records ({str(exc).splitlines()[0][:200]})") from None
+        raise SystemExit(
+            f"{args.input}: not a file of x,y,z,signature records ({str(exc).splitlines()[0][:200]})"
+        ) from None
     if len(records) == 0:
         raise SystemExit(f"{args.input}: no records")
     from google.api_core import exceptions as gexc
+
     try:
         stats = build(args.bucket, args.dataset, records, block_size=args.block_size, progress=not args.quiet)
     except gexc.NotFound:
         raise SystemExit(f"gs://{args.bucket} does not exist (set --bucket or SIG_BUCKET)") from None
     except gexc.GoogleAPICallError as exc:
         raise SystemExit(f"gs://{args.bucket}: the upload failed ({exc.code}: {exc.message[:200]})") from None
-    print(f"{args.dataset}: {stats['records']} records, {stats['objects']} objects in gs://{args.bucket} "
-          f"in {stats['seconds']:.1f} s")
+    print(
+        f"{args.dataset}: {stats['records']} records, {stats['objects']} objects in gs://{args.bucket} "
+        f"in {stats['seconds']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Run it with gcloud's bundled Python: `python -m tools.check_cloudbuild [cloudbui
 the SDK, re-runs itself under that interpreter with `<sdk>/lib` on the path, and exits 1 with
 gcloud's message for an unknown field, an empty step, a bad substitution...
 """
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def sdk_root() -> str:
     from tools.emulators import gcloud_sdk_root
+
     return gcloud_sdk_root()
 
 
@@ -24,9 +26,11 @@ def check(path: str) -> subprocess.CompletedProcess:
     python = os.path.join(sdk, "platform", "bundledpythonunix", "bin", "python3")
     if not os.path.exists(python):
         python = sys.executable  # an SDK without a bundled Python uses the system's
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(sdk, "lib"),
-                                                        os.path.join(sdk, "lib", "third_party")]),
-           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.path.join(sdk, "lib"), os.path.join(sdk, "lib", "third_party")]),
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+    }
     return subprocess.run([python, "-c", _LOADER, path], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -43,5 +47,7 @@ print(f"{sys.argv[1]}: {len(build.steps)} steps: " + ", ".join(s.id or s.name fo
 if __name__ == "__main__":
     sys.path.insert(0, ROOT)
     done = check(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "cloudbuild.yaml"))
-    print(done.stdout.strip() if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[-1])
+    print(
+        done.stdout.strip() if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[-1]
+    )
     sys.exit(done.returncode)

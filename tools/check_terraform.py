@@ -11,6 +11,7 @@ every service account is used; no primitive role (owner, editor, viewer) is gran
 google providers are ~> 6.
 `python -m tools.check_terraform [dir]` prints the problems and exits 1 if there are any.
 """
+
 from __future__ import annotations
 
 import glob
@@ -34,7 +35,9 @@ def _unquote(value: Any) -> Any:
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
         return value[1:-1]
     if isinstance(value, dict):
-        return {_unquote(k): _unquote(v) for k, v in value.items() if not k.startswith("__")}  # __is_block__, __comments__
+        return {
+            _unquote(k): _unquote(v) for k, v in value.items() if not k.startswith("__")
+        }  # __is_block__, __comments__
     if isinstance(value, list):
         return [_unquote(v) for v in value]
     return value
@@ -43,6 +46,7 @@ def _unquote(value: Any) -> Any:
 def load(directory: str) -> dict[str, Any]:
     """{"resource": {type: {name: body}}, "locals": {...}, "terraform": [...], "text": str}."""
     import hcl2
+
     config: dict[str, Any] = {"resource": {}, "locals": {}, "terraform": [], "text": ""}
     for path in sorted(glob.glob(os.path.join(directory, "*.tf"))):
         with open(path) as f:
@@ -64,7 +68,9 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
     found: list[str] = []
 
     # Every function in functions/ is deployed, from one map.
-    wanted = {n for n in os.listdir(functions_dir) if os.path.isfile(os.path.join(functions_dir, n, "main.py"))}
+    wanted = {
+        n for n in os.listdir(functions_dir) if os.path.isfile(os.path.join(functions_dir, n, "main.py"))
+    }
     declared = set(config["locals"].get("functions", {}))
     for name in sorted(wanted - declared):
         found.append(f"function {name!r} (functions/{name}) has no entry in local.functions")
@@ -83,14 +89,19 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
         if name == PUBLIC_READ_BUCKET:
             found += _public_bucket_problems(name, body)
         elif body.get("public_access_prevention") != "enforced":
-            found.append(f"bucket {name!r} lacks public_access_prevention = \"enforced\"")
+            found.append(f'bucket {name!r} lacks public_access_prevention = "enforced"')
     found += _public_member_problems(resources)
     bucket_ref = f"google_storage_bucket.{PUBLIC_READ_BUCKET}.name"
-    if not any(bucket_ref in str(body.get("bucket")) and "var.transfer_network_service_account" in str(body.get("member"))
-               and body.get("role") in ("roles/storage.objectAdmin", "roles/storage.objectCreator")
-               for body in resources.get("google_storage_bucket_iam_member", {}).values()):
-        found.append("the transfer network's service account (var.transfer_network_service_account) "
-                     f"may not write bucket {PUBLIC_READ_BUCKET!r}")
+    if not any(
+        bucket_ref in str(body.get("bucket"))
+        and "var.transfer_network_service_account" in str(body.get("member"))
+        and body.get("role") in ("roles/storage.objectAdmin", "roles/storage.objectCreator")
+        for body in resources.get("google_storage_bucket_iam_member", {}).values()
+    ):
+        found.append(
+            "the transfer network's service account (var.transfer_network_service_account) "
+            f"may not write bucket {PUBLIC_READ_BUCKET!r}"
+        )
 
     # Every service account is referenced by some other resource.
     serialized = {f"{t}.{n}": json.dumps(b) for t, named in resources.items() for n, b in named.items()}
@@ -120,24 +131,41 @@ def _worker_problems(resources: dict[str, Any], workers: dict[str, Any]) -> list
     entry point); the worker functions are made for_each = local.workers from those archives and
     entry points, and pushed to by subscriptions with a retry policy and a dead-letter topic."""
     from tools.workers import WORKERS
+
     found = []
     for worker in WORKERS:
-        if not any(w.get("function") == worker.function and w.get("entry_point") == worker.target
-                   for w in workers.values()):
-            found.append(f"worker {worker.function}.{worker.target} has no Cloud Function on entry point "
-                         f"{worker.target!r} of the {worker.function} archive (no entry in local.workers)")
-    functions = [name for name, body in resources.get("google_cloudfunctions2_function", {}).items()
-                 if body.get("for_each") == "${local.workers}"
-                 and any(c.get("entry_point") == "${each.value.entry_point}"
-                         and "source[each.value.function]" in str(c) for c in body.get("build_config", []))]
+        if not any(
+            w.get("function") == worker.function and w.get("entry_point") == worker.target
+            for w in workers.values()
+        ):
+            found.append(
+                f"worker {worker.function}.{worker.target} has no Cloud Function on entry point "
+                f"{worker.target!r} of the {worker.function} archive (no entry in local.workers)"
+            )
+    functions = [
+        name
+        for name, body in resources.get("google_cloudfunctions2_function", {}).items()
+        if body.get("for_each") == "${local.workers}"
+        and any(
+            c.get("entry_point") == "${each.value.entry_point}" and "source[each.value.function]" in str(c)
+            for c in body.get("build_config", [])
+        )
+    ]
     if not functions:
-        found.append("no google_cloudfunctions2_function is made for_each = local.workers from each "
-                     "worker's archive and entry point")
+        found.append(
+            "no google_cloudfunctions2_function is made for_each = local.workers from each "
+            "worker's archive and entry point"
+        )
         return found
-    pushed = [body for body in resources.get("google_pubsub_subscription", {}).values()
-              if body.get("for_each") == "${local.workers}"
-              and any(f"google_cloudfunctions2_function.{name}[each.key]" in json.dumps(body.get("push_config"))
-                      for name in functions)]
+    pushed = [
+        body
+        for body in resources.get("google_pubsub_subscription", {}).values()
+        if body.get("for_each") == "${local.workers}"
+        and any(
+            f"google_cloudfunctions2_function.{name}[each.key]" in json.dumps(body.get("push_config"))
+            for name in functions
+        )
+    ]
     if not pushed:
         found.append("workers: no push subscription (for_each = local.workers) reaches them")
     for body in pushed:
@@ -156,7 +184,7 @@ def _public_bucket_problems(name: str, body: dict[str, Any]) -> list[str]:
         found.append(f"bucket {name!r} is readable by neuroglancer but has no cors rule for its origins")
     for rule in cors:
         if "*" in json.dumps(rule.get("origin")):
-            found.append(f"bucket {name!r}: CORS origin \"*\"; name the neuroglancer origins")
+            found.append(f'bucket {name!r}: CORS origin "*"; name the neuroglancer origins')
         if set(rule.get("method") or []) - {"GET", "HEAD"}:
             found.append(f"bucket {name!r}: CORS allows more than GET and HEAD")
     return found
@@ -170,11 +198,16 @@ def _public_member_problems(resources: dict[str, Any]) -> list[str]:
             text = json.dumps(body)
             if not any(f'"{m}"' in text or f"{m}" in str(body.get("member", "")) for m in PUBLIC_MEMBERS):
                 continue
-            allowed = (rtype == "google_storage_bucket_iam_member" and body.get("role") in PUBLIC_READ_ROLES
-                       and body.get("bucket") == f"${{google_storage_bucket.{PUBLIC_READ_BUCKET}.name}}")
+            allowed = (
+                rtype == "google_storage_bucket_iam_member"
+                and body.get("role") in PUBLIC_READ_ROLES
+                and body.get("bucket") == f"${{google_storage_bucket.{PUBLIC_READ_BUCKET}.name}}"
+            )
             if not allowed:
-                found.append(f"{rtype}.{name} opens access to the public; only get-only read of "
-                             f"bucket {PUBLIC_READ_BUCKET!r} may")
+                found.append(
+                    f"{rtype}.{name} opens access to the public; only get-only read of "
+                    f"bucket {PUBLIC_READ_BUCKET!r} may"
+                )
     return found
 
 

@@ -4,6 +4,7 @@ Starts the Firestore, Cloud Storage and Pub/Sub emulators, mounts every function
 one port, serves the background workers behind their push subscriptions (tools/workers.py), seeds a small demo through the API itself, prints a token and a few curl lines, and
 stops everything on Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,20 +29,49 @@ RESEARCHER = "researcher@example.com"
 def demo(owner: str) -> list[tuple[str, str, object]]:
     """The seed: (method, path, body) calls made as the owner."""
     return [
-        ("POST", "/datasets", {
-            "hemibrain": {"description": "Hemibrain 8nm FIB-SEM (public demo)", "location": "gs://gatehouse-demo/hemibrain",
-                          "public": True, "tags": ["fly", "fib-sem"], "transfer": ["denoise"]},
-            "manc": {"description": "Male adult nerve cord (private demo)", "location": "gs://gatehouse-demo/manc",
-                     "tags": ["fly"]}}),
-        ("POST", "/users", {
-            owner: {"name": "Owner", "global_roles": ["admin"]},
-            RESEARCHER: {"name": "A Researcher", "global_roles": ["clio_general"],
-                         "datasets": {"manc": ["clio_read"]}}}),
-        ("POST", "/annotations/v2/hemibrain", [
-            {"kind": "point", "pos": [17000, 20000, 18000], "tags": ["demo"], "title": "a synapse"},
-            {"kind": "sphere", "pos": [16000, 19000, 17000, 16400, 19400, 17400], "title": "a soma"}]),
-        ("POST", "/atlas/hemibrain?x=17000&y=20000&z=18000",
-         {"title": "demo atlas entry", "description": "verify it with POST /atlas/verify/<id>"}),
+        (
+            "POST",
+            "/datasets",
+            {
+                "hemibrain": {
+                    "description": "Hemibrain 8nm FIB-SEM (public demo)",
+                    "location": "gs://gatehouse-demo/hemibrain",
+                    "public": True,
+                    "tags": ["fly", "fib-sem"],
+                    "transfer": ["denoise"],
+                },
+                "manc": {
+                    "description": "Male adult nerve cord (private demo)",
+                    "location": "gs://gatehouse-demo/manc",
+                    "tags": ["fly"],
+                },
+            },
+        ),
+        (
+            "POST",
+            "/users",
+            {
+                owner: {"name": "Owner", "global_roles": ["admin"]},
+                RESEARCHER: {
+                    "name": "A Researcher",
+                    "global_roles": ["clio_general"],
+                    "datasets": {"manc": ["clio_read"]},
+                },
+            },
+        ),
+        (
+            "POST",
+            "/annotations/v2/hemibrain",
+            [
+                {"kind": "point", "pos": [17000, 20000, 18000], "tags": ["demo"], "title": "a synapse"},
+                {"kind": "sphere", "pos": [16000, 19000, 17000, 16400, 19400, 17400], "title": "a soma"},
+            ],
+        ),
+        (
+            "POST",
+            "/atlas/hemibrain?x=17000&y=20000&z=18000",
+            {"title": "demo atlas entry", "description": "verify it with POST /atlas/verify/<id>"},
+        ),
     ]
 
 
@@ -51,11 +81,12 @@ def demo_signatures(path: str, count: int = 500, copies: int = 60) -> str:
     import numpy as np
 
     from common import sigindex
+
     rng = np.random.default_rng(2026)
     records = np.empty(count + copies + 1, dtype=sigindex.record_dtype())
     for axis, centre in zip("xyz", DEMO_POINT):
         records[axis] = rng.integers(centre - 2000, centre + 2000, size=len(records))
-    records["signature"] = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=len(records), dtype=np.int64)
+    records["signature"] = rng.integers(-(2**63), 2**63 - 1, size=len(records), dtype=np.int64)
     records[0] = (*DEMO_POINT, 0x2545F4914F6CDD1D)
     for i in range(1, copies + 1):
         bits = rng.choice(64, size=int(rng.integers(1, 6)), replace=False)
@@ -68,18 +99,26 @@ def demo_twins(s3: dict[str, str]) -> list[tuple[str, str, object]]:
     """The twins example (examples/warehouse): warehouse.schema (public) and warehouse.query on
     manc, whose private side reads the table from the S3 server `s3`."""
     from examples import warehouse
+
     warehouse.upload_table(s3)
     return [("POST", "/twins", body) for body in warehouse.definitions(s3, dataset="manc")]
 
 
 def seed(app, owner: str, token: str, calls: list[tuple[str, str, object]] | None = None) -> None:
     from werkzeug.test import Client
+
     client = Client(app)
     for method, path, body in calls if calls is not None else demo(owner):
-        response = client.open(path, method=method, data=json.dumps(body),
-                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = client.open(
+            path,
+            method=method,
+            data=json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         if response.status_code not in (200, 201):
-            raise SystemExit(f"seeding {method} {path} failed: {response.status_code} {response.get_data(as_text=True)}")
+            raise SystemExit(
+                f"seeding {method} {path} failed: {response.status_code} {response.get_data(as_text=True)}"
+            )
 
 
 def _stop_on_sigterm(signum, frame):
@@ -100,28 +139,42 @@ def main() -> None:
     try:
         s3.start()
         os.environ.update(emulators.env)
-        os.environ.update({"OWNER": owner, "GATEHOUSE_DEV_MODE": "1", "GATEHOUSE_DEV_KEY_FILE": dev_key,
-                           "SIGNER_KEY_FILE": signer, "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
-                           "SIG_BUCKET": SIG_BUCKET, "TRANSFER_DEST": f"gs://{TRANSFER_BUCKET}/volumes"})
+        os.environ.update(
+            {
+                "OWNER": owner,
+                "GATEHOUSE_DEV_MODE": "1",
+                "GATEHOUSE_DEV_KEY_FILE": dev_key,
+                "SIGNER_KEY_FILE": signer,
+                "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
+                "SIG_BUCKET": SIG_BUCKET,
+                "TRANSFER_DEST": f"gs://{TRANSFER_BUCKET}/volumes",
+            }
+        )
         from tools.transfer_standin import TransferService
+
         os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
         emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET)
         from tools import workers
-        running = workers.serve_all(emulators, min_backoff="1s", max_backoff="10s", max_delivery_attempts=10,
-                                    ack_deadline_seconds=600)
+
+        running = workers.serve_all(
+            emulators, min_backoff="1s", max_backoff="10s", max_delivery_attempts=10, ack_deadline_seconds=600
+        )
         from tools import build_signatures
+
         demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
         build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
         app = gateway.build()
         from common.auth import mint_dev_token
+
         with open(dev_key, "rb") as f:
             token = mint_dev_token(owner, f.read())
         seed(app, owner, token)
         seed(app, owner, token, demo_twins(s3.credentials))
         base = f"http://127.0.0.1:{args.port}"
-        print(f"""
-Gatehouse is serving every function at {base}/<function> ({', '.join(gateway.function_names())})
+        print(
+            f"""
+Gatehouse is serving every function at {base}/<function> ({", ".join(gateway.function_names())})
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}, S3 (moto) {s3.url}
 Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
 from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
@@ -138,7 +191,9 @@ cells.csv from the S3 server) from examples/warehouse.
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
 
 Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         gateway.serve(app, args.port)
     except KeyboardInterrupt:
         pass

@@ -1,5 +1,6 @@
 """Key material for the local stack: the dev issuer's key and a service-account key that signs
 attachment URLs against the Cloud Storage emulator. Generated locally; never leaves the machine."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,29 @@ DEV_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def new_rsa_pem() -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def write_service_account(path: str, private_pem: bytes,
-                          email: str = "signer@gatehouse-dev.iam.gserviceaccount.com") -> None:
+def write_service_account(
+    path: str, private_pem: bytes, email: str = "signer@gatehouse-dev.iam.gserviceaccount.com"
+) -> None:
     with open(path, "w") as f:
-        json.dump({"type": "service_account", "project_id": "gatehouse-dev", "private_key_id": "local",
-                   "private_key": private_pem.decode(), "client_email": email, "client_id": "0",
-                   "token_uri": "https://oauth2.googleapis.com/token"}, f)
+        json.dump(
+            {
+                "type": "service_account",
+                "project_id": "gatehouse-dev",
+                "private_key_id": "local",
+                "private_key": private_pem.decode(),
+                "client_email": email,
+                "client_id": "0",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            },
+            f,
+        )
 
 
 def ensure(directory: str = DEV_DIR) -> tuple[str, str]:

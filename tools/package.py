@@ -14,6 +14,7 @@ A function may also declare libraries for code it runs but does not import itsel
 function's endpoint code): `functions/<name>/endpoint_requirements.txt`, pinned lines. The file
 goes into the archive next to `main.py` and its lines into requirements.txt.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,7 +104,9 @@ def _module_owners() -> dict[str, str]:
             if file.name == "__init__.py":
                 owners.setdefault(".".join(parts[:-1]), _normalize(dist.metadata["Name"]))
             elif file.suffix == ".py" or file.suffix == ".so":
-                owners.setdefault(".".join(parts[:-1] + (file.name.split(".")[0],)), _normalize(dist.metadata["Name"]))
+                owners.setdefault(
+                    ".".join(parts[:-1] + (file.name.split(".")[0],)), _normalize(dist.metadata["Name"])
+                )
     return owners
 
 
@@ -187,8 +190,11 @@ def build(name: str, out_dir: str) -> str:
     target = os.path.join(out_dir, f"{name}.zip")
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(files):
-            arcname = (os.path.basename(path) if os.path.dirname(path) == os.path.dirname(main)
-                       else os.path.relpath(path, ROOT))
+            arcname = (
+                os.path.basename(path)
+                if os.path.dirname(path) == os.path.dirname(main)
+                else os.path.relpath(path, ROOT)
+            )
             info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
             info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
             with open(path, "rb") as f:
@@ -233,7 +239,10 @@ def check(folder: str) -> list[str]:
     endpoint_requirements = os.path.join(folder, ENDPOINT_REQUIREMENTS)
     if os.path.isfile(endpoint_requirements):  # for the code the function runs, not imports
         declared = set(pins(endpoint_requirements))
-        problems += [f"{ENDPOINT_REQUIREMENTS} lists {d}, which requirements.txt lacks" for d in sorted(declared - listed)]
+        problems += [
+            f"{ENDPOINT_REQUIREMENTS} lists {d}, which requirements.txt lacks"
+            for d in sorted(declared - listed)
+        ]
         used |= declared
     for dist in sorted(listed - used - {RUNTIME}):
         problems.append(f"requirements.txt lists {dist}, which nothing imports")
@@ -244,11 +253,14 @@ def check(folder: str) -> list[str]:
 
 def function_names() -> list[str]:
     from tools.gateway import function_names as names
+
     return names()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=os.path.join(ROOT, "dist"))
     parser.add_argument("functions", nargs="*", help="default: every function")
     args = parser.parse_args()

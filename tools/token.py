@@ -1,7 +1,8 @@
 """Print a dev token for an email, signed by the running local stack's issuer key (.dev/).
 
-    python -m tools.token someone@example.com      (or: make token EMAIL=someone@example.com)
+python -m tools.token someone@example.com      (or: make token EMAIL=someone@example.com)
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ def main() -> int:
         print("no dev issuer key yet: run `make dev` first", file=sys.stderr)
         return 1
     from common.auth import mint_dev_token
+
     with open(key_file, "rb") as f:
         print(mint_dev_token(sys.argv[1].strip().lower(), f.read()))
     return 0

@@ -4,6 +4,7 @@ writes the part's eight 64³ chunks into Cloud Storage in the scale directory `d
 data is a test pattern, not a model's output). `make dev` serves it; the tests script its
 failures and delays.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,18 +15,21 @@ from typing import Any
 
 from tools.emulators import free_port
 
-
 FIELDS = {"location", "glbstart", "start", "size", "model_name", "dest"}
 PART, CHUNK, SCALE_KEY = 128, 64, "8.0x8.0x8.0"
 
 
 def wire_format_problem(payload: Any) -> str | None:
     """What the real transfer network would refuse in a request, or None."""
+
     def point(value):
         return isinstance(value, list) and len(value) == 3 and all(type(c) is int for c in value)
+
     if not isinstance(payload, dict) or set(payload) != FIELDS:
         return f"the fields are {sorted(FIELDS)}"
-    if not isinstance(payload["location"], str) or not payload["location"].startswith(("gs://", "precomputed://gs://")):
+    if not isinstance(payload["location"], str) or not payload["location"].startswith(
+        ("gs://", "precomputed://gs://")
+    ):
         return "location is gs://bucket/path"
     if not isinstance(payload["model_name"], str) or not payload["model_name"]:
         return "model_name is a name"
@@ -62,7 +66,7 @@ class TransferService:
         self._server = None
         self._lock = threading.Lock()
 
-    def start(self) -> "TransferService":
+    def start(self) -> TransferService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,8 +82,11 @@ class TransferService:
                     return
                 with service._lock:
                     service.calls.append(payload)
-                    attempt = sum(1 for c in service.calls if c["start"] == payload["start"]
-                                  and c["dest"] == payload["dest"])
+                    attempt = sum(
+                        1
+                        for c in service.calls
+                        if c["start"] == payload["start"] and c["dest"] == payload["dest"]
+                    )
                 action = service.script(part_offset(payload), attempt)
                 if action == "hang":
                     time.sleep(service.hang_seconds)
@@ -117,13 +124,14 @@ class TransferService:
         """The part's eight 64³ chunks, named as neuroglancer's precomputed format wants them
         (volume coordinates: the cube's first voxel is 0), in the directory `dest` names."""
         from common import blobs
-        bucket_name, _, scale_dir = payload["dest"][len("gs://"):].partition("/")
+
+        bucket_name, _, scale_dir = payload["dest"][len("gs://") :].partition("/")
         bucket = blobs.bucket(bucket_name)
         x0, y0, z0 = part_offset(payload)
         for dx, dy, dz in ((a, b, c) for a in (0, CHUNK) for b in (0, CHUNK) for c in (0, CHUNK)):
             x, y, z = x0 + dx, y0 + dy, z0 + dz
             name = f"{scale_dir}/{x}-{x + CHUNK}_{y}-{y + CHUNK}_{z}-{z + CHUNK}"
-            bucket.blob(name).upload_from_string(bytes([(x + y + z) // CHUNK % 256]) * (CHUNK ** 3))
+            bucket.blob(name).upload_from_string(bytes([(x + y + z) // CHUNK % 256]) * (CHUNK**3))
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -11,9 +11,11 @@ def run_select(context, rows, sql, limit):
     columns = context.code.columns()
     casts = {"INTEGER": int, "REAL": float, "TEXT": str}
     db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE cells (%s)" % ", ".join(f"{name} {kind}" for name, kind in columns))
-    db.executemany("INSERT INTO cells VALUES (%s)" % ", ".join("?" * len(columns)),
-                   [[casts[kind](row[name]) for name, kind in columns] for row in rows])
+    db.execute(f"CREATE TABLE cells ({', '.join(f'{name} {kind}' for name, kind in columns)})")
+    db.executemany(
+        f"INSERT INTO cells VALUES ({', '.join('?' * len(columns))})",
+        [[casts[kind](row[name]) for name, kind in columns] for row in rows],
+    )
 
     def authorizer(action, arg1, arg2, database, trigger):
         if action == sqlite3.SQLITE_SELECT or action == sqlite3.SQLITE_FUNCTION:
@@ -27,8 +29,13 @@ def run_select(context, rows, sql, limit):
         cursor = db.execute(sql)
         found = cursor.fetchmany(limit + 1)
     except (sqlite3.Error, sqlite3.Warning) as exc:
-        raise context.PublicError(f"only a single read-only SELECT over the table cells is accepted ({exc})")
+        raise context.PublicError(
+            f"only a single read-only SELECT over the table cells is accepted ({exc})"
+        ) from None
     finally:
         db.set_authorizer(None)
-    return {"columns": [d[0] for d in cursor.description], "rows": [list(r) for r in found[:limit]],
-            "truncated": len(found) > limit}
+    return {
+        "columns": [d[0] for d in cursor.description],
+        "rows": [list(r) for r in found[:limit]],
+        "truncated": len(found) > limit,
+    }

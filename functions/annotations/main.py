@@ -3,10 +3,11 @@
 v1: one free-form object per user and location (`?x=&y=&z=`), as in the seed's curl lines.
 v2: typed points, line segments and spheres, written one at a time or up to 10,000 per request.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, StringConstraints, Tag, model_validator
 
@@ -15,8 +16,11 @@ from common.http import App, paged
 from common.locations import LocationStore, user_doc_id
 from common.models import Coordinate, Email, Payload, Strict, normalize_email
 
-app = App("annotations", "Annotations: v1 free-form objects at a location, v2 typed points, "
-                         "line segments and spheres (bulk writes up to 10,000).")
+app = App(
+    "annotations",
+    "Annotations: v1 free-form objects at a location, v2 typed points, "
+    "line segments and spheres (bulk writes up to 10,000).",
+)
 
 V2_COLLECTION = "v2_annotations"
 
@@ -34,9 +38,12 @@ TagName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 class AnnotationIn(Strict):
     """One v2 annotation; its key follows from `kind` and `pos`."""
+
     kind: Literal["point", "lineseg", "sphere"]
-    pos: list[Coordinate] = Field(description="3 integers for a point; 6 for a line segment "
-                                              "(its end points) or a sphere (the ends of a diameter)")
+    pos: list[Coordinate] = Field(
+        description="3 integers for a point; 6 for a line segment "
+        "(its end points) or a sphere (the ends of a diameter)"
+    )
     prop: Payload | None = None
     tags: Annotated[list[TagName], Field(max_length=100)] | None = None
     title: Annotated[str, StringConstraints(max_length=1_000)] | None = None
@@ -46,7 +53,9 @@ class AnnotationIn(Strict):
     @model_validator(mode="after")
     def _pos_fits_kind(self):
         if len(self.pos) != POS_LENGTH[self.kind]:
-            raise ValueError(f"a {self.kind} has {POS_LENGTH[self.kind]} integers in pos, not {len(self.pos)}")
+            raise ValueError(
+                f"a {self.kind} has {POS_LENGTH[self.kind]} integers in pos, not {len(self.pos)}"
+            )
         return self
 
     @property
@@ -59,17 +68,20 @@ def _one_or_list(value: Any) -> str:
 
 
 AnnotationsIn = Annotated[
-    Union[Annotated[AnnotationIn, Tag("one")],
-          Annotated[list[AnnotationIn], Field(min_length=1), Tag("list")]],
-    Discriminator(_one_or_list)]
+    Annotated[AnnotationIn, Tag("one")] | Annotated[list[AnnotationIn], Field(min_length=1), Tag("list")],
+    Discriminator(_one_or_list),
+]
 
 
 # -- v1: the seed's POST/GET/DELETE /annotations/{ds}?x=&y=&z= ----------------------------------
 
-LocationStore("annotations", "v1_annotations", "annotation_v1").mount(app, "/annotations/<name>", "annotation")
+LocationStore("annotations", "v1_annotations", "annotation_v1").mount(
+    app, "/annotations/<name>", "annotation"
+)
 
 
 # -- v2 -------------------------------------------------------------------------------------
+
 
 def _v2(dataset: str):
     return store.collection("annotations").document(authz.data_key(dataset)).collection(V2_COLLECTION)
@@ -121,11 +133,18 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
     return merged
 
 
-@app.post("/annotations/v2/<name>", role=authz.on_dataset("write_own"), body=AnnotationsIn,
-          max_items=MAX_PER_REQUEST, max_body=BULK_BODY_LIMIT,
-          query={"replace": "true (default) replaces a stored annotation; false merges into it",
-                 "move_key": "one annotation only: delete this key after writing the new one",
-                 "conditional": "comma list of prop, tags, title, description not overwritten when set"})
+@app.post(
+    "/annotations/v2/<name>",
+    role=authz.on_dataset("write_own"),
+    body=AnnotationsIn,
+    max_items=MAX_PER_REQUEST,
+    max_body=BULK_BODY_LIMIT,
+    query={
+        "replace": "true (default) replaces a stored annotation; false merges into it",
+        "move_key": "one annotation only: delete this key after writing the new one",
+        "conditional": "comma list of prop, tags, title, description not overwritten when set",
+    },
+)
 def write_v2(req, name):
     """Write one annotation or a list of up to 10,000, validated as a whole before any write."""
     single = not isinstance(req.body, list)
@@ -141,17 +160,31 @@ def write_v2(req, name):
     pending: dict[str, list[dict[str, Any]]] = {}  # document id -> its writes, in request order
     for a in items:
         user = a.user or caller.email
-        record = {"key": a.key, "user": user, "kind": a.kind, "pos": a.pos, "timestamp": stamp,
-                  **a.model_dump(include=set(OPTIONAL_FIELDS) & a.model_fields_set)}
+        record = {
+            "key": a.key,
+            "user": user,
+            "kind": a.kind,
+            "pos": a.pos,
+            "timestamp": stamp,
+            **a.model_dump(include=set(OPTIONAL_FIELDS) & a.model_fields_set),
+        }
         pending.setdefault(user_doc_id(user, a.key), []).append(record)
-    moved = user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
+    moved = (
+        user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
+    )
     _write_all(req, name, pending, replace, keep, moved)
     keys = [a.key for a in items]
     return {"key": keys[0]} if single else {"keys": keys}
 
 
-def _write_all(req, dataset: str, pending: dict[str, list[dict[str, Any]]], replace: bool,
-               keep: tuple[str, ...], moved: str | None) -> None:
+def _write_all(
+    req,
+    dataset: str,
+    pending: dict[str, list[dict[str, Any]]],
+    replace: bool,
+    keep: tuple[str, ...],
+    moved: str | None,
+) -> None:
     """Commit `pending` in commits of at most 500 writes, each with its audit entry. Plain
     replacements are blind batched writes; merges read the stored annotations in a transaction.
     A failed commit answers with what was written: the writes are idempotent, so a retry is safe."""
@@ -171,42 +204,64 @@ def _write_all(req, dataset: str, pending: dict[str, list[dict[str, Any]]], repl
         if moved is not None and moved not in chunk:
             writer.delete(coll.document(moved))
         keys = [pending[i][0]["key"] for i in chunk]
-        audit.record(writer, req, "annotations_write", "annotation", keys[0] if len(keys) == 1 else f"{len(keys)} annotations",
-                     dataset=dataset, after={"keys": keys, "users": sorted({pending[i][0]["user"] for i in chunk})})
+        audit.record(
+            writer,
+            req,
+            "annotations_write",
+            "annotation",
+            keys[0] if len(keys) == 1 else f"{len(keys)} annotations",
+            dataset=dataset,
+            after={"keys": keys, "users": sorted({pending[i][0]["user"] for i in chunk})},
+        )
 
     for chunk in store.chunks(ids, PER_COMMIT):
         try:
             if needs_read:
+
                 def in_transaction(transaction, chunk=chunk):
                     refs = [coll.document(i) for i in chunk]
                     stored = {s.id: s.to_dict() for s in transaction.get_all(refs) if s.exists}
                     write_chunk(transaction, chunk, stored)
+
                 store.transactional(in_transaction)
             else:
                 batch = store.db().batch()
                 write_chunk(batch, chunk, {})
                 batch.commit()
         except exceptions.GoogleAPIError as exc:
-            details = {"written": [pending[i][0]["key"] for i in written],
-                       "not_written": [pending[i][0]["key"] for i in ids[len(written):]]}
+            details = {
+                "written": [pending[i][0]["key"] for i in written],
+                "not_written": [pending[i][0]["key"] for i in ids[len(written) :]],
+            }
             if isinstance(exc, exceptions.InvalidArgument):
-                raise errors.ValidationFailed(f"Firestore refused the annotations: {exc.message}",
-                                              details=details) from None
-            raise errors.Unavailable("the annotation store failed part-way; what was written is listed, "
-                                     "and retrying the same request is safe", retry_after=1,
-                                     details=details) from None
+                raise errors.ValidationFailed(
+                    f"Firestore refused the annotations: {exc.message}", details=details
+                ) from None
+            raise errors.Unavailable(
+                "the annotation store failed part-way; what was written is listed, "
+                "and retrying the same request is safe",
+                retry_after=1,
+                details=details,
+            ) from None
         written.extend(chunk)
 
 
-@app.get("/annotations/v2/<name>", role=authz.on_dataset("read"),
-         query={"user": "whose annotations (default: the caller's; another user's needs write_others)",
-                "groups": "comma list of groups: their members' annotations (a non-admin: only their own groups)",
-                "kind": "point, lineseg or sphere", "tag": "only annotations with this tag",
-                "limit": "page size (1-10000); without it the whole list streams",
-                "cursor": "from the Link header of the previous page"})
+@app.get(
+    "/annotations/v2/<name>",
+    role=authz.on_dataset("read"),
+    query={
+        "user": "whose annotations (default: the caller's; another user's needs write_others)",
+        "groups": "comma list of groups: their members' annotations (a non-admin: only their own groups)",
+        "kind": "point, lineseg or sphere",
+        "tag": "only annotations with this tag",
+        "limit": "page size (1-10000); without it the whole list streams",
+        "cursor": "from the Link header of the previous page",
+    },
+)
 def list_v2(req, name):
     """Annotations of the dataset: the caller's, another user's, or a group's."""
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     if req.args.get("user") and req.args.get("groups"):
         raise errors.BadRequest("give user or groups, not both")
     users = _group_members(req) if req.args.get("groups") else [_whose(req, name)]
@@ -216,8 +271,11 @@ def list_v2(req, name):
     limit = req.int_arg("limit", low=1, high=10_000)
     queries = []
     for chunk in store.chunks(sorted(users), store.MAX_IN_VALUES):
-        query = _v2(name).where(filter=FieldFilter("user", "==", chunk[0]) if len(chunk) == 1
-                                else FieldFilter("user", "in", chunk))
+        query = _v2(name).where(
+            filter=FieldFilter("user", "==", chunk[0])
+            if len(chunk) == 1
+            else FieldFilter("user", "in", chunk)
+        )
         if kind:
             query = query.where(filter=FieldFilter("kind", "==", kind))
         if tag:
@@ -239,17 +297,28 @@ def _group_members(req) -> list[str]:
     return sorted(authz.group_members(groups))
 
 
-@app.delete("/annotations/v2/<name>/<key>", role=authz.on_dataset("write_own"), status=204,
-            query={"user": "whose annotation (default: the caller's; another user's needs write_others)"})
+@app.delete(
+    "/annotations/v2/<name>/<key>",
+    role=authz.on_dataset("write_own"),
+    status=204,
+    query={"user": "whose annotation (default: the caller's; another user's needs write_others)"},
+)
 def delete_v2(req, name, key):
     """Delete one annotation by key (404 when there is none)."""
     user = _whose(req, name)
     if not KEY.fullmatch(key):
         raise errors.NotFound(f"no annotation {key!r}")
     ref = _v2(name).document(user_doc_id(user, key))
-    audit.delete_existing(req, ref, missing=f"no annotation {key!r} of {user}", action="annotation_delete",
-                          target_type="annotation", target_id=key, dataset=name,
-                          before=lambda snap: {"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")})
+    audit.delete_existing(
+        req,
+        ref,
+        missing=f"no annotation {key!r} of {user}",
+        action="annotation_delete",
+        target_type="annotation",
+        target_id=key,
+        dataset=name,
+        before=lambda snap: {"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")},
+    )
 
 
 def handle(request):

@@ -4,6 +4,7 @@ Each user has at most one entry per dataset and location; it starts unverified, 
 write_others on its dataset verify it. Entries live in `atlas/{id}`, the id derived from
 (dataset, user, location) so a POST at the same place updates the same entry.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +20,24 @@ from common.models import FreeForm, Strict, check_document_size, check_storable
 
 app = App("atlas", "Atlas: marked locations across datasets, verified by curators.")
 
-SERVER_FIELDS = ("id", "user", "dataset", "location", "locationref", "timestamp", "verified",
-                 "verified_by", "verified_at")
+SERVER_FIELDS = (
+    "id",
+    "user",
+    "dataset",
+    "location",
+    "locationref",
+    "timestamp",
+    "verified",
+    "verified_by",
+    "verified_at",
+)
 ENTRY_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class AtlasEntryIn(FreeForm):
     """`title` (and `description`) plus the caller's own fields; the server's fields (`id`,
     `user`, `dataset`, `location`, `locationref`, `timestamp`, `verified`) are set by it."""
+
     title: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
     description: Annotated[str, StringConstraints(max_length=100_000)] | None = None
 
@@ -63,11 +74,15 @@ def _view(snap) -> dict[str, Any]:
 
 def _query(**equal: Any):
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     query = _entries()
     for field, value in equal.items():
         if isinstance(value, list):
-            query = query.where(filter=FieldFilter(field, "in", value) if len(value) > 1
-                                else FieldFilter(field, "==", value[0]))
+            query = query.where(
+                filter=FieldFilter(field, "in", value)
+                if len(value) > 1
+                else FieldFilter(field, "==", value[0])
+            )
         else:
             query = query.where(filter=FieldFilter(field, "==", value))
     return query
@@ -79,8 +94,12 @@ def list_all(req):
     and every entry of datasets where the caller has write_others."""
     caller = req.caller
     from common.exposure import exposed
-    readable = {s.id: s.to_dict() for s in store.collection("datasets").select(["public", "generation"]).stream()
-                if exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())}
+
+    readable = {
+        s.id: s.to_dict()
+        for s in store.collection("datasets").select(["public", "generation"]).stream()
+        if exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
+    }
     curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))
     others = sorted(set(readable) - set(curated))
 
@@ -91,10 +110,15 @@ def list_all(req):
             yield from _query(dataset=chunk, verified=True).stream()
         if others:
             others_set = set(others)
-            yield from (s for s in _query(user=caller.email, verified=False).stream()
-                        if s.get("dataset") in others_set)
+            yield from (
+                s
+                for s in _query(user=caller.email, verified=False).stream()
+                if s.get("dataset") in others_set
+            )
 
-    return streamed(jsonio.stream_array(_view(s) for s in entries() if _current(s, readable.get(s.get("dataset")))))
+    return streamed(
+        jsonio.stream_array(_view(s) for s in entries() if _current(s, readable.get(s.get("dataset"))))
+    )
 
 
 @app.post("/atlas/<name>", role=authz.on_dataset("write_own"), body=AtlasEntryIn, query=LOCATION_QUERY)
@@ -110,16 +134,34 @@ def put_entry(req, name):
     def write(transaction) -> None:
         snap = ref.get(transaction=transaction)
         old = snap.to_dict() if snap.exists else None
-        verification = {k: v for k, v in (old or {}).items() if k in ("verified", "verified_by", "verified_at")}
-        entry = {**payload, "id": ref.id, "user": req.caller.email, "dataset": name,
-                 "location": list(point), "locationref": key, "timestamp": store.now(),
-                 "verified": False, **verification}
+        verification = {
+            k: v for k, v in (old or {}).items() if k in ("verified", "verified_by", "verified_at")
+        }
+        entry = {
+            **payload,
+            "id": ref.id,
+            "user": req.caller.email,
+            "dataset": name,
+            "location": list(point),
+            "locationref": key,
+            "timestamp": store.now(),
+            "verified": False,
+            **verification,
+        }
         if generation is not None:
             entry["generation"] = generation
         check_document_size(entry, "the atlas entry")
         transaction.set(ref, entry)
-        audit.record(transaction, req, "atlas_update" if old else "atlas_create", "atlas", ref.id,
-                     dataset=name, before=old, after=entry)
+        audit.record(
+            transaction,
+            req,
+            "atlas_update" if old else "atlas_create",
+            "atlas",
+            ref.id,
+            dataset=name,
+            before=old,
+            after=entry,
+        )
         stored.clear()
         stored.update({k: v for k, v in entry.items() if k != "generation"})
 
@@ -132,7 +174,9 @@ def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
     record = authz.dataset_record(name)
     snaps = _query(dataset=name, user=req.caller.email).stream()
-    return streamed(jsonio.stream_object((s.get("locationref"), _view(s)) for s in snaps if _current(s, record)))
+    return streamed(
+        jsonio.stream_object((s.get("locationref"), _view(s)) for s in snaps if _current(s, record))
+    )
 
 
 @app.delete("/atlas/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
@@ -140,8 +184,15 @@ def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
     ref = _entries().document(entry_id(name, req.caller.email, key))
-    audit.delete_existing(req, ref, missing=f"you have no atlas entry at {key} in {name!r}",
-                          action="atlas_delete", target_type="atlas", target_id=ref.id, dataset=name)
+    audit.delete_existing(
+        req,
+        ref,
+        missing=f"you have no atlas entry at {key} in {name!r}",
+        action="atlas_delete",
+        target_type="atlas",
+        target_id=ref.id,
+        dataset=name,
+    )
     return {"deleted": ref.id}
 
 
@@ -158,8 +209,12 @@ def _may_verify(req, params: dict[str, Any]) -> None:
     authz.require_dataset(req.caller, snap.get("dataset"), "write_others")
 
 
-@app.post("/atlas/verify/<entry>", role=Check("write_others on the entry's dataset", _may_verify),
-          body=VerifyIn, body_required=False)
+@app.post(
+    "/atlas/verify/<entry>",
+    role=Check("write_others on the entry's dataset", _may_verify),
+    body=VerifyIn,
+    body_required=False,
+)
 def verify(req, entry):
     """Toggle an entry's `verified`, or set it with `{"verified": bool}`; concurrent calls are
     serialized by a transaction, so none is lost."""
@@ -174,8 +229,16 @@ def verify(req, entry):
         new = (not old) if req.body is None else req.body.verified
         change = {"verified": new, "verified_by": req.caller.email, "verified_at": store.now()}
         transaction.update(ref, change)
-        audit.record(transaction, req, "verify", "atlas", entry, dataset=snap.get("dataset"),
-                     before={"verified": old}, after={"verified": new})
+        audit.record(
+            transaction,
+            req,
+            "verify",
+            "atlas",
+            entry,
+            dataset=snap.get("dataset"),
+            before={"verified": old},
+            after={"verified": new},
+        )
         stored.clear()
         stored.update({**_view(snap), **change})
 

@@ -1,4 +1,5 @@
 """datasets: the datasets Gatehouse governs, their lifecycle, logs and attachments (SPEC §3)."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,16 @@ app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and
 
 MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 ATTACHMENT_LIMIT = 32 << 20
-SERVER_FIELDS = ("name", "created_at", "created_by", "modified_at", "modified_by",
-                 "finalized_at", "finalized_by", "generation")
+SERVER_FIELDS = (
+    "name",
+    "created_at",
+    "created_by",
+    "modified_at",
+    "modified_by",
+    "finalized_at",
+    "finalized_by",
+    "generation",
+)
 EDITABLE_AFTER_FINALIZE = {"description", "tags"}
 # A plain file name: no path separators, no leading dot (so no "." or ".."), no control characters.
 DELETION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -26,6 +35,7 @@ ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
 
 class _Metadata(FreeForm):
     """Typed where the spec names a field; the rest is the owner's free-form metadata."""
+
     location: GsLocation | None = None  # what transfer sends to the transfer network
     public: bool = False
     tags: list[str] = []
@@ -46,11 +56,13 @@ class DatasetCreate(_Metadata):
 
 class DatasetUpdate(_Metadata):
     """A partial update: fields present are merged; `null` removes a free-form field."""
+
     description: str = ""
 
 
-DatasetsCreate = Annotated[dict[DatasetName, DatasetCreate],
-                           Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)]
+DatasetsCreate = Annotated[
+    dict[DatasetName, DatasetCreate], Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)
+]
 NameList = Annotated[list[str], Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)]
 
 
@@ -72,6 +84,7 @@ def _forget(names) -> None:
 def list_datasets(req):
     """Every dataset the caller may read."""
     from common.exposure import exposed
+
     caller = req.caller
     snaps = store.collection("datasets").stream()
     readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps if exposed("dataset", s.id))
@@ -93,25 +106,43 @@ def create_datasets(req):
         claimed = {s.id: s.get("name") for s in transaction.get_all(list(claims.values())) if s.exists}
         clashes = sorted(n for n in req.body if claimed.get(n.lower(), n) != n)
         if clashes or len({n.lower() for n in req.body}) < len(req.body):
-            raise errors.Conflict("dataset names are unique regardless of case: "
-                                  + ", ".join(f"{n!r} is taken by {claimed.get(n.lower())!r}" for n in clashes)
-                                  if clashes else "dataset names in one request differ only in case",
-                                  details={"taken": {n: claimed[n.lower()] for n in clashes}})
+            raise errors.Conflict(
+                "dataset names are unique regardless of case: "
+                + ", ".join(f"{n!r} is taken by {claimed.get(n.lower())!r}" for n in clashes)
+                if clashes
+                else "dataset names in one request differ only in case",
+                details={"taken": {n: claimed[n.lower()] for n in clashes}},
+            )
         finalized = sorted(n for n, old in before.items() if old.get("finalized_at"))
         if finalized:
-            raise errors.Conflict(f"finalized datasets cannot be replaced: {', '.join(finalized)}",
-                                  details={"finalized": finalized})
+            raise errors.Conflict(
+                f"finalized datasets cannot be replaced: {', '.join(finalized)}",
+                details={"finalized": finalized},
+            )
         for name, body in req.body.items():
             old = before.get(name)
-            record = {**body.model_dump(), "modified_at": now, "modified_by": actor,
-                      "created_at": old["created_at"] if old else now,
-                      "created_by": old["created_by"] if old else actor,
-                      # A replaced dataset keeps its data; a new one starts empty (common/purge.py).
-                      "generation": (old or {}).get("generation") or uuid.uuid4().hex}
+            record = {
+                **body.model_dump(),
+                "modified_at": now,
+                "modified_by": actor,
+                "created_at": old["created_at"] if old else now,
+                "created_by": old["created_by"] if old else actor,
+                # A replaced dataset keeps its data; a new one starts empty (common/purge.py).
+                "generation": (old or {}).get("generation") or uuid.uuid4().hex,
+            }
             transaction.set(refs[name], record)
             transaction.set(claims[name], {"name": name})
-            audit.record(transaction, req, "dataset_replace" if old else "dataset_create", "dataset",
-                         name, dataset=name, generation=record["generation"], before=old, after=record)
+            audit.record(
+                transaction,
+                req,
+                "dataset_replace" if old else "dataset_create",
+                "dataset",
+                name,
+                dataset=name,
+                generation=record["generation"],
+                before=old,
+                after=record,
+            )
             stored[name] = _view(name, record)
 
     store.transactional(write)
@@ -125,6 +156,7 @@ def delete_datasets(req):
     that do not exist are skipped. The data is purged in the background when large: see
     `GET /datasets/_deletions`."""
     from common import purge
+
     datasets = store.collection("datasets")
     deletions: dict[str, str] = {}
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
@@ -137,8 +169,16 @@ def delete_datasets(req):
                 transaction.delete(snap.reference)
                 transaction.delete(_name_claim(snap.id))
                 deletions[snap.id] = purge.begin(transaction, snap.id, record, req.caller.email)
-                audit.record(transaction, req, "dataset_delete", "dataset", snap.id, dataset=snap.id,
-                             generation=record.get("generation"), before=record)
+                audit.record(
+                    transaction,
+                    req,
+                    "dataset_delete",
+                    "dataset",
+                    snap.id,
+                    dataset=snap.id,
+                    generation=record.get("generation"),
+                    before=record,
+                )
 
     if names:
         store.transactional(delete)
@@ -147,26 +187,34 @@ def delete_datasets(req):
     for deletion in progress:
         if deletion is not None and deletion["status"] != "done":
             purge.continue_later(deletion["id"])
-    return {"deleted": sorted(deletions),
-            "deletions": [_deletion_view(d) for d in progress if d is not None]}
+    return {"deleted": sorted(deletions), "deletions": [_deletion_view(d) for d in progress if d is not None]}
 
 
 def _deletion_view(deletion: dict[str, Any]) -> dict[str, Any]:
-    return {k: deletion.get(k) for k in ("id", "name", "deleted_at", "deleted_by", "status", "purged_at", "parts")}
+    return {
+        k: deletion.get(k) for k in ("id", "name", "deleted_at", "deleted_by", "status", "purged_at", "parts")
+    }
 
 
 @app.get("/datasets/_deletions", role=authz.ADMIN)
 def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
+
     from common import purge
+
     snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
     return streamed(jsonio.stream_array(_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps))
 
 
 def _deletion(deletion_id: str) -> dict[str, Any]:
     from common import purge
-    snap = store.collection(purge.COLLECTION).document(deletion_id).get() if DELETION_ID.fullmatch(deletion_id) else None
+
+    snap = (
+        store.collection(purge.COLLECTION).document(deletion_id).get()
+        if DELETION_ID.fullmatch(deletion_id)
+        else None
+    )
     if snap is None or not snap.exists:
         raise errors.NotFound(f"no deletion {deletion_id!r}")
     return {"id": snap.id, **snap.to_dict()}
@@ -182,13 +230,19 @@ def get_deletion(req, deletion_id):
 def resume_deletion(req, deletion_id):
     """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
     from common import purge
+
     _deletion(deletion_id)
     return _deletion_view(purge.step(deletion_id))
 
 
-@app.get("/datasets/_deletions/<deletion_id>/logs", role=authz.ADMIN,
-         query={"limit": "page size (1-10000); without it the whole log streams",
-                "cursor": "from the Link header of the previous page"})
+@app.get(
+    "/datasets/_deletions/<deletion_id>/logs",
+    role=authz.ADMIN,
+    query={
+        "limit": "page size (1-10000); without it the whole log streams",
+        "cursor": "from the Link header of the previous page",
+    },
+)
 def deletion_logs(req, deletion_id):
     """The audit entries of a deleted dataset, newest first (admin; kept until their retention ends)."""
     deletion = _deletion(deletion_id)
@@ -233,8 +287,10 @@ def update_dataset(req, name):
     def merge(old: dict[str, Any]) -> dict[str, Any]:
         refused = set(changes) - EDITABLE_AFTER_FINALIZE
         if old.get("finalized_at") and refused:
-            raise errors.Conflict("a finalized dataset only takes changes to description and tags",
-                                  details={"refused": sorted(refused)})
+            raise errors.Conflict(
+                "a finalized dataset only takes changes to description and tags",
+                details={"refused": sorted(refused)},
+            )
         merged = {**old, **changes}
         return {k: v for k, v in merged.items() if not (v is None and k in extra)}
 
@@ -244,6 +300,7 @@ def update_dataset(req, name):
 @app.post("/datasets/<name>/finalize", role=authz.on_dataset("manage"))
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
+
     def finalize(old: dict[str, Any]) -> dict[str, Any]:
         if old.get("finalized_at"):
             raise errors.Conflict(f"dataset {name!r} was finalized at {jsonio.dumps(old['finalized_at'])}")
@@ -252,9 +309,14 @@ def finalize_dataset(req, name):
     return _change_dataset(req, name, "finalize", finalize)
 
 
-@app.get("/datasets/<name>/logs", role=authz.on_dataset("manage"),
-         query={"limit": "page size (1-10000); without it the whole log streams",
-                "cursor": "from the Link header of the previous page"})
+@app.get(
+    "/datasets/<name>/logs",
+    role=authz.on_dataset("manage"),
+    query={
+        "limit": "page size (1-10000); without it the whole log streams",
+        "cursor": "from the Link header of the previous page",
+    },
+)
 def dataset_logs(req, name):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
     not among them: see `/datasets/_deletions/{id}/logs`)."""
@@ -264,28 +326,44 @@ def dataset_logs(req, name):
 def _log(req, name: str, generation: str | None):
     from google.cloud.firestore import Query
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     limit = req.int_arg("limit", low=1, high=10_000)
     entries = store.collection(audit.COLLECTION)
     # Entries of datasets made before generations have none: theirs is the name alone.
-    query = (entries.where(filter=FieldFilter("generation", "==", generation)) if generation
-             else entries.where(filter=FieldFilter("dataset", "==", name)))
+    query = (
+        entries.where(filter=FieldFilter("generation", "==", generation))
+        if generation
+        else entries.where(filter=FieldFilter("dataset", "==", name))
+    )
     query = query.order_by("at", direction=Query.DESCENDING)
     page = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
-    return paged(req, page, lambda s: {"id": s.id, **{k: v for k, v in s.to_dict().items() if k != "generation"}}, limit)
+    return paged(
+        req,
+        page,
+        lambda s: {"id": s.id, **{k: v for k, v in s.to_dict().items() if k != "generation"}},
+        limit,
+    )
 
 
 # -- attachments ----------------------------------------------------------------------------
 
+
 def _attachment_name(value: str) -> str:
     if not ATTACHMENT_NAME.fullmatch(value or "") or ".." in value:
-        raise errors.ValidationFailed("an attachment name is a plain file name (no '/', no '..')",
-                                      details=[{"loc": ["name"], "message": "not a plain file name",
-                                                "type": "value_error"}])
+        raise errors.ValidationFailed(
+            "an attachment name is a plain file name (no '/', no '..')",
+            details=[{"loc": ["name"], "message": "not a plain file name", "type": "value_error"}],
+        )
     return value
 
 
-@app.post("/datasets/<name>/attachments", role=authz.on_dataset("manage"), status=201,
-          multipart=True, max_body=ATTACHMENT_LIMIT + (64 << 10))
+@app.post(
+    "/datasets/<name>/attachments",
+    role=authz.on_dataset("manage"),
+    status=201,
+    multipart=True,
+    max_body=ATTACHMENT_LIMIT + (64 << 10),
+)
 def upload_attachment(req, name):
     """Upload a file (multipart fields `name` and `attachment`, at most 32 MiB)."""
     upload = req.raw.files.get("attachment")
@@ -298,9 +376,12 @@ def upload_attachment(req, name):
         raise errors.PayloadTooLarge(f"an attachment is at most {ATTACHMENT_LIMIT} bytes")
     upload.stream.seek(0)
     blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{filename}")
-    blob.upload_from_file(upload.stream, size=size, content_type=upload.mimetype or "application/octet-stream")
-    audit.write(req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=name,
-                after={"size": size})
+    blob.upload_from_file(
+        upload.stream, size=size, content_type=upload.mimetype or "application/octet-stream"
+    )
+    audit.write(
+        req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=name, after={"size": size}
+    )
     return {"name": filename, "size": size}
 
 
@@ -309,15 +390,17 @@ def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
     prefix = authz.data_key(name) + "/"
-    return [{"name": b.name[len(prefix):], "size": b.size, "modified": b.updated,
-             "url": blobs.signed_url(b)}
-            for b in blobs.client().list_blobs(bucket, prefix=prefix)]
+    return [
+        {"name": b.name[len(prefix) :], "size": b.size, "modified": b.updated, "url": blobs.signed_url(b)}
+        for b in blobs.client().list_blobs(bucket, prefix=prefix)
+    ]
 
 
 @app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset("manage"), status=204)
 def delete_attachment(req, name, file):
     """Delete an attachment (204 also when it does not exist)."""
     from google.api_core.exceptions import NotFound
+
     target = f"{name}/{_attachment_name(file)}"
     try:
         blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{file}").delete()
@@ -336,6 +419,7 @@ def purge_work(cloud_event):
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
     from common import purge, queue
     from common.logs import log
+
     try:
         message, _ = queue.payload_of(cloud_event)
         deletion_id = str(message["deletion"])

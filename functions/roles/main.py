@@ -1,4 +1,5 @@
 """roles: what the caller may do (SPEC §3 roles). Other applications authorize with it."""
+
 from common import authz
 from common.http import App
 

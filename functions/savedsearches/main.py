@@ -1,4 +1,5 @@
 """savedsearches: each user's saved searches in a dataset, one per location (SPEC §3)."""
+
 from __future__ import annotations
 
 from common.http import App

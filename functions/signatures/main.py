@@ -3,6 +3,7 @@
 Reads the layout of common/sigindex.py from SIG_BUCKET: blocks for `atlocation`, and for
 `likelocation` one index partition per mask (four objects) instead of a scan of every record.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,6 +29,7 @@ def _executor():
     with _pool_lock:
         if _pool is None:
             from concurrent.futures import ThreadPoolExecutor
+
             _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sig-read")
     return _pool
 
@@ -36,6 +38,7 @@ def _read(path: str) -> bytes | None:
     from google.api_core.exceptions import NotFound
 
     from common import blobs
+
     try:
         return blobs.bucket(app.settings.sig_bucket).blob(path).download_as_bytes()
     except NotFound:
@@ -45,13 +48,17 @@ def _read(path: str) -> bytes | None:
 def _read_all(paths: list[str]):
     """The records of each object (missing ones are empty), read in parallel."""
     import numpy as np
+
     dtype = sigindex.record_dtype()
-    return [np.frombuffer(data, dtype=dtype) if data else np.zeros(0, dtype=dtype)
-            for data in _executor().map(_read, paths)]
+    return [
+        np.frombuffer(data, dtype=dtype) if data else np.zeros(0, dtype=dtype)
+        for data in _executor().map(_read, paths)
+    ]
 
 
 def _load_info(dataset: str) -> dict[str, Any] | None:
     import json
+
     data = _read(sigindex.info_path(dataset))
     return json.loads(data) if data else None
 
@@ -72,6 +79,7 @@ def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
     if not isinstance(built_at, str):
         return False
     import datetime
+
     try:
         return datetime.datetime.fromisoformat(built_at) >= record["created_at"]
     except (TypeError, ValueError):
@@ -92,12 +100,14 @@ def _blocks_near(point: tuple[int, int, int], block_size: int) -> list[tuple[int
 
 def _squared_distances(records, point):
     import numpy as np
+
     return sum((records[axis].astype(np.int64) - c) ** 2 for axis, c in zip("xyz", point))
 
 
 def nearest(dataset: str, point: tuple[int, int, int]):
     """The stored record nearest to `point` within NEAR voxels (ties: lowest x, y, z), or None."""
     import numpy as np
+
     info = _info(dataset)
     blocks = _blocks_near(point, info["block_size"])
     records = np.concatenate(_read_all([sigindex.block_path(dataset, *b) for b in blocks])) if blocks else []
@@ -129,12 +139,20 @@ def candidates(dataset: str, signature: int):
     """Records sharing at least one masked hash with `signature`, at Hamming distance < 8, by
     (distance, x, y, z), at most 200: the index's four partitions, not a scan."""
     import numpy as np
+
     info = _info(dataset)
     masks = [info[f"ham_{i}"] for i in range(sigindex.MASKS)]
-    parts = _read_all([sigindex.index_path(dataset, i, sigindex.partition(m, signature)) for i, m in enumerate(masks)])
+    parts = _read_all(
+        [sigindex.index_path(dataset, i, sigindex.partition(m, signature)) for i, m in enumerate(masks)]
+    )
     # Same partition is not enough (4000 partitions share hashes); the masked bits must agree.
-    shared = [p[(p["signature"].view(np.uint64) & np.uint64(m & sigindex.U64)) == np.uint64(m & signature & sigindex.U64)]
-              for p, m in zip(parts, masks)]
+    shared = [
+        p[
+            (p["signature"].view(np.uint64) & np.uint64(m & sigindex.U64))
+            == np.uint64(m & signature & sigindex.U64)
+        ]
+        for p, m in zip(parts, masks)
+    ]
     found = np.unique(np.concatenate(shared))  # a record may share several masks
     dist = np.bitwise_count((found["signature"] ^ np.int64(signature)).view(np.uint64)).astype(np.int64)
     keep = dist < MAX_DISTANCE

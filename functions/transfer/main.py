@@ -11,6 +11,7 @@ Two entry points share this source (one archive, deployed twice; terraform/pubsu
   TRANSFER_ATTEMPTS the part is `failed` and so is the job. The part's record decides what a
   delivery does, so a redelivered message never counts twice.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -46,31 +47,57 @@ class TransferIn(Strict):
 
 def precomputed_info() -> dict[str, Any]:
     """neuroglancer's precomputed `info`: uint8, one channel, 8 nm, 256³, 64³ raw chunks."""
-    return {"@type": "neuroglancer_multiscale_volume", "type": "image", "data_type": "uint8",
-            "num_channels": 1,
-            "scales": [{"key": SCALE_KEY, "resolution": RESOLUTION, "size": [CUBE] * 3,
-                        "voxel_offset": [0, 0, 0], "chunk_sizes": [[CHUNK] * 3], "encoding": "raw"}]}
+    return {
+        "@type": "neuroglancer_multiscale_volume",
+        "type": "image",
+        "data_type": "uint8",
+        "num_channels": 1,
+        "scales": [
+            {
+                "key": SCALE_KEY,
+                "resolution": RESOLUTION,
+                "size": [CUBE] * 3,
+                "voxel_offset": [0, 0, 0],
+                "chunk_sizes": [[CHUNK] * 3],
+                "encoding": "raw",
+            }
+        ],
+    }
 
 
-def part_requests(location: str, model_name: str, center: list[int], volume: str) -> dict[str, dict[str, Any]]:
+def part_requests(
+    location: str, model_name: str, center: list[int], volume: str
+) -> dict[str, dict[str, Any]]:
     """The transfer network's eight requests, by part key ("x_y_z" offset in the cube), in its
     wire format (SPEC §3): `glbstart` the cube's first voxel (the same in all), `start` the
     part's first voxel in dataset coordinates, `dest` the volume's scale directory."""
     glbstart = [c - CUBE // 2 for c in center]
-    return {"_".join(map(str, offset)): {
-        "location": location, "glbstart": glbstart, "start": [g + o for g, o in zip(glbstart, offset)],
-        "size": [PART] * 3, "model_name": model_name, "dest": f"{volume}/{SCALE_KEY}"}
-        for offset in itertools.product((0, PART), repeat=3)}
+    return {
+        "_".join(map(str, offset)): {
+            "location": location,
+            "glbstart": glbstart,
+            "start": [g + o for g, o in zip(glbstart, offset)],
+            "size": [PART] * 3,
+            "model_name": model_name,
+            "dest": f"{volume}/{SCALE_KEY}",
+        }
+        for offset in itertools.product((0, PART), repeat=3)
+    }
 
 
 def neuroglancer_link(source: str, layer: str) -> str:
     """A neuroglancer URL whose state shows `source` as one image layer, centred on the cube's
     middle voxel (the requested point)."""
     metres = [r * 1e-9 for r in RESOLUTION]
-    state = {"dimensions": {axis: [m, "m"] for axis, m in zip("xyz", metres)},
-             "position": [CUBE // 2] * 3, "crossSectionScale": 1, "projectionScale": CUBE * 2,
-             "layers": [{"type": "image", "source": source, "name": layer}],
-             "selectedLayer": {"layer": layer, "visible": True}, "layout": "4panel"}
+    state = {
+        "dimensions": {axis: [m, "m"] for axis, m in zip("xyz", metres)},
+        "position": [CUBE // 2] * 3,
+        "crossSectionScale": 1,
+        "projectionScale": CUBE * 2,
+        "layers": [{"type": "image", "source": source, "name": layer}],
+        "selectedLayer": {"layer": layer, "visible": True},
+        "layout": "4panel",
+    }
     return f"{app.settings.neuroglancer_url}/#!{quote(json.dumps(state, separators=(',', ':')), safe='')}"
 
 
@@ -78,7 +105,7 @@ def _split_gs(url: str) -> tuple[str, str]:
     """gs://bucket/prefix -> (bucket, prefix)."""
     if not url.startswith("gs://"):
         raise errors.Unavailable("TRANSFER_DEST must be gs://bucket[/prefix]", retry_after=3600)
-    bucket, _, prefix = url[len("gs://"):].partition("/")
+    bucket, _, prefix = url[len("gs://") :].partition("/")
     return bucket, prefix.strip("/")
 
 
@@ -87,24 +114,32 @@ def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
     from common import blobs, jsonio
+
     body: TransferIn = req.body
     dataset = authz.require_dataset(req.caller, body.dataset, "read")
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
     if not is_gs_location(dataset["location"]):
-        raise errors.ValidationFailed(f"dataset {body.dataset!r} has a location the transfer network cannot read; "
-                                      "it must be gs://bucket/path or precomputed://gs://bucket/path")
+        raise errors.ValidationFailed(
+            f"dataset {body.dataset!r} has a location the transfer network cannot read; "
+            "it must be gs://bucket/path or precomputed://gs://bucket/path"
+        )
     if body.model_name not in (dataset.get("transfer") or []):
-        raise errors.BadRequest(f"dataset {body.dataset!r} offers no transfer model {body.model_name!r}",
-                                details={"models": list(dataset.get("transfer") or [])})
+        raise errors.BadRequest(
+            f"dataset {body.dataset!r} offers no transfer model {body.model_name!r}",
+            details={"models": list(dataset.get("transfer") or [])},
+        )
     if not app.settings.transfer_func or not app.settings.transfer_dest:
-        raise errors.Unavailable("transfer is not configured here (TRANSFER_FUNC, TRANSFER_DEST)", retry_after=3600)
+        raise errors.Unavailable(
+            "transfer is not configured here (TRANSFER_FUNC, TRANSFER_DEST)", retry_after=3600
+        )
 
     bucket, prefix = _split_gs(app.settings.transfer_dest)
     directory = "/".join(p for p in (prefix, uuid.uuid4().hex) if p)
     volume = f"gs://{bucket}/{directory}"
     blobs.bucket(bucket).blob(f"{directory}/info").upload_from_string(
-        jsonio.dumps(precomputed_info()), content_type="application/json")
+        jsonio.dumps(precomputed_info()), content_type="application/json"
+    )
 
     source = f"precomputed://{volume}"
     addr = neuroglancer_link(source, f"{body.dataset} {body.model_name}")
@@ -112,19 +147,38 @@ def start_transfer(req):
     expire_at = created + datetime.timedelta(days=JOB_DAYS)
     job = store.collection(JOBS).document()
     batch = store.db().batch()
-    batch.set(job, {"user": req.caller.email, "dataset": body.dataset, "model_name": body.model_name,
-                    "center": body.center, "addr": addr, "source": source, "status": "running",
-                    "created_at": created, "expire_at": expire_at, "request_id": req.id})
+    batch.set(
+        job,
+        {
+            "user": req.caller.email,
+            "dataset": body.dataset,
+            "model_name": body.model_name,
+            "center": body.center,
+            "addr": addr,
+            "source": source,
+            "status": "running",
+            "created_at": created,
+            "expire_at": expire_at,
+            "request_id": req.id,
+        },
+    )
     parts = part_requests(dataset["location"], body.model_name, body.center, volume)
     for key, request in parts.items():
-        batch.set(job.collection(PARTS).document(key), {
-            "request": request, "status": "pending", "attempts": 0, "error": None, "expire_at": expire_at})
+        batch.set(
+            job.collection(PARTS).document(key),
+            {"request": request, "status": "pending", "attempts": 0, "error": None, "expire_at": expire_at},
+        )
     batch.commit()
     try:
         queue.publish_many(app.settings.transfer_topic, [{"job": job.id, "part": key} for key in parts])
     except errors.ApiError as exc:
-        job.update({"status": "failed", "error": f"the parts could not be queued: {exc.message}",
-                    "finished_at": store.now()})
+        job.update(
+            {
+                "status": "failed",
+                "error": f"the parts could not be queued: {exc.message}",
+                "finished_at": store.now(),
+            }
+        )
         raise
     return {"addr": addr, "source": source, "job": job.id}
 
@@ -140,13 +194,19 @@ def _served(snap) -> bool:
     return record is not None and snap.get("created_at") >= record["created_at"]
 
 
-@app.get("/transfer", role=authz.AUTHENTICATED,
-         query={"limit": "page size (1-10000); without it the whole list streams",
-                "cursor": "from the Link header of the previous page"})
+@app.get(
+    "/transfer",
+    role=authz.AUTHENTICATED,
+    query={
+        "limit": "page size (1-10000); without it the whole list streams",
+        "cursor": "from the Link header of the previous page",
+    },
+)
 def list_jobs(req):
     """The caller's transfer jobs (an admin's: everyone's), newest first, without their parts."""
     from google.cloud.firestore import Query
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     limit = req.int_arg("limit", low=1, high=10_000)
     jobs = store.collection(JOBS)
     query = jobs if req.caller.is_admin else jobs.where(filter=FieldFilter("user", "==", req.caller.email))
@@ -161,15 +221,23 @@ def get_job(req, job_id):
     admins' only)."""
     job = store.document(store.collection(JOBS), job_id, f"no transfer job {job_id!r}")
     snap = job.get()
-    if not snap.exists or not _served(snap) or (snap.get("user") != req.caller.email and not req.caller.is_admin):
+    if (
+        not snap.exists
+        or not _served(snap)
+        or (snap.get("user") != req.caller.email and not req.caller.is_admin)
+    ):
         raise errors.NotFound(f"no transfer job {job_id!r}")
     parts = {part.id: _part_view(part.to_dict()) for part in job.collection(PARTS).stream()}
     return {**_job_view(snap), "parts": parts}
 
 
 def _part_view(part: dict[str, Any]) -> dict[str, Any]:
-    return {"start": part["request"]["start"], "status": part["status"], "attempts": part["attempts"],
-            "error": part.get("error")}
+    return {
+        "start": part["request"]["start"],
+        "status": part["status"],
+        "attempts": part["attempts"],
+        "error": part.get("error"),
+    }
 
 
 def handle(request):
@@ -177,6 +245,7 @@ def handle(request):
 
 
 # -- the worker ---------------------------------------------------------------------------------
+
 
 class TryAgain(Exception):
     """Raised to have Pub/Sub deliver the message again (after its retry policy's backoff)."""
@@ -219,6 +288,7 @@ def _claim(part) -> tuple[dict[str, Any] | None, int] | None:
     nothing to do; (None, attempts) when its last attempt was abandoned. TryAgain while
     another delivery of it is still sending."""
     from google.cloud import firestore
+
     now = store.now()
 
     @firestore.transactional
@@ -246,6 +316,7 @@ def _id_token() -> str | None:
         return None
     import google.auth.transport.requests
     from google.oauth2 import id_token
+
     return id_token.fetch_id_token(google.auth.transport.requests.Request(), app.settings.transfer_func)
 
 
@@ -253,6 +324,7 @@ def _send(request: dict[str, Any]) -> tuple[str | None, bool]:
     """POST one part to the transfer network: (None, _) when it was written, else (the error,
     whether another attempt may help: timeouts, connection errors, 429 and 5xx)."""
     import requests
+
     token = _id_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = app.settings.transfer_timeout_seconds
@@ -273,11 +345,18 @@ def _settle(job) -> None:
     """The job's status from its parts: `failed` naming the failed parts as soon as one has
     failed, `done` when all are done. Idempotent: every finishing delivery may call it."""
     from google.api_core.exceptions import NotFound
+
     parts = {p.id: p.to_dict() for p in job.collection(PARTS).stream()}
     failed = sorted(k for k, part in parts.items() if part["status"] == "failed")
     if failed:
-        change = {"status": "failed", "failed_parts": failed, "error": "the transfer network failed " + "; ".join(
-            f"part {k} ({parts[k]['attempts']} attempts, last: {parts[k]['error']})" for k in failed)}
+        change = {
+            "status": "failed",
+            "failed_parts": failed,
+            "error": "the transfer network failed "
+            + "; ".join(
+                f"part {k} ({parts[k]['attempts']} attempts, last: {parts[k]['error']})" for k in failed
+            ),
+        }
     elif parts and all(part["status"] == "done" for part in parts.values()):
         change = {"status": "done"}
     else:

@@ -6,6 +6,7 @@ prototype) and a `private` side with the real data that only its owners run dire
 analysed when it is defined and run in sandbox workers when it is called (common/twinrun.py).
 Definitions live in `twins/{path}`; each side's state under its generation id (common/twinstate.py).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -31,13 +32,16 @@ def _not_reserved(path: str) -> str:
     return path
 
 
-TwinPath = Annotated[str, StringConstraints(pattern=twinrun.PATH, max_length=200), AfterValidator(_not_reserved)]
+TwinPath = Annotated[
+    str, StringConstraints(pattern=twinrun.PATH, max_length=200), AfterValidator(_not_reserved)
+]
 Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE)]
 
 
 class SideIn(Strict):
     """One side: the source of `def name(context, <keyword params>)`, helper function sources
     (reached as `context.code.<name>`) and secret settings (`context.settings`)."""
+
     code: Source
     helpers: Annotated[list[Source], Field(max_length=50)] = []
     settings: Payload = {}
@@ -54,6 +58,7 @@ TimeoutS = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
 class EndpointIn(Strict):
     """A new endpoint: `public`, or `mock` and `private` (with the same parameters)."""
+
     path: TwinPath
     description: Description
     dataset: DatasetName | None = None
@@ -76,6 +81,7 @@ class EndpointIn(Strict):
 class EndpointPatch(Strict):
     """Fields to replace; a side given replaces that side (code, helpers and settings) and resets
     its state; `settings` replaces only the named sides' settings; `rate_limit: null` removes it."""
+
     description: Description | None = None
     timeout_s: TimeoutS | None = None
     rate_limit: RateLimit | None = None
@@ -88,74 +94,131 @@ class EndpointPatch(Strict):
 
 # -- checks: each loads the endpoint it authorizes and hands it to the handler ------------------
 
+
 def _endpoint_check(describe: str, side: str | None = None, *, owners: bool = False) -> Check:
     def run(req, params: dict[str, Any]) -> None:
         endpoint, chosen = twinrun.resolve(req.caller, params["path"], side)
         if owners and not endpoint.owned_by(req.caller):
             raise errors.Forbidden("this needs admin or manage on the endpoint's dataset")
         params["endpoint"], params["side"] = endpoint, chosen
+
     return Check(describe, run)
 
 
 VISIBLE = _endpoint_check("read on the endpoint's dataset (any authenticated user when it has none)")
 OWNERS = _endpoint_check("admin or manage on the endpoint's dataset", owners=True)
-DEFAULT_SIDE = _endpoint_check("read on the endpoint's dataset; runs the private side for admins and "
-                               "manage on the dataset, the mock side for everyone else")
+DEFAULT_SIDE = _endpoint_check(
+    "read on the endpoint's dataset; runs the private side for admins and "
+    "manage on the dataset, the mock side for everyone else"
+)
 MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
 PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
 
 
 # -- definitions --------------------------------------------------------------------------------
 
+
 def _analysed(side: SideIn, name: str):
     """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
     from common import twincode
+
     try:
         return twincode.analyse(side.code, list(side.helpers), twincode.allowed_modules_for_endpoints())
     except twincode.CodeError as exc:
-        raise errors.ValidationFailed(f"{name}: {exc}", details=[
-            {"loc": ["body", name, "code"], "message": exc.message, "line": exc.line, "type": "code_error"}]) from None
+        raise errors.ValidationFailed(
+            f"{name}: {exc}",
+            details=[
+                {
+                    "loc": ["body", name, "code"],
+                    "message": exc.message,
+                    "line": exc.line,
+                    "type": "code_error",
+                }
+            ],
+        ) from None
 
 
 def _same_parameters(mock, private) -> None:
     from common import twincode
+
     if not twincode.same_parameters(mock, private):
-        raise errors.ValidationFailed("mock and private must declare the same parameters", details=[
-            {"loc": ["body"], "message": "mock and private parameters differ", "type": "parameters_differ",
-             "mock": mock.parameters, "private": private.parameters}])
+        raise errors.ValidationFailed(
+            "mock and private must declare the same parameters",
+            details=[
+                {
+                    "loc": ["body"],
+                    "message": "mock and private parameters differ",
+                    "type": "parameters_differ",
+                    "mock": mock.parameters,
+                    "private": private.parameters,
+                }
+            ],
+        )
 
 
 def _stored_side(side: SideIn, definition) -> dict[str, Any]:
     """A side as stored; a new generation id, so its state starts empty."""
-    return {"code": side.code, "helpers": list(side.helpers), "settings": side.settings,
-            "name": definition.name, "generation": uuid.uuid4().hex, "replaced_at": store.now()}
+    return {
+        "code": side.code,
+        "helpers": list(side.helpers),
+        "settings": side.settings,
+        "name": definition.name,
+        "generation": uuid.uuid4().hex,
+        "replaced_at": store.now(),
+    }
 
 
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     """What an audit entry keeps of a definition: no settings, no source (managers read audit logs)."""
-    return {"path": doc["path"], "kind": doc["kind"], "dataset": doc.get("dataset"),
-            "description": doc.get("description"), "timeout_s": doc.get("timeout_s"),
-            "rate_limit": doc.get("rate_limit"), "hide_mock_definition": doc.get("hide_mock_definition"),
-            "generations": {name: side["generation"] for name, side in doc["sides"].items()}}
+    return {
+        "path": doc["path"],
+        "kind": doc["kind"],
+        "dataset": doc.get("dataset"),
+        "description": doc.get("description"),
+        "timeout_s": doc.get("timeout_s"),
+        "rate_limit": doc.get("rate_limit"),
+        "hide_mock_definition": doc.get("hide_mock_definition"),
+        "generations": {name: side["generation"] for name, side in doc["sides"].items()},
+    }
 
 
 def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
     """The endpoint as callers see it: never settings, state or private source (those only
     with `full`, for admins)."""
     doc = endpoint.doc
-    out = {k: doc.get(k) for k in ("path", "description", "kind", "dataset", "parameters", "timeout_s",
-                                   "rate_limit", "hide_mock_definition", "created_at", "modified_at")}
+    out = {
+        k: doc.get(k)
+        for k in (
+            "path",
+            "description",
+            "kind",
+            "dataset",
+            "parameters",
+            "timeout_s",
+            "rate_limit",
+            "hide_mock_definition",
+            "created_at",
+            "modified_at",
+        )
+    }
     shown = "public" if doc["kind"] == "public" else "mock"
     if not doc.get("hide_mock_definition"):
         side = doc["sides"][shown]
         out[shown] = {"code": side["code"], "helpers": side.get("helpers", [])}
     if full:
         from common.twinstate import FirestoreState
-        out["sides"] = {name: {"code": side["code"], "helpers": side.get("helpers", []),
-                               "settings": side.get("settings", {}), "generation": side["generation"],
-                               "replaced_at": side.get("replaced_at"),
-                               "state": FirestoreState(side["generation"]).items()}
-                        for name, side in doc["sides"].items()}
+
+        out["sides"] = {
+            name: {
+                "code": side["code"],
+                "helpers": side.get("helpers", []),
+                "settings": side.get("settings", {}),
+                "generation": side["generation"],
+                "replaced_at": side.get("replaced_at"),
+                "state": FirestoreState(side["generation"]).items(),
+            }
+            for name, side in doc["sides"].items()
+        }
     return out
 
 
@@ -164,9 +227,10 @@ def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken."""
     body: EndpointIn = req.body
     if body.dataset is not None and authz.dataset_record(body.dataset) is None:
-        raise errors.ValidationFailed(f"dataset {body.dataset!r} does not exist",
-                                      details=[{"loc": ["body", "dataset"], "message": "no such dataset",
-                                                "type": "not_found"}])
+        raise errors.ValidationFailed(
+            f"dataset {body.dataset!r} does not exist",
+            details=[{"loc": ["body", "dataset"], "message": "no such dataset", "type": "not_found"}],
+        )
     if body.public is not None:
         definition = _analysed(body.public, "public")
         sides = {"public": _stored_side(body.public, definition)}
@@ -175,13 +239,23 @@ def create(req):
         _same_parameters(definition, private)
         sides = {"mock": _stored_side(body.mock, definition), "private": _stored_side(body.private, private)}
     now = store.now()
-    doc = {"path": body.path, "description": body.description, "kind": "public" if body.public else "twin",
-           "dataset": body.dataset, "timeout_s": body.timeout_s,
-           "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
-           "hide_mock_definition": body.hide_mock_definition, "parameters": definition.parameters,
-           "sides": sides, "created_at": now, "created_by": req.caller.email,
-           "modified_at": now, "modified_by": req.caller.email}
+    doc = {
+        "path": body.path,
+        "description": body.description,
+        "kind": "public" if body.public else "twin",
+        "dataset": body.dataset,
+        "timeout_s": body.timeout_s,
+        "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
+        "hide_mock_definition": body.hide_mock_definition,
+        "parameters": definition.parameters,
+        "sides": sides,
+        "created_at": now,
+        "created_by": req.caller.email,
+        "modified_at": now,
+        "modified_by": req.caller.email,
+    }
     from google.api_core.exceptions import AlreadyExists
+
     batch = store.db().batch()
     batch.create(store.collection(twinrun.ENDPOINTS).document(body.path), doc)
     audit.record(batch, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc))
@@ -206,7 +280,11 @@ def update(req, path):
 
     def write(transaction) -> None:
         snap = ref.get(transaction=transaction) if twinrun.valid_path(path) else None
-        if snap is None or not snap.exists or not twinrun.Endpoint(path, snap.to_dict()).visible_to(req.caller):
+        if (
+            snap is None
+            or not snap.exists
+            or not twinrun.Endpoint(path, snap.to_dict()).visible_to(req.caller)
+        ):
             raise errors.NotFound(f"twin endpoint {path!r} not found")
         old = snap.to_dict()
         doc = {**old, "sides": dict(old["sides"])}
@@ -217,8 +295,11 @@ def update(req, path):
             doc["sides"][name] = _stored_side(side, analysed[name])
         if doc["kind"] == "twin" and new_sides:
             from common import twincode
-            mine = {name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
-                    for name in ("mock", "private")}
+
+            mine = {
+                name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
+                for name in ("mock", "private")
+            }
             _same_parameters(mine["mock"], mine["private"])
         if new_sides:
             doc["parameters"] = next(iter(analysed.values())).parameters
@@ -226,7 +307,9 @@ def update(req, path):
             if name not in doc["sides"]:
                 raise errors.ValidationFailed(f"a {doc['kind']} endpoint has no side {name!r}")
             if name in new_sides:
-                raise errors.ValidationFailed(f"settings of {name!r} are given twice (in the side and in settings)")
+                raise errors.ValidationFailed(
+                    f"settings of {name!r} are given twice (in the side and in settings)"
+                )
             doc["sides"][name] = {**doc["sides"][name], "settings": values}
         for field in ("description", "timeout_s", "hide_mock_definition"):
             if field in given and getattr(body, field) is not None:
@@ -235,13 +318,22 @@ def update(req, path):
             doc["rate_limit"] = body.rate_limit.model_dump() if body.rate_limit else None
         doc["modified_at"], doc["modified_by"] = store.now(), req.caller.email
         transaction.set(ref, doc)
-        audit.record(transaction, req, "twin_update", "twin", path, dataset=doc.get("dataset"),
-                     before=_summary(old), after=_summary(doc))
+        audit.record(
+            transaction,
+            req,
+            "twin_update",
+            "twin",
+            path,
+            dataset=doc.get("dataset"),
+            before=_summary(old),
+            after=_summary(doc),
+        )
         result.update(old=old, new=doc)
 
     store.transactional(write)
     twinrun.forget(path)
     from common.twinstate import delete_generation
+
     for name in new_sides:
         delete_generation(result["old"]["sides"][name]["generation"])
     return view(twinrun.Endpoint(path, result["new"]))
@@ -254,11 +346,19 @@ def remove(req, path):
     if endpoint is None or not endpoint.visible_to(req.caller):
         raise errors.NotFound(f"twin endpoint {path!r} not found")
     ref = store.collection(twinrun.ENDPOINTS).document(path)
-    audit.delete_existing(req, ref, missing=f"twin endpoint {path!r} not found", action="twin_delete",
-                          target_type="twin", target_id=path, dataset=endpoint.dataset,
-                          before=lambda snap: _summary(snap.to_dict()))
+    audit.delete_existing(
+        req,
+        ref,
+        missing=f"twin endpoint {path!r} not found",
+        action="twin_delete",
+        target_type="twin",
+        target_id=path,
+        dataset=endpoint.dataset,
+        before=lambda snap: _summary(snap.to_dict()),
+    )
     twinrun.forget(path)
     from common.twinstate import delete_generation
+
     for side in endpoint.doc["sides"].values():
         delete_generation(side["generation"])
     return None
@@ -320,8 +420,11 @@ def list_calls(req, path, endpoint, side):
     twinrun.flush_records()  # this instance's latest calls are in the list
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
+
     coll = store.collection(twinrun.CALLS)
-    query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by("at", direction=firestore.Query.DESCENDING)
+    query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
+        "at", direction=firestore.Query.DESCENDING
+    )
     limit = req.int_arg("limit", low=1, high=10_000)
     page = store.page(query, coll, limit=limit, cursor=req.args.get("cursor"))
     return paged(req, page, lambda snap: snap.to_dict(), limit)

@@ -1,4 +1,5 @@
 """users: who may use Gatehouse and with which roles, and their API keys (SPEC §3 users)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -34,9 +35,13 @@ class KeyCreate(Strict):
 
 def user_view(record: dict[str, Any] | None) -> dict[str, Any]:
     record = record or {}
-    return {"name": record.get("name", ""), "global_roles": record.get("global_roles", []),
-            "datasets": record.get("datasets", {}), "groups": record.get("groups", []),
-            "disabled": record.get("disabled", False)}
+    return {
+        "name": record.get("name", ""),
+        "global_roles": record.get("global_roles", []),
+        "datasets": record.get("datasets", {}),
+        "groups": record.get("groups", []),
+        "disabled": record.get("disabled", False),
+    }
 
 
 def _email(value: str) -> str:
@@ -63,21 +68,41 @@ def update_users(req):
         stored.clear()
         refs = {email: users.document(email) for email in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
-        granted = {name for update in req.body.values() if "datasets" in update.model_fields_set
-                   for name in update.datasets}
-        generations = {s.id: s.get("generation") for s in transaction.get_all(
-            [store.collection("datasets").document(n) for n in granted]) if s.exists} if granted else {}
+        granted = {
+            name
+            for update in req.body.values()
+            if "datasets" in update.model_fields_set
+            for name in update.datasets
+        }
+        generations = (
+            {
+                s.id: s.get("generation")
+                for s in transaction.get_all([store.collection("datasets").document(n) for n in granted])
+                if s.exists
+            }
+            if granted
+            else {}
+        )
         for email, update in req.body.items():
             old = before.get(email)
             new = {**user_view(old), **update.model_dump(include=update.model_fields_set)}
             # Each grant is bound to the dataset as it is now, so it never carries over to a new
             # dataset of the same name (common/authz.py); a grant on a dataset yet to be made is not.
-            new["grant_generations"] = ({n: generations.get(n) for n in update.datasets}
-                                        if "datasets" in update.model_fields_set
-                                        else (old or {}).get("grant_generations", {}))
+            new["grant_generations"] = (
+                {n: generations.get(n) for n in update.datasets}
+                if "datasets" in update.model_fields_set
+                else (old or {}).get("grant_generations", {})
+            )
             transaction.set(refs[email], new)
-            audit.record(transaction, req, "user_update" if old else "user_create", "user", email,
-                         before=user_view(old) if old else None, after=user_view(new))
+            audit.record(
+                transaction,
+                req,
+                "user_update" if old else "user_create",
+                "user",
+                email,
+                before=user_view(old) if old else None,
+                after=user_view(new),
+            )
             stored[email] = user_view(new)
 
     store.transactional(write)
@@ -98,7 +123,9 @@ def delete_users(req):
         for snap in snaps:
             if snap.exists:
                 transaction.delete(snap.reference)
-                audit.record(transaction, req, "user_delete", "user", snap.id, before=user_view(snap.to_dict()))
+                audit.record(
+                    transaction, req, "user_delete", "user", snap.id, before=user_view(snap.to_dict())
+                )
                 deleted.append(snap.id)
 
     store.transactional(delete)
