@@ -12,11 +12,20 @@ from common.config import settings
 def client():
     from google.cloud import storage
 
+    from common import deadlines
+
     if settings().storage_emulator:
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=settings().project, credentials=AnonymousCredentials())
-    return storage.Client(project=settings().project)
+        credentials = AnonymousCredentials()
+    else:
+        import google.auth
+
+        credentials = google.auth.default(scopes=storage.Client.SCOPE)[0]
+    # Every call with a deadline (common.backend): the session cuts each one's timeout.
+    return storage.Client(
+        project=settings().project, credentials=credentials, _http=deadlines.BoundedSession(credentials)
+    )
 
 
 def bucket(name: str):

@@ -57,6 +57,7 @@ class Settings:
     extra_roles: tuple[str, ...] = ()
     twin_memory_mb: int = 512
     twin_call_retention_days: int = 30
+    backend_deadline_seconds: float = 30.0
 
     @property
     def on_emulators(self) -> bool:
@@ -93,7 +94,11 @@ def load() -> Settings:
         extra_roles=_csv("EXTRA_ROLES"),
         twin_memory_mb=int(env.get("TWIN_MEMORY_MB", "512")),
         twin_call_retention_days=int(env.get("TWIN_CALL_RETENTION_DAYS", "30")),
+        backend_deadline_seconds=float(env.get("BACKEND_DEADLINE_SECONDS", "30")),
     )
+    if not 0 < s.backend_deadline_seconds <= 240:
+        # Under the function's 300 s timeout, with time left to answer 503 before it is killed.
+        raise ConfigError("BACKEND_DEADLINE_SECONDS must be more than 0 and at most 240")
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(
             "GATEHOUSE_DEV_MODE needs FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST: "

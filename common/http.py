@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from common import errors, jsonio
+from common import backend, errors, jsonio
 from common.config import settings
 from common.logs import log
 
@@ -142,34 +142,6 @@ def _answer_unrouted_paths() -> None:
         pass
 
 
-def backend_error(exc: Exception) -> errors.ApiError | None:
-    """The answer for a failure of Firestore or Cloud Storage, in our words (never theirs):
-    unavailable, deadline or contention -> 503 with Retry-After; a stored value the backend
-    refuses -> 422. None for anything else (a bug of ours: 500)."""
-    try:
-        from google.api_core import exceptions as gexc
-    except ImportError:  # a function that loads no Google client
-        return None
-    if isinstance(
-        exc,
-        (
-            gexc.ServiceUnavailable,
-            gexc.DeadlineExceeded,
-            gexc.Aborted,
-            gexc.TooManyRequests,
-            gexc.InternalServerError,
-            gexc.Unknown,
-        ),
-    ):
-        return errors.Unavailable("the data store is busy or unreachable; try again shortly", retry_after=2)
-    if isinstance(exc, gexc.InvalidArgument):
-        return errors.ValidationFailed(
-            "the data store cannot hold this value (a field name, size or "
-            "nesting limit); see the documented limits"
-        )
-    return None
-
-
 def error_response(error: errors.ApiError, request_id: str) -> Response:
     body = {"error": error.code, "message": error.message, "request_id": request_id}
     if error.details is not None:
@@ -268,11 +240,13 @@ class App:
         request_id = uuid.uuid4().hex
         client_id = request.headers.get("X-Request-Id", "")
         try:
-            response = self._dispatch(request, request_id)
+            with backend.request_budget():  # a bounded wait on Firestore / Cloud Storage
+                response = self._dispatch(request, request_id)
         except errors.ApiError as exc:
             response = error_response(exc, request_id)
         except Exception as exc:
-            response = error_response(backend_error(exc) or errors.ApiError(), request_id)
+            # Backend failures are answered in one place (common.backend); the rest are ours.
+            response = error_response(backend.answer(exc) or errors.ApiError(), request_id)
             if response.status_code >= 500:
                 log(
                     "ERROR",

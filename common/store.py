@@ -22,9 +22,9 @@ MAX_WRITES_PER_COMMIT = 500
 
 @functools.cache
 def db():
-    from google.cloud import firestore
+    from common import deadlines  # every call with a deadline (common.backend)
 
-    return firestore.Client(project=settings().project)
+    return deadlines.firestore_client(settings().project)
 
 
 def collection(name: str):
@@ -57,7 +57,9 @@ def transactional(fn, *, attempts: int = 5, rounds: int = 4):
             if isinstance(exc, ValueError) and "Failed to commit transaction" not in str(exc):
                 raise
             time.sleep(random.uniform(0.05, 0.2) * (2**round_))
-    raise errors.Unavailable("too many concurrent changes to the same data; try again", retry_after=1)
+    from common import backend
+
+    raise backend.contention()
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
