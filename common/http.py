@@ -8,6 +8,7 @@ route match -> CORS preflight -> auth (who) -> role check (may they) -> body mod
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,9 +18,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from common import backend, errors, jsonio
+from common import backend, errors, jsonio, logs
 from common.config import settings
-from common.logs import log
 
 JSON_LIMIT = 1 << 20  # SPEC §1: request bodies above 1 MiB -> 413
 MAX_QUERY_VALUE_BYTES = 1500  # what Firestore can compare in a filter
@@ -29,6 +29,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, Range, Idempotency-Key"
 CORS_EXPOSED = "X-Request-Id, Link, Location, Retry-After"
+_ROUTE, _CALLER = "gatehouse.route", "gatehouse.caller"  # set in the WSGI environ for the log line
 
 
 class Check:
@@ -239,6 +240,8 @@ class App:
         # apart, so it can never name or collide with an audit entry.
         request_id = uuid.uuid4().hex
         client_id = request.headers.get("X-Request-Id", "")
+        started = time.perf_counter()
+        failure = None
         try:
             with backend.request_budget():  # a bounded wait on Firestore / Cloud Storage
                 response = self._dispatch(request, request_id)
@@ -247,21 +250,22 @@ class App:
         except Exception as exc:
             # Backend failures are answered in one place (common.backend); the rest are ours.
             response = error_response(backend.answer(exc) or errors.ApiError(), request_id)
-            if response.status_code >= 500:
-                log(
-                    "ERROR",
-                    f"unhandled error: {exc!r}",
-                    exc=exc,
-                    request_id=request_id,
-                    function=self.name,
-                    method=request.method,
-                    path=request.path,
-                )
-        # Never a traceback to the caller: the request id ties the answer to the log line.
+            failure = exc  # its stack trace goes to the log line, never to the caller
         response.headers["X-Request-Id"] = request_id
         if _REQUEST_ID.fullmatch(client_id):
             response.headers["X-Client-Request-Id"] = client_id
         self._add_cors(request, response)
+        logs.request_line(
+            request=request,
+            response=response,
+            project=self.settings.project,
+            function=self.name,
+            route=request.environ.get(_ROUTE),
+            caller=request.environ.get(_CALLER),
+            request_id=request_id,
+            seconds=time.perf_counter() - started,
+            exc=failure,
+        )
         return response
 
     def _path(self, request: Request) -> str:
@@ -284,6 +288,7 @@ class App:
             raise errors.MethodNotAllowed(headers={"Allow": allowed}) from None
         except (NotFound, HTTPException):
             raise errors.NotFound("no such route") from None
+        request.environ[_ROUTE] = route.path  # for the log line: the template, not the raw path
         unknown = sorted(set(request.args) - set(route.query))
         if unknown:
             known = ", ".join(sorted(route.query)) or "none"
@@ -301,6 +306,7 @@ class App:
             from common import authz
 
             req.caller = authz.authenticate(request)
+            request.environ[_CALLER] = req.caller.email
             route.role.run(req, params)
         if route.adapter is not None:
             req.body = self._parse_body(request, route)

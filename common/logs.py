@@ -1,15 +1,121 @@
-"""Structured log lines on stderr: Cloud Logging reads `severity` and `message` from JSON."""
+"""Structured log lines on stderr, in the shape Cloud Logging reads from a function's output:
+`severity`, `message`, `logging.googleapis.com/trace` (which ties the lines of one request
+together in the console) and `httpRequest` (shown as the request's own entry).
+
+Every request gets exactly one line (common.http.App): who called what route, how it ended and
+how long it took. A failure of ours keeps its stack trace in that line (`stack_trace`, read by
+Error Reporting), never in the answer. Never logged: tokens, API keys, twin settings, request
+or response bodies, query strings.
+
+`LOG_FORMAT=text` (set by `make dev`) prints the same lines for a person to read.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import re
 import sys
 import traceback
 from typing import Any
+
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 def log(severity: str, message: str, *, exc: BaseException | None = None, **fields: Any) -> None:
     entry = {"severity": severity, "message": message, **fields}
     if exc is not None:
         entry["stack_trace"] = "".join(traceback.format_exception(exc))
-    sys.stderr.write(json.dumps(entry, default=str) + "\n")
+    text = os.environ.get("LOG_FORMAT", "").lower() == "text"
+    sys.stderr.write((_text(entry) if text else json.dumps(entry, default=str)) + "\n")
+
+
+def trace_fields(headers: Any, project: str) -> dict[str, Any]:
+    """The trace fields of a request from `traceparent` (W3C) or `X-Cloud-Trace-Context`
+    (TRACE/SPAN;o=1), so its line joins the platform's own entries of the same request."""
+    match = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    if match and match[1] != "0" * 32:
+        trace, span, sampled = match[1], match[2], int(match[3], 16) & 1 == 1
+    else:
+        match = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+        if not match:
+            return {}
+        trace, span, sampled = match[1].lower(), match[2], match[3] == "1"
+        if span is not None:
+            span = f"{int(span):016x}"[-16:]  # Cloud Logging wants the span id as 16 hex digits
+    fields: dict[str, Any] = {
+        "logging.googleapis.com/trace": f"projects/{project}/traces/{trace}",
+        "logging.googleapis.com/trace_sampled": sampled,
+    }
+    if span is not None:
+        fields["logging.googleapis.com/spanId"] = span
+    return fields
+
+
+def severity_of(status: int) -> str:
+    return "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+
+
+def request_line(
+    *,
+    request: Any,
+    response: Any,
+    project: str,
+    function: str,
+    route: str | None,
+    caller: str | None,
+    request_id: str,
+    seconds: float,
+    exc: BaseException | None = None,
+) -> None:
+    """The one line of a finished request (`request`, `response`: werkzeug's)."""
+    status = response.status_code
+    path = request.script_root + request.path  # never the query string
+    route_name = route or "(no route)"
+    fields: dict[str, Any] = {
+        **trace_fields(request.headers, project),
+        "request_id": request_id,
+        "function": function,
+        "method": request.method,
+        "route": route_name,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+        "caller": caller,
+        "httpRequest": {
+            "requestMethod": request.method,
+            "requestUrl": path,
+            "status": status,
+            "responseSize": str(response.calculate_content_length() or 0),
+            "userAgent": request.headers.get("User-Agent", "")[:256],
+            "remoteIp": request.headers.get("X-Forwarded-For", request.remote_addr or "")
+            .split(",")[0]
+            .strip(),
+            "latency": f"{seconds:.6f}s",
+            "protocol": request.environ.get("SERVER_PROTOCOL", ""),
+        },
+    }
+    message = f"{request.method} {route_name} {status} {seconds * 1000:.0f} ms"
+    log(severity_of(status), message, exc=exc, **fields)
+
+
+def _text(entry: dict[str, Any]) -> str:
+    """One entry for a person: time, severity, message, then who and which request."""
+    now = datetime.datetime.now().strftime("%H:%M:%S")
+    parts = [f"{now} {entry['severity']:<7} {entry['message']}"]
+    for name in ("caller", "request_id", "logging.googleapis.com/trace"):
+        if entry.get(name):
+            parts.append(f"{name.rsplit('/', 1)[-1]}={entry[name]}")
+    extra = {
+        k: v
+        for k, v in entry.items()
+        if k not in ("severity", "message", "caller", "request_id", "stack_trace", "httpRequest")
+        and not k.startswith("logging.googleapis.com/")
+        and k not in ("function", "method", "route", "status", "latency_ms")
+    }
+    parts += [f"{k}={v}" for k, v in extra.items()]
+    line = "  ".join(parts)
+    if entry.get("stack_trace"):
+        line += "\n    " + entry["stack_trace"].rstrip().replace("\n", "\n    ")
+    return line

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from tests.conftest import OWNER
-from tests.utils import load_function
+from tests.utils import assert_request_logged_without_secrets, load_function
 
 PRIV, PUB = "priv", "pub"
 PERSONAS = {
@@ -240,7 +240,7 @@ def _reader_job() -> str:
 @pytest.mark.parametrize(
     "method,path,body,allowed,ok,refused", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES]
 )
-def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
+def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
     if "DELETION" in path:
@@ -251,11 +251,13 @@ def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refu
     if path.startswith("/twins"):
         _twins(api)
     kwargs = _upload() if body == "upload" else ({"json": body} if body is not None else {})
+    capsys.readouterr()
     r = api.call(method, path, user=email, **kwargs)
     expected = ok if persona in allowed else _refused_status(persona, refused)
     assert r.status_code == expected, (persona, method, path, r.get_data(as_text=True))
     if expected >= 400:
         assert r.get_json()["error"] in {"forbidden", "not_found"}
+    assert_request_logged_without_secrets(capsys.readouterr().err, api.token(email), body, r, path, email)
 
 
 @pytest.mark.parametrize("persona", sorted(EVERYONE))

@@ -214,3 +214,55 @@ def load_function(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def assert_request_logged_without_secrets(err: str, token: str, body: Any, response, path: str, caller: str):
+    """What a request wrote to stderr: JSON lines, exactly one of them the request's line, made
+    only of known fields from known sources; and nothing secret anywhere: not the token, not
+    an API key, not the body nor the answer."""
+    import re
+    from urllib.parse import urlsplit
+
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    requests = [e for e in lines if "httpRequest" in e]
+    assert [e["request_id"] for e in requests] == [response.headers["X-Request-Id"]]
+    [line] = requests
+    assert set(line) <= _REQUEST_FIELDS, set(line) - _REQUEST_FIELDS
+    assert line["caller"] in (caller, None) and line["status"] == response.status_code
+    assert line["httpRequest"]["requestUrl"] == urlsplit(path).path
+    assert re.fullmatch(r"[A-Z]+ /[\w/<>.:-]* [0-9]{3} [0-9]+ ms", line["message"]), line["message"]
+    assert re.fullmatch(r"/[\w/<>.:-]*", line["route"])
+    text = err.lower()
+    assert token.lower() not in text and "ghk_" not in text and "bearer" not in text
+    free = " ".join(json.dumps(e) for e in lines if e is not line).lower()  # other lines: free text
+    for value in {*_strings(body), *_strings(response.get_json(silent=True))}:
+        value = value.lower()
+        if len(value) >= 4 and value not in path.lower() and value != caller:
+            assert value not in free, f"{value!r} appears in the log"
+
+
+_REQUEST_FIELDS = {
+    "severity",
+    "message",
+    "request_id",
+    "function",
+    "method",
+    "route",
+    "status",
+    "latency_ms",
+    "caller",
+    "httpRequest",
+    "logging.googleapis.com/trace",
+    "logging.googleapis.com/spanId",
+    "logging.googleapis.com/trace_sampled",
+}

@@ -148,6 +148,7 @@ def main() -> None:
                 "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
                 "SIG_BUCKET": SIG_BUCKET,
                 "TRANSFER_DEST": f"gs://{TRANSFER_BUCKET}/volumes",
+                "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),  # each request's line, readably
             }
         )
         from tools.transfer_standin import TransferService
@@ -194,6 +195,9 @@ Ctrl-C stops everything.
 """,
             flush=True,
         )
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our request lines say it all
         gateway.serve(app, args.port)
     except KeyboardInterrupt:
         pass
