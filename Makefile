@@ -23,8 +23,9 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
+# Data is kept in .dev/data across runs; FRESH=1 starts empty.
 dev: venv
-	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
+	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER) $(if $(FRESH),--fresh)
 
 test: venv $(CHECKOV)/.installed lint
 	$(BIN)/python -m pytest -q tests

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
-from tools.emulators import Emulators, S3Server  # noqa: E402
+from tools.emulators import Emulators, MissingComponent, S3Server  # noqa: E402
 from tools.transfer_standin import TransferService  # noqa: E402
 
 PROJECT = "gatehouse-test"
@@ -54,7 +54,10 @@ def transfer_service():
 
 @pytest.fixture(scope="session")
 def emulators(workdir):
-    emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
+    try:
+        emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
+    except MissingComponent as exc:  # what did start is stopped; say what to install
+        pytest.exit(f"make test: {exc}", returncode=4)
     yield emu
     emu.stop()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 
@@ -17,13 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tools import devkeys, gateway  # noqa: E402
-from tools.emulators import Emulators, S3Server  # noqa: E402
+from tools.emulators import Emulators, MissingComponent, S3Server  # noqa: E402
 
 ATTACHMENTS_BUCKET = "gatehouse-attachments"
 SIG_BUCKET = "gatehouse-signatures"
 TRANSFER_BUCKET = "gatehouse-transfer"
 DEMO_POINT = (17000, 20000, 18000)
 RESEARCHER = "researcher@example.com"
+# What the emulators hold, kept across runs: Firestore's export and fake-gcs-server's files.
+DATA_DIR = os.path.join(devkeys.DEV_DIR, "data")
 
 
 def demo(owner: str) -> list[tuple[str, str, object]]:
@@ -104,6 +107,16 @@ def demo_twins(s3: dict[str, str]) -> list[tuple[str, str, object]]:
     return [("POST", "/twins", body) for body in warehouse.definitions(s3, dataset="manc")]
 
 
+def refresh_twins(s3: dict[str, str]) -> list[tuple[str, str, object]]:
+    """For kept data: the twins example's table uploaded to this run's S3 server, and the
+    private side of warehouse.query (whose settings name the server) replaced."""
+    from examples import warehouse
+
+    warehouse.upload_table(s3)
+    query = next(d for d in warehouse.definitions(s3, dataset="manc") if d["path"] == "warehouse.query")
+    return [("PATCH", "/twins/warehouse.query", {"private": query["private"]})]
+
+
 def seed(app, owner: str, token: str, calls: list[tuple[str, str, object]] | None = None) -> None:
     from werkzeug.test import Client
 
@@ -130,11 +143,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--owner", default=os.environ.get("OWNER") or "owner@example.com")
+    parser.add_argument("--fresh", action="store_true", help=f"forget what {DATA_DIR} holds; start empty")
     args = parser.parse_args()
     owner = args.owner.strip().lower()
 
     dev_key, signer = devkeys.ensure()
-    emulators = Emulators(project="gatehouse-dev", log_dir=os.path.join(devkeys.DEV_DIR, "logs")).start()
+    if args.fresh:
+        shutil.rmtree(DATA_DIR, ignore_errors=True)
+    emulators = Emulators(
+        project="gatehouse-dev", log_dir=os.path.join(devkeys.DEV_DIR, "logs"), data_dir=DATA_DIR
+    )
+    try:
+        emulators.start()  # on failure it stops what it started
+    except MissingComponent as exc:
+        raise SystemExit(f"make dev: {exc}") from None
     s3 = S3Server(os.path.join(devkeys.DEV_DIR, "logs"))
     try:
         s3.start()
@@ -161,23 +183,37 @@ def main() -> None:
         running = workers.serve_all(
             emulators, min_backoff="1s", max_backoff="10s", max_delivery_attempts=10, ack_deadline_seconds=600
         )
-        from tools import build_signatures
-
-        demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
-        build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
         app = gateway.build()
         from common.auth import mint_dev_token
 
         with open(dev_key, "rb") as f:
             token = mint_dev_token(owner, f.read())
-        seed(app, owner, token)
-        seed(app, owner, token, demo_twins(s3.credentials))
+        from common import store
+
+        kept = store.collection("datasets").document("hemibrain").get().exists
+        if kept:
+            # The S3 stand-in starts empty on a new port: its table again, and the twin's
+            # private side pointed at it.
+            seed(app, owner, token, refresh_twins(s3.credentials))
+        else:
+            from tools import build_signatures
+
+            demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
+            build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
+            seed(app, owner, token)
+            seed(app, owner, token, demo_twins(s3.credentials))
+        data = (
+            f"Kept from the last run in {DATA_DIR} (`make dev FRESH=1` starts empty)."
+            if kept
+            else f"Seeded now; kept in {DATA_DIR} when you stop (`make dev FRESH=1` starts empty)."
+        )
         base = f"http://127.0.0.1:{args.port}"
         print(
             f"""
 Gatehouse is serving every function at {base}/<function> ({", ".join(gateway.function_names())})
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}, S3 (moto) {s3.url}
-Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
+{data}
+The demo: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
 from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
 POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
 sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 
-DEV_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".dev")
+# GATEHOUSE_DEV_DIR moves it (the tests run `make dev` in a directory of their own).
+DEV_DIR = os.environ.get("GATEHOUSE_DEV_DIR") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".dev"
+)
 
 
 def new_rsa_pem() -> bytes:

@@ -41,7 +41,11 @@ def install_hint(component: str, root: str = "") -> str:
     # `gcloud components`: there each emulator is a package of its own.
     if root.startswith("/usr/lib/google-cloud-sdk"):
         return f"sudo apt-get install -y google-cloud-cli-{component}"
-    return f"gcloud components install {component}"
+    return f"gcloud components install {_GCLOUD_COMPONENTS.get(component, component)}"
+
+
+# The names `gcloud components` gives the emulators whose Debian packages are google-cloud-cli-<key>.
+_GCLOUD_COMPONENTS = {"firestore-emulator": "cloud-firestore-emulator", "pubsub-emulator": "pubsub-emulator"}
 
 
 def gcloud_sdk_root() -> str:
