@@ -1,13 +1,15 @@
 """`make bench`: each figure against its baseline in the same run (`make bench` runs them all;
 `make bench BENCH=annotations` one of them). The foundation's:
 
-1. cold start: process spawn -> first 200, for a bare functions-framework hello and for `roles`
-   (its `_health`, and its first authenticated `GET /roles`, which loads Firestore);
+1. cold start: process spawn -> first 200, for a bare functions-framework hello, a bare function
+   that imports the Firestore client and reads one document, and `roles` (its `_health`, and
+   its first authenticated `GET /roles`, which verifies the token and reads Firestore);
 2. warm `GET /roles` requests/s against the bare hello, same client, same machine;
 3. auth + authz per request with warm caches, in-process (Google ID token, API key, dev token).
 
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
-.bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py.
+.bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py,
+the soak in bench/soak.py.
 """
 
 from __future__ import annotations
@@ -139,9 +141,11 @@ def auth_per_request(tokens: dict[str, str]) -> dict[str, float]:
 def foundation(env: dict[str, str], token: str) -> dict[str, float]:
     auth = {"Authorization": f"Bearer {token}"}
     hello = os.path.join(ROOT, "bench", "hello", "main.py")
+    bare_firestore = os.path.join(ROOT, "bench", "firestore_bare", "main.py")
     roles = os.path.join(ROOT, "functions", "roles", "main.py")
     results: dict[str, float] = {}
     results["cold_hello_s"] = cold_start(hello, "/", env)
+    results["cold_bare_firestore_s"] = cold_start(bare_firestore, "/", env)
     results["cold_roles_health_s"] = cold_start(roles, "/_health", env)
     results["cold_roles_authenticated_s"] = cold_start(roles, "/", env, auth)
     results["warm_hello_rps"] = warm_rps(hello, "/", env)
@@ -151,15 +155,19 @@ def foundation(env: dict[str, str], token: str) -> dict[str, float]:
     results["cold_roles_authenticated_vs_hello"] = (
         results["cold_roles_authenticated_s"] / results["cold_hello_s"]
     )
+    results["cold_roles_authenticated_vs_bare_firestore"] = (
+        results["cold_roles_authenticated_s"] / results["cold_bare_firestore_s"]
+    )
     results["warm_roles_vs_hello"] = results["warm_roles_rps"] / results["warm_hello_rps"]
     return results
 
 
 GOALS = {
-    "foundation": "cold start <= 2x hello; warm GET /roles >= 0.6x hello; auth+authz < 500 us",
+    "foundation": "cold start <= 2x hello, authenticated <= 1x a bare Firestore read; warm GET /roles >= 0.6x hello; auth+authz < 500 us",
     "annotations": "insert and list >= 0.8x the raw client; list peak RSS < 150 MB, flat from 10k to 100k",
     "signatures": "likelocation p50 < 50 ms on 1,000,000 records; brute force over all records for comparison",
     "transfer": "POST /transfer answers well under a second, whatever the parts take; done soon after the slowest part",
+    "soak": "SOAK_SECONDS at SOAK_RATE across 5 functions, mixed reads/writes: no errors; RSS flat",
     "twins": "warm mock call over HTTP < 5 ms p50 over the same function in-process; cold start to the first call vs hello",
 }
 
@@ -205,6 +213,10 @@ def main() -> None:
                 from bench import transfer
 
                 results = transfer.run(env, {"Authorization": f"Bearer {token}"}, emulators)
+            elif name == "soak":
+                from bench import soak
+
+                results = soak.run(env, {"Authorization": f"Bearer {token}"})
             elif name == "twins":
                 from bench import twins
 

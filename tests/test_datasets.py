@@ -180,9 +180,10 @@ def test_attachment_paths_cannot_traverse(api, path):
     assert r.status_code in (404, 422) and r.get_json()["error"] in ("not_found", "validation_error")
 
 
-def test_attachment_over_32_mib_is_413(api):
+def test_attachment_over_31_mib_is_413(api):
+    """31 MiB: an upload (with its multipart overhead) must fit API Gateway's 32 MiB request cap."""
     api.add_dataset("mb20")
-    assert_error(upload(api, "big.bin", b"\0" * ((32 << 20) + 1)), 413, "payload_too_large")
+    assert_error(upload(api, "big.bin", b"\0" * ((31 << 20) + 1)), 413, "payload_too_large")
     assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
 
 
