@@ -52,6 +52,7 @@ class Route:
     query: dict[str, str] = field(default_factory=dict)  # documented query parameters
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
+    errors: tuple[int, ...] = ()  # statuses the handler answers beyond the pipeline's (OpenAPI)
     adapter: Any = None
 
     @property
@@ -199,6 +200,8 @@ class App:
         _answer_unrouted_paths()
         self.get(self.prefix + "/_health", public=True)(self._health)
         self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)
+        self.get(self.prefix + "/_docs", public=True)(self._docs)
+        self.get(self.prefix + "/_docs/<asset>", public=True)(self._docs_asset)
 
     # -- the route table -------------------------------------------------------------------
     def route(
@@ -215,6 +218,7 @@ class App:
         query: dict[str, str] | None = None,
         body_required: bool = True,
         max_items: int | None = None,
+        errors: tuple[int, ...] = (),
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
@@ -234,6 +238,7 @@ class App:
                 query or {},
                 body_required,
                 max_items,
+                errors,
             )
             if body is not None:
                 from pydantic import TypeAdapter
@@ -407,6 +412,18 @@ class App:
         from common.openapi import document
 
         return document(self)
+
+    def _docs(self, req: Req) -> Response:
+        """This function's browsable documentation (Swagger UI)."""
+        from common import docs
+
+        return docs.page(f"Gatehouse {self.name}", req.raw.path.endswith("/"))
+
+    def _docs_asset(self, req: Req, asset: str) -> Response:
+        """A file of the documentation page (shipped in a package, never a CDN)."""
+        from common import docs
+
+        return docs.asset(asset)
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

@@ -22,6 +22,9 @@ app = App("twins", "Twin endpoints: mock and private sides of an API bridge to p
 sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
 
 SIDES = ("mock", "private", "public")
+# What a call answers beyond the pipeline's errors: the endpoint's rate limit, its code failing
+# and its time limit (common/twinrun.py); a PublicError's own status passes through as well.
+CALL_ERRORS = (429, 500, 504)
 MAX_SOURCE = 200_000
 MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
 
@@ -222,7 +225,7 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
     return out
 
 
-@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201)
+@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, errors=(409,))
 def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken."""
     body: EndpointIn = req.body
@@ -395,20 +398,20 @@ def _call(req, endpoint, side):
 CallBody = dict[str, Any]
 
 
-@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False)
+@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False, errors=CALL_ERRORS)
 def call_default(req, path, endpoint, side):
     """Call the endpoint with `{kwarg: value}`: the private side for its owners, the mock side
     for everyone else (a public endpoint's one side) -> `{"result"}`."""
     return _call(req, endpoint, side)
 
 
-@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False)
+@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False, errors=CALL_ERRORS)
 def call_mock(req, path, endpoint, side):
     """Call the mock side -> `{"result"}`."""
     return _call(req, endpoint, side)
 
 
-@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False)
+@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False, errors=CALL_ERRORS)
 def call_private(req, path, endpoint, side):
     """Call the private side (owners only) -> `{"result"}`."""
     return _call(req, endpoint, side)
