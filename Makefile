@@ -7,7 +7,7 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint token bench package clean
+.PHONY: venv dev test lint token bench package clean browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,15 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
-test: venv $(CHECKOV)/.installed lint
+# The headless browser the docs page test drives: Debian's chromium and its driver (apt-get,
+# as root or through sudo), installed only when missing.
+CHROMEDRIVER := /usr/bin/chromedriver
+$(CHROMEDRIVER):
+	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver'
+
+browser: $(CHROMEDRIVER)
+
+test: venv $(CHECKOV)/.installed browser lint
 	$(BIN)/python -m pytest -q tests
 
 # The house's gate: lint and format (configuration in pyproject.toml).
