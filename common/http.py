@@ -52,7 +52,7 @@ class Route:
     query: dict[str, str] = field(default_factory=dict)  # documented query parameters
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
-    errors: tuple[int, ...] = ()  # statuses the handler answers beyond the pipeline's (OpenAPI)
+    answers: tuple[int, ...] = ()  # statuses the handler answers beyond the pipeline's (OpenAPI)
     adapter: Any = None
 
     @property
@@ -218,7 +218,7 @@ class App:
         query: dict[str, str] | None = None,
         body_required: bool = True,
         max_items: int | None = None,
-        errors: tuple[int, ...] = (),
+        answers: tuple[int, ...] = (),
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
@@ -238,7 +238,7 @@ class App:
                 query or {},
                 body_required,
                 max_items,
-                errors,
+                answers,
             )
             if body is not None:
                 from pydantic import TypeAdapter

@@ -6,7 +6,7 @@ route: the summary and description from the handler's docstring, parameters from
 the declared query, the body from its model, the success answer from the declared response
 model (a free-form JSON value, said so, where the route declares none), and the errors it can
 answer from what the pipeline does for that route (common/http.py) plus the route's own
-`errors=(...)`.
+`answers=(...)` (a 2xx there is a second success, e.g. 202 for a call carried out as a job).
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ _HEADERS = {
     401: {"WWW-Authenticate": {"description": "`Bearer`, with the reason.", "schema": {"type": "string"}}},
     429: _RETRY_AFTER,
     503: _RETRY_AFTER,
+}
+ACCEPTED = {
+    "description": "Accepted: carried out as a job; Location names it (GET it for the outcome).",
+    "headers": {"Location": {"description": "The job's path.", "schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"type": "object", "description": "Free-form object."}}},
 }
 FREE_FORM = {"description": "Free-form JSON: this route declares no fixed shape (see docs/api.md)."}
 # Answers of the meta routes every App has (common/http.py), by handler name.
@@ -104,7 +109,7 @@ def route_errors(route: Route) -> list[int]:
         found |= {401, 403, 503}  # the token; the role (or a disabled account); the user store
     if route.adapter is not None or route.multipart:
         found |= {413, 415, 422}
-    found |= set(getattr(route, "errors", ()) or ())
+    found |= {s for s in getattr(route, "answers", ()) or () if s >= 400}
     return sorted(found)
 
 
@@ -213,6 +218,9 @@ def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str])
             },
         }
     responses = {str(route.status): _success(route, schemas)}
+    for status in getattr(route, "answers", ()) or ():
+        if status < 400:
+            responses[str(status)] = ACCEPTED if status == 202 else _success(route, schemas)
     responses |= {
         str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"} for status in route_errors(route)
     }
