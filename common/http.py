@@ -2,7 +2,8 @@
 
 A function builds one `App`, declares its routes as a table (`@app.get(path, role=...)`) and
 exposes `handle(request)` to functions-framework. The flow of one request:
-route match -> CORS preflight -> auth (who) -> role check (may they) -> body model -> handler.
+route match -> CORS preflight -> authentication (who; a step the app is given, so this module
+knows nothing of tokens or roles) -> role check (may they) -> body model -> handler.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from common import errors, jsonio
+from common import errors, jsonio, openapi
 from common.config import settings
 from common.logs import log
+
+# Who is calling: the app's authentication step (common.auth.authenticate), run before a route's
+# role check. It returns the caller the checks and handlers read as `req.caller`, or raises.
+Authenticate = Callable[[Request], Any]
 
 JSON_LIMIT = 1 << 20  # SPEC §1: request bodies above 1 MiB -> 413
 MAX_QUERY_VALUE_BYTES = 1500  # what Firestore can compare in a filter
@@ -188,8 +193,9 @@ def validation_details(exc: Any) -> list[dict[str, Any]]:
 class App:
     """One HTTP function: its route table and the pipeline every request goes through."""
 
-    def __init__(self, name: str, description: str = ""):
+    def __init__(self, name: str, description: str = "", *, authenticate: Authenticate | None = None):
         self.name = name
+        self.authenticate = authenticate
         self.prefix = "/" + name
         self.description = description
         self.settings = settings()  # a forbidden configuration stops start-up here
@@ -220,6 +226,8 @@ class App:
             raise ValueError(f"{path} is outside {self.prefix}")
         if role is None and not public:
             raise ValueError(f"{method} {path} has no role check")
+        if role is not None and self.authenticate is None:
+            raise ValueError(f"{method} {path} has a role check, but the app has no authenticate step")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = Route(
@@ -323,10 +331,8 @@ class App:
                     f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
                 )
         req = Req(request, request_id, route)
-        if route.role is not None:
-            from common import authz
-
-            req.caller = authz.authenticate(request)
+        if route.role is not None and self.authenticate is not None:
+            req.caller = self.authenticate(request)
             route.role.run(req, params)
         if route.adapter is not None:
             req.body = self._parse_body(request, route)
@@ -404,9 +410,7 @@ class App:
 
     def _openapi(self, req: Req) -> dict[str, Any]:
         """This function's OpenAPI 3.1 document, generated from its route table."""
-        from common.openapi import document
-
-        return document(self)
+        return openapi.document(self)
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

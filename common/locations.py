@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from common import audit, errors, jsonio, store
+from common import audit, authz, errors, jsonio, store
 from common.http import Req, streamed
-from common.models import COORDINATE_RANGE, check_document_size
+from common.models import COORDINATE_RANGE, Payload, check_document_size
 
 LOCATION_QUERY = {
     "x": "integer voxel coordinate",
@@ -47,8 +47,6 @@ class LocationStore:
 
     def mount(self, app, path: str, noun: str) -> None:
         """Declare the store's three routes on `app` at `path` (e.g. "/annotations/<name>")."""
-        from common import authz
-        from common.models import Payload
 
         def handler(verb: str, doc: str, method):
             def run(req, name):
@@ -68,8 +66,6 @@ class LocationStore:
         )
 
     def _coll(self, dataset: str):
-        from common import authz
-
         return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
 
     @staticmethod

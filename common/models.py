@@ -6,6 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from common import errors, jsonio
+from common.config import settings
+
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 RESERVED_DATASET_NAMES = frozenset({"all", "v2"})
 ROLE_NAME = r"^[a-z][a-z0-9_:-]{0,63}$"
@@ -36,8 +39,6 @@ BUILTIN_ROLES = ("admin", "clio_read", "clio_general", "clio_write", "dataset_ad
 
 def _known_role(value: str) -> str:
     """A built-in role or one this deployment declares (EXTRA_ROLES): a typo is refused, not stored."""
-    from common.config import settings
-
     known = (*BUILTIN_ROLES, *settings().extra_roles)
     if value not in known:
         raise ValueError(f"unknown role {value!r}; the valid roles are: {', '.join(known)}")
@@ -99,8 +100,6 @@ MAX_DOCUMENT_BYTES = 1_000_000  # under Firestore's 1 MiB per document, with roo
 
 def check_document_size(record: dict[str, Any], what: str) -> None:
     """413 before a write Firestore would refuse for its size."""
-    from common import errors, jsonio
-
     size = len(jsonio.dumps(record).encode())
     if size > MAX_DOCUMENT_BYTES:
         raise errors.PayloadTooLarge(

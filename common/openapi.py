@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.http import App
+if TYPE_CHECKING:  # the app hands itself in; importing http here would make a cycle
+    from common.http import App
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 ERROR_SCHEMA = {

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, StringConstraints, Tag, model_validator
 
-from common import audit, authz, errors, store
+from common import audit, auth, authz, errors, store
 from common.http import App, paged
 from common.locations import LocationStore, user_doc_id
 from common.models import Coordinate, Email, Payload, Strict, normalize_email
@@ -20,6 +20,7 @@ app = App(
     "annotations",
     "Annotations: v1 free-form objects at a location, v2 typed points, "
     "line segments and spheres (bulk writes up to 10,000).",
+    authenticate=auth.authenticate,
 )
 
 V2_COLLECTION = "v2_annotations"

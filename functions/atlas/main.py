@@ -13,12 +13,15 @@ from typing import Annotated, Any
 
 from pydantic import StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, store
+from common import audit, auth, authz, errors, jsonio, store
+from common.exposure import exposed
 from common.http import App, Check, streamed
 from common.locations import LOCATION_QUERY, location, location_key
 from common.models import FreeForm, Strict, check_document_size, check_storable
 
-app = App("atlas", "Atlas: marked locations across datasets, verified by curators.")
+app = App(
+    "atlas", "Atlas: marked locations across datasets, verified by curators.", authenticate=auth.authenticate
+)
 
 SERVER_FIELDS = (
     "id",
@@ -93,8 +96,6 @@ def list_all(req):
     """Entries across the datasets the caller may read: the verified ones, the caller's own,
     and every entry of datasets where the caller has write_others."""
     caller = req.caller
-    from common.exposure import exposed
-
     readable = {
         s.id: s.to_dict()
         for s in store.collection("datasets").select(["public", "generation"]).stream()

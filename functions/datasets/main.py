@@ -9,11 +9,17 @@ from typing import Annotated, Any
 import functions_framework
 from pydantic import Field, model_validator
 
-from common import audit, authz, blobs, errors, jsonio, store
+from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
+from common.exposure import exposed
 from common.http import App, paged, streamed
+from common.logs import log
 from common.models import DatasetName, FreeForm, GsLocation, check_storable, is_dataset_name
 
-app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and attachments.")
+app = App(
+    "datasets",
+    "Datasets: metadata, public flag, finalize, audit logs and attachments.",
+    authenticate=auth.authenticate,
+)
 
 MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 ATTACHMENT_LIMIT = 32 << 20
@@ -83,8 +89,6 @@ def _forget(names) -> None:
 @app.get("/datasets", role=authz.AUTHENTICATED)
 def list_datasets(req):
     """Every dataset the caller may read."""
-    from common.exposure import exposed
-
     caller = req.caller
     snaps = store.collection("datasets").stream()
     readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps if exposed("dataset", s.id))
@@ -155,8 +159,6 @@ def delete_datasets(req):
     """Delete datasets with everything stored under them and every grant on them (admin); names
     that do not exist are skipped. The data is purged in the background when large: see
     `GET /datasets/_deletions`."""
-    from common import purge
-
     datasets = store.collection("datasets")
     deletions: dict[str, str] = {}
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
@@ -201,15 +203,11 @@ def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
 
-    from common import purge
-
     snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
     return streamed(jsonio.stream_array(_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps))
 
 
 def _deletion(deletion_id: str) -> dict[str, Any]:
-    from common import purge
-
     snap = (
         store.collection(purge.COLLECTION).document(deletion_id).get()
         if DELETION_ID.fullmatch(deletion_id)
@@ -229,8 +227,6 @@ def get_deletion(req, deletion_id):
 @app.post("/datasets/_deletions/<deletion_id>/resume", role=authz.ADMIN)
 def resume_deletion(req, deletion_id):
     """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
-    from common import purge
-
     _deletion(deletion_id)
     return _deletion_view(purge.step(deletion_id))
 
@@ -417,9 +413,6 @@ def handle(request):
 def purge_work(cloud_event):
     """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
-    from common import purge, queue
-    from common.logs import log
-
     try:
         message, _ = queue.payload_of(cloud_event)
         deletion_id = str(message["deletion"])

@@ -10,11 +10,15 @@ import itertools
 import threading
 from typing import Any
 
-from common import authz, errors, sigindex
+from common import auth, authz, blobs, errors, sigindex
 from common.http import App
 from common.locations import LOCATION_QUERY, location
 
-app = App("signatures", "Image signatures: the signature at a point, and similar points.")
+app = App(
+    "signatures",
+    "Image signatures: the signature at a point, and similar points.",
+    authenticate=auth.authenticate,
+)
 
 NEAR = 100  # voxels: how far atlocation looks, and the suppression radius of likelocation
 MAX_DISTANCE = 8  # Hamming distance of a match: < 8
@@ -36,8 +40,6 @@ def _executor():
 
 def _read(path: str) -> bytes | None:
     from google.api_core.exceptions import NotFound
-
-    from common import blobs
 
     try:
         return blobs.bucket(app.settings.sig_bucket).blob(path).download_as_bytes()

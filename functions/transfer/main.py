@@ -24,11 +24,15 @@ from urllib.parse import quote
 import functions_framework
 from pydantic import Field, StringConstraints
 
-from common import authz, errors, logs, queue, store
+from common import auth, authz, blobs, errors, jsonio, logs, queue, store
 from common.http import App, paged
 from common.models import Coordinate, DatasetName, Strict, is_gs_location
 
-app = App("transfer", "Transfer: a 256-voxel cube through a model, as a neuroglancer volume.")
+app = App(
+    "transfer",
+    "Transfer: a 256-voxel cube through a model, as a neuroglancer volume.",
+    authenticate=auth.authenticate,
+)
 
 CUBE, PART, CHUNK = 256, 128, 64
 RESOLUTION = [8, 8, 8]
@@ -113,8 +117,6 @@ def _split_gs(url: str) -> tuple[str, str]:
 def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
-    from common import blobs, jsonio
-
     body: TransferIn = req.body
     dataset = authz.require_dataset(req.caller, body.dataset, "read")
     if not dataset.get("location"):

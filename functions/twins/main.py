@@ -14,11 +14,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, sandbox, store, twinrun
+from common import audit, auth, authz, errors, jsonio, sandbox, store, twincode, twinrun
 from common.http import App, Check, json_response, paged, streamed
 from common.models import DatasetName, Payload, Strict
+from common.twinstate import FirestoreState, delete_generation
 
-app = App("twins", "Twin endpoints: mock and private sides of an API bridge to private data.")
+app = App(
+    "twins",
+    "Twin endpoints: mock and private sides of an API bridge to private data.",
+    authenticate=auth.authenticate,
+)
 sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
 
 SIDES = ("mock", "private", "public")
@@ -120,8 +125,6 @@ PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "pri
 
 def _analysed(side: SideIn, name: str):
     """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
-    from common import twincode
-
     try:
         return twincode.analyse(side.code, list(side.helpers), twincode.allowed_modules_for_endpoints())
     except twincode.CodeError as exc:
@@ -139,8 +142,6 @@ def _analysed(side: SideIn, name: str):
 
 
 def _same_parameters(mock, private) -> None:
-    from common import twincode
-
     if not twincode.same_parameters(mock, private):
         raise errors.ValidationFailed(
             "mock and private must declare the same parameters",
@@ -206,8 +207,6 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
         side = doc["sides"][shown]
         out[shown] = {"code": side["code"], "helpers": side.get("helpers", [])}
     if full:
-        from common.twinstate import FirestoreState
-
         out["sides"] = {
             name: {
                 "code": side["code"],
@@ -294,8 +293,6 @@ def update(req, path):
         for name, side in new_sides.items():
             doc["sides"][name] = _stored_side(side, analysed[name])
         if doc["kind"] == "twin" and new_sides:
-            from common import twincode
-
             mine = {
                 name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
                 for name in ("mock", "private")
@@ -332,8 +329,6 @@ def update(req, path):
 
     store.transactional(write)
     twinrun.forget(path)
-    from common.twinstate import delete_generation
-
     for name in new_sides:
         delete_generation(result["old"]["sides"][name]["generation"])
     return view(twinrun.Endpoint(path, result["new"]))
@@ -357,8 +352,6 @@ def remove(req, path):
         before=lambda snap: _summary(snap.to_dict()),
     )
     twinrun.forget(path)
-    from common.twinstate import delete_generation
-
     for side in endpoint.doc["sides"].values():
         delete_generation(side["generation"])
     return None

@@ -6,11 +6,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from common import apikeys, audit, authz, errors, jsonio, store
+from common import apikeys, audit, auth, authz, errors, jsonio, store
 from common.http import App, streamed
 from common.models import DatasetName, Email, GroupName, RoleName, Strict, normalize_email
 
-app = App("users", "User records, their global and per-dataset roles, and API keys.")
+app = App(
+    "users", "User records, their global and per-dataset roles, and API keys.", authenticate=auth.authenticate
+)
 
 MAX_USERS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 USER_FIELDS = ("name", "global_roles", "datasets", "groups", "disabled")
@@ -49,6 +51,11 @@ def _email(value: str) -> str:
         return normalize_email(value)
     except ValueError:
         raise errors.ValidationFailed(f"{value!r} is not a valid email") from None
+
+
+def _revoke(req, email: str, key_id: str) -> None:
+    apikeys.revoke(req, email, key_id)
+    auth.forget(apikeys.token_prefix(key_id))  # at once here; other instances within the role window
 
 
 @app.get("/users", role=authz.ADMIN)
@@ -155,7 +162,7 @@ def list_my_keys(req):
 @app.delete("/users/me/keys/<key_id>", role=authz.AUTHENTICATED, status=204)
 def delete_my_key(req, key_id):
     """Revoke one of the caller's API keys."""
-    apikeys.revoke(req, req.caller.email, key_id)
+    _revoke(req, req.caller.email, key_id)
 
 
 @app.post("/users/<email>/keys", role=authz.ADMIN, body=KeyCreate, status=201)
@@ -173,7 +180,7 @@ def list_user_keys(req, email):
 @app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204)
 def delete_user_key(req, email, key_id):
     """Revoke a user's API key (admin)."""
-    apikeys.revoke(req, _email(email), key_id)
+    _revoke(req, _email(email), key_id)
 
 
 def handle(request):
