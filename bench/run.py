@@ -125,12 +125,12 @@ def auth_per_request(tokens: dict[str, str]) -> dict[str, float]:
             EnvironBuilder(path="/roles", headers={"Authorization": f"Bearer {token}"}).get_environ()
         )
         caller = auth.authenticate(request)  # the first call verifies and loads roles
-        authz.require_dataset(caller, "bench", "read")
+        authz.require_dataset(caller, "bench", authz.READ)
         samples = []
         for _ in range(AUTH_CALLS):
             t = time.perf_counter_ns()
             caller = auth.authenticate(request)
-            authz.require_dataset(caller, "bench", "read")
+            authz.require_dataset(caller, "bench", authz.READ)
             samples.append(time.perf_counter_ns() - t)
         results[kind] = statistics.median(samples) / 1000
     return results

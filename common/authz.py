@@ -213,8 +213,23 @@ AUTHENTICATED = Check("any authenticated user", _any)
 ADMIN = Check("admin", _admin)
 
 
-def require_dataset(caller: Caller, name: str, predicate: str) -> dict[str, Any]:
-    """The dataset's record if `caller.can_<predicate>(name)`.
+@dataclass(frozen=True)
+class Need:
+    """What a route needs on a dataset. A symbol (`authz.WRITE_OWN`), never a string looked up
+    at run time, so a misspelt one fails when the module loads, not on the first request."""
+
+    name: str
+    test: Callable[[Caller, str, dict[str, Any] | None], bool]
+
+
+READ = Need("read", Caller.can_read)
+WRITE_OWN = Need("write_own", Caller.can_write_own)
+WRITE_OTHERS = Need("write_others", Caller.can_write_others)
+MANAGE = Need("manage", Caller.can_manage)
+
+
+def require_dataset(caller: Caller, name: str, need: Need) -> dict[str, Any]:
+    """The dataset's record if the caller has `need` on it.
 
     A dataset the caller may not read is answered as missing (404), so names do not leak;
     one they may read but not act on is 403.
@@ -222,18 +237,18 @@ def require_dataset(caller: Caller, name: str, predicate: str) -> dict[str, Any]
     record = dataset_record(name)
     if record is None or not caller.can_read(name, record):
         raise errors.NotFound(f"dataset {name!r} not found")
-    if not getattr(caller, "can_" + predicate)(name, record):
-        raise errors.Forbidden(f"this needs {predicate.replace('_', ' ')} on dataset {name!r}")
+    if not need.test(caller, name, record):
+        raise errors.Forbidden(f"this needs {need.name.replace('_', ' ')} on dataset {name!r}")
     return record
 
 
-def on_dataset(predicate: str, param: str = "name") -> Check:
-    """A route check: the caller needs `predicate` (read, write_own, ...) on the path's dataset."""
+def on_dataset(need: Need, param: str = "name") -> Check:
+    """A route check: the caller needs `need` (READ, WRITE_OWN, ...) on the path's dataset."""
 
     def run(req: Req, params: dict[str, Any]) -> None:
-        require_dataset(req.caller, params[param], predicate)
+        require_dataset(req.caller, params[param], need)
 
-    return Check(f"{predicate} on the dataset", run)
+    return Check(f"{need.name} on the dataset", run)
 
 
 def group_members(groups: list[str]) -> set[str]:

@@ -58,10 +58,16 @@ class Route:
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
     adapter: Any = None
+    doc: str | None = None  # the summary, when not the handler's docstring
+    operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
 
     @property
     def summary(self) -> str:
-        return (self.handler.__doc__ or self.handler.__name__).strip().splitlines()[0]
+        return (self.doc or self.handler.__doc__ or self.handler.__name__).strip().splitlines()[0]
+
+    @property
+    def name(self) -> str:
+        return self.operation_id or self.handler.__name__.lstrip("_")
 
 
 class Req:
@@ -190,7 +196,44 @@ def validation_details(exc: Any) -> list[dict[str, Any]]:
     ]
 
 
-class App:
+class _Table:
+    """`@x.get(path, ...)` and friends, for an App and for a Router."""
+
+    def route(self, method: str, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        raise NotImplementedError
+
+    def get(self, path: str, **kw):
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw):
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw):
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw):
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.route("DELETE", path, **kw)
+
+
+class Router(_Table):
+    """Routes declared apart from an App, with the same decorators (Powertools' Router): a
+    function includes them with `app.include_router(router, prefix=...)`."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+    def route(self, method: str, path: str, **kw: Any):
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.routes.append((method, path, kw, handler))
+            return handler
+
+        return register
+
+
+class App(_Table):
     """One HTTP function: its route table and the pipeline every request goes through."""
 
     def __init__(self, name: str, description: str = "", *, authenticate: Authenticate | None = None):
@@ -221,6 +264,8 @@ class App:
         query: dict[str, str] | None = None,
         body_required: bool = True,
         max_items: int | None = None,
+        summary: str | None = None,
+        operation_id: str | None = None,
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
@@ -242,6 +287,8 @@ class App:
                 query or {},
                 body_required,
                 max_items,
+                doc=summary,
+                operation_id=operation_id,
             )
             if body is not None:
                 from pydantic import TypeAdapter
@@ -254,20 +301,10 @@ class App:
 
         return register
 
-    def get(self, path: str, **kw):
-        return self.route("GET", path, **kw)
-
-    def post(self, path: str, **kw):
-        return self.route("POST", path, **kw)
-
-    def put(self, path: str, **kw):
-        return self.route("PUT", path, **kw)
-
-    def patch(self, path: str, **kw):
-        return self.route("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw):
-        return self.route("DELETE", path, **kw)
+    def include_router(self, router: Router, prefix: str = "") -> None:
+        """Add `router`'s routes at `prefix` + their paths (each with its own role check)."""
+        for method, path, kw, handler in router.routes:
+            self.route(method, prefix + path, **kw)(handler)
 
     # -- serving ---------------------------------------------------------------------------
     def __call__(self, request: Request) -> Response:

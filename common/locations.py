@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from common import audit, authz, errors, jsonio, store
-from common.http import Req, streamed
+from common.http import Req, Router, streamed
 from common.models import COORDINATE_RANGE, Payload, check_document_size
 
 LOCATION_QUERY = {
@@ -44,26 +44,6 @@ class LocationStore:
 
     def __init__(self, root: str, collection: str, target_type: str):
         self.root, self.collection, self.target_type = root, collection, target_type
-
-    def mount(self, app, path: str, noun: str) -> None:
-        """Declare the store's three routes on `app` at `path` (e.g. "/annotations/<name>")."""
-
-        def handler(verb: str, doc: str, method):
-            def run(req, name):
-                return method(req, name)
-
-            run.__name__, run.__doc__ = f"{verb}_{self.target_type}", doc  # for the OpenAPI
-            return run
-
-        app.post(path, role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)(
-            handler("put", f"Store the caller's {noun} at x, y, z, replacing the one there.", self.put)
-        )
-        app.get(path, role=authz.on_dataset("read"))(
-            handler("list", f'The caller\'s {noun}s in the dataset, by "x_y_z".', self.list)
-        )
-        app.delete(path, role=authz.on_dataset("write_own"), query=LOCATION_QUERY)(
-            handler("delete", f"Delete the caller's {noun} at x, y, z (404 when there is none).", self.delete)
-        )
 
     def _coll(self, dataset: str):
         return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
@@ -117,3 +97,42 @@ class LocationStore:
             dataset=dataset,
         )
         return {"deleted": key}
+
+
+def location_routes(store: LocationStore, noun: str) -> Router:
+    """The store's three routes at `/<name>` (a dataset), for a function to include at its
+    prefix: `app.include_router(location_routes(store, "annotation"), prefix="/annotations")`."""
+    router = Router()
+    kind = store.target_type
+
+    @router.post(
+        "/<name>",
+        role=authz.on_dataset(authz.WRITE_OWN),
+        body=Payload,
+        query=LOCATION_QUERY,
+        summary=f"Store the caller's {noun} at x, y, z, replacing the one there.",
+        operation_id=f"put_{kind}",
+    )
+    def put_at_location(req: Req, name: str) -> dict[str, str]:
+        return store.put(req, name)
+
+    @router.get(
+        "/<name>",
+        role=authz.on_dataset(authz.READ),
+        summary=f'The caller\'s {noun}s in the dataset, by "x_y_z".',
+        operation_id=f"list_{kind}",
+    )
+    def list_at_locations(req: Req, name: str):
+        return store.list(req, name)
+
+    @router.delete(
+        "/<name>",
+        role=authz.on_dataset(authz.WRITE_OWN),
+        query=LOCATION_QUERY,
+        summary=f"Delete the caller's {noun} at x, y, z (404 when there is none).",
+        operation_id=f"delete_{kind}",
+    )
+    def delete_at_location(req: Req, name: str) -> dict[str, str]:
+        return store.delete(req, name)
+
+    return router

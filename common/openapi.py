@@ -36,7 +36,7 @@ def document(app: App) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in app.routes:
         path = _PARAM.sub(r"{\1}", route.path)
-        op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__.lstrip("_")}
+        op: dict[str, Any] = {"summary": route.summary, "operationId": route.name}
         params = [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
             for n in _PARAM.findall(route.path)

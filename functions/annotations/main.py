@@ -13,7 +13,7 @@ from pydantic import Discriminator, Field, StringConstraints, Tag, model_validat
 
 from common import audit, auth, authz, errors, store
 from common.http import App, paged
-from common.locations import LocationStore, user_doc_id
+from common.locations import LocationStore, location_routes, user_doc_id
 from common.models import Coordinate, Email, Payload, Strict, normalize_email
 
 app = App(
@@ -76,9 +76,8 @@ AnnotationsIn = Annotated[
 
 # -- v1: the seed's POST/GET/DELETE /annotations/{ds}?x=&y=&z= ----------------------------------
 
-LocationStore("annotations", "v1_annotations", "annotation_v1").mount(
-    app, "/annotations/<name>", "annotation"
-)
+V1 = LocationStore("annotations", "v1_annotations", "annotation_v1")
+app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
 # -- v2 -------------------------------------------------------------------------------------
@@ -136,7 +135,7 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
 
 @app.post(
     "/annotations/v2/<name>",
-    role=authz.on_dataset("write_own"),
+    role=authz.on_dataset(authz.WRITE_OWN),
     body=AnnotationsIn,
     max_items=MAX_PER_REQUEST,
     max_body=BULK_BODY_LIMIT,
@@ -249,7 +248,7 @@ def _write_all(
 
 @app.get(
     "/annotations/v2/<name>",
-    role=authz.on_dataset("read"),
+    role=authz.on_dataset(authz.READ),
     query={
         "user": "whose annotations (default: the caller's; another user's needs write_others)",
         "groups": "comma list of groups: their members' annotations (a non-admin: only their own groups)",
@@ -300,7 +299,7 @@ def _group_members(req) -> list[str]:
 
 @app.delete(
     "/annotations/v2/<name>/<key>",
-    role=authz.on_dataset("write_own"),
+    role=authz.on_dataset(authz.WRITE_OWN),
     status=204,
     query={"user": "whose annotation (default: the caller's; another user's needs write_others)"},
 )

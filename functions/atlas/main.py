@@ -122,7 +122,7 @@ def list_all(req):
     )
 
 
-@app.post("/atlas/<name>", role=authz.on_dataset("write_own"), body=AtlasEntryIn, query=LOCATION_QUERY)
+@app.post("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), body=AtlasEntryIn, query=LOCATION_QUERY)
 def put_entry(req, name):
     """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
     point = location(req)
@@ -170,7 +170,7 @@ def put_entry(req, name):
     return stored
 
 
-@app.get("/atlas/<name>", role=authz.on_dataset("read"))
+@app.get("/atlas/<name>", role=authz.on_dataset(authz.READ))
 def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
     record = authz.dataset_record(name)
@@ -180,7 +180,7 @@ def list_own(req, name):
     )
 
 
-@app.delete("/atlas/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
+@app.delete("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LOCATION_QUERY)
 def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
@@ -207,7 +207,7 @@ def _may_verify(req, params: dict[str, Any]) -> None:
     record = authz.dataset_record(snap.get("dataset"))
     if not _current(snap, record) or not req.caller.can_read(snap.get("dataset"), record):
         raise missing
-    authz.require_dataset(req.caller, snap.get("dataset"), "write_others")
+    authz.require_dataset(req.caller, snap.get("dataset"), authz.WRITE_OTHERS)
 
 
 @app.post(

@@ -245,7 +245,7 @@ def deletion_logs(req, deletion_id):
     return _log(req, deletion["name"], deletion.get("generation"))
 
 
-@app.get("/datasets/<name>", role=authz.on_dataset("read"))
+@app.get("/datasets/<name>", role=authz.on_dataset(authz.READ))
 def get_dataset(req, name):
     """One dataset (404 when missing or not readable by the caller)."""
     return _view(name, authz.dataset_record(name))
@@ -274,7 +274,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     return result
 
 
-@app.put("/datasets/<name>", role=authz.on_dataset("manage"), body=DatasetUpdate)
+@app.put("/datasets/<name>", role=authz.on_dataset(authz.MANAGE), body=DatasetUpdate)
 def update_dataset(req, name):
     """Merge metadata into a dataset. After finalize only description and tags may change."""
     extra = req.body.model_extra or {}
@@ -293,7 +293,7 @@ def update_dataset(req, name):
     return _change_dataset(req, name, "dataset_update", merge)
 
 
-@app.post("/datasets/<name>/finalize", role=authz.on_dataset("manage"))
+@app.post("/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE))
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
 
@@ -307,7 +307,7 @@ def finalize_dataset(req, name):
 
 @app.get(
     "/datasets/<name>/logs",
-    role=authz.on_dataset("manage"),
+    role=authz.on_dataset(authz.MANAGE),
     query={
         "limit": "page size (1-10000); without it the whole log streams",
         "cursor": "from the Link header of the previous page",
@@ -355,7 +355,7 @@ def _attachment_name(value: str) -> str:
 
 @app.post(
     "/datasets/<name>/attachments",
-    role=authz.on_dataset("manage"),
+    role=authz.on_dataset(authz.MANAGE),
     status=201,
     multipart=True,
     max_body=ATTACHMENT_LIMIT + (64 << 10),
@@ -381,7 +381,7 @@ def upload_attachment(req, name):
     return {"name": filename, "size": size}
 
 
-@app.get("/datasets/<name>/attachments", role=authz.on_dataset("read"))
+@app.get("/datasets/<name>/attachments", role=authz.on_dataset(authz.READ))
 def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
@@ -392,7 +392,7 @@ def list_attachments(req, name):
     ]
 
 
-@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset("manage"), status=204)
+@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204)
 def delete_attachment(req, name, file):
     """Delete an attachment (204 also when it does not exist)."""
     from google.api_core.exceptions import NotFound

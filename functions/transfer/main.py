@@ -118,7 +118,7 @@ def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
     body: TransferIn = req.body
-    dataset = authz.require_dataset(req.caller, body.dataset, "read")
+    dataset = authz.require_dataset(req.caller, body.dataset, authz.READ)
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
     if not is_gs_location(dataset["location"]):
