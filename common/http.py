@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
@@ -54,7 +54,7 @@ class Route:
     status: int = 200
     max_body: int = JSON_LIMIT
     multipart: bool = False
-    query: dict[str, str] = field(default_factory=dict)  # documented query parameters
+    query: Any = None  # a models.Query class: the route's query parameters, typed into req.query
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
     adapter: Any = None
@@ -73,28 +73,17 @@ class Route:
 class Req:
     """What a handler receives besides its path parameters."""
 
-    __slots__ = ("raw", "id", "caller", "body", "route")
+    __slots__ = ("raw", "id", "caller", "body", "query", "route")
 
     def __init__(self, raw: Request, request_id: str, route: Route):
         self.raw, self.id, self.route = raw, request_id, route
         self.caller: Any = None
         self.body: Any = None
+        self.query: Any = None  # an instance of the route's query model
 
     @property
     def args(self):
         return self.raw.args
-
-    def int_arg(self, name: str, *, low: int, high: int, default: int | None = None) -> int | None:
-        """An integer query value; anything else is the caller's mistake (400)."""
-        raw = self.raw.args.get(name)
-        if raw is None or raw == "":
-            return default
-        if not re.fullmatch(r"-?[0-9]{1,20}", raw):
-            raise errors.BadRequest(f"query parameter {name!r} must be an integer")
-        value = int(raw)
-        if not low <= value <= high:
-            raise errors.BadRequest(f"query parameter {name!r} must be between {low} and {high}")
-        return value
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -261,7 +250,7 @@ class App(_Table):
         status: int = 200,
         max_body: int = JSON_LIMIT,
         multipart: bool = False,
-        query: dict[str, str] | None = None,
+        query: Any = None,
         body_required: bool = True,
         max_items: int | None = None,
         summary: str | None = None,
@@ -284,7 +273,7 @@ class App(_Table):
                 status,
                 max_body,
                 multipart,
-                query or {},
+                query,
                 body_required,
                 max_items,
                 doc=summary,
@@ -355,19 +344,8 @@ class App(_Table):
             raise errors.MethodNotAllowed(headers={"Allow": allowed}) from None
         except (NotFound, HTTPException):
             raise errors.NotFound("no such route") from None
-        unknown = sorted(set(request.args) - set(route.query))
-        if unknown:
-            known = ", ".join(sorted(route.query)) or "none"
-            raise errors.BadRequest(
-                f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
-                details={"unknown": unknown},
-            )
-        for name, value in request.args.items(multi=True):
-            if name != "cursor" and len(value.encode("utf-8", "surrogatepass")) > MAX_QUERY_VALUE_BYTES:
-                raise errors.BadRequest(
-                    f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
-                )
         req = Req(request, request_id, route)
+        req.query = self._parse_query(request, route)
         if route.role is not None and self.authenticate is not None:
             req.caller = self.authenticate(request)
             route.role.run(req, params)
@@ -377,6 +355,38 @@ class App(_Table):
             self._check_multipart(request, route)
         result = route.handler(req, **params)
         return self._to_response(result, route)
+
+    @staticmethod
+    def _parse_query(request: Request, route: Route) -> Any:
+        """The route's query model from the query string: an unknown parameter, or a value of
+        the wrong type or range, is 400 naming it. An empty value counts as not given."""
+        fields = route.query.model_fields if route.query is not None else {}
+        unknown = sorted(set(request.args) - set(fields))
+        if unknown:
+            known = ", ".join(fields) or "none"
+            raise errors.BadRequest(
+                f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
+                details={"unknown": unknown},
+            )
+        for name, value in request.args.items(multi=True):
+            if name != "cursor" and len(value.encode("utf-8", "surrogatepass")) > MAX_QUERY_VALUE_BYTES:
+                raise errors.BadRequest(
+                    f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
+                )
+        if route.query is None:
+            return None
+        from pydantic import ValidationError
+
+        given = {name: value for name, value in request.args.items() if value != ""}
+        try:
+            return route.query.model_validate(given)
+        except ValidationError as exc:
+            details = validation_details(exc)
+            first = details[0]
+            raise errors.BadRequest(
+                f"query parameter {'.'.join(map(str, first['loc']))!r}: {first['message']}",
+                details=details,
+            ) from None
 
     def _parse_body(self, request: Request, route: Route) -> Any:
         from pydantic import ValidationError

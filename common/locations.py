@@ -10,24 +10,26 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from common import audit, authz, errors, jsonio, store
-from common.http import Req, Router, streamed
-from common.models import COORDINATE_RANGE, Payload, check_document_size
+from pydantic import Field
 
-LOCATION_QUERY = {
-    "x": "integer voxel coordinate",
-    "y": "integer voxel coordinate",
-    "z": "integer voxel coordinate",
-}
+from common import audit, authz, jsonio, store
+from common.http import Req, Router, streamed
+from common.models import Coordinate, Payload, Query, check_document_size
+
+_VOXEL = "integer voxel coordinate in [-2^31, 2^31)"
+
+
+class LocationQuery(Query):
+    """A point: required integers in [-2^31, 2^31) (400 otherwise)."""
+
+    x: Coordinate = Field(description=_VOXEL)
+    y: Coordinate = Field(description=_VOXEL)
+    z: Coordinate = Field(description=_VOXEL)
 
 
 def location(req: Req) -> tuple[int, int, int]:
-    """The `x`, `y`, `z` query values: required integers in [-2^31, 2^31) (400 otherwise)."""
-    low, high = COORDINATE_RANGE
-    point = tuple(req.int_arg(axis, low=low, high=high - 1) for axis in "xyz")
-    if None in point:
-        raise errors.BadRequest("x, y and z are required integer query parameters")
-    return point  # type: ignore[return-value]
+    """The point of a route declared with `query=LocationQuery`."""
+    return req.query.x, req.query.y, req.query.z
 
 
 def location_key(point) -> str:
@@ -109,7 +111,7 @@ def location_routes(store: LocationStore, noun: str) -> Router:
         "/<name>",
         role=authz.on_dataset(authz.WRITE_OWN),
         body=Payload,
-        query=LOCATION_QUERY,
+        query=LocationQuery,
         summary=f"Store the caller's {noun} at x, y, z, replacing the one there.",
         operation_id=f"put_{kind}",
     )
@@ -128,7 +130,7 @@ def location_routes(store: LocationStore, noun: str) -> Router:
     @router.delete(
         "/<name>",
         role=authz.on_dataset(authz.WRITE_OWN),
-        query=LOCATION_QUERY,
+        query=LocationQuery,
         summary=f"Delete the caller's {noun} at x, y, z (404 when there is none).",
         operation_id=f"delete_{kind}",
     )

@@ -86,6 +86,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class Query(BaseModel):
+    """A route's query parameters (`@app.get(..., query=SomeQuery)`): typed from the query
+    string's text, documented in the OpenAPI, and any other parameter is refused (400)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Paging(Query):
+    """The query of a paged list (SPEC §1 Lists)."""
+
+    limit: int | None = Field(
+        None, ge=1, le=10_000, description="page size (1-10000); without it the whole list streams"
+    )
+    cursor: str | None = Field(None, description="from the Link header of the previous page")
+
+
 class FreeForm(BaseModel):
     """A body whose named fields are typed and whose other fields are the caller's own."""
 

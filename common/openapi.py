@@ -31,6 +31,23 @@ _ERRORS = {
 }
 
 
+def _query_parameters(model: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """One parameter per field of the route's query model, with its type and whether it is required."""
+    if model is None:
+        return []
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        param = {"name": name, "in": "query", "required": name in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        params.append({**param, "schema": prop})
+    return params
+
+
 def document(app: App) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
@@ -41,10 +58,7 @@ def document(app: App) -> dict[str, Any]:
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
             for n in _PARAM.findall(route.path)
         ]
-        params += [
-            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
-            for n, d in route.query.items()
-        ]
+        params += _query_parameters(route.query, schemas)
         if params:
             op["parameters"] = params
         if route.adapter is not None:

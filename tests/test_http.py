@@ -18,15 +18,54 @@ def test_health_needs_no_token(api, function):
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_openapi_is_generated_from_the_route_table(api, function):
+    """The served document has exactly the app's routes, each with its role, its path parameters
+    and its declared query parameters (types and required flags from the query model)."""
+    import re
+
+    from tests.utils import load_function
+
+    app = load_function(function).app
     doc = api.get(f"/{function}/_openapi.json").get_json()
     assert doc["openapi"] == "3.1.0"
-    ops = {(path, method) for path, item in doc["paths"].items() for method in item}
-    assert (f"/{function}/_health", "get") in ops
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            if "/_" not in path:
-                assert op["x-gatehouse-role"], (path, method)
-                assert op["security"] == [{"bearer": []}]
+    served = {(path, method): op for path, item in doc["paths"].items() for method, op in item.items()}
+    expected = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.path), r.method.lower()): r for r in app.routes}
+    assert set(served) == set(expected)
+    assert (f"/{function}/_health", "get") in served
+    for key, route in expected.items():
+        op = served[key]
+        assert op["summary"] == route.summary and op["operationId"] == route.name
+        if route.role is None:
+            assert "security" not in op and "x-gatehouse-role" not in op, key
+        else:
+            assert op["x-gatehouse-role"] == route.role.describe
+            assert op["security"] == [{"bearer": []}]
+        params = {(p["in"], p["name"]): p for p in op.get("parameters", [])}
+        assert {n for kind, n in params if kind == "path"} == set(re.findall(r"<(?:\w+:)?(\w+)>", route.path))
+        fields = route.query.model_fields if route.query is not None else {}
+        assert {n for kind, n in params if kind == "query"} == set(fields), key
+        for name, info in fields.items():
+            assert params["query", name]["required"] is info.is_required(), (key, name)
+
+
+def test_openapi_gives_query_parameters_their_types(api):
+    doc = api.get("/annotations/_openapi.json").get_json()
+    put = {p["name"]: p for p in doc["paths"]["/annotations/{name}"]["post"]["parameters"]}
+    assert all(put[axis]["required"] and put[axis]["schema"]["type"] == "integer" for axis in "xyz")
+    listing = {p["name"]: p for p in doc["paths"]["/annotations/v2/{name}"]["get"]["parameters"]}
+    assert listing["limit"]["required"] is False
+    assert {"type": "integer", "minimum": 1, "maximum": 10000}.items() <= listing["limit"]["schema"]["anyOf"][
+        0
+    ].items()
+    assert listing["kind"]["schema"]["anyOf"][0]["enum"] == ["point", "lineseg", "sphere"]
+
+
+def test_a_query_value_of_the_wrong_type_is_400_naming_it(api):
+    api.add_dataset("mb20")
+    r = api.get("/annotations/v2/mb20?limit=many", user=OWNER)
+    body = assert_error(r, 400, "bad_request")
+    assert "'limit'" in body["message"] and body["details"][0]["loc"] == ["limit"]
+    body = assert_error(api.post("/annotations/mb20?x=1&y=2", user=OWNER, json={}), 400, "bad_request")
+    assert "'z'" in body["message"]
 
 
 def test_openapi_documents_request_models(api):

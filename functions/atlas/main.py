@@ -16,7 +16,7 @@ from pydantic import StringConstraints, model_validator
 from common import audit, auth, authz, errors, jsonio, store
 from common.exposure import exposed
 from common.http import App, Check, streamed
-from common.locations import LOCATION_QUERY, location, location_key
+from common.locations import LocationQuery, location, location_key
 from common.models import FreeForm, Strict, check_document_size, check_storable
 
 app = App(
@@ -122,7 +122,7 @@ def list_all(req):
     )
 
 
-@app.post("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), body=AtlasEntryIn, query=LOCATION_QUERY)
+@app.post("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), body=AtlasEntryIn, query=LocationQuery)
 def put_entry(req, name):
     """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
     point = location(req)
@@ -130,9 +130,8 @@ def put_entry(req, name):
     payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
     ref = _entries().document(entry_id(name, req.caller.email, key))
     generation = authz.generation(authz.dataset_record(name))
-    stored: dict[str, Any] = {}
 
-    def write(transaction) -> None:
+    def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         old = snap.to_dict() if snap.exists else None
         verification = {
@@ -163,11 +162,9 @@ def put_entry(req, name):
             before=old,
             after=entry,
         )
-        stored.clear()
-        stored.update({k: v for k, v in entry.items() if k != "generation"})
+        return {k: v for k, v in entry.items() if k != "generation"}
 
-    store.transactional(write)
-    return stored
+    return store.transactional(write)
 
 
 @app.get("/atlas/<name>", role=authz.on_dataset(authz.READ))
@@ -180,7 +177,7 @@ def list_own(req, name):
     )
 
 
-@app.delete("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LOCATION_QUERY)
+@app.delete("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery)
 def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
@@ -220,9 +217,8 @@ def verify(req, entry):
     """Toggle an entry's `verified`, or set it with `{"verified": bool}`; concurrent calls are
     serialized by a transaction, so none is lost."""
     ref = _entries().document(entry)
-    stored: dict[str, Any] = {}
 
-    def flip(transaction) -> None:
+    def flip(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         if not snap.exists:
             raise errors.NotFound(f"no atlas entry {entry!r}")
@@ -240,12 +236,10 @@ def verify(req, entry):
             before={"verified": old},
             after={"verified": new},
         )
-        stored.clear()
-        stored.update({**_view(snap), **change})
+        return {**_view(snap), **change}
 
     # Contention on one entry is retried, never dropped: each attempt re-reads `verified`.
-    store.transactional(flip, attempts=20)
-    return stored
+    return store.transactional(flip, attempts=20)
 
 
 def handle(request):

@@ -13,7 +13,7 @@ from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, stor
 from common.exposure import exposed
 from common.http import App, paged, streamed
 from common.logs import log
-from common.models import DatasetName, FreeForm, GsLocation, check_storable, is_dataset_name
+from common.models import DatasetName, FreeForm, GsLocation, Paging, check_storable, is_dataset_name
 
 app = App(
     "datasets",
@@ -99,10 +99,9 @@ def list_datasets(req):
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
     datasets = store.collection("datasets")
-    stored: dict[str, dict[str, Any]] = {}
 
-    def write(transaction) -> None:
-        stored.clear()
+    def write(transaction) -> dict[str, dict[str, Any]]:
+        stored: dict[str, dict[str, Any]] = {}
         now, actor = store.now(), req.caller.email
         refs = {name: datasets.document(name) for name in req.body}
         claims = {name: _name_claim(name) for name in req.body}
@@ -148,8 +147,9 @@ def create_datasets(req):
                 after=record,
             )
             stored[name] = _view(name, record)
+        return stored
 
-    store.transactional(write)
+    stored = store.transactional(write)
     _forget(stored)
     return stored
 
@@ -160,11 +160,10 @@ def delete_datasets(req):
     that do not exist are skipped. The data is purged in the background when large: see
     `GET /datasets/_deletions`."""
     datasets = store.collection("datasets")
-    deletions: dict[str, str] = {}
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
 
-    def delete(transaction) -> None:
-        deletions.clear()
+    def delete(transaction) -> dict[str, str]:
+        deletions: dict[str, str] = {}  # name -> its deletion's id
         for snap in transaction.get_all([datasets.document(n) for n in names]):
             if snap.exists:
                 record = snap.to_dict()
@@ -181,9 +180,9 @@ def delete_datasets(req):
                     generation=record.get("generation"),
                     before=record,
                 )
+        return deletions
 
-    if names:
-        store.transactional(delete)
+    deletions = store.transactional(delete) if names else {}
     _forget(deletions)
     progress = [purge.step(deletion_id) for deletion_id in deletions.values()]
     for deletion in progress:
@@ -234,10 +233,7 @@ def resume_deletion(req, deletion_id):
 @app.get(
     "/datasets/_deletions/<deletion_id>/logs",
     role=authz.ADMIN,
-    query={
-        "limit": "page size (1-10000); without it the whole log streams",
-        "cursor": "from the Link header of the previous page",
-    },
+    query=Paging,
 )
 def deletion_logs(req, deletion_id):
     """The audit entries of a deleted dataset, newest first (admin; kept until their retention ends)."""
@@ -257,9 +253,8 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     `change(old)` returns the new record (without modified_*) or raises.
     """
     ref = store.collection("datasets").document(name)
-    result: dict[str, Any] = {}
 
-    def write(transaction) -> None:
+    def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         if not snap.exists:
             raise errors.NotFound(f"dataset {name!r} not found")
@@ -267,9 +262,9 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         record = {**change(old), "modified_at": store.now(), "modified_by": req.caller.email}
         transaction.set(ref, record)
         audit.record(transaction, req, action, "dataset", name, dataset=name, before=old, after=record)
-        result.update(_view(name, record))
+        return _view(name, record)
 
-    store.transactional(write)
+    result = store.transactional(write)
     authz.forget_dataset(name)
     return result
 
@@ -308,10 +303,7 @@ def finalize_dataset(req, name):
 @app.get(
     "/datasets/<name>/logs",
     role=authz.on_dataset(authz.MANAGE),
-    query={
-        "limit": "page size (1-10000); without it the whole log streams",
-        "cursor": "from the Link header of the previous page",
-    },
+    query=Paging,
 )
 def dataset_logs(req, name):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
@@ -323,7 +315,7 @@ def _log(req, name: str, generation: str | None):
     from google.cloud.firestore import Query
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    limit = req.int_arg("limit", low=1, high=10_000)
+    limit = req.query.limit
     entries = store.collection(audit.COLLECTION)
     # Entries of datasets made before generations have none: theirs is the name alone.
     query = (
@@ -332,7 +324,7 @@ def _log(req, name: str, generation: str | None):
         else entries.where(filter=FieldFilter("dataset", "==", name))
     )
     query = query.order_by("at", direction=Query.DESCENDING)
-    page = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
+    page = store.page(query, entries, limit=limit, cursor=req.query.cursor)
     return paged(
         req,
         page,

@@ -12,7 +12,7 @@ from typing import Any
 
 from common import auth, authz, blobs, errors, sigindex
 from common.http import App
-from common.locations import LOCATION_QUERY, location
+from common.locations import LocationQuery, location
 
 app = App(
     "signatures",
@@ -127,7 +127,7 @@ def _record_view(record) -> tuple[list[int], int]:
     return [int(record["x"]), int(record["y"]), int(record["z"])], int(record["signature"])
 
 
-@app.get("/signatures/atlocation/<name>", role=authz.on_dataset(authz.READ), query=LOCATION_QUERY)
+@app.get("/signatures/atlocation/<name>", role=authz.on_dataset(authz.READ), query=LocationQuery)
 def at_location(req, name):
     """The signature of the stored point nearest to x, y, z (within 100 voxels)."""
     record = nearest(name, location(req))
@@ -176,7 +176,7 @@ def suppress(point: tuple[int, int, int], found, dist) -> list[dict[str, Any]]:
     return matches
 
 
-@app.get("/signatures/likelocation/<name>", role=authz.on_dataset(authz.READ), query=LOCATION_QUERY)
+@app.get("/signatures/likelocation/<name>", role=authz.on_dataset(authz.READ), query=LocationQuery)
 def like_location(req, name):
     """Points whose signature is within Hamming distance 8 of the one at x, y, z, best first."""
     point = location(req)

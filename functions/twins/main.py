@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from common import audit, auth, authz, errors, jsonio, sandbox, store, twincode, twinrun
 from common.http import App, Check, json_response, paged, streamed
-from common.models import DatasetName, Payload, Strict
+from common.models import DatasetName, Paging, Payload, Query, Strict
 from common.twinstate import FirestoreState, delete_generation
 
 app = App(
@@ -365,13 +365,14 @@ def list_endpoints(req):
     return streamed(jsonio.stream_array(view(e) for e in endpoints if e.visible_to(req.caller)))
 
 
-@app.get("/twins/<path>", role=VISIBLE, query={"full": "true: settings, private source and state (admins)"})
+class EndpointQuery(Query):
+    full: bool = Field(False, description="true: settings, private source and state (admins)")
+
+
+@app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery)
 def get_endpoint(req, path, endpoint, side):
     """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
-    full = req.args.get("full", "false")
-    if full not in ("true", "false", "1", "0"):
-        raise errors.BadRequest("full is true or false")
-    if full in ("true", "1"):
+    if req.query.full:
         if not req.caller.is_admin:
             raise errors.Forbidden("full=true needs the admin role")
         return view(endpoint, full=True)
@@ -407,7 +408,7 @@ def call_private(req, path, endpoint, side):
     return _call(req, endpoint, side)
 
 
-@app.get("/twins/<path>/calls", role=OWNERS, query={"limit": "1-10000", "cursor": "from a Link header"})
+@app.get("/twins/<path>/calls", role=OWNERS, query=Paging)
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners)."""
     twinrun.flush_records()  # this instance's latest calls are in the list
@@ -418,8 +419,8 @@ def list_calls(req, path, endpoint, side):
     query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
         "at", direction=firestore.Query.DESCENDING
     )
-    limit = req.int_arg("limit", low=1, high=10_000)
-    page = store.page(query, coll, limit=limit, cursor=req.args.get("cursor"))
+    limit = req.query.limit
+    page = store.page(query, coll, limit=limit, cursor=req.query.cursor)
     return paged(req, page, lambda snap: snap.to_dict(), limit)
 
 

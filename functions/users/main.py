@@ -69,10 +69,9 @@ def list_users(req):
 def update_users(req):
     """Create or update users: a field present replaces that field, a field absent is kept."""
     users = store.collection("users")
-    stored: dict[str, dict[str, Any]] = {}
 
-    def write(transaction) -> None:
-        stored.clear()
+    def write(transaction) -> dict[str, dict[str, Any]]:
+        stored: dict[str, dict[str, Any]] = {}
         refs = {email: users.document(email) for email in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
         granted = {
@@ -111,8 +110,9 @@ def update_users(req):
                 after=user_view(new),
             )
             stored[email] = user_view(new)
+        return stored
 
-    store.transactional(write)
+    stored = store.transactional(write)
     for email in stored:
         authz.forget_user(email)
     return stored
@@ -122,10 +122,9 @@ def update_users(req):
 def delete_users(req):
     """Delete users (their roles go with them); emails that have no record are skipped."""
     users = store.collection("users")
-    deleted: list[str] = []
 
-    def delete(transaction) -> None:
-        deleted.clear()
+    def delete(transaction) -> list[str]:
+        deleted: list[str] = []
         snaps = transaction.get_all([users.document(email) for email in dict.fromkeys(req.body)])
         for snap in snaps:
             if snap.exists:
@@ -134,8 +133,9 @@ def delete_users(req):
                     transaction, req, "user_delete", "user", snap.id, before=user_view(snap.to_dict())
                 )
                 deleted.append(snap.id)
+        return deleted
 
-    store.transactional(delete)
+    deleted = store.transactional(delete)
     for email in deleted:
         authz.forget_user(email)
     return {"deleted": sorted(deleted)}
