@@ -81,9 +81,9 @@ def forget(token_prefix: str) -> None:
 
 def _verify(token: str) -> Identity:
     if token.startswith(apikeys.PREFIX):
-        email, expires_at = apikeys.verify(token)
+        owner, expires_at = apikeys.verify(token)
         # Re-check keys within the role-cache window so a revocation elsewhere takes effect.
-        return Identity(email, "api_key", min(expires_at, time.time() + settings().role_cache_seconds))
+        return Identity(owner, "api_key", min(expires_at, time.time() + settings().role_cache_seconds))
     header, unverified = _unverified_parts(token)
     issuer = unverified.get("iss")
     if issuer in GOOGLE_ISSUERS:
@@ -156,7 +156,7 @@ def _verify_google(token: str) -> dict[str, Any]:
         raise errors.Unauthenticated(f"the token is not valid: {_reason(exc)}") from None
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise errors.Unauthenticated("the token's issuer is not accepted")
-    return claims
+    return dict(claims)
 
 
 def _verify_dev(token: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wrappers import Request, Response
 
 from common import errors, jsonio, openapi
@@ -188,8 +188,7 @@ def validation_details(exc: Any) -> list[dict[str, Any]]:
 class _Table:
     """`@x.get(path, ...)` and friends, for an App and for a Router."""
 
-    def route(self, method: str, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        raise NotImplementedError
+    route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]  # (method, path, **options)
 
     def get(self, path: str, **kw):
         return self.route("GET", path, **kw)
@@ -233,7 +232,7 @@ class App(_Table):
         self.settings = settings()  # a forbidden configuration stops start-up here
         self.routes: list[Route] = []
         self._map = Map(strict_slashes=False, merge_slashes=False)
-        self._adapter = None
+        self._adapter: MapAdapter | None = None
         _answer_unrouted_paths()
         self.get(self.prefix + "/_health", public=True)(self._health)
         self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)

@@ -86,7 +86,7 @@ def document(app: App) -> dict[str, Any]:
                     }
                 },
             }
-        ok = {"description": "success"}
+        ok: dict[str, Any] = {"description": "success"}
         if route.status != 204:
             ok["content"] = {"application/json": {"schema": {}}}
         responses: dict[str, Any] = {str(route.status): ok}

@@ -7,7 +7,7 @@ v2: typed points, line segments and spheres, written one at a time or up to 10,0
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Discriminator, Field, StringConstraints, Tag, model_validator
 
@@ -32,7 +32,8 @@ PER_COMMIT = store.MAX_WRITES_PER_COMMIT - 1  # the last write of each commit is
 KIND_PREFIX = {"point": "Pt", "lineseg": "Ln", "sphere": "Sp"}
 POS_LENGTH = {"point": 3, "lineseg": 6, "sphere": 6}
 KEY = re.compile(r"^(Pt-?[0-9]+(_-?[0-9]+){2}|(Ln|Sp)-?[0-9]+(_-?[0-9]+){5})$")
-OPTIONAL_FIELDS = ("prop", "tags", "title", "description")
+OptionalField = Literal["prop", "tags", "title", "description"]
+OPTIONAL_FIELDS: tuple[str, ...] = get_args(OptionalField)
 
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -95,9 +96,7 @@ def _comma_list(value: object) -> object:
 
 
 # Lists in a query string: `?groups=a,b`.
-Conditional = Annotated[
-    tuple[Literal[OPTIONAL_FIELDS], ...], BeforeValidator(_comma_list, json_schema_input_type=str)
-]
+Conditional = Annotated[tuple[OptionalField, ...], BeforeValidator(_comma_list, json_schema_input_type=str)]
 Groups = Annotated[tuple[GroupName, ...], BeforeValidator(_comma_list, json_schema_input_type=str)]
 
 

@@ -227,7 +227,10 @@ def get_deletion(req, deletion_id):
 def resume_deletion(req, deletion_id):
     """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
     _deletion(deletion_id)
-    return _deletion_view(purge.step(deletion_id))
+    deletion = purge.step(deletion_id)
+    if deletion is None:  # gone since it was read
+        raise errors.NotFound(f"no deletion {deletion_id!r}")
+    return _deletion_view(deletion)
 
 
 @app.get(
@@ -244,7 +247,7 @@ def deletion_logs(req, deletion_id):
 @app.get("/datasets/<name>", role=authz.on_dataset(authz.READ))
 def get_dataset(req, name):
     """One dataset (404 when missing or not readable by the caller)."""
-    return _view(name, authz.dataset_record(name))
+    return _view(name, authz.dataset_record(name) or {})  # the role check found it
 
 
 def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def _info(dataset: str) -> dict[str, Any]:
 def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
     """Signatures are stored under the dataset's name: those built before the dataset was created
     belong to a deleted dataset of the same name, never to this one."""
-    if not authz.generation(record):
+    if record is None or not authz.generation(record):
         return True  # a dataset made before generations: its signatures carry no build time
     built_at = info.get("built_at")
     if not isinstance(built_at, str):
@@ -88,7 +88,7 @@ def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
         return False
 
 
-def _blocks_near(point: tuple[int, int, int], block_size: int) -> list[tuple[int, int, int]]:
+def _blocks_near(point: tuple[int, int, int], block_size: int) -> list[tuple[int, ...]]:
     """Every block the ball of radius NEAR around `point` touches (not just the point's own)."""
     ranges = [range(max(0, c - NEAR) // block_size, max(0, c + NEAR) // block_size + 1) for c in point]
     touched = []
@@ -112,7 +112,9 @@ def nearest(dataset: str, point: tuple[int, int, int]):
 
     info = _info(dataset)
     blocks = _blocks_near(point, info["block_size"])
-    records = np.concatenate(_read_all([sigindex.block_path(dataset, *b) for b in blocks])) if blocks else []
+    records: Any = (
+        np.concatenate(_read_all([sigindex.block_path(dataset, *b) for b in blocks])) if blocks else []
+    )
     if not len(records):
         return None
     d2 = _squared_distances(records, point)

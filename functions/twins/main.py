@@ -234,6 +234,7 @@ def create(req):
         definition = _analysed(body.public, "public")
         sides = {"public": _stored_side(body.public, definition)}
     else:
+        assert body.mock is not None and body.private is not None  # EndpointIn's validator: both sides
         definition, private = _analysed(body.mock, "mock"), _analysed(body.private, "private")
         _same_parameters(definition, private)
         sides = {"mock": _stored_side(body.mock, definition), "private": _stored_side(body.private, private)}
