@@ -86,6 +86,12 @@ class Req:
         return self.raw.args
 
 
+def query_names(model: Any) -> list[str]:
+    """The query parameters a query model declares (a field's alias when it has one: `async`)."""
+    fields = model.model_fields if model is not None else {}
+    return [info.alias or name for name, info in fields.items()]
+
+
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(jsonio.dumps(value), status=status, headers=headers, mimetype="application/json")
 
@@ -343,11 +349,12 @@ class App(_Table):
             raise errors.MethodNotAllowed(headers={"Allow": allowed}) from None
         except (NotFound, HTTPException):
             raise errors.NotFound("no such route") from None
+        self._check_query_names(request, route)
         req = Req(request, request_id, route)
-        req.query = self._parse_query(request, route)
         if route.role is not None and self.authenticate is not None:
             req.caller = self.authenticate(request)
             route.role.run(req, params)
+        req.query = self._parse_query(request, route)
         if route.adapter is not None:
             req.body = self._parse_body(request, route)
         elif route.multipart:
@@ -356,10 +363,9 @@ class App(_Table):
         return self._to_response(result, route)
 
     @staticmethod
-    def _parse_query(request: Request, route: Route) -> Any:
-        """The route's query model from the query string: an unknown parameter, or a value of
-        the wrong type or range, is 400 naming it. An empty value counts as not given."""
-        fields = route.query.model_fields if route.query is not None else {}
+    def _check_query_names(request: Request, route: Route) -> None:
+        """Before anything else: an unknown query parameter, or an overlong value, is 400 naming it."""
+        fields = query_names(route.query)
         unknown = sorted(set(request.args) - set(fields))
         if unknown:
             known = ", ".join(fields) or "none"
@@ -372,6 +378,11 @@ class App(_Table):
                 raise errors.BadRequest(
                     f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
                 )
+
+    @staticmethod
+    def _parse_query(request: Request, route: Route) -> Any:
+        """The route's query model from the query string (after the role check, like the body):
+        a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
         if route.query is None:
             return None
         from pydantic import ValidationError

@@ -42,9 +42,9 @@ def test_openapi_is_generated_from_the_route_table(api, function):
         params = {(p["in"], p["name"]): p for p in op.get("parameters", [])}
         assert {n for kind, n in params if kind == "path"} == set(re.findall(r"<(?:\w+:)?(\w+)>", route.path))
         fields = route.query.model_fields if route.query is not None else {}
-        assert {n for kind, n in params if kind == "query"} == set(fields), key
+        assert {n for kind, n in params if kind == "query"} == {i.alias or n for n, i in fields.items()}, key
         for name, info in fields.items():
-            assert params["query", name]["required"] is info.is_required(), (key, name)
+            assert params["query", info.alias or name]["required"] is info.is_required(), (key, name)
 
 
 def test_openapi_gives_query_parameters_their_types(api):
