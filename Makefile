@@ -7,7 +7,7 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint token bench package clean
+.PHONY: venv dev test lint types token bench package clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,15 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
-test: venv $(CHECKOV)/.installed lint
-	$(BIN)/python -m pytest -q tests
+test: venv $(CHECKOV)/.installed lint types
+	$(BIN)/python -m pytest -q tests --cov --cov-report=term
 
-# The house's gate: lint and format (configuration in pyproject.toml).
+# Types: mypy on common/ and functions/ (configuration in pyproject.toml).
+types: venv
+	$(BIN)/mypy
+
+# The house's gate (configuration in pyproject.toml): lint and format here, types below, and
+# branch coverage with a floor in `make test`.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -117,20 +117,20 @@ def auth_per_request(tokens: dict[str, str]) -> dict[str, float]:
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
 
-    from common import authz
+    from common import auth, authz
 
     results = {}
     for kind, token in tokens.items():
         request = Request(
             EnvironBuilder(path="/roles", headers={"Authorization": f"Bearer {token}"}).get_environ()
         )
-        caller = authz.authenticate(request)  # the first call verifies and loads roles
-        authz.require_dataset(caller, "bench", "read")
+        caller = auth.authenticate(request)  # the first call verifies and loads roles
+        authz.require_dataset(caller, "bench", authz.READ)
         samples = []
         for _ in range(AUTH_CALLS):
             t = time.perf_counter_ns()
-            caller = authz.authenticate(request)
-            authz.require_dataset(caller, "bench", "read")
+            caller = auth.authenticate(request)
+            authz.require_dataset(caller, "bench", authz.READ)
             samples.append(time.perf_counter_ns() - t)
         results[kind] = statistics.median(samples) / 1000
     return results

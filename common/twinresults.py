@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import jsonio
+from common import blobs, jsonio
 from common.config import settings
 
 INLINE_LIMIT = 512 << 10  # JSON bytes kept in the document; the rest of it has room for the other fields
@@ -17,8 +17,6 @@ def stored(kind: str, key: str, result: Any) -> dict[str, Any]:
     text = jsonio.dumps(result)
     if len(text.encode()) <= INLINE_LIMIT:
         return {"result": result}
-    from common import blobs
-
     name = f"{kind}/{key}.json"
     blobs.bucket(settings().twin_results_bucket).blob(name).upload_from_string(
         text, content_type="application/json"
@@ -31,8 +29,6 @@ def loaded(doc: dict[str, Any]) -> Any:
     if "result_blob" not in doc:
         return doc.get("result")
     import json
-
-    from common import blobs
 
     return json.loads(
         blobs.bucket(settings().twin_results_bucket).blob(doc["result_blob"]).download_as_bytes()
