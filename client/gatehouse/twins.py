@@ -93,7 +93,7 @@ class Job:
     def _error(self) -> errors.GatehouseError:
         error = self.record.get("error")
         if isinstance(error, dict) and isinstance(error.get("error"), str):
-            status = int(error.get("status") or _CODE_STATUS.get(error["error"], 500))
+            status = int(self.record.get("http_status") or _CODE_STATUS.get(error["error"], 500))
             return errors.from_envelope(status, error)
         return errors.JobFailed(500, "job_failed", str(error or "the job failed"), None, self.record)
 
@@ -216,8 +216,11 @@ class Requests:
     def __repr__(self) -> str:
         return "<twin requests: .list(), .get(id), or iterate>"
 
-    def list(self) -> list[Request]:
-        return [Request(self._client, record) for record in self._client.get("/twins/requests")]
+    def list(self, status: str | None = None) -> list[Request]:
+        """Newest first: the caller's own, and those naming an endpoint the caller owns;
+        `status` (`pending`, `approved`, `denied`, `done`, ...) filters."""
+        records = self._client.get("/twins/requests", params={"status": status})
+        return [Request(self._client, record) for record in records]
 
     def __iter__(self) -> Iterator[Request]:
         return iter(self.list())
@@ -266,14 +269,20 @@ class Twins:
         fn: Callable[..., Any] | str,
         endpoints: dict[str, Endpoint | str],
         reason: str | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> Request:
         """Asks the endpoints' owners to run `fn` over their private sides: its source (a
         function, as written in its file, or the source text) goes to `POST /twins/requests`
-        with `endpoints` `{parameter: endpoint}`. Returns the pending Request."""
+        with `endpoints` `{parameter: endpoint}`; inside it each parameter is the endpoint
+        (`query(sql=...)`, `query.mock(...)`). Returns the pending Request; once approved,
+        `request.run()` runs it (once) and returns its result."""
         code = fn if isinstance(fn, str) else textwrap.dedent(inspect.getsource(fn))
         body: dict[str, Any] = {"endpoints": {k: _path_of(v) for k, v in endpoints.items()}, "code": code}
         if reason:
             body["reason"] = reason
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
         return Request(self._client, self._client.post("/twins/requests", json=body))
 
     def job(self, job_id: str) -> Job:
