@@ -211,3 +211,20 @@ def test_rate_limits_are_retried_politely(gh, connect, mb20):
         impatient.twins.lab.ping()
         impatient.twins.lab.ping()
     assert caught.value.status == 429 and int(caught.value.response.headers["Retry-After"]) >= 1
+
+
+def test_a_long_retry_after_is_not_waited_out(gh, connect, mb20):
+    gh.twins.define(
+        path="lab.hourly",
+        description="once an hour",
+        dataset=mb20,
+        rate_limit={"calls": 1, "per_seconds": 3600},
+        public={"code": "def hourly(context):\n    return 'ok'"},
+    )
+    researcher = connect(RESEARCHER)  # retries=3, max_wait=30 s
+    assert researcher.twins.lab.hourly() == "ok"
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        researcher.twins.lab.hourly()
+    assert time.monotonic() - started < 5  # Retry-After is far past max_wait: raised at once
+    assert int(caught.value.response.headers["Retry-After"]) > 30
