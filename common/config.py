@@ -59,6 +59,9 @@ class Settings:
     extra_roles: tuple[str, ...] = ()
     twin_memory_mb: int = 512
     twin_call_retention_days: int = 30
+    twin_jobs_topic: str = "gatehouse-twin-jobs"
+    twin_results_bucket: str = "gatehouse-twin-results"
+    twin_max_result_mb: int = 16
 
     @property
     def on_emulators(self) -> bool:
@@ -95,6 +98,9 @@ def load() -> Settings:
         extra_roles=_csv("EXTRA_ROLES"),
         twin_memory_mb=int(env.get("TWIN_MEMORY_MB", "512")),
         twin_call_retention_days=int(env.get("TWIN_CALL_RETENTION_DAYS", "30")),
+        twin_jobs_topic=env.get("TWIN_JOBS_TOPIC", "gatehouse-twin-jobs"),
+        twin_results_bucket=env.get("TWIN_RESULTS_BUCKET", "gatehouse-twin-results"),
+        twin_max_result_mb=int(env.get("TWIN_MAX_RESULT_MB", "16")),
     )
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(

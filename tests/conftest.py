@@ -22,7 +22,12 @@ from tools.transfer_standin import TransferService  # noqa: E402
 
 PROJECT = "gatehouse-test"
 OWNER = "owner@example.com"
-BUCKETS = ("gatehouse-attachments-test", "gatehouse-signatures-test", "gatehouse-transfer-test")
+BUCKETS = (
+    "gatehouse-attachments-test",
+    "gatehouse-signatures-test",
+    "gatehouse-transfer-test",
+    "gatehouse-twin-results-test",
+)
 TEST_AUDIENCE = "gatehouse-test-audience"
 ORIGIN = "https://viewer.example.org"
 
@@ -82,6 +87,7 @@ def test_env(emulators, keys, certs_server, transfer_service):
         "SIG_BUCKET": BUCKETS[1],
         "TRANSFER_FUNC": transfer_service.url,
         "TRANSFER_DEST": f"gs://{BUCKETS[2]}/volumes",
+        "TWIN_RESULTS_BUCKET": BUCKETS[3],
         "TRANSFER_TIMEOUT_SECONDS": "1",
         "TRANSFER_ATTEMPTS": "3",
         "SIGNER_KEY_FILE": keys.signer_file,

@@ -3,6 +3,7 @@ gateway that `make dev` serves, running the README's curl lines as written."""
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -197,6 +198,10 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
         if "PRIMARYKEY" in line:  # the entry the README posted (its id depends on mb20's generation)
             authz.forget_dataset("mb20")
             line = line.replace("PRIMARYKEY", load_function("atlas").entry_id("mb20", OWNER, "50_30_50"))
+        for placeholder, collection in (("REQUEST_ID", "twin_requests"), ("TWIN_JOB_ID", "twin_jobs")):
+            if placeholder in line:  # the newest the README made (its answer carries the id)
+                newest = store.collection(collection).order_by("created_at", direction="DESCENDING").limit(1)
+                line = line.replace(placeholder, next(newest.stream()).id)
         if "JOB_ID" in line:  # the README polls a job of the owner's, made after mb20
             job = store.collection("transfer_jobs").document()
             job.set({"user": OWNER, "dataset": "mb20", "status": "done", "created_at": store.now()})
@@ -209,3 +214,16 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
             ["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 0, (line, done.stderr)
+    # The README's request ran once, on the private data, and its async call finished.
+    request = next(store.collection("twin_requests").stream()).to_dict()
+    assert request["status"] == "done", request.get("outcome")
+    with open(os.path.join(ROOT, "examples", "warehouse", "cells.csv")) as f:
+        rows = list(csv.DictReader(f))
+    regions = {row["region"] for row in rows}
+    means = {
+        r: round(
+            sum(int(x["synapses"]) for x in rows if x["region"] == r) / sum(x["region"] == r for x in rows), 1
+        )
+        for r in regions
+    }
+    assert request["result"] == means  # computed from the private table, not the mock's rows

@@ -22,6 +22,7 @@ from tools.emulators import Emulators, S3Server  # noqa: E402
 ATTACHMENTS_BUCKET = "gatehouse-attachments"
 SIG_BUCKET = "gatehouse-signatures"
 TRANSFER_BUCKET = "gatehouse-transfer"
+TWIN_RESULTS_BUCKET = "gatehouse-twin-results"
 DEMO_POINT = (17000, 20000, 18000)
 RESEARCHER = "researcher@example.com"
 
@@ -148,13 +149,14 @@ def main() -> None:
                 "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
                 "SIG_BUCKET": SIG_BUCKET,
                 "TRANSFER_DEST": f"gs://{TRANSFER_BUCKET}/volumes",
+                "TWIN_RESULTS_BUCKET": TWIN_RESULTS_BUCKET,
             }
         )
         from tools.transfer_standin import TransferService
 
         os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
-        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET)
+        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET, TWIN_RESULTS_BUCKET)
         from tools import workers
 
         running = workers.serve_all(

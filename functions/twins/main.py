@@ -5,16 +5,21 @@ prototype) and a `private` side with the real data that only its owners run dire
 `public` side. Each side is the Python source of one function plus helpers and secret settings,
 analysed when it is defined and run in sandbox workers when it is called (common/twinrun.py).
 Definitions live in `twins/{path}`; each side's state under its generation id (common/twinstate.py).
+Approval requests (common/twinrequests.py) run researchers' code against private sides once
+their owners approve it; `?async=1` queues a call or a run as a job (common/twinjobs.py) that
+the `job_work` worker carries out from Pub/Sub.
 """
 
 from __future__ import annotations
 
+import keyword
 import uuid
 from typing import Annotated, Any, Literal
 
+import functions_framework
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, sandbox, store, twinrun
+from common import audit, authz, errors, jsonio, sandbox, store, twinjobs, twinrequests, twinrun
 from common.http import App, Check, json_response, paged, streamed
 from common.models import DatasetName, Payload, Strict
 
@@ -113,6 +118,36 @@ DEFAULT_SIDE = _endpoint_check(
 )
 MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
 PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
+
+
+def _request_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
+    """Loads the request (404 unless the caller is its requester or owns an endpoint it names)."""
+
+    def run(req, params: dict[str, Any]) -> None:
+        doc = twinrequests.get_visible(req.caller, params["request_id"])
+        if owners and not twinrequests.owns_all(req.caller, doc):
+            raise errors.Forbidden(
+                "this needs admin or manage on the dataset of every endpoint the request names"
+            )
+        if requester and doc["requester"] != req.caller.email:
+            raise errors.Forbidden("only the requester runs a request")
+        params["request"] = doc
+
+    return Check(describe, run)
+
+
+REQUEST_VISIBLE = _request_check("the requester, or admin or manage on an endpoint the request names")
+REQUEST_OWNERS = _request_check(
+    "admin or manage on the dataset of every endpoint the request names", owners=True
+)
+REQUESTER = _request_check("the requester (once the request is approved)", requester=True)
+
+
+def _see_job(req, params: dict[str, Any]) -> None:
+    params["job"] = twinjobs.get_visible(req.caller, params["job_id"])
+
+
+JOB_VISIBLE = Check("the job's caller, or admin or manage on what it ran", _see_job)
 
 
 # -- definitions --------------------------------------------------------------------------------
@@ -385,8 +420,22 @@ def get_endpoint(req, path, endpoint, side):
     return view(endpoint)
 
 
-def _call(req, endpoint, side):
-    answer = twinrun.invoke(endpoint, side, req.caller, req.body or {}, req.id)
+ASYNC = {"async": "1: answer 202 at once and carry the work out as a job (Location: /twins/jobs/{id})"}
+
+
+def _async(req) -> bool:
+    value = req.args.get("async", "0")
+    if value not in ("0", "1", "true", "false"):
+        raise errors.BadRequest("async is 1 or 0")
+    return value in ("1", "true")
+
+
+def _call(req, endpoint, side, asked_side: str | None):
+    args = req.body or {}
+    if _async(req):
+        twinrun.admit(endpoint, req.caller, args)
+        return twinjobs.accepted(twinjobs.submit_call(req, endpoint, asked_side, args))
+    answer = twinrun.invoke(endpoint, side, req.caller, args, req.id)
     if answer.ok:
         return answer.body
     return json_response({**answer.body, "request_id": req.id}, answer.status, answer.headers)
@@ -395,23 +444,23 @@ def _call(req, endpoint, side):
 CallBody = dict[str, Any]
 
 
-@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False)
+@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False, query=ASYNC)
 def call_default(req, path, endpoint, side):
     """Call the endpoint with `{kwarg: value}`: the private side for its owners, the mock side
     for everyone else (a public endpoint's one side) -> `{"result"}`."""
-    return _call(req, endpoint, side)
+    return _call(req, endpoint, side, None)
 
 
-@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False)
+@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False, query=ASYNC)
 def call_mock(req, path, endpoint, side):
     """Call the mock side -> `{"result"}`."""
-    return _call(req, endpoint, side)
+    return _call(req, endpoint, side, "mock")
 
 
-@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False)
+@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False, query=ASYNC)
 def call_private(req, path, endpoint, side):
     """Call the private side (owners only) -> `{"result"}`."""
-    return _call(req, endpoint, side)
+    return _call(req, endpoint, side, "private")
 
 
 @app.get("/twins/<path>/calls", role=OWNERS, query={"limit": "1-10000", "cursor": "from a Link header"})
@@ -428,6 +477,125 @@ def list_calls(req, path, endpoint, side):
     limit = req.int_arg("limit", low=1, high=10_000)
     page = store.page(query, coll, limit=limit, cursor=req.args.get("cursor"))
     return paged(req, page, lambda snap: snap.to_dict(), limit)
+
+
+# -- approval requests ---------------------------------------------------------------------------
+
+
+def _param_name(name: str) -> str:
+    if keyword.iskeyword(name):
+        raise ValueError(f"{name!r} is a Python keyword")
+    return name
+
+
+ParamName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"), AfterValidator(_param_name)
+]
+Reason = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class RequestIn(Strict):
+    """Code that takes the named endpoints as arguments: `{param: endpoint path}`."""
+
+    endpoints: Annotated[dict[ParamName, TwinPath], Field(min_length=1, max_length=20)]
+    code: Source
+    reason: Reason = ""
+    timeout_s: TimeoutS = 60
+
+
+class Decision(Strict):
+    reason: Reason = ""
+
+
+@app.post("/twins/requests", role=authz.AUTHENTICATED, body=RequestIn, status=201)
+def submit_request(req):
+    """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
+    -> 201 the request, `pending`. The caller must see every endpoint named (422 otherwise)."""
+    body: RequestIn = req.body
+    doc = twinrequests.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
+    return twinrequests.view(doc, req.caller)
+
+
+@app.get(
+    "/twins/requests",
+    role=authz.AUTHENTICATED,
+    query={"status": "pending, approved, denied, queued, running, done or failed"},
+)
+def list_requests(req):
+    """The caller's requests, and those naming an endpoint the caller owns (admins: all), newest first."""
+    wanted = req.args.get("status")
+    if wanted is not None and wanted not in (
+        "pending",
+        "approved",
+        "denied",
+        "queued",
+        "running",
+        "done",
+        "failed",
+    ):
+        raise errors.BadRequest("status is one of pending, approved, denied, queued, running, done, failed")
+    return [twinrequests.view(doc, req.caller) for doc in twinrequests.listed(req.caller, wanted)]
+
+
+@app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE)
+def get_request(req, request_id, request):
+    """The request: status, code, decision, and when it has run its result or error; owners also
+    read the run record (`run`: captured output, error, the endpoint calls it made)."""
+    return twinrequests.view(request, req.caller)
+
+
+@app.post("/twins/requests/<request_id>/approve", role=REQUEST_OWNERS, body=Decision, body_required=False)
+def approve_request(req, request_id, request):
+    """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
+    reason = req.body.reason if req.body else ""
+    return twinrequests.view(twinrequests.decide(req, request_id, approve=True, reason=reason), req.caller)
+
+
+@app.post("/twins/requests/<request_id>/deny", role=REQUEST_OWNERS, body=Decision, body_required=False)
+def deny_request(req, request_id, request):
+    """Deny the request (`{"reason"?}`); 409 once it has run."""
+    reason = req.body.reason if req.body else ""
+    return twinrequests.view(twinrequests.decide(req, request_id, approve=False, reason=reason), req.caller)
+
+
+@app.post("/twins/requests/<request_id>/run", role=REQUESTER, query=ASYNC)
+def run_request(req, request_id, request):
+    """Run the approved request once, each endpoint bound to its private side -> `{"result"}`;
+    again -> the same answer without running. 409 when it is not approved or an endpoint
+    changed since the approval."""
+    if _async(req):
+        return twinjobs.accepted(twinjobs.submit_run(req, request_id))
+    status, body = twinrequests.run(req, request_id)
+    if status == 200:
+        return body
+    return json_response({**body, "request_id": req.id}, status)
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+@app.get("/twins/jobs/<job_id>", role=JOB_VISIBLE)
+def get_job(req, job_id, job):
+    """The job: `pending`, `running`, `done` with `result`, or `failed` with `error` (masked as
+    for its caller)."""
+    return twinjobs.view(job, req.caller)
+
+
+@functions_framework.cloud_event
+def job_work(cloud_event):
+    """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
+    finished (a redelivered message never completes the work twice)."""
+    from common import queue
+    from common.logs import log
+
+    try:
+        message, _ = queue.payload_of(cloud_event)
+        job_id = str(message["job"])
+    except (ValueError, KeyError) as exc:
+        log("ERROR", f"twin job worker: dropped a message that names no job ({exc})")
+        return  # acknowledged: no redelivery can fix it
+    if twinjobs.ID.fullmatch(job_id):
+        twinjobs.work(job_id)
 
 
 def handle(request):
