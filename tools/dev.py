@@ -193,6 +193,9 @@ Pub/Sub topic {workers.WORKERS[2].topic}, carried out by the twins worker at {ru
   curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
 
+In Python (the client in client/, installed in .venv; see README "Python"):
+  GATEHOUSE_TOKEN=$TOKEN .venv/bin/python -c 'from gatehouse import Gatehouse; print(Gatehouse("{base}").datasets.list())'
+
 Ctrl-C stops everything.
 """,
             flush=True,
