@@ -7,13 +7,16 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint token bench package clean browser
+.PHONY: venv dev test lint types token bench package clean browser
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The first install takes minutes: pip shows each package as it goes (no --quiet there).
+$(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
+	@echo "Installing the Python packages into $(VENV) (the first time takes a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt
 	touch $@
+	@echo "$(VENV) is ready."
 
 venv: $(VENV)/.installed
 
@@ -34,10 +37,18 @@ $(CHROMEDRIVER):
 
 browser: $(CHROMEDRIVER)
 
-test: venv $(CHECKOV)/.installed browser lint
-	$(BIN)/python -m pytest -q tests
+# The server's suite (with the coverage floor), then the Python client's (client/tests: its own
+# session on the same stack).
+test: venv $(CHECKOV)/.installed browser lint types
+	$(BIN)/python -m pytest -q tests --cov --cov-report=term
+	$(BIN)/python -m pytest -q client/tests
 
-# The house's gate: lint and format (configuration in pyproject.toml).
+# Types: mypy on common/ and functions/ (configuration in pyproject.toml).
+types: venv
+	$(BIN)/mypy
+
+# The house's gate (configuration in pyproject.toml): lint and format here, types below, and
+# branch coverage with a floor in `make test`.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

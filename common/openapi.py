@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # the type only: common.http imports this module
     from common.http import App, Route
@@ -60,7 +60,7 @@ ACCEPTED = {
 }
 FREE_FORM = {"description": "Free-form JSON: this route declares no fixed shape (see docs/api.md)."}
 # Answers of the meta routes every App has (common/http.py), by handler name.
-_META_RESPONSES = {
+_META_RESPONSES: dict[str, dict[str, Any]] = {
     "_health": {
         "type": "object",
         "required": ["status", "function", "version"],
@@ -109,11 +109,13 @@ def route_errors(route: Route) -> list[int]:
         found |= {401, 403, 503}  # the token; the role (or a disabled account); the user store
     if route.adapter is not None or route.multipart:
         found |= {413, 415, 422}
-    found |= {s for s in getattr(route, "answers", ()) or () if s >= 400}
+    found |= {s for s in route.answers if s >= 400}
     return sorted(found)
 
 
-def _schema_of(model: Any, schemas: dict[str, Any], mode: str) -> dict[str, Any]:
+def _schema_of(
+    model: Any, schemas: dict[str, Any], mode: Literal["validation", "serialization"]
+) -> dict[str, Any]:
     """A pydantic type's JSON schema; its definitions go to `schemas`, a model class by name."""
     from pydantic import BaseModel, TypeAdapter
 
@@ -125,16 +127,12 @@ def _schema_of(model: Any, schemas: dict[str, Any], mode: str) -> dict[str, Any]
     return schema
 
 
-def _query_parameters(route: Route) -> list[dict[str, Any]]:
-    """The declared query: a pydantic model (typed, required where required), or the older
-    {name: description} table (strings, optional)."""
-    query = route.query
-    if isinstance(query, dict):
-        return [
-            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
-            for n, d in query.items()
-        ]
-    schema = query.model_json_schema()
+def _query_parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """One parameter per field of the route's query model, typed, required where required."""
+    if route.query is None:
+        return []
+    schema = route.query.model_json_schema(ref_template=_REF + "{model}")
+    schemas.update(schema.pop("$defs", {}))
     required = set(schema.get("required", ()))
     out = []
     for name, prop in schema.get("properties", {}).items():
@@ -177,8 +175,8 @@ def _success(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str]) -> dict[str, Any]:
-    summary, description = sentences(route.handler.__doc__ or route.handler.__name__)
-    operation_id = route.handler.__name__.lstrip("_")
+    summary, description = sentences(route.doc or route.handler.__doc__ or route.handler.__name__)
+    operation_id = route.name
     if operation_id in taken:  # one handler on two routes
         operation_id += "_" + route.method.lower()
     taken.add(operation_id)
@@ -190,7 +188,7 @@ def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str])
         | ({"example": PATH_EXAMPLES[n]} if n in PATH_EXAMPLES else {})
         for n in _PARAM.findall(route.path)
     ]
-    params += _query_parameters(route)
+    params += _query_parameters(route, schemas)
     if params:
         op["parameters"] = params
     if route.adapter is not None:
@@ -218,7 +216,7 @@ def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str])
             },
         }
     responses = {str(route.status): _success(route, schemas)}
-    for status in getattr(route, "answers", ()) or ():
+    for status in route.answers:
         if status < 400:
             responses[str(status)] = ACCEPTED if status == 202 else _success(route, schemas)
     responses |= {
