@@ -7,13 +7,16 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint token bench package clean
+.PHONY: venv dev test lint types token bench package clean browser
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The first install takes minutes: pip shows each package as it goes (no --quiet there).
+$(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
+	@echo "Installing the Python packages into $(VENV) (the first time takes a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt
 	touch $@
+	@echo "$(VENV) is ready."
 
 venv: $(VENV)/.installed
 
@@ -27,10 +30,26 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER) $(if $(FRESH),--fresh)
 
-test: venv $(CHECKOV)/.installed lint
-	$(BIN)/python -m pytest -q tests
+# The headless browser the docs page test drives: Debian's chromium and its driver (apt-get,
+# as root or through sudo), installed only when missing.
+CHROMEDRIVER := /usr/bin/chromedriver
+$(CHROMEDRIVER):
+	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver'
 
-# The house's gate: lint and format (configuration in pyproject.toml).
+browser: $(CHROMEDRIVER)
+
+# The server's suite (with the coverage floor), then the Python client's (client/tests: its own
+# session on the same stack).
+test: venv $(CHECKOV)/.installed browser lint types
+	$(BIN)/python -m pytest -q tests --cov --cov-report=term
+	$(BIN)/python -m pytest -q client/tests
+
+# Types: mypy on common/ and functions/ (configuration in pyproject.toml).
+types: venv
+	$(BIN)/mypy
+
+# The house's gate (configuration in pyproject.toml): lint and format here, types below, and
+# branch coverage with a floor in `make test`.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

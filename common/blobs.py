@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import datetime
 import functools
+from typing import Any
 
 from common.config import settings
 
 
 @functools.cache
 def client():
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
-    from common import deadlines
+    from common import deadlines  # lazy: loads grpc and google.auth, at first use
 
     if settings().storage_emulator:
         from google.auth.credentials import AnonymousCredentials
 
-        credentials = AnonymousCredentials()
+        credentials: Any = AnonymousCredentials()
     else:
         import google.auth
 

@@ -7,6 +7,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from common import version
+
 # The gcloud CLI's OAuth client: `gcloud auth print-identity-token` mints tokens for this audience.
 GCLOUD_CLI_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -58,6 +60,9 @@ class Settings:
     twin_memory_mb: int = 512
     twin_call_retention_days: int = 30
     backend_deadline_seconds: float = 30.0
+    twin_jobs_topic: str = "gatehouse-twin-jobs"
+    twin_results_bucket: str = "gatehouse-twin-results"
+    twin_max_result_mb: int = 16
 
     @property
     def on_emulators(self) -> bool:
@@ -79,7 +84,7 @@ def load() -> Settings:
         storage_emulator=env.get("STORAGE_EMULATOR_HOST", ""),
         attachments_bucket=env.get("ATTACHMENTS_BUCKET", "gatehouse-attachments"),
         signer_key_file=env.get("SIGNER_KEY_FILE", ""),
-        version=env.get("GATEHOUSE_VERSION", "dev"),
+        version=version.reported(env.get("GATEHOUSE_VERSION", "").strip()),
         role_cache_seconds=min(float(env.get("ROLE_CACHE_SECONDS", "30")), 30.0),
         audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", "400")),
         sig_bucket=env.get("SIG_BUCKET", "gatehouse-signatures"),
@@ -95,6 +100,9 @@ def load() -> Settings:
         twin_memory_mb=int(env.get("TWIN_MEMORY_MB", "512")),
         twin_call_retention_days=int(env.get("TWIN_CALL_RETENTION_DAYS", "30")),
         backend_deadline_seconds=float(env.get("BACKEND_DEADLINE_SECONDS", "30")),
+        twin_jobs_topic=env.get("TWIN_JOBS_TOPIC", "gatehouse-twin-jobs"),
+        twin_results_bucket=env.get("TWIN_RESULTS_BUCKET", "gatehouse-twin-results"),
+        twin_max_result_mb=int(env.get("TWIN_MAX_RESULT_MB", "16")),
     )
     if not 0 < s.backend_deadline_seconds <= 240:
         # Under the function's 300 s timeout, with time left to answer 503 before it is killed.

@@ -1,4 +1,4 @@
-"""Deadlines on every Firestore and Cloud Storage call (the budget is common.backend's).
+"""Deadlines on every Firestore and Cloud Storage call (the budget is common.budget's).
 
 The clients' own defaults outlast the function: Firestore retries an unreachable server for
 60 s (300 s for queries), Cloud Storage for 120 s. Here a gRPC interceptor (Firestore) and a
@@ -18,7 +18,7 @@ import grpc
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.transport.requests import AuthorizedSession
 
-from common import backend
+from common import budget
 
 # A channel whose server went away retries the connection with a backoff growing to 120 s by
 # default: the instance would keep failing long after the backend is back. 2 s at most.
@@ -31,7 +31,7 @@ class OutOfTime(GoogleAPIError):
 
 def call_timeout(given: float | None) -> float:
     """The deadline of one call: what it asked for, cut to what the request has left."""
-    left = backend.remaining()
+    left = budget.remaining()
     if left <= 0:
         raise OutOfTime("the request's time for backend calls is spent")
     return left if given is None else min(given, left)
@@ -93,7 +93,7 @@ def firestore_client(project: str):
     client._firestore_api_internal = gapic.FirestoreClient(
         transport=client._transport, client_options=client._client_options
     )
-    gapic._client_info = client._client_info
+    gapic._client_info = client._client_info  # type: ignore[attr-defined]  # as the client does
     return client
 
 
@@ -101,9 +101,17 @@ class BoundedSession(AuthorizedSession):
     """The Cloud Storage client's HTTP session: each request's timeout (connect and read) cut
     to what the request has left; none started once it is spent."""
 
-    def request(self, method, url, *args, timeout=None, **kwargs):
+    def request(self, method, url, data=None, headers=None, max_allowed_time=None, timeout=None, **kwargs):  # type: ignore[override]  # AuthorizedSession.request's own signature
         if isinstance(timeout, tuple):
             timeout = tuple(call_timeout(t) for t in timeout)
         else:
             timeout = call_timeout(timeout)
-        return super().request(method, url, *args, timeout=timeout, **kwargs)
+        return super().request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            max_allowed_time=max_allowed_time,
+            timeout=timeout,
+            **kwargs,
+        )

@@ -69,10 +69,13 @@ def run(
     max_result_bytes: int = 1 << 20,
     max_output_bytes: int = 64 << 10,
     services: dict[str, Callable[..., Any]] | None = None,
+    handles: list[str] | None = None,
 ) -> Outcome:
     """Run `program`'s function with `kwargs` in a worker; its outcome, never an exception for
     anything the code does. `services` are parent-side callables the code reaches as
-    `context.services.<name>(...)` (e.g. another endpoint, for approved request code)."""
+    `context.services.<name>(...)`. With `handles` the program is request code: its function
+    takes no context, only one endpoint handle per name, and a handle's calls are the services
+    `<name>`, `<name>.mock` and `<name>.private` (SPEC §3 twins, Requests)."""
     started = time.monotonic()
     deadline = started + timeout_s
     services = services or {}
@@ -91,6 +94,7 @@ def run(
         "max_result_bytes": max_result_bytes,
         "max_output_bytes": max_output_bytes,
         "services": sorted(services),
+        "handles": list(handles) if handles is not None else None,
     }
     healthy = False
     try:
@@ -197,8 +201,16 @@ class _Worker:
             )
 
 
+class ServiceError(Exception):
+    """A service's refusal the code sees as an `EndpointError` with this status and message."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 def _serve(kind: str, request: list[Any], state: StateStore, services: dict[str, Callable[..., Any]]):
-    """Carry out one request of the code, in the parent: ("ok", value) or ("error", type, text)."""
+    """Carry out one request of the code, in the parent: ("ok", value) or ("error", type, text[, status])."""
     try:
         if kind == "state":
             op, args = request
@@ -211,6 +223,8 @@ def _serve(kind: str, request: list[Any], state: StateStore, services: dict[str,
                 raise AttributeError(f"no service {name!r}")
             return ("ok", services[name](*args, **kwargs))
         raise ValueError(f"unknown request {kind!r}")
+    except ServiceError as exc:
+        return ("error", "EndpointError", str(exc), exc.status)
     except Exception as exc:  # the code sees it as an exception of its own call
         return ("error", type(exc).__name__, str(exc))
 
@@ -308,6 +322,15 @@ class PublicError(Exception):
         self.message, self.status = message, status
 
 
+class EndpointError(Exception):
+    """What request code sees when an endpoint it calls answers an error: `status` and the
+    message that caller may see (masked as for any call of theirs)."""
+
+    def __init__(self, message: str = "", status: int = 500):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
 class _Capped(io.TextIOBase):
     """A text stream that keeps at most `limit` bytes (then a marker)."""
 
@@ -345,6 +368,8 @@ class _Remote:
         reply = self._conn.recv()
         if reply[0] == "ok":
             return reply[1]
+        if reply[1] == "EndpointError":
+            raise EndpointError(reply[2], reply[3])
         raise RuntimeError(f"{reply[1]}: {reply[2]}")
 
 
@@ -396,6 +421,23 @@ class _Namespace:
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"no {self._what} named {name!r}")
+
+
+class EndpointHandle:
+    """An endpoint as request code sees it: calling it runs the side the request was approved
+    for (the private one); `.mock(...)` and `.private(...)` name a side."""
+
+    def __init__(self, remote: _Remote, name: str):
+        self._name = name
+        self._call = _service(remote, name)
+        self.mock = _service(remote, f"{name}.mock")
+        self.private = _service(remote, f"{name}.private")
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self._call(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<endpoint {self._name}>"
 
 
 class Context:
@@ -459,14 +501,17 @@ def _execute(job: dict[str, Any], remote: _Remote, resource, sys) -> dict[str, A
             helpers[name] = namespace[name]
         exec(compile(job["code"], "<endpoint>", "exec"), namespace)
         function = namespace[_function_name(job["code"])]
-        context = Context(
-            dict(job["settings"]),
-            _State(remote),
-            dict(job["user"]),
-            _Namespace(helpers, "helper"),
-            _Namespace(services, "service"),
-        )
-        result = function(context, **job["kwargs"])
+        if job.get("handles") is not None:  # request code: endpoint handles, no context
+            result = function(**{name: EndpointHandle(remote, name) for name in job["handles"]})
+        else:
+            context = Context(
+                dict(job["settings"]),
+                _State(remote),
+                dict(job["user"]),
+                _Namespace(helpers, "helper"),
+                _Namespace(services, "service"),
+            )
+            result = function(context, **job["kwargs"])
         outcome.update(_serialized(result, job["max_result_bytes"]))
     except PublicError as exc:
         outcome = {

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from common import errors
+from common import backend, errors
 from common.config import settings
 
 # Firestore accepts at most 500 writes in one commit; the emulator does not enforce it, we do.
@@ -22,7 +22,7 @@ MAX_WRITES_PER_COMMIT = 500
 
 @functools.cache
 def db():
-    from common import deadlines  # every call with a deadline (common.backend)
+    from common import deadlines  # lazy: loads grpc and the Firestore client, at first use
 
     return deadlines.firestore_client(settings().project)
 
@@ -57,8 +57,6 @@ def transactional(fn, *, attempts: int = 5, rounds: int = 4):
             if isinstance(exc, ValueError) and "Failed to commit transaction" not in str(exc):
                 raise
             time.sleep(random.uniform(0.05, 0.2) * (2**round_))
-    from common import backend
-
     raise backend.contention()
 
 

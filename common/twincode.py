@@ -69,6 +69,35 @@ def analyse(code: str, helpers: list[str], allowed_modules: frozenset[str]) -> D
     return Definition(main.name, _parameters(main))
 
 
+def analyse_request(code: str, names: list[str], allowed_modules: frozenset[str]) -> str:
+    """The function name of request code `def f(<one parameter per endpoint name>)`, after
+    checking it takes exactly `names` and imports only what endpoint code may; CodeError otherwise."""
+    tree = _parse(code)
+    main = _one_function(tree, "the code")
+    args = main.args
+    if (
+        args.posonlyargs
+        or args.vararg
+        or args.kwarg
+        or args.defaults
+        or any(d is not None for d in args.kw_defaults)
+    ):
+        raise CodeError(
+            f"{main.name} takes one plain parameter per endpoint "
+            "(no defaults, positional-only, *args or **kwargs)",
+            main.lineno,
+        )
+    taken = [a.arg for a in [*args.args, *args.kwonlyargs]]
+    if sorted(taken) != sorted(names):
+        raise CodeError(
+            f"{main.name} must take exactly the endpoints' names as parameters: "
+            f"{', '.join(sorted(names))} (it takes {', '.join(taken) or 'none'})",
+            main.lineno,
+        )
+    _check_imports(tree, allowed_modules, "")
+    return main.name
+
+
 def same_parameters(a: Definition, b: Definition) -> bool:
     return a.parameters == b.parameters
 
@@ -178,7 +207,7 @@ def _check_imports(tree: ast.Module, allowed: frozenset[str], where: str) -> Non
                 raise CodeError(
                     f"{where}import of {module!r} is not allowed: endpoint code may import the "
                     f"standard library and {allowed_list}",
-                    node.lineno,
+                    getattr(node, "lineno", 0),  # every node that imports has one
                 )
 
 

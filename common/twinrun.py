@@ -17,9 +17,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import errors, store
+from common import errors, ratelimit, sandbox, store, twincode
 from common.config import settings
+from common.exposure import exposed
 from common.logs import log
+from common.twinstate import FirestoreState
 
 ENDPOINTS = "twins"
 CALLS = "twin_calls"
@@ -73,8 +75,6 @@ class Endpoint:
         return caller.is_admin or bool(self.dataset and caller.can_manage(self.dataset))
 
     def visible_to(self, caller) -> bool:
-        from common.exposure import exposed
-
         if not exposed("twin", self.path):
             return False
         return self.dataset is None or caller.can_read(self.dataset)
@@ -150,8 +150,6 @@ def user_of(caller, endpoint: Endpoint) -> dict[str, Any]:
 
 
 def check_arguments(endpoint: Endpoint, args: dict[str, Any]) -> None:
-    from common import twincode
-
     definition = twincode.Definition(
         name=endpoint.side(_any_side(endpoint))["name"], parameters=endpoint.doc["parameters"]
     )
@@ -166,16 +164,34 @@ def _any_side(endpoint: Endpoint) -> str:
     return "public" if endpoint.kind == "public" else "mock"
 
 
-def invoke(endpoint: Endpoint, side: str, caller, args: dict[str, Any], request_id: str) -> Answer:
-    """Run `side` of `endpoint` for `caller` (already resolved and authorized) with `args`.
-    Raises 422 (arguments) and 429 (rate limit) before anything runs; otherwise answers."""
-    from common import ratelimit, sandbox
-    from common.twinstate import FirestoreState
-
+def admit(endpoint: Endpoint, caller, args: dict[str, Any]) -> None:
+    """What a call must pass before it runs (or is queued): 422 for arguments that do not match
+    the parameters, 429 past the caller's rate limit (admins are exempt)."""
     check_arguments(endpoint, args)
     limit = endpoint.doc.get("rate_limit")
     if limit and not caller.is_admin:
         ratelimit.take(f"twin:{endpoint.path}", caller.email, limit["calls"], limit["per_seconds"])
+
+
+def invoke(
+    endpoint: Endpoint,
+    side: str,
+    caller,
+    args: dict[str, Any],
+    request_id: str,
+    *,
+    origin: str | None = None,
+    rate_limited: bool = True,
+) -> Answer:
+    """Run `side` of `endpoint` for `caller` (already resolved and authorized) with `args`.
+    Raises 422 (arguments) and 429 (rate limit, unless `rate_limited` is off: the call was
+    admitted when it was queued, or its owners approved it) before anything runs; otherwise
+    answers. `origin` (`job:<id>`, `request:<id>`) goes into the call record."""
+
+    if rate_limited:
+        admit(endpoint, caller, args)
+    else:
+        check_arguments(endpoint, args)
     spec = endpoint.side(side)
     outcome = sandbox.run(
         sandbox.Program(
@@ -188,10 +204,11 @@ def invoke(endpoint: Endpoint, side: str, caller, args: dict[str, Any], request_
         state=FirestoreState(spec["generation"]),
         timeout_s=float(endpoint.doc["timeout_s"]),
         memory_mb=settings().twin_memory_mb,
+        max_result_bytes=settings().twin_max_result_mb << 20,
     )
     reference = uuid.uuid4().hex
     answer = _answer(outcome, endpoint, owner=endpoint.owned_by(caller), reference=reference)
-    _record(reference, endpoint, side, caller, request_id, outcome, answer)
+    _record(reference, endpoint, side, caller, request_id, outcome, answer, origin)
     return answer
 
 
@@ -295,7 +312,14 @@ atexit.register(flush_records)
 
 
 def _record(
-    reference: str, endpoint: Endpoint, side: str, caller, request_id: str, outcome, answer: Answer
+    reference: str,
+    endpoint: Endpoint,
+    side: str,
+    caller,
+    request_id: str,
+    outcome,
+    answer: Answer,
+    origin: str | None,
 ) -> None:
     """The call record (owners read it at GET /twins/{path}/calls); it holds the captured output."""
     at = store.now()
@@ -312,13 +336,14 @@ def _record(
             "http_status": answer.status,
             "duration_ms": round(float(outcome.duration_ms or 0.0), 3),
             "request_id": request_id,
+            "origin": origin,
             "at": at,
             "expire_at": at + datetime.timedelta(days=settings().twin_call_retention_days),
-            "message": _clip(outcome.message),
+            "message": clip(outcome.message),
             "error_type": outcome.error_type,
-            "traceback": _clip(outcome.traceback),
-            "stdout": _clip(outcome.stdout),
-            "stderr": _clip(outcome.stderr),
+            "traceback": clip(outcome.traceback),
+            "stdout": clip(outcome.stdout),
+            "stderr": clip(outcome.stderr),
         },
     )
     if not answer.ok:  # the reference ties the caller's answer to the record; no private text here
@@ -333,7 +358,7 @@ def _record(
         )
 
 
-def _clip(text: str | None) -> str | None:
+def clip(text: str | None) -> str | None:
     if text is None or len(text) <= OUTPUT_LIMIT:
         return text
     return text[:OUTPUT_LIMIT] + f"\n[... {len(text) - OUTPUT_LIMIT} more characters]"

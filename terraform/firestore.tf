@@ -14,7 +14,7 @@ resource "google_firestore_database" "default" {
 # AUDIT_RETENTION_DAYS; transfer jobs, their parts and twin call records when their function sets
 # it; rate limit windows a day after they end).
 resource "google_firestore_field" "ttl" {
-  for_each   = toset(["audit", "transfer_jobs", "transfer_parts", "twin_calls", "rate_limits"])
+  for_each   = toset(["audit", "transfer_jobs", "transfer_parts", "twin_calls", "twin_jobs", "rate_limits"])
   database   = google_firestore_database.default.name
   collection = each.key
   field      = "expire_at"

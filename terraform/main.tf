@@ -14,7 +14,7 @@ locals {
     atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
     transfer      = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
     signatures    = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
-    twins         = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = [], sign_urls = false }
+    twins         = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = ["twin-results"], sign_urls = false }
   }
 
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
@@ -37,6 +37,8 @@ locals {
     TRANSFER_FUNC            = var.transfer_func
     TRANSFER_TOPIC           = google_pubsub_topic.work["transfer"].name
     PURGE_TOPIC              = google_pubsub_topic.work["purge"].name
+    TWIN_JOBS_TOPIC          = google_pubsub_topic.work["twin_jobs"].name
+    TWIN_RESULTS_BUCKET      = google_storage_bucket.bucket["twin-results"].name
     TRANSFER_ATTEMPTS        = tostring(var.transfer_attempts)
     TRANSFER_TIMEOUT_SECONDS = tostring(var.transfer_timeout_seconds)
     NEUROGLANCER_URL         = var.neuroglancer_url

@@ -15,7 +15,7 @@ output "buckets" {
 
 output "twin_jobs_topic" {
   description = "Pub/Sub topic of approved twin-endpoint jobs."
-  value       = google_pubsub_topic.twin_jobs.id
+  value       = google_pubsub_topic.work["twin_jobs"].id
 }
 
 output "transfer_worker_service_account" {

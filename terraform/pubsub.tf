@@ -1,37 +1,3 @@
-# Twin-endpoint jobs: approved requests are queued here and run by the private side.
-resource "google_pubsub_topic" "twin_jobs" {
-  #checkov:skip=CKV_GCP_83:messages carry job ids and request references, never dataset contents; Google-managed encryption applies
-  name                       = "gatehouse-twin-jobs"
-  message_retention_duration = "604800s"
-
-  depends_on = [google_project_service.api]
-}
-
-resource "google_pubsub_topic" "twin_jobs_dead_letter" {
-  #checkov:skip=CKV_GCP_83:messages carry job ids and request references, never dataset contents; Google-managed encryption applies
-  name                       = "gatehouse-twin-jobs-dead-letter"
-  message_retention_duration = "604800s"
-
-  depends_on = [google_project_service.api]
-}
-
-resource "google_pubsub_subscription" "twin_jobs" {
-  name                       = "gatehouse-twin-jobs"
-  topic                      = google_pubsub_topic.twin_jobs.id
-  ack_deadline_seconds       = 300
-  message_retention_duration = "604800s"
-
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.twin_jobs_dead_letter.id
-    max_delivery_attempts = 10
-  }
-}
-
 # Background workers (tools/workers.py), one map: each is a CloudEvent entry point of a
 # function's archive, reached by a push subscription of our own on its topic rather than an
 # Eventarc event_trigger (Eventarc's subscription cannot carry a dead-letter policy set by
@@ -42,6 +8,9 @@ resource "google_pubsub_subscription" "twin_jobs" {
 # - purge: DELETE /datasets purges a first bounded step and queues the next; `purge_work` runs one
 #   step per delivery and queues the next until done. It runs as the datasets function's account,
 #   which may already delete everything a dataset holds.
+# - twin_jobs: `?async=1` twin calls and request runs; `job_work` carries out one job per
+#   delivery (a lease in the job makes a redelivery harmless). It runs as the twins function's
+#   account: the endpoints' code needs what the twins function may reach.
 locals {
   workers = {
     transfer = {
@@ -56,6 +25,13 @@ locals {
       description     = "Dataset purge worker: one bounded step per Pub/Sub delivery",
       service_account = google_service_account.function["datasets"].email, publisher = "datasets",
       memory          = "512Mi", timeout = 300, max_instances = 5,
+      retention       = "604800s", max_backoff = "600s",
+    }
+    twin_jobs = {
+      function        = "twins", entry_point = "job_work", topic = "gatehouse-twin-jobs",
+      description     = "Twin jobs worker: one async call or request run per Pub/Sub delivery",
+      service_account = google_service_account.function["twins"].email, publisher = "twins",
+      memory          = var.twins_memory, timeout = 300, max_instances = var.max_instances,
       retention       = "604800s", max_backoff = "600s",
     }
   }
@@ -117,6 +93,9 @@ resource "google_cloudfunctions2_function" "worker" {
     timeout_seconds                = each.value.timeout
     all_traffic_on_latest_revision = true
     environment_variables          = local.common_env
+    # The twin jobs worker runs endpoint code: the same optional VPC egress as the twins function.
+    vpc_connector                 = each.value.function == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null
+    vpc_connector_egress_settings = each.value.function == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null
   }
 
   depends_on = [google_project_service.api, google_project_iam_member.firestore_user, google_project_iam_member.transfer_worker_firestore]
@@ -177,6 +156,21 @@ moved {
 }
 
 moved {
+  from = google_pubsub_topic.twin_jobs
+  to   = google_pubsub_topic.work["twin_jobs"]
+}
+
+moved {
+  from = google_pubsub_topic.twin_jobs_dead_letter
+  to   = google_pubsub_topic.work_dead_letter["twin_jobs"]
+}
+
+moved {
+  from = google_pubsub_subscription.twin_jobs
+  to   = google_pubsub_subscription.work["twin_jobs"]
+}
+
+moved {
   from = google_pubsub_topic.transfer_parts_dead_letter
   to   = google_pubsub_topic.work_dead_letter["transfer"]
 }
@@ -214,14 +208,14 @@ locals {
 }
 
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = merge({ for k, t in google_pubsub_topic.work_dead_letter : k => t.id }, { twin_jobs = google_pubsub_topic.twin_jobs_dead_letter.id })
+  for_each = { for k, t in google_pubsub_topic.work_dead_letter : k => t.id }
   topic    = each.value
   role     = "roles/pubsub.publisher"
   member   = local.pubsub_agent
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each     = merge({ for k, sub in google_pubsub_subscription.work : k => sub.id }, { twin_jobs = google_pubsub_subscription.twin_jobs.id })
+  for_each     = { for k, sub in google_pubsub_subscription.work : k => sub.id }
   subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent

@@ -22,7 +22,12 @@ from tools.transfer_standin import TransferService  # noqa: E402
 
 PROJECT = "gatehouse-test"
 OWNER = "owner@example.com"
-BUCKETS = ("gatehouse-attachments-test", "gatehouse-signatures-test", "gatehouse-transfer-test")
+BUCKETS = (
+    "gatehouse-attachments-test",
+    "gatehouse-signatures-test",
+    "gatehouse-transfer-test",
+    "gatehouse-twin-results-test",
+)
 TEST_AUDIENCE = "gatehouse-test-audience"
 ORIGIN = "https://viewer.example.org"
 
@@ -85,6 +90,7 @@ def test_env(emulators, keys, certs_server, transfer_service):
         "SIG_BUCKET": BUCKETS[1],
         "TRANSFER_FUNC": transfer_service.url,
         "TRANSFER_DEST": f"gs://{BUCKETS[2]}/volumes",
+        "TWIN_RESULTS_BUCKET": BUCKETS[3],
         "TRANSFER_TIMEOUT_SECONDS": "1",
         "TRANSFER_ATTEMPTS": "3",
         "SIGNER_KEY_FILE": keys.signer_file,
@@ -138,3 +144,23 @@ def clean_state(request, emulators, test_env, transfer_service, workers):
 @pytest.fixture(scope="session")
 def api(test_env, keys):
     return Api(keys, ROOT)
+
+
+@pytest.fixture(scope="session")
+def gateway(test_env, workdir):
+    """The local stack `make dev` serves (tools/gateway.py) over HTTP, on the session's
+    emulators: its base URL."""
+    from tests.test_e2e import _env, _start
+    from tools.emulators import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start(
+        [sys.executable, "-m", "tools.gateway", "--port", str(port)],
+        _env(test_env),
+        f"{base}/roles/_health",
+        os.path.join(workdir, "gateway.log"),
+    )
+    yield base
+    process.terminate()
+    process.wait(timeout=10)

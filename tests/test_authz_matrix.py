@@ -48,6 +48,7 @@ ROUTES = [
     ("GET", "/users/me/keys", None, EVERYONE, 200, 403),
     ("POST", "/users/reader@example.com/keys", {"name": "k"}, ADMINS, 201, 403),
     ("GET", "/users/reader@example.com/keys", None, ADMINS, 200, 403),
+    ("DELETE", "/users/reader@example.com/keys/READER_KEY", None, ADMINS, 204, 403),
     ("GET", "/datasets", None, EVERYONE, 200, 403),
     ("POST", "/datasets", {"new": {"description": "d"}}, ADMINS, 200, 403),
     ("DELETE", "/datasets", [PUB], ADMINS, 200, 403),
@@ -138,12 +139,31 @@ ROUTES = [
     ("POST", "/twins/t.priv/private", {"n": 1}, MANAGERS, 200, None),
     ("GET", "/twins/t.priv/calls", None, MANAGERS, 200, None),
     ("POST", "/twins/t.open", {"n": 1}, EVERYONE, 200, 403),
+    ("POST", "/twins/t.priv?async=1", {"n": 1}, READERS, 202, 404),
+    ("POST", "/twins/t.priv/private?async=1", {"n": 1}, MANAGERS, 202, None),
+    # approval requests: READER's request on t.priv, seen by its requester and t.priv's owners
+    (
+        "POST",
+        "/twins/requests",
+        {"endpoints": {"t": "t.open"}, "code": "def f(t):\n    return t(n=1)\n"},
+        EVERYONE,
+        201,
+        403,
+    ),
+    ("GET", "/twins/requests", None, EVERYONE, 200, 403),
+    ("GET", "/twins/requests/READER_REQUEST", None, MANAGERS | {"reader"}, 200, 404),
+    ("POST", "/twins/requests/READER_REQUEST/approve", None, MANAGERS, 200, {"reader": 403}),
+    ("POST", "/twins/requests/READER_REQUEST/deny", None, MANAGERS, 200, {"reader": 403}),
+    ("POST", "/twins/requests/READER_APPROVED/run", None, {"reader"}, 200, {p: 403 for p in MANAGERS}),
+    ("GET", "/twins/jobs/READER_TWIN_JOB", None, MANAGERS | {"reader"}, 200, 404),
 ]
 
 
 def _refused_status(persona, route_refused):
     if persona == "disabled":
         return 403
+    if isinstance(route_refused, dict):  # who sees the thing but may not act on it; 404 for the rest
+        return route_refused.get(persona, 404)
     if route_refused is not None:
         return route_refused
     # A private dataset the caller cannot even read is answered as missing.
@@ -189,6 +209,26 @@ def _twins(api):
         assert r.status_code == 201, r.get_data(as_text=True)
 
 
+def _reader_request(api, approved: bool) -> str:
+    """A request of READER's naming t.priv (approved by the owner when `approved`)."""
+    code = "def f(t):\n    return t(n=1)\n"
+    r = api.post("/twins/requests", user=READER, json={"endpoints": {"t": "t.priv"}, "code": code})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    if approved:
+        assert api.post(f"/twins/requests/{r.get_json()['id']}/approve", user=OWNER).status_code == 200
+    return r.get_json()["id"]
+
+
+def _reader_twin_job() -> str:
+    """A finished twin job of READER's on t.priv, written straight into Firestore."""
+    from common import store
+
+    job = {"id": "0" * 32, "kind": "call", "endpoint": "t.priv", "side": None, "caller": READER}
+    job.update(status="done", result=1, attempts=1, created_at=store.now())
+    store.collection("twin_jobs").document(job["id"]).set(job)
+    return job["id"]
+
+
 def _own_data(email):
     """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV, written
     straight into Firestore (most personas may not write there themselves), under the dataset's
@@ -227,6 +267,13 @@ def _deletion(api) -> str:
     return api.delete("/datasets", user=OWNER, json=["gone"]).get_json()["deletions"][0]["id"]
 
 
+def _reader_key(api) -> str:
+    """The id of an API key of READER's, issued by the owner."""
+    r = api.post(f"/users/{READER}/keys", user=OWNER, json={"name": "k"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()["id"]
+
+
 def _reader_job() -> str:
     """A finished transfer job of READER's, written straight into Firestore."""
     from common import store
@@ -243,6 +290,8 @@ def _reader_job() -> str:
 def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
+    if "READER_KEY" in path:
+        path = path.replace("READER_KEY", _reader_key(api))
     if "DELETION" in path:
         path = path.replace("DELETION", _deletion(api))
     _own_data(email)
@@ -250,6 +299,11 @@ def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, 
         _signatures()
     if path.startswith("/twins"):
         _twins(api)
+        path = path.replace("READER_TWIN_JOB", _reader_twin_job())
+        if "READER_REQUEST" in path:
+            path = path.replace("READER_REQUEST", _reader_request(api, approved=False))
+        if "READER_APPROVED" in path:
+            path = path.replace("READER_APPROVED", _reader_request(api, approved=True))
     kwargs = _upload() if body == "upload" else ({"json": body} if body is not None else {})
     capsys.readouterr()
     r = api.call(method, path, user=email, **kwargs)

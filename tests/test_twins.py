@@ -394,7 +394,7 @@ def test_result_cap_and_serializability_are_clear_errors(api, world):
         "    return 'x' * size\n"
     )
     define(api, {"path": "lab.big", "description": "d", "dataset": "lab", "public": side(code)})
-    body = assert_error(call(api, "lab.big", READER, {"size": 4 << 20}), 500, "endpoint_error")
+    body = assert_error(call(api, "lab.big", READER, {"size": (16 << 20) + 1}), 500, "endpoint_error")
     assert "too large" in body["message"] and body["details"]["reason"] == "result_too_large"
     body = assert_error(call(api, "lab.big", READER, {"odd": True}), 500, "endpoint_error")
     assert "JSON" in body["message"] and body["details"]["reason"] == "not_serializable"

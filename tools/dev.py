@@ -23,6 +23,7 @@ from tools.emulators import Emulators, MissingComponent, S3Server  # noqa: E402
 ATTACHMENTS_BUCKET = "gatehouse-attachments"
 SIG_BUCKET = "gatehouse-signatures"
 TRANSFER_BUCKET = "gatehouse-transfer"
+TWIN_RESULTS_BUCKET = "gatehouse-twin-results"
 DEMO_POINT = (17000, 20000, 18000)
 RESEARCHER = "researcher@example.com"
 # What the emulators hold, kept across runs: Firestore's export and fake-gcs-server's files.
@@ -171,13 +172,14 @@ def main() -> None:
                 "SIG_BUCKET": SIG_BUCKET,
                 "TRANSFER_DEST": f"gs://{TRANSFER_BUCKET}/volumes",
                 "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),  # each request's line, readably
+                "TWIN_RESULTS_BUCKET": TWIN_RESULTS_BUCKET,
             }
         )
         from tools.transfer_standin import TransferService
 
         os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
-        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET)
+        emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET, TWIN_RESULTS_BUCKET)
         from tools import workers
 
         running = workers.serve_all(
@@ -211,6 +213,7 @@ def main() -> None:
         print(
             f"""
 Gatehouse is serving every function at {base}/<function> ({", ".join(gateway.function_names())})
+Docs: {base}/ (every function; Authorize with the token below, then Try it out) and {base}/<function>/_docs
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}, S3 (moto) {s3.url}
 {data}
 The demo: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
@@ -218,7 +221,8 @@ from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, ad
 POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
 sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
 Twin endpoints warehouse.schema (public) and warehouse.query (on manc; its private side reads
-cells.csv from the S3 server) from examples/warehouse.
+cells.csv from the S3 server) from examples/warehouse; `?async=1` calls and request runs go to
+Pub/Sub topic {workers.WORKERS[2].topic}, carried out by the twins worker at {running[2].url}.
 
   export BASE={base}
   export TOKEN={token}
@@ -226,6 +230,9 @@ cells.csv from the S3 server) from examples/warehouse.
   curl -H "Authorization: Bearer $TOKEN" $BASE/datasets
   curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
+
+In Python (the client in client/, installed in .venv; see README "Python"):
+  GATEHOUSE_TOKEN=$TOKEN .venv/bin/python -c 'from gatehouse import Gatehouse; print(Gatehouse("{base}").datasets.list())'
 
 Ctrl-C stops everything.
 """,

@@ -31,6 +31,7 @@ class Worker:
 WORKERS = [
     Worker("transfer", "work", "transfer_topic"),
     Worker("datasets", "purge_work", "purge_topic"),
+    Worker("twins", "job_work", "twin_jobs_topic"),
 ]
 
 

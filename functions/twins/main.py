@@ -5,23 +5,50 @@ prototype) and a `private` side with the real data that only its owners run dire
 `public` side. Each side is the Python source of one function plus helpers and secret settings,
 analysed when it is defined and run in sandbox workers when it is called (common/twinrun.py).
 Definitions live in `twins/{path}`; each side's state under its generation id (common/twinstate.py).
+Approval requests (common/twinrequests.py) run researchers' code against private sides once
+their owners approve it; `?async=1` queues a call or a run as a job (common/twinjobs.py) that
+the `job_work` worker carries out from Pub/Sub.
 """
 
 from __future__ import annotations
 
+import keyword
 import uuid
 from typing import Annotated, Any, Literal
 
+import functions_framework
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, sandbox, store, twinrun
+from common import (
+    audit,
+    auth,
+    authz,
+    errors,
+    jsonio,
+    queue,
+    sandbox,
+    store,
+    twincode,
+    twinjobs,
+    twinrequests,
+    twinrun,
+)
 from common.http import App, Check, json_response, paged, streamed
-from common.models import DatasetName, Payload, Strict
+from common.logs import log
+from common.models import DatasetName, Paging, Payload, Query, Strict
+from common.twinstate import FirestoreState, delete_generation
 
-app = App("twins", "Twin endpoints: mock and private sides of an API bridge to private data.")
+app = App(
+    "twins",
+    "Twin endpoints: mock and private sides of an API bridge to private data.",
+    authenticate=auth.authenticate,
+)
 sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
 
 SIDES = ("mock", "private", "public")
+# What a call answers beyond the pipeline's: 202 as a job (?async=1), the endpoint's rate limit,
+# its code failing and its time limit (common/twinrun.py); a PublicError's own status as well.
+CALL_ANSWERS = (202, 429, 500, 504)
 MAX_SOURCE = 200_000
 MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
 
@@ -115,13 +142,41 @@ MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
 PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
 
 
+def _request_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
+    """Loads the request (404 unless the caller is its requester or owns an endpoint it names)."""
+
+    def run(req, params: dict[str, Any]) -> None:
+        doc = twinrequests.get_visible(req.caller, params["request_id"])
+        if owners and not twinrequests.owns_all(req.caller, doc):
+            raise errors.Forbidden(
+                "this needs admin or manage on the dataset of every endpoint the request names"
+            )
+        if requester and doc["requester"] != req.caller.email:
+            raise errors.Forbidden("only the requester runs a request")
+        params["request"] = doc
+
+    return Check(describe, run)
+
+
+REQUEST_VISIBLE = _request_check("the requester, or admin or manage on an endpoint the request names")
+REQUEST_OWNERS = _request_check(
+    "admin or manage on the dataset of every endpoint the request names", owners=True
+)
+REQUESTER = _request_check("the requester (once the request is approved)", requester=True)
+
+
+def _see_job(req, params: dict[str, Any]) -> None:
+    params["job"] = twinjobs.get_visible(req.caller, params["job_id"])
+
+
+JOB_VISIBLE = Check("the job's caller, or admin or manage on what it ran", _see_job)
+
+
 # -- definitions --------------------------------------------------------------------------------
 
 
 def _analysed(side: SideIn, name: str):
     """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
-    from common import twincode
-
     try:
         return twincode.analyse(side.code, list(side.helpers), twincode.allowed_modules_for_endpoints())
     except twincode.CodeError as exc:
@@ -139,8 +194,6 @@ def _analysed(side: SideIn, name: str):
 
 
 def _same_parameters(mock, private) -> None:
-    from common import twincode
-
     if not twincode.same_parameters(mock, private):
         raise errors.ValidationFailed(
             "mock and private must declare the same parameters",
@@ -206,8 +259,6 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
         side = doc["sides"][shown]
         out[shown] = {"code": side["code"], "helpers": side.get("helpers", [])}
     if full:
-        from common.twinstate import FirestoreState
-
         out["sides"] = {
             name: {
                 "code": side["code"],
@@ -222,7 +273,7 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
     return out
 
 
-@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201)
+@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, answers=(409,))
 def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken."""
     body: EndpointIn = req.body
@@ -235,6 +286,7 @@ def create(req):
         definition = _analysed(body.public, "public")
         sides = {"public": _stored_side(body.public, definition)}
     else:
+        assert body.mock is not None and body.private is not None  # EndpointIn's validator: both sides
         definition, private = _analysed(body.mock, "mock"), _analysed(body.private, "private")
         _same_parameters(definition, private)
         sides = {"mock": _stored_side(body.mock, definition), "private": _stored_side(body.private, private)}
@@ -294,8 +346,6 @@ def update(req, path):
         for name, side in new_sides.items():
             doc["sides"][name] = _stored_side(side, analysed[name])
         if doc["kind"] == "twin" and new_sides:
-            from common import twincode
-
             mine = {
                 name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
                 for name in ("mock", "private")
@@ -332,8 +382,6 @@ def update(req, path):
 
     store.transactional(write)
     twinrun.forget(path)
-    from common.twinstate import delete_generation
-
     for name in new_sides:
         delete_generation(result["old"]["sides"][name]["generation"])
     return view(twinrun.Endpoint(path, result["new"]))
@@ -357,8 +405,6 @@ def remove(req, path):
         before=lambda snap: _summary(snap.to_dict()),
     )
     twinrun.forget(path)
-    from common.twinstate import delete_generation
-
     for side in endpoint.doc["sides"].values():
         delete_generation(side["generation"])
     return None
@@ -372,21 +418,38 @@ def list_endpoints(req):
     return streamed(jsonio.stream_array(view(e) for e in endpoints if e.visible_to(req.caller)))
 
 
-@app.get("/twins/<path>", role=VISIBLE, query={"full": "true: settings, private source and state (admins)"})
+class EndpointQuery(Query):
+    full: bool = Field(False, description="true: settings, private source and state (admins)")
+
+
+@app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery)
 def get_endpoint(req, path, endpoint, side):
     """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
-    full = req.args.get("full", "false")
-    if full not in ("true", "false", "1", "0"):
-        raise errors.BadRequest("full is true or false")
-    if full in ("true", "1"):
+    if req.query.full:
         if not req.caller.is_admin:
             raise errors.Forbidden("full=true needs the admin role")
         return view(endpoint, full=True)
     return view(endpoint)
 
 
-def _call(req, endpoint, side):
-    answer = twinrun.invoke(endpoint, side, req.caller, req.body or {}, req.id)
+class ASYNC(Query):
+    run_async: bool = Field(
+        False,
+        alias="async",
+        description="1: answer 202 at once and carry the work out as a job (Location: /twins/jobs/{id})",
+    )
+
+
+def _async(req) -> bool:
+    return req.query.run_async
+
+
+def _call(req, endpoint, side, asked_side: str | None):
+    args = req.body or {}
+    if _async(req):
+        twinrun.admit(endpoint, req.caller, args)
+        return twinjobs.accepted(twinjobs.submit_call(req, endpoint, asked_side, args))
+    answer = twinrun.invoke(endpoint, side, req.caller, args, req.id)
     if answer.ok:
         return answer.body
     return json_response({**answer.body, "request_id": req.id}, answer.status, answer.headers)
@@ -395,26 +458,42 @@ def _call(req, endpoint, side):
 CallBody = dict[str, Any]
 
 
-@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False)
+@app.post(
+    "/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False, query=ASYNC, answers=CALL_ANSWERS
+)
 def call_default(req, path, endpoint, side):
     """Call the endpoint with `{kwarg: value}`: the private side for its owners, the mock side
     for everyone else (a public endpoint's one side) -> `{"result"}`."""
-    return _call(req, endpoint, side)
+    return _call(req, endpoint, side, None)
 
 
-@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False)
+@app.post(
+    "/twins/<path>/mock",
+    role=MOCK_SIDE,
+    body=CallBody,
+    body_required=False,
+    query=ASYNC,
+    answers=CALL_ANSWERS,
+)
 def call_mock(req, path, endpoint, side):
     """Call the mock side -> `{"result"}`."""
-    return _call(req, endpoint, side)
+    return _call(req, endpoint, side, "mock")
 
 
-@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False)
+@app.post(
+    "/twins/<path>/private",
+    role=PRIVATE_SIDE,
+    body=CallBody,
+    body_required=False,
+    query=ASYNC,
+    answers=CALL_ANSWERS,
+)
 def call_private(req, path, endpoint, side):
     """Call the private side (owners only) -> `{"result"}`."""
-    return _call(req, endpoint, side)
+    return _call(req, endpoint, side, "private")
 
 
-@app.get("/twins/<path>/calls", role=OWNERS, query={"limit": "1-10000", "cursor": "from a Link header"})
+@app.get("/twins/<path>/calls", role=OWNERS, query=Paging)
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners)."""
     twinrun.flush_records()  # this instance's latest calls are in the list
@@ -425,9 +504,131 @@ def list_calls(req, path, endpoint, side):
     query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
         "at", direction=firestore.Query.DESCENDING
     )
-    limit = req.int_arg("limit", low=1, high=10_000)
-    page = store.page(query, coll, limit=limit, cursor=req.args.get("cursor"))
+    limit = req.query.limit
+    page = store.page(query, coll, limit=limit, cursor=req.query.cursor)
     return paged(req, page, lambda snap: snap.to_dict(), limit)
+
+
+# -- approval requests ---------------------------------------------------------------------------
+
+
+def _param_name(name: str) -> str:
+    if keyword.iskeyword(name):
+        raise ValueError(f"{name!r} is a Python keyword")
+    return name
+
+
+ParamName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"), AfterValidator(_param_name)
+]
+Reason = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class RequestIn(Strict):
+    """Code that takes the named endpoints as arguments: `{param: endpoint path}`."""
+
+    endpoints: Annotated[dict[ParamName, TwinPath], Field(min_length=1, max_length=20)]
+    code: Source
+    reason: Reason = ""
+    timeout_s: TimeoutS = 60
+
+
+class Decision(Strict):
+    reason: Reason = ""
+
+
+@app.post("/twins/requests", role=authz.AUTHENTICATED, body=RequestIn, status=201)
+def submit_request(req):
+    """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
+    -> 201 the request, `pending`. The caller must see every endpoint named (422 otherwise)."""
+    body: RequestIn = req.body
+    doc = twinrequests.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
+    return twinrequests.view(doc, req.caller)
+
+
+class RequestsQuery(Query):
+    status: Literal["pending", "approved", "denied", "queued", "running", "done", "failed"] | None = None
+
+
+@app.get(
+    "/twins/requests",
+    role=authz.AUTHENTICATED,
+    query=RequestsQuery,
+)
+def list_requests(req):
+    """The caller's requests, and those naming an endpoint the caller owns (admins: all), newest first."""
+    wanted = req.query.status
+    return [twinrequests.view(doc, req.caller) for doc in twinrequests.listed(req.caller, wanted)]
+
+
+@app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE)
+def get_request(req, request_id, request):
+    """The request: status, code, decision, and when it has run its result or error; owners also
+    read the run record (`run`: captured output, error, the endpoint calls it made)."""
+    return twinrequests.view(request, req.caller)
+
+
+@app.post(
+    "/twins/requests/<request_id>/approve",
+    role=REQUEST_OWNERS,
+    body=Decision,
+    body_required=False,
+    answers=(409,),
+)
+def approve_request(req, request_id, request):
+    """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
+    reason = req.body.reason if req.body else ""
+    return twinrequests.view(twinrequests.decide(req, request_id, approve=True, reason=reason), req.caller)
+
+
+@app.post(
+    "/twins/requests/<request_id>/deny",
+    role=REQUEST_OWNERS,
+    body=Decision,
+    body_required=False,
+    answers=(409,),
+)
+def deny_request(req, request_id, request):
+    """Deny the request (`{"reason"?}`); 409 once it has run."""
+    reason = req.body.reason if req.body else ""
+    return twinrequests.view(twinrequests.decide(req, request_id, approve=False, reason=reason), req.caller)
+
+
+@app.post("/twins/requests/<request_id>/run", role=REQUESTER, query=ASYNC, answers=(409, *CALL_ANSWERS))
+def run_request(req, request_id, request):
+    """Run the approved request once, each endpoint bound to its private side -> `{"result"}`;
+    again -> the same answer without running. 409 when it is not approved or an endpoint
+    changed since the approval."""
+    if _async(req):
+        return twinjobs.accepted(twinjobs.submit_run(req, request_id))
+    status, body = twinrequests.run(req, request_id)
+    if status == 200:
+        return body
+    return json_response({**body, "request_id": req.id}, status)
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+@app.get("/twins/jobs/<job_id>", role=JOB_VISIBLE)
+def get_job(req, job_id, job):
+    """The job: `pending`, `running`, `done` with `result`, or `failed` with `error` (masked as
+    for its caller)."""
+    return twinjobs.view(job, req.caller)
+
+
+@functions_framework.cloud_event
+def job_work(cloud_event):
+    """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
+    finished (a redelivered message never completes the work twice)."""
+    try:
+        message, _ = queue.payload_of(cloud_event)
+        job_id = str(message["job"])
+    except (ValueError, KeyError) as exc:
+        log("ERROR", f"twin job worker: dropped a message that names no job ({exc})")
+        return  # acknowledged: no redelivery can fix it
+    if twinjobs.ID.fullmatch(job_id):
+        twinjobs.work(job_id)
 
 
 def handle(request):

@@ -1,0 +1,328 @@
+"""Async twin work (SPEC §3 twins, Async): `?async=1` on a call or a request's run answers 202
+with `Location: /twins/jobs/{id}`; a message on TWIN_JOBS_TOPIC carries the job id to the twins
+function's `job_work` worker (Pub/Sub push, with retries and a dead-letter topic).
+
+A job goes pending -> running -> done | failed. Each delivery claims it in a transaction with a
+lease (its time limit plus a margin): a duplicate delivery while it runs is sent back (Pub/Sub
+delivers it again later), one after it finished changes nothing, and one after the lease ran out
+(the worker died) runs it again, at most MAX_ATTEMPTS times before the job ends `failed`. Only
+the attempt that holds the claim stores the outcome, so the work completes once. A request's
+run is single use: it is never started twice (common/twinrequests.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import uuid
+from typing import Any
+
+from common import authz, errors, jsonio, queue, sandbox, store, twinrequests, twinresults, twinrun
+from common.config import settings
+from common.logs import log
+
+JOBS = "twin_jobs"
+ID = re.compile(r"[0-9a-f]{32}")
+FINISHED = ("done", "failed")
+MAX_ATTEMPTS = 3
+LEASE_MARGIN_S = 30
+# A job still `running` this long past its lease gets no more deliveries (its message was
+# dead-lettered): it ends `failed` when it is next read.
+ABANDONED_AFTER_S = 900
+
+
+class TryAgain(Exception):
+    """Raised by the worker to have Pub/Sub deliver the message again later."""
+
+
+def submit_call(req, endpoint: twinrun.Endpoint, side: str | None, args: dict[str, Any]) -> dict[str, Any]:
+    """Queue a call that has been authorized and admitted (arguments, rate limit)."""
+    return _submit(
+        req,
+        {
+            "kind": "call",
+            "endpoint": endpoint.path,
+            "dataset": endpoint.dataset,
+            "side": side,
+            "args_json": jsonio.dumps(args),  # as text: Firestore holds no array in an array
+            "timeout_s": float(endpoint.doc["timeout_s"]),
+        },
+    )
+
+
+def submit_run(req, request_id: str) -> dict[str, Any]:
+    """Queue the single run of an approved request; the same job again when it is queued or ran."""
+    job_id = uuid.uuid4().hex
+    state, doc = twinrequests.queue_run(req, request_id, job_id)
+    fields = {"kind": "run", "request": request_id, "timeout_s": float(doc["timeout_s"])}
+    if state == "claimed":
+        return _submit(req, fields, job_id, on_failure=lambda: twinrequests.unqueue(request_id, job_id))
+    existing = (doc.get("run") or {}).get("job")
+    job = load(existing) if existing else None
+    if job is not None:
+        return job
+    # The request ran without a job (a plain run) or its job has expired: a finished job shows it.
+    job = _job(req, fields, status="done" if doc["status"] == "done" else doc["status"])
+    if job["status"] in FINISHED:
+        store.collection(JOBS).document(job["id"]).set(job)
+    return job
+
+
+def _job(req, fields: dict[str, Any], job_id: str | None = None, status: str = "pending") -> dict[str, Any]:
+    now = store.now()
+    return {
+        "id": job_id or uuid.uuid4().hex,
+        "caller": req.caller.email,
+        "status": status,
+        "attempts": 0,
+        "request_id": req.id,
+        "created_at": now,
+        "expire_at": now + datetime.timedelta(days=settings().twin_call_retention_days),
+        **fields,
+    }
+
+
+def _submit(req, fields: dict[str, Any], job_id: str | None = None, on_failure=None) -> dict[str, Any]:
+    job = _job(req, fields, job_id)
+    ref = store.collection(JOBS).document(job["id"])
+    ref.set(job)
+    try:
+        queue.publish(settings().twin_jobs_topic, {"job": job["id"]})
+    except Exception as exc:
+        log("ERROR", f"twin job {job['id']} not queued: {exc!r}", request_id=req.id)
+        ref.update({"status": "failed", "error": _queue_error(job["id"]), "finished_at": store.now()})
+        if on_failure is not None:
+            on_failure()
+        raise errors.Unavailable("the job queue did not take the job; try again", retry_after=5) from None
+    return job
+
+
+def _queue_error(job_id: str) -> dict[str, Any]:
+    return {
+        "error": "unavailable",
+        "message": "the job queue did not take the job",
+        "details": {"reference": job_id},
+    }
+
+
+def accepted(job: dict[str, Any]):
+    """The 202 answer: the job's view and where to follow it."""
+    body = {"id": job["id"], "status": job["status"], "kind": job["kind"]}
+    return body, 202, {"Location": f"/twins/jobs/{job['id']}"}
+
+
+def load(job_id: str) -> dict[str, Any] | None:
+    if not ID.fullmatch(job_id):
+        return None
+    snap = store.collection(JOBS).document(job_id).get()
+    return snap.to_dict() if snap.exists else None
+
+
+# -- the worker ----------------------------------------------------------------------------------
+
+
+def work(job_id: str) -> None:
+    """One delivery of a job: claim it and carry it out, or nothing when it has finished."""
+    claimed = _claim(job_id)
+    if claimed is None:
+        return
+    job, attempt = claimed
+    if job["kind"] == "run":
+        _work_run(job, attempt)
+    else:
+        _work_call(job, attempt)
+
+
+def _claim(job_id: str) -> tuple[dict[str, Any], int] | None:
+    ref = store.collection(JOBS).document(job_id)
+
+    def claim(transaction) -> tuple[dict[str, Any], int] | None:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists or snap.get("status") in FINISHED:
+            return None
+        job = snap.to_dict()
+        now = store.now()
+        if job["status"] == "running":
+            if now < job["lease_until"]:
+                raise TryAgain(f"twin job {job_id} is being carried out by another delivery")
+            if job["attempts"] >= MAX_ATTEMPTS:
+                transaction.update(ref, _failed_change(_stopped(job), now))
+                return None
+        attempt = job["attempts"] + 1
+        lease = now + datetime.timedelta(seconds=job["timeout_s"] + LEASE_MARGIN_S)
+        change = {"status": "running", "attempts": attempt, "started_at": now, "lease_until": lease}
+        transaction.update(ref, change)
+        return {**job, **change}, attempt
+
+    return store.transactional(claim)
+
+
+def _stopped(job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "error": "internal",
+        "message": f"the job's worker stopped {job['attempts']} times before it finished; it is not tried again",
+        "details": {"reference": job["id"], "reason": "worker_stopped"},
+    }
+
+
+def _failed_change(error: dict[str, Any], now) -> dict[str, Any]:
+    return {"status": "failed", "error": error, "http_status": _status_of(error), "finished_at": now}
+
+
+def _status_of(error: dict[str, Any]) -> int:
+    return {"unavailable": 503, "conflict": 409, "forbidden": 403, "not_found": 404}.get(
+        str(error.get("error")), 500
+    )
+
+
+def _work_call(job: dict[str, Any], attempt: int) -> None:
+    try:
+        caller = authz.caller_for(job["caller"], "job")
+        endpoint, side = twinrun.resolve(caller, job["endpoint"], job["side"])
+        answer = twinrun.invoke(
+            endpoint,
+            side,
+            caller,
+            json.loads(job["args_json"]),
+            job["request_id"],
+            origin=f"job:{job['id']}",
+            rate_limited=False,
+        )
+        status, body = answer.status, answer.body
+    except errors.ApiError as exc:  # access or the endpoint gone since it was queued
+        status = exc.status
+        body = {"error": exc.code, "message": exc.message, "details": {"reference": job["id"]}}
+    _finish(job, attempt, status, body)
+
+
+def _work_run(job: dict[str, Any], attempt: int) -> None:
+    state, doc = twinrequests.start_queued(job["request"], job["id"])
+    if state == "busy":
+        raise TryAgain(f"request {job['request']} is being run by another delivery")
+    if state == "claimed":
+        assert doc is not None  # a claimed run comes with its request
+        try:
+            requester = authz.caller_for(doc["requester"], "job")
+        except errors.ApiError as exc:  # e.g. the account was disabled since
+            requester = None
+            doc = twinrequests.finish(doc, _refused(exc), [])
+        if requester is not None:
+            doc = twinrequests.execute(doc, requester, job["request_id"])
+    if doc is None:
+        _finish(
+            job,
+            attempt,
+            404,
+            {"error": "not_found", "message": "the request no longer exists", "details": {}},
+        )
+    elif doc["status"] == "done":
+        _finish(job, attempt, 200, {}, result_from_request=True)
+    else:  # the job keeps the requester's masked error; its view asks the request again
+        _finish(job, attempt, *twinrequests.failure(doc, owner=False))
+
+
+def _refused(exc: errors.ApiError):
+    return sandbox.Outcome("error", message=exc.message, error_type=type(exc).__name__)
+
+
+def _finish(
+    job: dict[str, Any], attempt: int, status: int, body: dict[str, Any], *, result_from_request: bool = False
+) -> None:
+    """Store the outcome if this attempt still holds the job (a late attempt changes nothing)."""
+    ref = store.collection(JOBS).document(job["id"])
+    now = store.now()
+    if status == 200:
+        change: dict[str, Any] = {"status": "done", "http_status": 200, "finished_at": now}
+        if not result_from_request:
+            change.update(twinresults.stored("jobs", job["id"], body["result"]))
+    else:
+        change = {"status": "failed", "http_status": status, "error": body, "finished_at": now}
+
+    def write(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        if snap.exists and snap.get("status") == "running" and snap.get("attempts") == attempt:
+            transaction.update(ref, change)
+
+    store.transactional(write)
+
+
+# -- what callers see ----------------------------------------------------------------------------
+
+
+def get_visible(caller, job_id: str) -> dict[str, Any]:
+    """The job for its caller and the owners of what it ran; 404 for anyone else."""
+    job = load(job_id)
+    if job is None or not _visible(caller, job):
+        raise errors.NotFound(f"job {job_id!r} not found")
+    return _settled(job)
+
+
+def _visible(caller, job: dict[str, Any]) -> bool:
+    if job["caller"] == caller.email or caller.is_admin:
+        return True
+    if job["kind"] == "run":
+        request = twinrequests.load(job["request"])
+        return request is not None and twinrequests.owns_any(caller, request)
+    endpoint = twinrun.load(job["endpoint"])
+    return endpoint is not None and endpoint.owned_by(caller)
+
+
+def _settled(job: dict[str, Any]) -> dict[str, Any]:
+    """A job whose worker stopped and whose message was dead-lettered ends `failed` here."""
+    if job["status"] != "running":
+        return job
+    if store.now() < job["lease_until"] + datetime.timedelta(seconds=ABANDONED_AFTER_S):
+        return job
+    ref = store.collection(JOBS).document(job["id"])
+
+    def settle(transaction) -> dict[str, Any]:
+        current = ref.get(transaction=transaction).to_dict()
+        if current["status"] != "running" or current["attempts"] != job["attempts"]:
+            return current
+        error = {
+            "error": "internal",
+            "message": "the job's worker stopped and its message was not delivered again (dead-lettered)",
+            "details": {"reference": job["id"], "reason": "dead_lettered"},
+        }
+        change = _failed_change(error, store.now())
+        transaction.update(ref, change)
+        return {**current, **change}
+
+    return store.transactional(settle)
+
+
+def view(job: dict[str, Any], viewer) -> dict[str, Any]:
+    """`{"id", "status", "kind", ..., "result"? | "error"?}`; a run job's result and error come
+    from its request, as that viewer may see them."""
+    out: dict[str, Any] = {
+        k: job.get(k)
+        for k in (
+            "id",
+            "kind",
+            "status",
+            "endpoint",
+            "side",
+            "request",
+            "caller",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        )
+        if k in job
+    }
+    if job["kind"] == "run" and job["status"] in FINISHED:
+        request = twinrequests.load(job["request"])
+        if request is not None and request["status"] in twinrequests.FINISHED:
+            status, body = twinrequests.answer(request, viewer)
+            out["status"] = "done" if status == 200 else "failed"
+            out["http_status"] = status
+            out["result" if status == 200 else "error"] = body["result"] if status == 200 else body
+            return out
+    out["http_status"] = job.get("http_status")
+    if job["status"] == "done":
+        out["result"] = twinresults.loaded(job)
+    elif job["status"] == "failed":
+        out["error"] = job.get("error")
+    return out

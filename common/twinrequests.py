@@ -1,0 +1,553 @@
+"""Approval requests (SPEC §3 twins, Requests): a researcher's code that calls named twin
+endpoints, run once against their private sides after the endpoints' owners approve it.
+
+A request goes pending -> approved | denied, and approved -> running -> done | failed at most
+once: the claim that starts a run is a transaction, so two runs at the same moment execute the
+code once (an async run is `queued` for its job first). The approval binds the exact code (its
+SHA-256) and each endpoint's side generations as they were approved: a side replaced, or an
+endpoint deleted and re-created, since then makes the run a 409 instead of running new code.
+
+The code runs in a sandbox worker like endpoint code, each endpoint bound to its private side
+(`ep(...)`, `ep.private(...)`; `ep.mock(...)` too), each of those calls an ordinary twin call of
+the requester's (recorded, masked for them). What the requester gets is the result, or an error
+that says what kind of failure it was and nothing the code printed or raised; the owners read
+all of it in the run record (`run` in the request's view).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+import time
+import uuid
+from typing import Any
+
+from common import audit, errors, sandbox, store, twincode, twinresults, twinrun
+from common.config import settings
+from common.twinrun import clip
+
+REQUESTS = "twin_requests"
+ID = re.compile(r"[0-9a-f]{32}")
+FINISHED = ("done", "failed")
+LEASE_MARGIN_S = 30  # a run still `running` this long past its time limit was interrupted
+POLL_S = 0.2
+
+
+def load(request_id: str) -> dict[str, Any] | None:
+    if not ID.fullmatch(request_id):
+        return None
+    snap = store.collection(REQUESTS).document(request_id).get()
+    return snap.to_dict() if snap.exists else None
+
+
+def _endpoints(doc: dict[str, Any]) -> list[twinrun.Endpoint | None]:
+    return [twinrun.load(path) for path in doc["endpoints"].values()]
+
+
+def owns_all(caller, doc: dict[str, Any]) -> bool:
+    """Who approves, denies and reads the run record: admins, or owners of every endpoint named."""
+    return caller.is_admin or all(e is not None and e.owned_by(caller) for e in _endpoints(doc))
+
+
+def owns_any(caller, doc: dict[str, Any]) -> bool:
+    return caller.is_admin or any(e is not None and e.owned_by(caller) for e in _endpoints(doc))
+
+
+def visible(caller, doc: dict[str, Any]) -> bool:
+    """The requester and the owners of any endpoint it names see a request; nobody else."""
+    return doc["requester"] == caller.email or owns_any(caller, doc)
+
+
+def get_visible(caller, request_id: str) -> dict[str, Any]:
+    doc = load(request_id)
+    if doc is None or not visible(caller, doc):
+        raise errors.NotFound(f"request {request_id!r} not found")
+    return _settled(doc)
+
+
+# -- submitting and deciding ---------------------------------------------------------------------
+
+
+def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: float) -> dict[str, Any]:
+    """Store a pending request after checking that the caller may see each endpoint and that the
+    code is one function taking exactly the endpoints' names (422 otherwise)."""
+    named = {}
+    for param, path in endpoints.items():
+        endpoint = twinrun.load(path)
+        if endpoint is None or not endpoint.visible_to(req.caller):
+            raise errors.ValidationFailed(
+                f"twin endpoint {path!r} not found",
+                details=[
+                    {"loc": ["body", "endpoints", param], "message": "no such endpoint", "type": "not_found"}
+                ],
+            )
+        named[param] = endpoint
+    try:
+        twincode.analyse_request(code, list(endpoints), twincode.allowed_modules_for_endpoints())
+    except twincode.CodeError as exc:
+        raise errors.ValidationFailed(
+            f"code: {exc}",
+            details=[
+                {"loc": ["body", "code"], "message": exc.message, "line": exc.line, "type": "code_error"}
+            ],
+        ) from None
+    now = store.now()
+    doc = {
+        "id": uuid.uuid4().hex,
+        "requester": req.caller.email,
+        "endpoints": dict(endpoints),
+        "datasets": sorted({e.dataset for e in named.values() if e.dataset}),
+        "code": code,
+        "code_sha256": _sha256(code),
+        "reason": reason,
+        "timeout_s": timeout_s,
+        "status": "pending",
+        "created_at": now,
+        "modified_at": now,
+    }
+    batch = store.db().batch()
+    batch.set(store.collection(REQUESTS).document(doc["id"]), doc)
+    audit.record(batch, req, "twin_request_submit", "twin_request", doc["id"], after=_summary(doc))
+    batch.commit()
+    return doc
+
+
+def decide(req, request_id: str, *, approve: bool, reason: str) -> dict[str, Any]:
+    """Approve (binding the code and the endpoints as they are now) or deny a request that has
+    not run. Needs ownership of every endpoint it names (403), else 404 when not visible."""
+    ref = store.collection(REQUESTS).document(request_id)
+    caller = req.caller
+
+    def write(transaction) -> dict[str, Any]:
+        snap = ref.get(transaction=transaction) if ID.fullmatch(request_id) else None
+        if snap is None or not snap.exists or not visible(caller, snap.to_dict()):
+            raise errors.NotFound(f"request {request_id!r} not found")
+        doc = snap.to_dict()
+        if not owns_all(caller, doc):
+            raise errors.Forbidden(
+                "approving or denying needs admin or manage on the dataset of every endpoint it names"
+            )
+        if doc["status"] not in ("pending", "approved"):
+            raise errors.Conflict(
+                f"the request is {doc['status']}; only a request that has not run is decided"
+            )
+        now = store.now()
+        change = {
+            "status": "approved" if approve else "denied",
+            "decided_by": caller.email,
+            "decided_at": now,
+            "decision_reason": reason,
+            "approved": _binding(transaction, doc) if approve else None,
+            "modified_at": now,
+        }
+        transaction.update(ref, change)
+        action = "twin_request_approve" if approve else "twin_request_deny"
+        audit.record(
+            transaction,
+            req,
+            action,
+            "twin_request",
+            request_id,
+            before={"status": doc["status"]},
+            after={"status": change["status"], "reason": reason, "approved": change["approved"]},
+        )
+        return {**doc, **change}
+
+    return store.transactional(write)
+
+
+def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
+    """What an approval binds: the code's hash and each endpoint's side generations, read in the
+    transaction (never from a cache that may be seconds old)."""
+    endpoints = {}
+    for param, path in doc["endpoints"].items():
+        snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
+        if not snap.exists:
+            raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
+        sides = snap.to_dict()["sides"]
+        endpoints[param] = {name: side["generation"] for name, side in sorted(sides.items())}
+    return {"code_sha256": doc["code_sha256"], "generations": endpoints}
+
+
+def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
+    """Why the approval no longer holds (an endpoint replaced, re-created or gone), or None."""
+    bound = doc.get("approved") or {}
+    if bound.get("code_sha256") != _sha256(doc["code"]):
+        return "the code is not the code that was approved"
+    for param, path in doc["endpoints"].items():
+        snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
+        if not snap.exists:
+            return f"twin endpoint {path!r} was deleted after the approval"
+        now = {name: side["generation"] for name, side in sorted(snap.to_dict()["sides"].items())}
+        if now != bound["generations"].get(param):
+            return f"twin endpoint {path!r} was replaced after the approval; ask for a new approval"
+    return None
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
+    """Run an approved request once, for its requester: (status, body). A request that has run
+    answers its stored outcome; one running elsewhere is waited for."""
+    state, doc = _claim(req, request_id, job_id=None)
+    if state == "claimed":
+        doc = execute(doc, req.caller, req.id)
+    elif state != "finished":
+        doc = _wait(request_id, doc)
+    return answer(doc, req.caller)
+
+
+def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
+    """Claim the single run for a job (status `queued`): ("claimed", doc); or the request's state
+    when it was claimed before ("queued"/"running" with its job, or "finished")."""
+    return _claim(req, request_id, job_id=job_id)
+
+
+def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any]]:
+    ref = store.collection(REQUESTS).document(request_id)
+    caller = req.caller
+
+    def claim(transaction) -> tuple[str, dict[str, Any]]:
+        snap = ref.get(transaction=transaction) if ID.fullmatch(request_id) else None
+        if snap is None or not snap.exists or not visible(caller, snap.to_dict()):
+            raise errors.NotFound(f"request {request_id!r} not found")
+        doc = snap.to_dict()
+        if doc["requester"] != caller.email:
+            raise errors.Forbidden("only the requester runs a request")
+        status = doc["status"]
+        if status == "pending":
+            raise errors.Conflict("the request waits for its owners' approval")
+        if status == "denied":
+            reason = f": {doc['decision_reason']}" if doc.get("decision_reason") else ""
+            raise errors.Conflict(f"the request was denied{reason}")
+        if status != "approved":
+            return ("finished" if status in FINISHED else status), doc
+        why = _changed_since_approval(transaction, doc)
+        if why:
+            raise errors.Conflict(why)
+        now = store.now()
+        run_record: dict[str, Any] = {"id": uuid.uuid4().hex, "request_id": req.id, "job": job_id}
+        if job_id is None:
+            run_record.update(started_at=now, lease_until=_lease(doc, now))
+        change = {"status": "queued" if job_id else "running", "run": run_record, "modified_at": now}
+        transaction.update(ref, change)
+        audit.record(transaction, req, "twin_request_run", "twin_request", request_id, after={"job": job_id})
+        return "claimed", {**doc, **change}
+
+    return store.transactional(claim)
+
+
+def unqueue(request_id: str, job_id: str) -> None:
+    """Give the run back (approved again) when its job could not be queued."""
+    ref = store.collection(REQUESTS).document(request_id)
+
+    def undo(transaction) -> None:
+        snap = ref.get(transaction=transaction)
+        doc = snap.to_dict() if snap.exists else None
+        if doc and doc["status"] == "queued" and (doc.get("run") or {}).get("job") == job_id:
+            transaction.update(ref, {"status": "approved", "run": None, "modified_at": store.now()})
+
+    store.transactional(undo)
+
+
+def start_queued(request_id: str, job_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The job's worker starts the queued run: ("claimed", doc) to execute it now; ("finished",
+    doc) when it has run; ("busy", doc) while another delivery runs it; ("gone", None). A run that
+    started and was interrupted is not run again (single use): it ends `failed`."""
+    ref = store.collection(REQUESTS).document(request_id)
+
+    def start(transaction) -> tuple[str, dict[str, Any] | None]:
+        snap = ref.get(transaction=transaction)
+        if not snap.exists:
+            return "gone", None
+        doc = snap.to_dict()
+        record = doc.get("run") or {}
+        if doc["status"] in FINISHED or record.get("job") != job_id:
+            return "finished", doc
+        now = store.now()
+        if doc["status"] == "running":
+            if record.get("lease_until") and now < record["lease_until"]:
+                return "busy", doc
+            change = _failed({"status": "interrupted"}, now)
+            transaction.update(ref, change)
+            return "finished", {**doc, **change}
+        why = _changed_since_approval(transaction, doc)
+        if why:
+            change = _failed({"status": "conflict", "message": why}, now)
+            transaction.update(ref, change)
+            return "finished", {**doc, **change}
+        run_record = {**record, "started_at": now, "lease_until": _lease(doc, now)}
+        change = {"status": "running", "run": run_record, "modified_at": now}
+        transaction.update(ref, change)
+        return "claimed", {**doc, **change}
+
+    return store.transactional(start)
+
+
+def _lease(doc: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
+    return now + datetime.timedelta(seconds=float(doc["timeout_s"]) + LEASE_MARGIN_S)
+
+
+def _failed(outcome: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    return {"status": "failed", "outcome": outcome, "finished_at": now, "modified_at": now}
+
+
+def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
+    """Run the claimed request's code, each endpoint bound as approved, and store the outcome;
+    the request as stored."""
+    calls: list[str] = []
+    services = {}
+    for param, path in doc["endpoints"].items():
+        endpoint = twinrun.load(path)
+        if endpoint is None:  # deleted since the claim: each call of it fails
+            services[param] = services[f"{param}.private"] = services[f"{param}.mock"] = _gone(path)
+            continue
+        default = "public" if endpoint.kind == "public" else "private"
+        services[param] = services[f"{param}.private"] = _bound(
+            endpoint, default, doc, requester, request_id, calls
+        )
+        services[f"{param}.mock"] = _bound(
+            endpoint, "public" if endpoint.kind == "public" else "mock", doc, requester, request_id, calls
+        )
+    outcome = sandbox.run(
+        sandbox.Program(code=doc["code"]),
+        {},
+        user={"email": requester.email},
+        state=_NoState(),
+        timeout_s=float(doc["timeout_s"]),
+        memory_mb=settings().twin_memory_mb,
+        max_result_bytes=settings().twin_max_result_mb << 20,
+        services=services,
+        handles=list(doc["endpoints"]),
+    )
+    return finish(doc, outcome, calls)
+
+
+def _bound(
+    endpoint: twinrun.Endpoint, side: str, doc: dict[str, Any], requester, request_id: str, calls: list[str]
+):
+    """One side of an endpoint as the request's code calls it: an ordinary call of the
+    requester's, answered as they may see it (an error is an EndpointError in the code)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise TypeError(f"{endpoint.path} takes keyword arguments only")
+        try:
+            answer = twinrun.invoke(
+                endpoint,
+                side,
+                requester,
+                kwargs,
+                request_id,
+                origin=f"request:{doc['id']}",
+                rate_limited=False,  # the owners approved these calls
+            )
+        except errors.ApiError as exc:
+            raise sandbox.ServiceError(exc.message, exc.status) from None
+        calls.append(answer.reference)
+        if not answer.ok:
+            raise sandbox.ServiceError(answer.body["message"], answer.status)
+        return answer.body["result"]
+
+    return call
+
+
+def _gone(path: str):
+    def call(*args: Any, **kwargs: Any) -> Any:
+        raise sandbox.ServiceError(f"twin endpoint {path!r} no longer exists", 404)
+
+    return call
+
+
+class _NoState:
+    """Request code has no `context.state`; nothing reaches a store through it."""
+
+    def _refuse(self, *args: Any) -> Any:
+        raise PermissionError("request code has no state")
+
+    get = set = delete = increment = items = _refuse
+
+
+def finish(doc: dict[str, Any], outcome, calls: list[str]) -> dict[str, Any]:
+    """Store the run's outcome (the result in Cloud Storage when large), if this run still holds
+    the claim; the request as stored."""
+    ref = store.collection(REQUESTS).document(doc["id"])
+    run_id = doc["run"]["id"]
+    now = store.now()
+    change: dict[str, Any] = {
+        "status": "done" if outcome.status == "ok" else "failed",
+        "finished_at": now,
+        "modified_at": now,
+        "outcome": {
+            "status": outcome.status,
+            "message": clip(outcome.message),
+            "error_type": outcome.error_type,
+            "traceback": clip(outcome.traceback),
+            "stdout": clip(outcome.stdout),
+            "stderr": clip(outcome.stderr),
+            "duration_ms": round(float(outcome.duration_ms or 0.0), 3),
+            "calls": calls,
+        },
+    }
+    if outcome.status == "ok":
+        change.update(twinresults.stored("requests", doc["id"], outcome.result))
+
+    def write(transaction) -> dict[str, Any]:
+        snap = ref.get(transaction=transaction)
+        current = snap.to_dict() if snap.exists else None
+        if current is None or current["status"] != "running" or current["run"]["id"] != run_id:
+            return current or {**doc, **change}  # settled meanwhile (e.g. as interrupted)
+        transaction.update(ref, change)
+        return {**current, **change}
+
+    return store.transactional(write)
+
+
+def _wait(request_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The request once the run in progress elsewhere has finished; 409 when it does not finish
+    within the run's time limit (its result is then read with GET)."""
+    deadline = time.monotonic() + float(doc["timeout_s"]) + 5
+    while time.monotonic() < deadline:
+        time.sleep(POLL_S)
+        doc = _settled(load(request_id) or doc)
+        if doc["status"] in FINISHED:
+            return doc
+    raise errors.Conflict(
+        f"the request is {doc['status']}; GET /twins/requests/{request_id} shows its result when it is done"
+    )
+
+
+def _settled(doc: dict[str, Any]) -> dict[str, Any]:
+    """A run still `running` well past its lease was interrupted (its instance stopped): it ends
+    `failed` and is not run again."""
+    record = doc.get("run") or {}
+    lease = record.get("lease_until")
+    if doc["status"] != "running" or lease is None or store.now() < lease:
+        return doc
+    ref = store.collection(REQUESTS).document(doc["id"])
+
+    def settle(transaction) -> dict[str, Any]:
+        current = ref.get(transaction=transaction).to_dict()
+        if current["status"] != "running" or current["run"]["id"] != record["id"]:
+            return current
+        change = _failed({"status": "interrupted"}, store.now())
+        transaction.update(ref, change)
+        return {**current, **change}
+
+    return store.transactional(settle)
+
+
+# -- what callers see ----------------------------------------------------------------------------
+
+
+def answer(doc: dict[str, Any], viewer) -> tuple[int, dict[str, Any]]:
+    """The run's answer for `viewer`: (200, {"result"}) or (status, error envelope fields)."""
+    if doc["status"] == "done":
+        return 200, {"result": twinresults.loaded(doc)}
+    if doc["status"] != "failed":
+        return 202, {"status": doc["status"]}
+    return failure(doc, owns_all(viewer, doc))
+
+
+def failure(doc: dict[str, Any], owner: bool) -> tuple[int, dict[str, Any]]:
+    """A failed run as an error: what kind of failure it was; the code's own text only for owners
+    (the requester wrote the code, but what it raised or printed may hold private data)."""
+    outcome = doc.get("outcome") or {}
+    kind = outcome.get("status", "error")
+    details: dict[str, Any] = {"reference": doc["id"], "reason": kind}
+    if kind == "timeout":
+        return 504, _envelope(
+            "timeout",
+            f"the request's code did not finish within {doc['timeout_s']} s; its work was stopped",
+            details,
+        )
+    if kind == "conflict":
+        return 409, _envelope("conflict", outcome.get("message") or "the approval no longer holds", details)
+    fixed = {
+        "interrupted": "the run was interrupted before it finished; a request runs at most once",
+        "memory": f"the request's code used more than {settings().twin_memory_mb} MiB of memory and was stopped",
+        "result_too_large": "the request's result is too large to return",
+        "not_serializable": "the request's result is not JSON-serializable",
+    }
+    message = fixed.get(kind, "the request's code failed")
+    if owner and outcome.get("message"):
+        kind_text = f"{outcome['error_type']}: " if outcome.get("error_type") else ""
+        message += f": {kind_text}{outcome['message']}"
+    elif kind not in fixed:
+        message += f"; its owners can look it up by the reference {doc['id']}"
+    return 500, _envelope("endpoint_error", message, details)
+
+
+def _envelope(code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"error": code, "message": message, "details": details}
+
+
+def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
+    """A request as `viewer` sees it: everything but the run record's captured output, which
+    only the owners of every endpoint it names (and admins) read."""
+    out = {
+        k: doc.get(k)
+        for k in (
+            "id",
+            "status",
+            "requester",
+            "endpoints",
+            "code",
+            "reason",
+            "timeout_s",
+            "created_at",
+            "decided_by",
+            "decided_at",
+            "decision_reason",
+            "finished_at",
+        )
+    }
+    record = doc.get("run") or {}
+    if record:
+        out["job"] = record.get("job")
+        out["started_at"] = record.get("started_at")
+    if doc["status"] == "done":
+        out["result"] = twinresults.loaded(doc)
+    elif doc["status"] == "failed":
+        out["error"] = failure(doc, owns_all(viewer, doc))[1]
+    if doc.get("outcome") and owns_all(viewer, doc):
+        out["run"] = doc["outcome"]
+    return out
+
+
+def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What an audit entry keeps of a request (its code by hash: the request holds the source)."""
+    return {k: doc[k] for k in ("requester", "endpoints", "code_sha256", "reason", "timeout_s")}
+
+
+def _sha256(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def listed(caller, status: str | None = None) -> list[dict[str, Any]]:
+    """The requests `caller` sees, newest first: their own, and (owners) those naming an endpoint
+    on a dataset they manage; admins see all."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    coll = store.collection(REQUESTS)
+    if caller.is_admin:
+        queries = [coll]
+    else:
+        managed = sorted(ds for ds in caller.datasets if caller.can_manage(ds))
+        queries = [coll.where(filter=FieldFilter("requester", "==", caller.email))]
+        queries += [
+            coll.where(filter=FieldFilter("datasets", "array_contains_any", chunk))
+            for chunk in store.chunks(managed, 30)
+        ]
+    found: dict[str, dict[str, Any]] = {}
+    for query in queries:
+        for snap in query.stream():
+            found.setdefault(snap.id, snap.to_dict())
+    docs = [
+        _settled(d)
+        for d in found.values()
+        if (status is None or d["status"] == status) and visible(caller, d)
+    ]
+    return sorted(docs, key=lambda d: d["created_at"], reverse=True)
