@@ -12,11 +12,12 @@ INLINE_LIMIT = 512 << 10  # JSON bytes kept in the document; the rest of it has 
 
 
 def stored(kind: str, key: str, result: Any) -> dict[str, Any]:
-    """The fields that hold `result` in its document: `{"result": ...}`, or `{"result_blob": name}`
-    after writing it to Cloud Storage."""
+    """The fields that hold `result` in its document: `{"result_json": text}`, or
+    `{"result_blob": name}` after writing it to Cloud Storage. Kept as JSON text, not as a
+    Firestore value: Firestore refuses arrays inside arrays (rows of a table, say)."""
     text = jsonio.dumps(result)
     if len(text.encode()) <= INLINE_LIMIT:
-        return {"result": result}
+        return {"result_json": text}
     from common import blobs
 
     name = f"{kind}/{key}.json"
@@ -28,9 +29,12 @@ def stored(kind: str, key: str, result: Any) -> dict[str, Any]:
 
 def loaded(doc: dict[str, Any]) -> Any:
     """The result a document holds (read back from Cloud Storage when it was written there)."""
+    import json
+
+    if "result_json" in doc:
+        return json.loads(doc["result_json"])
     if "result_blob" not in doc:
         return doc.get("result")
-    import json
 
     from common import blobs
 

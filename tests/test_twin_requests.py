@@ -404,3 +404,20 @@ def test_an_async_run_whose_code_leaks_is_masked_in_the_job(api, world):
     reference = owner_job["error"]["message"].rsplit(" ", 1)[1]
     calls = api.get("/twins/lab.leaky/calls", user=MANAGER).get_json()
     assert SECRET in [c for c in calls if c["id"] == reference][0]["message"]
+
+
+def test_results_firestore_could_not_hold_are_kept_as_json(api, world):
+    """Rows of a table are arrays inside an array, which a Firestore value cannot hold: a job's
+    and a run's result are stored as JSON text (found by the Python client's tests)."""
+    rows = "def rows(context, n: int = 2):\n    return {'rows': [[i, {'k': [i, [i]]}] for i in range(n)], '': None}\n"
+    assert api.post("/twins", user=OWNER, json=_twin("lab.rows", rows)).status_code == 201
+    r = api.post("/twins/lab.rows?async=1", user=READER, json={"n": 3})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    job, _ = wait_job(api, r.headers["Location"])
+    expected = {"rows": [[i, {"k": [i, [i]]}] for i in range(3)], "": None}
+    assert job["status"] == "done" and job["result"] == expected
+    request = submit(api, "def f(rows):\n    return rows(n=3)\n", {"rows": "lab.rows"})
+    approve(api, request["id"])
+    first = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert first.status_code == 200 and first.get_json()["result"] == expected
+    assert api.get(f"/twins/requests/{request['id']}", user=READER).get_json()["result"] == expected
