@@ -7,7 +7,7 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint token bench package clean
+.PHONY: venv dev test lint types token bench package clean
 
 # The first install takes minutes: pip shows each package as it goes (no --quiet there).
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
@@ -29,12 +29,18 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
-# The server's suite, then the Python client's (client/tests: its own session on the same stack).
-test: venv $(CHECKOV)/.installed lint
-	$(BIN)/python -m pytest -q tests
+# The server's suite (with coverage), then the Python client's (client/tests: its own session
+# on the same kind of stack).
+test: venv $(CHECKOV)/.installed lint types
+	$(BIN)/python -m pytest -q tests --cov --cov-report=term
 	$(BIN)/python -m pytest -q client/tests
 
-# The house's gate: lint and format (configuration in pyproject.toml).
+# Types: mypy on common/ and functions/ (configuration in pyproject.toml).
+types: venv
+	$(BIN)/mypy
+
+# The house's gate (configuration in pyproject.toml): lint and format here, types below, and
+# branch coverage with a floor in `make test`.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -14,7 +14,7 @@ import secrets
 import time
 from typing import Any
 
-from common import errors, store
+from common import audit, errors, store
 
 PREFIX = "ghk_"
 COLLECTION = "api_keys"
@@ -41,8 +41,6 @@ def public_view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
 def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
     """Create a key for `email`; at most MAX_LIVE_KEYS live ones (409 beyond)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
-
-    from common import audit
 
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     now = store.now()
@@ -85,10 +83,14 @@ def list_for(email: str) -> list[dict[str, Any]]:
     return sorted((public_view(s.id, s.to_dict()) for s in snaps), key=lambda k: k["created_at"])
 
 
-def revoke(req, email: str, key_id: str) -> None:
-    """Delete the key (idempotent for the owner); another user's key id is simply not found."""
-    from common import audit, auth
+def token_prefix(key_id: str) -> str:
+    """What every token of key `key_id` starts with (to drop it from auth's cache)."""
+    return f"{PREFIX}{key_id}_"
 
+
+def revoke(req, email: str, key_id: str) -> None:
+    """Delete the key (idempotent for the owner); another user's key id is simply not found.
+    The caller then drops the key from this instance's token cache (`auth.forget`)."""
     ref = store.document(store.collection(COLLECTION), key_id, "no such key")
 
     def delete(transaction) -> None:
@@ -106,7 +108,6 @@ def revoke(req, email: str, key_id: str) -> None:
         )
 
     store.transactional(delete)
-    auth.forget(f"{PREFIX}{key_id}_")
 
 
 def verify(token: str) -> tuple[str, float]:

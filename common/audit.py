@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from common import authz, errors, jsonio, store
+from common.config import settings
+
 COLLECTION = "audit"
 
 
@@ -21,9 +24,6 @@ def entry(
 ) -> dict[str, Any]:
     """An entry; one about a dataset also keeps the dataset's generation (given, or the current
     one), so a new dataset of a deleted one's name starts with an empty log."""
-    from common import store
-    from common.config import settings
-
     at = store.now()
     record = {
         "at": at,
@@ -38,8 +38,6 @@ def entry(
     if dataset is not None:
         record["dataset"] = dataset
         if generation is None:
-            from common import authz
-
             generation = authz.generation(authz.dataset_record(dataset))
         if generation is not None:
             record["generation"] = generation
@@ -61,8 +59,6 @@ def _bounded(before: Any, after: Any) -> tuple[Any, Any, bool]:
     """Before and after, small enough that an audit entry is never why a change fails: a large
     change keeps only the fields that changed, and of those each large value as
     `{"omitted_bytes", "sha256"}`."""
-    from common import jsonio
-
     if len(jsonio.dumps(before).encode()) + len(jsonio.dumps(after).encode()) <= MAX_CHANGE_BYTES:
         return before, after, False
     if isinstance(before, dict) and isinstance(after, dict):
@@ -74,8 +70,6 @@ def _bounded(before: Any, after: Any) -> tuple[Any, Any, bool]:
 
 def _summarized(value: Any) -> Any:
     import hashlib
-
-    from common import jsonio
 
     if value is None:
         return None
@@ -93,8 +87,6 @@ def _summarized(value: Any) -> Any:
 
 def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
     """Add the entry to `writer` (a WriteBatch or Transaction) so it commits with the change."""
-    from common import store
-
     writer.set(store.collection(COLLECTION).document(), entry(req, action, target_type, target_id, **kw))
 
 
@@ -111,7 +103,6 @@ def delete_existing(
 ) -> None:
     """Delete one document with its audit entry, in a transaction: 404 (`missing`) when it is
     not there. `before(snapshot)` is what the entry keeps of it."""
-    from common import errors, store
 
     def remove(transaction) -> None:
         snap = ref.get(transaction=transaction)
@@ -125,6 +116,4 @@ def delete_existing(
 
 def write(req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
     """A standalone entry, for changes outside Firestore (Cloud Storage objects)."""
-    from common import store
-
     store.collection(COLLECTION).add(entry(req, action, target_type, target_id, **kw))

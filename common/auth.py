@@ -20,7 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from common import errors
+from werkzeug.wrappers import Request
+
+from common import apikeys, authz, errors
 from common.config import DEV_AUDIENCE, DEV_ISSUER, settings
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
@@ -59,20 +61,29 @@ def identify(authorization: str | None) -> Identity:
     return identity
 
 
+def authenticate(request: Request) -> authz.Caller:
+    """The caller of `request` (the authentication step every App is given). Behind the API
+    gateway, `Authorization` holds the gateway's own token and the caller's is moved to
+    `X-Forwarded-Authorization`: when that header is there it is the only credential read
+    (and verified like any other)."""
+    header = request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization")
+    identity = identify(header)
+    return authz.caller_for(identity.email, identity.via)
+
+
 def forget(token_prefix: str) -> None:
-    """Drop remembered tokens that start with a prefix (a revoked API key's id)."""
+    """Drop remembered tokens that start with a prefix (a revoked API key's: see
+    `apikeys.token_prefix`). The revoking caller calls it, so apikeys need not know of auth."""
     with _verified_lock:
         for token in [t for t in _verified if t.startswith(token_prefix)]:
             del _verified[token]
 
 
 def _verify(token: str) -> Identity:
-    from common import apikeys
-
     if token.startswith(apikeys.PREFIX):
-        email, expires_at = apikeys.verify(token)
+        owner, expires_at = apikeys.verify(token)
         # Re-check keys within the role-cache window so a revocation elsewhere takes effect.
-        return Identity(email, "api_key", min(expires_at, time.time() + settings().role_cache_seconds))
+        return Identity(owner, "api_key", min(expires_at, time.time() + settings().role_cache_seconds))
     header, unverified = _unverified_parts(token)
     issuer = unverified.get("iss")
     if issuer in GOOGLE_ISSUERS:
@@ -145,7 +156,7 @@ def _verify_google(token: str) -> dict[str, Any]:
         raise errors.Unauthenticated(f"the token is not valid: {_reason(exc)}") from None
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise errors.Unauthenticated("the token's issuer is not accepted")
-    return claims
+    return dict(claims)
 
 
 def _verify_dev(token: str) -> dict[str, Any]:

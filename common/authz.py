@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import errors
+from common import errors, store
 from common.config import settings
+from common.exposure import exposed
 from common.http import Check, Req
 
 READ_ROLES = frozenset({"clio_read", "clio_general", "clio_write", "dataset_admin"})
@@ -56,8 +57,6 @@ _datasets = _TTLCache()
 
 def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
     def load(key: str) -> dict[str, Any] | None:
-        from common import store
-
         snap = store.collection(collection).document(key).get()
         return snap.to_dict() if snap.exists else None
 
@@ -75,8 +74,7 @@ def user_record(email: str) -> dict[str, Any] | None:
 def dataset_record(name: str) -> dict[str, Any] | None:
     """The dataset's record; None when it does not exist or this deployment does not serve it
     (EXPOSE), so every route and list answers an unexposed dataset as missing."""
-    from common.exposure import exposed
-    from common.models import is_dataset_name
+    from common.models import is_dataset_name  # lazy: common.models loads pydantic, which roles never needs
 
     if not is_dataset_name(name) or not exposed("dataset", name):
         return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
@@ -177,8 +175,6 @@ class Caller:
 
     def _listed(self, dataset: str) -> bool:
         """A grant /roles shows: on a dataset this deployment serves, and not a stale one."""
-        from common.exposure import exposed
-
         if not exposed("dataset", dataset):
             return False
         bound = self.grant_generations.get(dataset)
@@ -201,17 +197,6 @@ def caller_for(email: str, via: str) -> Caller:
     )
 
 
-def authenticate(request) -> Caller:
-    """The caller of `request`. Behind the API gateway, `Authorization` holds the gateway's own
-    token and the caller's is moved to `X-Forwarded-Authorization`: when that header is there
-    it is the only credential read (and verified like any other)."""
-    from common import auth
-
-    header = request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization")
-    identity = auth.identify(header)
-    return caller_for(identity.email, identity.via)
-
-
 # -- route checks ---------------------------------------------------------------------------
 
 
@@ -228,8 +213,23 @@ AUTHENTICATED = Check("any authenticated user", _any)
 ADMIN = Check("admin", _admin)
 
 
-def require_dataset(caller: Caller, name: str, predicate: str) -> dict[str, Any]:
-    """The dataset's record if `caller.can_<predicate>(name)`.
+@dataclass(frozen=True)
+class Need:
+    """What a route needs on a dataset. A symbol (`authz.WRITE_OWN`), never a string looked up
+    at run time, so a misspelt one fails when the module loads, not on the first request."""
+
+    name: str
+    test: Callable[[Caller, str, dict[str, Any] | None], bool]
+
+
+READ = Need("read", Caller.can_read)
+WRITE_OWN = Need("write_own", Caller.can_write_own)
+WRITE_OTHERS = Need("write_others", Caller.can_write_others)
+MANAGE = Need("manage", Caller.can_manage)
+
+
+def require_dataset(caller: Caller, name: str, need: Need) -> dict[str, Any]:
+    """The dataset's record if the caller has `need` on it.
 
     A dataset the caller may not read is answered as missing (404), so names do not leak;
     one they may read but not act on is 403.
@@ -237,25 +237,23 @@ def require_dataset(caller: Caller, name: str, predicate: str) -> dict[str, Any]
     record = dataset_record(name)
     if record is None or not caller.can_read(name, record):
         raise errors.NotFound(f"dataset {name!r} not found")
-    if not getattr(caller, "can_" + predicate)(name, record):
-        raise errors.Forbidden(f"this needs {predicate.replace('_', ' ')} on dataset {name!r}")
+    if not need.test(caller, name, record):
+        raise errors.Forbidden(f"this needs {need.name.replace('_', ' ')} on dataset {name!r}")
     return record
 
 
-def on_dataset(predicate: str, param: str = "name") -> Check:
-    """A route check: the caller needs `predicate` (read, write_own, ...) on the path's dataset."""
+def on_dataset(need: Need, param: str = "name") -> Check:
+    """A route check: the caller needs `need` (READ, WRITE_OWN, ...) on the path's dataset."""
 
     def run(req: Req, params: dict[str, Any]) -> None:
-        require_dataset(req.caller, params[param], predicate)
+        require_dataset(req.caller, params[param], need)
 
-    return Check(f"{predicate} on the dataset", run)
+    return Check(f"{need.name} on the dataset", run)
 
 
 def group_members(groups: list[str]) -> set[str]:
     """Emails of the users in any of `groups` (queried, never the whole users collection)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
-
-    from common import store
 
     members: set[str] = set()
     for chunk in store.chunks(sorted(set(groups)), store.MAX_IN_VALUES):

@@ -10,7 +10,7 @@ from common.config import settings
 
 @functools.cache
 def client():
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     if settings().storage_emulator:
         from google.auth.credentials import AnonymousCredentials

@@ -2,7 +2,8 @@
 
 A function builds one `App`, declares its routes as a table (`@app.get(path, role=...)`) and
 exposes `handle(request)` to functions-framework. The flow of one request:
-route match -> CORS preflight -> auth (who) -> role check (may they) -> body model -> handler.
+route match -> CORS preflight -> authentication (who; a step the app is given, so this module
+knows nothing of tokens or roles) -> role check (may they) -> body model -> handler.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wrappers import Request, Response
 
-from common import errors, jsonio
+from common import errors, jsonio, openapi
 from common.config import settings
 from common.logs import log
+
+# Who is calling: the app's authentication step (common.auth.authenticate), run before a route's
+# role check. It returns the caller the checks and handlers read as `req.caller`, or raises.
+Authenticate = Callable[[Request], Any]
 
 JSON_LIMIT = 1 << 20  # SPEC §1: request bodies above 1 MiB -> 413
 MAX_QUERY_VALUE_BYTES = 1500  # what Firestore can compare in a filter
@@ -49,41 +54,42 @@ class Route:
     status: int = 200
     max_body: int = JSON_LIMIT
     multipart: bool = False
-    query: dict[str, str] = field(default_factory=dict)  # documented query parameters
+    query: Any = None  # a models.Query class: the route's query parameters, typed into req.query
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
     adapter: Any = None
+    doc: str | None = None  # the summary, when not the handler's docstring
+    operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
 
     @property
     def summary(self) -> str:
-        return (self.handler.__doc__ or self.handler.__name__).strip().splitlines()[0]
+        return (self.doc or self.handler.__doc__ or self.handler.__name__).strip().splitlines()[0]
+
+    @property
+    def name(self) -> str:
+        return self.operation_id or self.handler.__name__.lstrip("_")
 
 
 class Req:
     """What a handler receives besides its path parameters."""
 
-    __slots__ = ("raw", "id", "caller", "body", "route")
+    __slots__ = ("raw", "id", "caller", "body", "query", "route")
 
     def __init__(self, raw: Request, request_id: str, route: Route):
         self.raw, self.id, self.route = raw, request_id, route
         self.caller: Any = None
         self.body: Any = None
+        self.query: Any = None  # an instance of the route's query model
 
     @property
     def args(self):
         return self.raw.args
 
-    def int_arg(self, name: str, *, low: int, high: int, default: int | None = None) -> int | None:
-        """An integer query value; anything else is the caller's mistake (400)."""
-        raw = self.raw.args.get(name)
-        if raw is None or raw == "":
-            return default
-        if not re.fullmatch(r"-?[0-9]{1,20}", raw):
-            raise errors.BadRequest(f"query parameter {name!r} must be an integer")
-        value = int(raw)
-        if not low <= value <= high:
-            raise errors.BadRequest(f"query parameter {name!r} must be between {low} and {high}")
-        return value
+
+def query_names(model: Any) -> list[str]:
+    """The query parameters a query model declares (a field's alias when it has one: `async`)."""
+    fields = model.model_fields if model is not None else {}
+    return [info.alias or name for name, info in fields.items()]
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -185,17 +191,54 @@ def validation_details(exc: Any) -> list[dict[str, Any]]:
     ]
 
 
-class App:
+class _Table:
+    """`@x.get(path, ...)` and friends, for an App and for a Router."""
+
+    route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]  # (method, path, **options)
+
+    def get(self, path: str, **kw):
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw):
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw):
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw):
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.route("DELETE", path, **kw)
+
+
+class Router(_Table):
+    """Routes declared apart from an App, with the same decorators (Powertools' Router): a
+    function includes them with `app.include_router(router, prefix=...)`."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+    def route(self, method: str, path: str, **kw: Any):
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.routes.append((method, path, kw, handler))
+            return handler
+
+        return register
+
+
+class App(_Table):
     """One HTTP function: its route table and the pipeline every request goes through."""
 
-    def __init__(self, name: str, description: str = ""):
+    def __init__(self, name: str, description: str = "", *, authenticate: Authenticate | None = None):
         self.name = name
+        self.authenticate = authenticate
         self.prefix = "/" + name
         self.description = description
         self.settings = settings()  # a forbidden configuration stops start-up here
         self.routes: list[Route] = []
         self._map = Map(strict_slashes=False, merge_slashes=False)
-        self._adapter = None
+        self._adapter: MapAdapter | None = None
         _answer_unrouted_paths()
         self.get(self.prefix + "/_health", public=True)(self._health)
         self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)
@@ -212,14 +255,18 @@ class App:
         status: int = 200,
         max_body: int = JSON_LIMIT,
         multipart: bool = False,
-        query: dict[str, str] | None = None,
+        query: Any = None,
         body_required: bool = True,
         max_items: int | None = None,
+        summary: str | None = None,
+        operation_id: str | None = None,
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
         if role is None and not public:
             raise ValueError(f"{method} {path} has no role check")
+        if role is not None and self.authenticate is None:
+            raise ValueError(f"{method} {path} has a role check, but the app has no authenticate step")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = Route(
@@ -231,9 +278,11 @@ class App:
                 status,
                 max_body,
                 multipart,
-                query or {},
+                query,
                 body_required,
                 max_items,
+                doc=summary,
+                operation_id=operation_id,
             )
             if body is not None:
                 from pydantic import TypeAdapter
@@ -246,20 +295,10 @@ class App:
 
         return register
 
-    def get(self, path: str, **kw):
-        return self.route("GET", path, **kw)
-
-    def post(self, path: str, **kw):
-        return self.route("POST", path, **kw)
-
-    def put(self, path: str, **kw):
-        return self.route("PUT", path, **kw)
-
-    def patch(self, path: str, **kw):
-        return self.route("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw):
-        return self.route("DELETE", path, **kw)
+    def include_router(self, router: Router, prefix: str = "") -> None:
+        """Add `router`'s routes at `prefix` + their paths (each with its own role check)."""
+        for method, path, kw, handler in router.routes:
+            self.route(method, prefix + path, **kw)(handler)
 
     # -- serving ---------------------------------------------------------------------------
     def __call__(self, request: Request) -> Response:
@@ -310,9 +349,26 @@ class App:
             raise errors.MethodNotAllowed(headers={"Allow": allowed}) from None
         except (NotFound, HTTPException):
             raise errors.NotFound("no such route") from None
-        unknown = sorted(set(request.args) - set(route.query))
+        self._check_query_names(request, route)
+        req = Req(request, request_id, route)
+        if route.role is not None and self.authenticate is not None:
+            req.caller = self.authenticate(request)
+            route.role.run(req, params)
+        req.query = self._parse_query(request, route)
+        if route.adapter is not None:
+            req.body = self._parse_body(request, route)
+        elif route.multipart:
+            self._check_multipart(request, route)
+        result = route.handler(req, **params)
+        return self._to_response(result, route)
+
+    @staticmethod
+    def _check_query_names(request: Request, route: Route) -> None:
+        """Before anything else: an unknown query parameter, or an overlong value, is 400 naming it."""
+        fields = query_names(route.query)
+        unknown = sorted(set(request.args) - set(fields))
         if unknown:
-            known = ", ".join(sorted(route.query)) or "none"
+            known = ", ".join(fields) or "none"
             raise errors.BadRequest(
                 f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
                 details={"unknown": unknown},
@@ -322,18 +378,25 @@ class App:
                 raise errors.BadRequest(
                     f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
                 )
-        req = Req(request, request_id, route)
-        if route.role is not None:
-            from common import authz
 
-            req.caller = authz.authenticate(request)
-            route.role.run(req, params)
-        if route.adapter is not None:
-            req.body = self._parse_body(request, route)
-        elif route.multipart:
-            self._check_multipart(request, route)
-        result = route.handler(req, **params)
-        return self._to_response(result, route)
+    @staticmethod
+    def _parse_query(request: Request, route: Route) -> Any:
+        """The route's query model from the query string (after the role check, like the body):
+        a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
+        if route.query is None:
+            return None
+        from pydantic import ValidationError
+
+        given = {name: value for name, value in request.args.items() if value != ""}
+        try:
+            return route.query.model_validate(given)
+        except ValidationError as exc:
+            details = validation_details(exc)
+            first = details[0]
+            raise errors.BadRequest(
+                f"query parameter {'.'.join(map(str, first['loc']))!r}: {first['message']}",
+                details=details,
+            ) from None
 
     def _parse_body(self, request: Request, route: Route) -> Any:
         from pydantic import ValidationError
@@ -404,9 +467,7 @@ class App:
 
     def _openapi(self, req: Req) -> dict[str, Any]:
         """This function's OpenAPI 3.1 document, generated from its route table."""
-        from common.openapi import document
-
-        return document(self)
+        return openapi.document(self)
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

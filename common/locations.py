@@ -10,24 +10,26 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from common import audit, errors, jsonio, store
-from common.http import Req, streamed
-from common.models import COORDINATE_RANGE, check_document_size
+from pydantic import Field
 
-LOCATION_QUERY = {
-    "x": "integer voxel coordinate",
-    "y": "integer voxel coordinate",
-    "z": "integer voxel coordinate",
-}
+from common import audit, authz, jsonio, store
+from common.http import Req, Router, streamed
+from common.models import Coordinate, Payload, Query, check_document_size
+
+_VOXEL = "integer voxel coordinate in [-2^31, 2^31)"
+
+
+class LocationQuery(Query):
+    """A point: required integers in [-2^31, 2^31) (400 otherwise)."""
+
+    x: Coordinate = Field(description=_VOXEL)
+    y: Coordinate = Field(description=_VOXEL)
+    z: Coordinate = Field(description=_VOXEL)
 
 
 def location(req: Req) -> tuple[int, int, int]:
-    """The `x`, `y`, `z` query values: required integers in [-2^31, 2^31) (400 otherwise)."""
-    low, high = COORDINATE_RANGE
-    point = tuple(req.int_arg(axis, low=low, high=high - 1) for axis in "xyz")
-    if None in point:
-        raise errors.BadRequest("x, y and z are required integer query parameters")
-    return point  # type: ignore[return-value]
+    """The point of a route declared with `query=LocationQuery`."""
+    return req.query.x, req.query.y, req.query.z
 
 
 def location_key(point) -> str:
@@ -45,31 +47,7 @@ class LocationStore:
     def __init__(self, root: str, collection: str, target_type: str):
         self.root, self.collection, self.target_type = root, collection, target_type
 
-    def mount(self, app, path: str, noun: str) -> None:
-        """Declare the store's three routes on `app` at `path` (e.g. "/annotations/<name>")."""
-        from common import authz
-        from common.models import Payload
-
-        def handler(verb: str, doc: str, method):
-            def run(req, name):
-                return method(req, name)
-
-            run.__name__, run.__doc__ = f"{verb}_{self.target_type}", doc  # for the OpenAPI
-            return run
-
-        app.post(path, role=authz.on_dataset("write_own"), body=Payload, query=LOCATION_QUERY)(
-            handler("put", f"Store the caller's {noun} at x, y, z, replacing the one there.", self.put)
-        )
-        app.get(path, role=authz.on_dataset("read"))(
-            handler("list", f'The caller\'s {noun}s in the dataset, by "x_y_z".', self.list)
-        )
-        app.delete(path, role=authz.on_dataset("write_own"), query=LOCATION_QUERY)(
-            handler("delete", f"Delete the caller's {noun} at x, y, z (404 when there is none).", self.delete)
-        )
-
     def _coll(self, dataset: str):
-        from common import authz
-
         return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
 
     @staticmethod
@@ -121,3 +99,42 @@ class LocationStore:
             dataset=dataset,
         )
         return {"deleted": key}
+
+
+def location_routes(store: LocationStore, noun: str) -> Router:
+    """The store's three routes at `/<name>` (a dataset), for a function to include at its
+    prefix: `app.include_router(location_routes(store, "annotation"), prefix="/annotations")`."""
+    router = Router()
+    kind = store.target_type
+
+    @router.post(
+        "/<name>",
+        role=authz.on_dataset(authz.WRITE_OWN),
+        body=Payload,
+        query=LocationQuery,
+        summary=f"Store the caller's {noun} at x, y, z, replacing the one there.",
+        operation_id=f"put_{kind}",
+    )
+    def put_at_location(req: Req, name: str) -> dict[str, str]:
+        return store.put(req, name)
+
+    @router.get(
+        "/<name>",
+        role=authz.on_dataset(authz.READ),
+        summary=f'The caller\'s {noun}s in the dataset, by "x_y_z".',
+        operation_id=f"list_{kind}",
+    )
+    def list_at_locations(req: Req, name: str):
+        return store.list(req, name)
+
+    @router.delete(
+        "/<name>",
+        role=authz.on_dataset(authz.WRITE_OWN),
+        query=LocationQuery,
+        summary=f"Delete the caller's {noun} at x, y, z (404 when there is none).",
+        operation_id=f"delete_{kind}",
+    )
+    def delete_at_location(req: Req, name: str) -> dict[str, str]:
+        return store.delete(req, name)
+
+    return router

@@ -6,6 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from common import errors, jsonio
+from common.config import settings
+
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 RESERVED_DATASET_NAMES = frozenset({"all", "v2"})
 ROLE_NAME = r"^[a-z][a-z0-9_:-]{0,63}$"
@@ -36,8 +39,6 @@ BUILTIN_ROLES = ("admin", "clio_read", "clio_general", "clio_write", "dataset_ad
 
 def _known_role(value: str) -> str:
     """A built-in role or one this deployment declares (EXTRA_ROLES): a typo is refused, not stored."""
-    from common.config import settings
-
     known = (*BUILTIN_ROLES, *settings().extra_roles)
     if value not in known:
         raise ValueError(f"unknown role {value!r}; the valid roles are: {', '.join(known)}")
@@ -85,6 +86,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class Query(BaseModel):
+    """A route's query parameters (`@app.get(..., query=SomeQuery)`): typed from the query
+    string's text, documented in the OpenAPI, and any other parameter is refused (400)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Paging(Query):
+    """The query of a paged list (SPEC §1 Lists)."""
+
+    limit: int | None = Field(
+        None, ge=1, le=10_000, description="page size (1-10000); without it the whole list streams"
+    )
+    cursor: str | None = Field(None, description="from the Link header of the previous page")
+
+
 class FreeForm(BaseModel):
     """A body whose named fields are typed and whose other fields are the caller's own."""
 
@@ -99,8 +116,6 @@ MAX_DOCUMENT_BYTES = 1_000_000  # under Firestore's 1 MiB per document, with roo
 
 def check_document_size(record: dict[str, Any], what: str) -> None:
     """413 before a write Firestore would refuse for its size."""
-    from common import errors, jsonio
-
     size = len(jsonio.dumps(record).encode())
     if size > MAX_DOCUMENT_BYTES:
         raise errors.PayloadTooLarge(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.http import App
+if TYPE_CHECKING:  # the app hands itself in; importing http here would make a cycle
+    from common.http import App
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 ERROR_SCHEMA = {
@@ -30,20 +31,34 @@ _ERRORS = {
 }
 
 
+def _query_parameters(model: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """One parameter per field of the route's query model, with its type and whether it is required."""
+    if model is None:
+        return []
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        param = {"name": name, "in": "query", "required": name in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        params.append({**param, "schema": prop})
+    return params
+
+
 def document(app: App) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in app.routes:
         path = _PARAM.sub(r"{\1}", route.path)
-        op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__.lstrip("_")}
+        op: dict[str, Any] = {"summary": route.summary, "operationId": route.name}
         params = [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
             for n in _PARAM.findall(route.path)
         ]
-        params += [
-            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
-            for n, d in route.query.items()
-        ]
+        params += _query_parameters(route.query, schemas)
         if params:
             op["parameters"] = params
         if route.adapter is not None:
@@ -71,7 +86,7 @@ def document(app: App) -> dict[str, Any]:
                     }
                 },
             }
-        ok = {"description": "success"}
+        ok: dict[str, Any] = {"description": "success"}
         if route.status != 204:
             ok["content"] = {"application/json": {"schema": {}}}
         responses: dict[str, Any] = {str(route.status): ok}

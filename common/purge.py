@@ -14,8 +14,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from common import store
+from common import authz, blobs, errors, queue, store
 from common.config import settings
+from common.logs import log
 
 COLLECTION = "dataset_deletions"
 INLINE_BUDGET = 2000  # objects purged per step: in DELETE /datasets, then per background delivery
@@ -24,9 +25,6 @@ INLINE_BUDGET = 2000  # objects purged per step: in DELETE /datasets, then per b
 def continue_later(deletion_id: str) -> bool:
     """Queue the next step of a purge for the background worker (datasets' `purge_work`);
     False when the queue did not take it (the purge then waits for `resume`)."""
-    from common import errors, queue
-    from common.logs import log
-
     try:
         queue.publish(settings().purge_topic, {"deletion": deletion_id})
         return True
@@ -158,8 +156,6 @@ def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
             )
         except FailedPrecondition:
             return deleted, False
-        from common import authz
-
         authz.forget_user(snap.id)
         deleted += 1
     return deleted, True
@@ -169,8 +165,6 @@ def _objects(
     bucket_name: Callable[[], str], prefix: Callable[[dict[str, Any]], str], *, older_only: bool
 ) -> Callable[[dict[str, Any], int], tuple[int, bool]]:
     def purge(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
-        from common import blobs
-
         bucket = blobs.bucket(bucket_name())
         deleted = 0
         for blob in blobs.client().list_blobs(bucket, prefix=prefix(deletion)):

@@ -207,7 +207,7 @@ def _check_imports(tree: ast.Module, allowed: frozenset[str], where: str) -> Non
                 raise CodeError(
                     f"{where}import of {module!r} is not allowed: endpoint code may import the "
                     f"standard library and {allowed_list}",
-                    node.lineno,
+                    getattr(node, "lineno", 0),  # every node that imports has one
                 )
 
 

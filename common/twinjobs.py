@@ -17,7 +17,7 @@ import re
 import uuid
 from typing import Any
 
-from common import errors, store, twinrequests, twinresults, twinrun
+from common import authz, errors, queue, sandbox, store, twinrequests, twinresults, twinrun
 from common.config import settings
 from common.logs import log
 
@@ -83,8 +83,6 @@ def _job(req, fields: dict[str, Any], job_id: str | None = None, status: str = "
 
 
 def _submit(req, fields: dict[str, Any], job_id: str | None = None, on_failure=None) -> dict[str, Any]:
-    from common import queue
-
     job = _job(req, fields, job_id)
     ref = store.collection(JOBS).document(job["id"])
     ref.set(job)
@@ -173,13 +171,11 @@ def _failed_change(error: dict[str, Any], now) -> dict[str, Any]:
 
 def _status_of(error: dict[str, Any]) -> int:
     return {"unavailable": 503, "conflict": 409, "forbidden": 403, "not_found": 404}.get(
-        error.get("error"), 500
+        str(error.get("error")), 500
     )
 
 
 def _work_call(job: dict[str, Any], attempt: int) -> None:
-    from common import authz
-
     try:
         caller = authz.caller_for(job["caller"], "job")
         endpoint, side = twinrun.resolve(caller, job["endpoint"], job["side"])
@@ -200,12 +196,11 @@ def _work_call(job: dict[str, Any], attempt: int) -> None:
 
 
 def _work_run(job: dict[str, Any], attempt: int) -> None:
-    from common import authz
-
     state, doc = twinrequests.start_queued(job["request"], job["id"])
     if state == "busy":
         raise TryAgain(f"request {job['request']} is being run by another delivery")
     if state == "claimed":
+        assert doc is not None  # a claimed run comes with its request
         try:
             requester = authz.caller_for(doc["requester"], "job")
         except errors.ApiError as exc:  # e.g. the account was disabled since
@@ -227,8 +222,6 @@ def _work_run(job: dict[str, Any], attempt: int) -> None:
 
 
 def _refused(exc: errors.ApiError):
-    from common import sandbox
-
     return sandbox.Outcome("error", message=exc.message, error_type=type(exc).__name__)
 
 
@@ -301,7 +294,7 @@ def _settled(job: dict[str, Any]) -> dict[str, Any]:
 def view(job: dict[str, Any], viewer) -> dict[str, Any]:
     """`{"id", "status", "kind", ..., "result"? | "error"?}`; a run job's result and error come
     from its request, as that viewer may see them."""
-    out = {
+    out: dict[str, Any] = {
         k: job.get(k)
         for k in (
             "id",

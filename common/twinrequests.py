@@ -23,8 +23,9 @@ import time
 import uuid
 from typing import Any
 
-from common import audit, errors, store, twinresults, twinrun
+from common import audit, errors, sandbox, store, twincode, twinresults, twinrun
 from common.config import settings
+from common.twinrun import clip
 
 REQUESTS = "twin_requests"
 ID = re.compile(r"[0-9a-f]{32}")
@@ -71,8 +72,6 @@ def get_visible(caller, request_id: str) -> dict[str, Any]:
 def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: float) -> dict[str, Any]:
     """Store a pending request after checking that the caller may see each endpoint and that the
     code is one function taking exactly the endpoints' names (422 otherwise)."""
-    from common import twincode
-
     named = {}
     for param, path in endpoints.items():
         endpoint = twinrun.load(path)
@@ -298,8 +297,6 @@ def _failed(outcome: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
 def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
     """Run the claimed request's code, each endpoint bound as approved, and store the outcome;
     the request as stored."""
-    from common import sandbox
-
     calls: list[str] = []
     services = {}
     for param, path in doc["endpoints"].items():
@@ -333,7 +330,6 @@ def _bound(
 ):
     """One side of an endpoint as the request's code calls it: an ordinary call of the
     requester's, answered as they may see it (an error is an EndpointError in the code)."""
-    from common import sandbox
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if args:
@@ -359,8 +355,6 @@ def _bound(
 
 
 def _gone(path: str):
-    from common import sandbox
-
     def call(*args: Any, **kwargs: Any) -> Any:
         raise sandbox.ServiceError(f"twin endpoint {path!r} no longer exists", 404)
 
@@ -379,8 +373,6 @@ class _NoState:
 def finish(doc: dict[str, Any], outcome, calls: list[str]) -> dict[str, Any]:
     """Store the run's outcome (the result in Cloud Storage when large), if this run still holds
     the claim; the request as stored."""
-    from common.twinrun import clip
-
     ref = store.collection(REQUESTS).document(doc["id"])
     run_id = doc["run"]["id"]
     now = store.now()

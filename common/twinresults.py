@@ -3,9 +3,10 @@ small, in Cloud Storage (TWIN_RESULTS_BUCKET) when larger than a document may ho
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from common import jsonio
+from common import blobs, jsonio
 from common.config import settings
 
 INLINE_LIMIT = 512 << 10  # JSON bytes kept in the document; the rest of it has room for the other fields
@@ -18,8 +19,6 @@ def stored(kind: str, key: str, result: Any) -> dict[str, Any]:
     text = jsonio.dumps(result)
     if len(text.encode()) <= INLINE_LIMIT:
         return {"result_json": text}
-    from common import blobs
-
     name = f"{kind}/{key}.json"
     blobs.bucket(settings().twin_results_bucket).blob(name).upload_from_string(
         text, content_type="application/json"
@@ -29,15 +28,10 @@ def stored(kind: str, key: str, result: Any) -> dict[str, Any]:
 
 def loaded(doc: dict[str, Any]) -> Any:
     """The result a document holds (read back from Cloud Storage when it was written there)."""
-    import json
-
     if "result_json" in doc:
         return json.loads(doc["result_json"])
     if "result_blob" not in doc:
         return doc.get("result")
-
-    from common import blobs
-
     return json.loads(
         blobs.bucket(settings().twin_results_bucket).blob(doc["result_blob"]).download_as_bytes()
     )

@@ -17,9 +17,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import errors, store
+from common import errors, ratelimit, sandbox, store, twincode
 from common.config import settings
+from common.exposure import exposed
 from common.logs import log
+from common.twinstate import FirestoreState
 
 ENDPOINTS = "twins"
 CALLS = "twin_calls"
@@ -73,8 +75,6 @@ class Endpoint:
         return caller.is_admin or bool(self.dataset and caller.can_manage(self.dataset))
 
     def visible_to(self, caller) -> bool:
-        from common.exposure import exposed
-
         if not exposed("twin", self.path):
             return False
         return self.dataset is None or caller.can_read(self.dataset)
@@ -150,8 +150,6 @@ def user_of(caller, endpoint: Endpoint) -> dict[str, Any]:
 
 
 def check_arguments(endpoint: Endpoint, args: dict[str, Any]) -> None:
-    from common import twincode
-
     definition = twincode.Definition(
         name=endpoint.side(_any_side(endpoint))["name"], parameters=endpoint.doc["parameters"]
     )
@@ -169,8 +167,6 @@ def _any_side(endpoint: Endpoint) -> str:
 def admit(endpoint: Endpoint, caller, args: dict[str, Any]) -> None:
     """What a call must pass before it runs (or is queued): 422 for arguments that do not match
     the parameters, 429 past the caller's rate limit (admins are exempt)."""
-    from common import ratelimit
-
     check_arguments(endpoint, args)
     limit = endpoint.doc.get("rate_limit")
     if limit and not caller.is_admin:
@@ -191,8 +187,6 @@ def invoke(
     Raises 422 (arguments) and 429 (rate limit, unless `rate_limited` is off: the call was
     admitted when it was queued, or its owners approved it) before anything runs; otherwise
     answers. `origin` (`job:<id>`, `request:<id>`) goes into the call record."""
-    from common import sandbox
-    from common.twinstate import FirestoreState
 
     if rate_limited:
         admit(endpoint, caller, args)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from common import store
+from common import jsonio, store
 from common.models import check_storable
 
 COLLECTION = "twin_state"
@@ -32,8 +32,6 @@ def _key_id(key: Any) -> str:
 
 def _storable(value: Any) -> Any:
     check_storable(value, "state value")
-    from common import jsonio
-
     if len(jsonio.dumps(value).encode()) > MAX_VALUE_BYTES:
         raise ValueError(f"a state value is at most {MAX_VALUE_BYTES} bytes as JSON")
     return value

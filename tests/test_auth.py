@@ -272,3 +272,35 @@ def test_behind_the_gateway_the_forwarded_token_is_the_credential(api):
         headers={"Authorization": f"Bearer {gateway_token}", "X-Forwarded-Authorization": "Bearer forged"},
     )
     assert_error(r, 401, "unauthenticated")
+
+
+def test_a_key_revoked_on_another_instance_stops_within_the_role_window(api):
+    import dataclasses
+
+    from common import auth, store
+    from common.config import settings
+
+    key = _key(api, "keyholder@example.com")
+    assert api.get("/roles", token=key["key"]).status_code == 200
+    remembered = auth._verified[key["key"]]
+    assert remembered.expires_at <= time.time() + settings().role_cache_seconds  # the window
+    # Revoked on another instance: the record goes, and this instance is not told.
+    store.collection("api_keys").document(key["id"]).delete()
+    assert api.get("/roles", token=key["key"]).status_code == 200  # still within the window here
+    auth._verified[key["key"]] = dataclasses.replace(remembered, expires_at=time.time() - 1)  # it passes
+    assert_error(api.get("/roles", token=key["key"]), 401, "unauthenticated")
+
+
+def test_google_certificates_unreachable_is_503_not_401(api, monkeypatch):
+    from common import config
+    from tools.emulators import free_port
+
+    monkeypatch.setenv("GOOGLE_CERTS_URL", f"http://127.0.0.1:{free_port()}/oauth2/v1/certs")  # nobody there
+    config.settings.cache_clear()
+    try:
+        r = api.get("/roles", token=api.google_token("certless@example.com"))
+        body = assert_error(r, 503, "unavailable")
+        assert "certificates" in body["message"] and r.headers["Retry-After"] == "5"
+    finally:
+        monkeypatch.undo()
+        config.settings.cache_clear()

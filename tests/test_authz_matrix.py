@@ -48,6 +48,7 @@ ROUTES = [
     ("GET", "/users/me/keys", None, EVERYONE, 200, 403),
     ("POST", "/users/reader@example.com/keys", {"name": "k"}, ADMINS, 201, 403),
     ("GET", "/users/reader@example.com/keys", None, ADMINS, 200, 403),
+    ("DELETE", "/users/reader@example.com/keys/READER_KEY", None, ADMINS, 204, 403),
     ("GET", "/datasets", None, EVERYONE, 200, 403),
     ("POST", "/datasets", {"new": {"description": "d"}}, ADMINS, 200, 403),
     ("DELETE", "/datasets", [PUB], ADMINS, 200, 403),
@@ -266,6 +267,13 @@ def _deletion(api) -> str:
     return api.delete("/datasets", user=OWNER, json=["gone"]).get_json()["deletions"][0]["id"]
 
 
+def _reader_key(api) -> str:
+    """The id of an API key of READER's, issued by the owner."""
+    r = api.post(f"/users/{READER}/keys", user=OWNER, json={"name": "k"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()["id"]
+
+
 def _reader_job() -> str:
     """A finished transfer job of READER's, written straight into Firestore."""
     from common import store
@@ -282,6 +290,8 @@ def _reader_job() -> str:
 def test_route_matrix(api, world, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
+    if "READER_KEY" in path:
+        path = path.replace("READER_KEY", _reader_key(api))
     if "DELETION" in path:
         path = path.replace("DELETION", _deletion(api))
     _own_data(email)

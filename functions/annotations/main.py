@@ -7,19 +7,20 @@ v2: typed points, line segments and spheres, written one at a time or up to 10,0
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Discriminator, Field, StringConstraints, Tag, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, StringConstraints, Tag, model_validator
 
-from common import audit, authz, errors, store
+from common import audit, auth, authz, errors, store
 from common.http import App, paged
-from common.locations import LocationStore, user_doc_id
-from common.models import Coordinate, Email, Payload, Strict, normalize_email
+from common.locations import LocationStore, location_routes, user_doc_id
+from common.models import Coordinate, Email, GroupName, Paging, Payload, Query, Strict
 
 app = App(
     "annotations",
     "Annotations: v1 free-form objects at a location, v2 typed points, "
     "line segments and spheres (bulk writes up to 10,000).",
+    authenticate=auth.authenticate,
 )
 
 V2_COLLECTION = "v2_annotations"
@@ -31,7 +32,8 @@ PER_COMMIT = store.MAX_WRITES_PER_COMMIT - 1  # the last write of each commit is
 KIND_PREFIX = {"point": "Pt", "lineseg": "Ln", "sphere": "Sp"}
 POS_LENGTH = {"point": 3, "lineseg": 6, "sphere": 6}
 KEY = re.compile(r"^(Pt-?[0-9]+(_-?[0-9]+){2}|(Ln|Sp)-?[0-9]+(_-?[0-9]+){5})$")
-OPTIONAL_FIELDS = ("prop", "tags", "title", "description")
+OptionalField = Literal["prop", "tags", "title", "description"]
+OPTIONAL_FIELDS: tuple[str, ...] = get_args(OptionalField)
 
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -75,9 +77,8 @@ AnnotationsIn = Annotated[
 
 # -- v1: the seed's POST/GET/DELETE /annotations/{ds}?x=&y=&z= ----------------------------------
 
-LocationStore("annotations", "v1_annotations", "annotation_v1").mount(
-    app, "/annotations/<name>", "annotation"
-)
+V1 = LocationStore("annotations", "v1_annotations", "annotation_v1")
+app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
 # -- v2 -------------------------------------------------------------------------------------
@@ -87,32 +88,52 @@ def _v2(dataset: str):
     return store.collection("annotations").document(authz.data_key(dataset)).collection(V2_COLLECTION)
 
 
-def _flag(req, name: str, default: bool) -> bool:
-    value = req.args.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() not in {"true", "false", "1", "0"}:
-        raise errors.BadRequest(f"query parameter {name!r} must be true or false")
-    return value.lower() in {"true", "1"}
+def _comma_list(value: object) -> object:
+    """`a,b` -> ("a", "b"): how a query parameter carries a list."""
+    return (
+        tuple(sorted({v.strip() for v in value.split(",") if v.strip()})) if isinstance(value, str) else value
+    )
 
 
-def _conditional(req) -> tuple[str, ...]:
-    fields = tuple(f.strip() for f in (req.args.get("conditional") or "").split(",") if f.strip())
-    unknown = sorted(set(fields) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise errors.BadRequest(f"conditional takes {', '.join(OPTIONAL_FIELDS)}; not {', '.join(unknown)}")
-    return fields
+# Lists in a query string: `?groups=a,b`.
+Conditional = Annotated[tuple[OptionalField, ...], BeforeValidator(_comma_list, json_schema_input_type=str)]
+Groups = Annotated[tuple[GroupName, ...], BeforeValidator(_comma_list, json_schema_input_type=str)]
+
+
+class WriteQuery(Query):
+    replace: bool = Field(
+        True, description="true (default) replaces a stored annotation; false merges into it"
+    )
+    move_key: Annotated[str, StringConstraints(pattern=KEY.pattern)] | None = Field(
+        None, description="one annotation only: delete this key after writing the new one"
+    )
+    conditional: Conditional = Field(
+        (), description="comma list of prop, tags, title, description not overwritten when set"
+    )
+
+
+_WHOSE = "whose annotations (default: the caller's; another user's needs write_others)"
+
+
+class WhoseQuery(Query):
+    user: Email | None = Field(None, description=_WHOSE)
+
+
+class ListQuery(Paging):
+    user: Email | None = Field(None, description=_WHOSE)
+    groups: Groups | None = Field(
+        None,
+        description="comma list of groups: their members' annotations (a non-admin: only their own groups)",
+    )
+    kind: Literal["point", "lineseg", "sphere"] | None = None
+    tag: str | None = Field(None, description="only annotations with this tag")
 
 
 def _whose(req, dataset: str) -> str:
     """The `user` query value (the caller by default); another user's data needs write_others."""
-    raw = req.args.get("user")
-    if not raw:
+    email = req.query.user
+    if not email:
         return req.caller.email
-    try:
-        email = normalize_email(raw)
-    except ValueError as exc:
-        raise errors.BadRequest(f"query parameter 'user': {exc}") from None
     if email != req.caller.email and not req.caller.can_write_others(dataset):
         raise errors.Forbidden("another user's annotations need write_others on the dataset")
     return email
@@ -135,22 +156,18 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
 
 @app.post(
     "/annotations/v2/<name>",
-    role=authz.on_dataset("write_own"),
+    role=authz.on_dataset(authz.WRITE_OWN),
     body=AnnotationsIn,
     max_items=MAX_PER_REQUEST,
     max_body=BULK_BODY_LIMIT,
-    query={
-        "replace": "true (default) replaces a stored annotation; false merges into it",
-        "move_key": "one annotation only: delete this key after writing the new one",
-        "conditional": "comma list of prop, tags, title, description not overwritten when set",
-    },
+    query=WriteQuery,
 )
 def write_v2(req, name):
     """Write one annotation or a list of up to 10,000, validated as a whole before any write."""
     single = not isinstance(req.body, list)
     items: list[AnnotationIn] = [req.body] if single else req.body
-    replace, keep, move_key = _flag(req, "replace", True), _conditional(req), req.args.get("move_key")
-    if move_key is not None and (not single or not KEY.fullmatch(move_key)):
+    replace, keep, move_key = req.query.replace, req.query.conditional, req.query.move_key
+    if move_key is not None and not single:
         raise errors.BadRequest("move_key takes the key of one annotation, with a single annotation")
     caller = req.caller
     if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(name):
@@ -248,27 +265,17 @@ def _write_all(
 
 @app.get(
     "/annotations/v2/<name>",
-    role=authz.on_dataset("read"),
-    query={
-        "user": "whose annotations (default: the caller's; another user's needs write_others)",
-        "groups": "comma list of groups: their members' annotations (a non-admin: only their own groups)",
-        "kind": "point, lineseg or sphere",
-        "tag": "only annotations with this tag",
-        "limit": "page size (1-10000); without it the whole list streams",
-        "cursor": "from the Link header of the previous page",
-    },
+    role=authz.on_dataset(authz.READ),
+    query=ListQuery,
 )
 def list_v2(req, name):
     """Annotations of the dataset: the caller's, another user's, or a group's."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    if req.args.get("user") and req.args.get("groups"):
+    if req.query.user and req.query.groups is not None:
         raise errors.BadRequest("give user or groups, not both")
-    users = _group_members(req) if req.args.get("groups") else [_whose(req, name)]
-    kind, tag = req.args.get("kind"), req.args.get("tag")
-    if kind is not None and kind not in KIND_PREFIX:
-        raise errors.BadRequest(f"kind is one of {', '.join(KIND_PREFIX)}")
-    limit = req.int_arg("limit", low=1, high=10_000)
+    users = _group_members(req) if req.query.groups is not None else [_whose(req, name)]
+    kind, tag, limit = req.query.kind, req.query.tag, req.query.limit
     queries = []
     for chunk in store.chunks(sorted(users), store.MAX_IN_VALUES):
         query = _v2(name).where(
@@ -283,12 +290,12 @@ def list_v2(req, name):
         queries.append(query)
     if not queries:
         return []
-    page = store.page_by_id(queries, limit=limit, cursor=req.args.get("cursor"))
+    page = store.page_by_id(queries, limit=limit, cursor=req.query.cursor)
     return paged(req, page, lambda s: s.to_dict(), limit)
 
 
 def _group_members(req) -> list[str]:
-    groups = sorted({g.strip() for g in req.args["groups"].split(",") if g.strip()})
+    groups = list(req.query.groups)
     if not groups:
         raise errors.BadRequest("groups is a comma list of group names")
     outside = sorted(set(groups) - set(req.caller.groups))
@@ -299,9 +306,9 @@ def _group_members(req) -> list[str]:
 
 @app.delete(
     "/annotations/v2/<name>/<key>",
-    role=authz.on_dataset("write_own"),
+    role=authz.on_dataset(authz.WRITE_OWN),
     status=204,
-    query={"user": "whose annotation (default: the caller's; another user's needs write_others)"},
+    query=WhoseQuery,
 )
 def delete_v2(req, name, key):
     """Delete one annotation by key (404 when there is none)."""

@@ -13,12 +13,15 @@ from typing import Annotated, Any
 
 from pydantic import StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, store
+from common import audit, auth, authz, errors, jsonio, store
+from common.exposure import exposed
 from common.http import App, Check, streamed
-from common.locations import LOCATION_QUERY, location, location_key
+from common.locations import LocationQuery, location, location_key
 from common.models import FreeForm, Strict, check_document_size, check_storable
 
-app = App("atlas", "Atlas: marked locations across datasets, verified by curators.")
+app = App(
+    "atlas", "Atlas: marked locations across datasets, verified by curators.", authenticate=auth.authenticate
+)
 
 SERVER_FIELDS = (
     "id",
@@ -93,8 +96,6 @@ def list_all(req):
     """Entries across the datasets the caller may read: the verified ones, the caller's own,
     and every entry of datasets where the caller has write_others."""
     caller = req.caller
-    from common.exposure import exposed
-
     readable = {
         s.id: s.to_dict()
         for s in store.collection("datasets").select(["public", "generation"]).stream()
@@ -121,7 +122,7 @@ def list_all(req):
     )
 
 
-@app.post("/atlas/<name>", role=authz.on_dataset("write_own"), body=AtlasEntryIn, query=LOCATION_QUERY)
+@app.post("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), body=AtlasEntryIn, query=LocationQuery)
 def put_entry(req, name):
     """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
     point = location(req)
@@ -129,9 +130,8 @@ def put_entry(req, name):
     payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
     ref = _entries().document(entry_id(name, req.caller.email, key))
     generation = authz.generation(authz.dataset_record(name))
-    stored: dict[str, Any] = {}
 
-    def write(transaction) -> None:
+    def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         old = snap.to_dict() if snap.exists else None
         verification = {
@@ -162,14 +162,12 @@ def put_entry(req, name):
             before=old,
             after=entry,
         )
-        stored.clear()
-        stored.update({k: v for k, v in entry.items() if k != "generation"})
+        return {k: v for k, v in entry.items() if k != "generation"}
 
-    store.transactional(write)
-    return stored
+    return store.transactional(write)
 
 
-@app.get("/atlas/<name>", role=authz.on_dataset("read"))
+@app.get("/atlas/<name>", role=authz.on_dataset(authz.READ))
 def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
     record = authz.dataset_record(name)
@@ -179,7 +177,7 @@ def list_own(req, name):
     )
 
 
-@app.delete("/atlas/<name>", role=authz.on_dataset("write_own"), query=LOCATION_QUERY)
+@app.delete("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery)
 def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
@@ -206,7 +204,7 @@ def _may_verify(req, params: dict[str, Any]) -> None:
     record = authz.dataset_record(snap.get("dataset"))
     if not _current(snap, record) or not req.caller.can_read(snap.get("dataset"), record):
         raise missing
-    authz.require_dataset(req.caller, snap.get("dataset"), "write_others")
+    authz.require_dataset(req.caller, snap.get("dataset"), authz.WRITE_OTHERS)
 
 
 @app.post(
@@ -219,9 +217,8 @@ def verify(req, entry):
     """Toggle an entry's `verified`, or set it with `{"verified": bool}`; concurrent calls are
     serialized by a transaction, so none is lost."""
     ref = _entries().document(entry)
-    stored: dict[str, Any] = {}
 
-    def flip(transaction) -> None:
+    def flip(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         if not snap.exists:
             raise errors.NotFound(f"no atlas entry {entry!r}")
@@ -239,12 +236,10 @@ def verify(req, entry):
             before={"verified": old},
             after={"verified": new},
         )
-        stored.clear()
-        stored.update({**_view(snap), **change})
+        return {**_view(snap), **change}
 
     # Contention on one entry is retried, never dropped: each attempt re-reads `verified`.
-    store.transactional(flip, attempts=20)
-    return stored
+    return store.transactional(flip, attempts=20)
 
 
 def handle(request):

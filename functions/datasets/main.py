@@ -9,11 +9,17 @@ from typing import Annotated, Any
 import functions_framework
 from pydantic import Field, model_validator
 
-from common import audit, authz, blobs, errors, jsonio, store
+from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
+from common.exposure import exposed
 from common.http import App, paged, streamed
-from common.models import DatasetName, FreeForm, GsLocation, check_storable, is_dataset_name
+from common.logs import log
+from common.models import DatasetName, FreeForm, GsLocation, Paging, check_storable, is_dataset_name
 
-app = App("datasets", "Datasets: metadata, public flag, finalize, audit logs and attachments.")
+app = App(
+    "datasets",
+    "Datasets: metadata, public flag, finalize, audit logs and attachments.",
+    authenticate=auth.authenticate,
+)
 
 MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 ATTACHMENT_LIMIT = 32 << 20
@@ -83,8 +89,6 @@ def _forget(names) -> None:
 @app.get("/datasets", role=authz.AUTHENTICATED)
 def list_datasets(req):
     """Every dataset the caller may read."""
-    from common.exposure import exposed
-
     caller = req.caller
     snaps = store.collection("datasets").stream()
     readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps if exposed("dataset", s.id))
@@ -95,10 +99,9 @@ def list_datasets(req):
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
     datasets = store.collection("datasets")
-    stored: dict[str, dict[str, Any]] = {}
 
-    def write(transaction) -> None:
-        stored.clear()
+    def write(transaction) -> dict[str, dict[str, Any]]:
+        stored: dict[str, dict[str, Any]] = {}
         now, actor = store.now(), req.caller.email
         refs = {name: datasets.document(name) for name in req.body}
         claims = {name: _name_claim(name) for name in req.body}
@@ -144,8 +147,9 @@ def create_datasets(req):
                 after=record,
             )
             stored[name] = _view(name, record)
+        return stored
 
-    store.transactional(write)
+    stored = store.transactional(write)
     _forget(stored)
     return stored
 
@@ -155,14 +159,11 @@ def delete_datasets(req):
     """Delete datasets with everything stored under them and every grant on them (admin); names
     that do not exist are skipped. The data is purged in the background when large: see
     `GET /datasets/_deletions`."""
-    from common import purge
-
     datasets = store.collection("datasets")
-    deletions: dict[str, str] = {}
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
 
-    def delete(transaction) -> None:
-        deletions.clear()
+    def delete(transaction) -> dict[str, str]:
+        deletions: dict[str, str] = {}  # name -> its deletion's id
         for snap in transaction.get_all([datasets.document(n) for n in names]):
             if snap.exists:
                 record = snap.to_dict()
@@ -179,9 +180,9 @@ def delete_datasets(req):
                     generation=record.get("generation"),
                     before=record,
                 )
+        return deletions
 
-    if names:
-        store.transactional(delete)
+    deletions = store.transactional(delete) if names else {}
     _forget(deletions)
     progress = [purge.step(deletion_id) for deletion_id in deletions.values()]
     for deletion in progress:
@@ -201,15 +202,11 @@ def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
 
-    from common import purge
-
     snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
     return streamed(jsonio.stream_array(_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps))
 
 
 def _deletion(deletion_id: str) -> dict[str, Any]:
-    from common import purge
-
     snap = (
         store.collection(purge.COLLECTION).document(deletion_id).get()
         if DELETION_ID.fullmatch(deletion_id)
@@ -229,19 +226,17 @@ def get_deletion(req, deletion_id):
 @app.post("/datasets/_deletions/<deletion_id>/resume", role=authz.ADMIN)
 def resume_deletion(req, deletion_id):
     """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
-    from common import purge
-
     _deletion(deletion_id)
-    return _deletion_view(purge.step(deletion_id))
+    deletion = purge.step(deletion_id)
+    if deletion is None:  # gone since it was read
+        raise errors.NotFound(f"no deletion {deletion_id!r}")
+    return _deletion_view(deletion)
 
 
 @app.get(
     "/datasets/_deletions/<deletion_id>/logs",
     role=authz.ADMIN,
-    query={
-        "limit": "page size (1-10000); without it the whole log streams",
-        "cursor": "from the Link header of the previous page",
-    },
+    query=Paging,
 )
 def deletion_logs(req, deletion_id):
     """The audit entries of a deleted dataset, newest first (admin; kept until their retention ends)."""
@@ -249,10 +244,10 @@ def deletion_logs(req, deletion_id):
     return _log(req, deletion["name"], deletion.get("generation"))
 
 
-@app.get("/datasets/<name>", role=authz.on_dataset("read"))
+@app.get("/datasets/<name>", role=authz.on_dataset(authz.READ))
 def get_dataset(req, name):
     """One dataset (404 when missing or not readable by the caller)."""
-    return _view(name, authz.dataset_record(name))
+    return _view(name, authz.dataset_record(name) or {})  # the role check found it
 
 
 def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
@@ -261,9 +256,8 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     `change(old)` returns the new record (without modified_*) or raises.
     """
     ref = store.collection("datasets").document(name)
-    result: dict[str, Any] = {}
 
-    def write(transaction) -> None:
+    def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         if not snap.exists:
             raise errors.NotFound(f"dataset {name!r} not found")
@@ -271,14 +265,14 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         record = {**change(old), "modified_at": store.now(), "modified_by": req.caller.email}
         transaction.set(ref, record)
         audit.record(transaction, req, action, "dataset", name, dataset=name, before=old, after=record)
-        result.update(_view(name, record))
+        return _view(name, record)
 
-    store.transactional(write)
+    result = store.transactional(write)
     authz.forget_dataset(name)
     return result
 
 
-@app.put("/datasets/<name>", role=authz.on_dataset("manage"), body=DatasetUpdate)
+@app.put("/datasets/<name>", role=authz.on_dataset(authz.MANAGE), body=DatasetUpdate)
 def update_dataset(req, name):
     """Merge metadata into a dataset. After finalize only description and tags may change."""
     extra = req.body.model_extra or {}
@@ -297,7 +291,7 @@ def update_dataset(req, name):
     return _change_dataset(req, name, "dataset_update", merge)
 
 
-@app.post("/datasets/<name>/finalize", role=authz.on_dataset("manage"))
+@app.post("/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE))
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
 
@@ -311,11 +305,8 @@ def finalize_dataset(req, name):
 
 @app.get(
     "/datasets/<name>/logs",
-    role=authz.on_dataset("manage"),
-    query={
-        "limit": "page size (1-10000); without it the whole log streams",
-        "cursor": "from the Link header of the previous page",
-    },
+    role=authz.on_dataset(authz.MANAGE),
+    query=Paging,
 )
 def dataset_logs(req, name):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
@@ -327,7 +318,7 @@ def _log(req, name: str, generation: str | None):
     from google.cloud.firestore import Query
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    limit = req.int_arg("limit", low=1, high=10_000)
+    limit = req.query.limit
     entries = store.collection(audit.COLLECTION)
     # Entries of datasets made before generations have none: theirs is the name alone.
     query = (
@@ -336,7 +327,7 @@ def _log(req, name: str, generation: str | None):
         else entries.where(filter=FieldFilter("dataset", "==", name))
     )
     query = query.order_by("at", direction=Query.DESCENDING)
-    page = store.page(query, entries, limit=limit, cursor=req.args.get("cursor"))
+    page = store.page(query, entries, limit=limit, cursor=req.query.cursor)
     return paged(
         req,
         page,
@@ -359,7 +350,7 @@ def _attachment_name(value: str) -> str:
 
 @app.post(
     "/datasets/<name>/attachments",
-    role=authz.on_dataset("manage"),
+    role=authz.on_dataset(authz.MANAGE),
     status=201,
     multipart=True,
     max_body=ATTACHMENT_LIMIT + (64 << 10),
@@ -385,7 +376,7 @@ def upload_attachment(req, name):
     return {"name": filename, "size": size}
 
 
-@app.get("/datasets/<name>/attachments", role=authz.on_dataset("read"))
+@app.get("/datasets/<name>/attachments", role=authz.on_dataset(authz.READ))
 def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
@@ -396,7 +387,7 @@ def list_attachments(req, name):
     ]
 
 
-@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset("manage"), status=204)
+@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204)
 def delete_attachment(req, name, file):
     """Delete an attachment (204 also when it does not exist)."""
     from google.api_core.exceptions import NotFound
@@ -417,9 +408,6 @@ def handle(request):
 def purge_work(cloud_event):
     """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
-    from common import purge, queue
-    from common.logs import log
-
     try:
         message, _ = queue.payload_of(cloud_event)
         deletion_id = str(message["deletion"])

@@ -1,9 +1,9 @@
 """roles: what the caller may do (SPEC §3 roles). Other applications authorize with it."""
 
-from common import authz
+from common import auth, authz
 from common.http import App
 
-app = App("roles", "The caller's global and per-dataset roles.")
+app = App("roles", "The caller's global and per-dataset roles.", authenticate=auth.authenticate)
 
 
 @app.get("/roles", role=authz.AUTHENTICATED)

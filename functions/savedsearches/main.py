@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from common import auth
 from common.http import App
-from common.locations import LocationStore
+from common.locations import LocationStore, location_routes
 
-app = App("savedsearches", "Saved searches: one free-form object per user, dataset and location.")
-LocationStore("savedsearches", "searches", "saved_search").mount(app, "/savedsearches/<name>", "saved search")
+app = App(
+    "savedsearches",
+    "Saved searches: one free-form object per user, dataset and location.",
+    authenticate=auth.authenticate,
+)
+SEARCHES = LocationStore("savedsearches", "searches", "saved_search")
+app.include_router(location_routes(SEARCHES, "saved search"), prefix="/savedsearches")
 
 
 def handle(request):

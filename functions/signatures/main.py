@@ -10,11 +10,15 @@ import itertools
 import threading
 from typing import Any
 
-from common import authz, errors, sigindex
+from common import auth, authz, blobs, errors, sigindex
 from common.http import App
-from common.locations import LOCATION_QUERY, location
+from common.locations import LocationQuery, location
 
-app = App("signatures", "Image signatures: the signature at a point, and similar points.")
+app = App(
+    "signatures",
+    "Image signatures: the signature at a point, and similar points.",
+    authenticate=auth.authenticate,
+)
 
 NEAR = 100  # voxels: how far atlocation looks, and the suppression radius of likelocation
 MAX_DISTANCE = 8  # Hamming distance of a match: < 8
@@ -36,8 +40,6 @@ def _executor():
 
 def _read(path: str) -> bytes | None:
     from google.api_core.exceptions import NotFound
-
-    from common import blobs
 
     try:
         return blobs.bucket(app.settings.sig_bucket).blob(path).download_as_bytes()
@@ -73,7 +75,7 @@ def _info(dataset: str) -> dict[str, Any]:
 def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
     """Signatures are stored under the dataset's name: those built before the dataset was created
     belong to a deleted dataset of the same name, never to this one."""
-    if not authz.generation(record):
+    if record is None or not authz.generation(record):
         return True  # a dataset made before generations: its signatures carry no build time
     built_at = info.get("built_at")
     if not isinstance(built_at, str):
@@ -86,7 +88,7 @@ def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
         return False
 
 
-def _blocks_near(point: tuple[int, int, int], block_size: int) -> list[tuple[int, int, int]]:
+def _blocks_near(point: tuple[int, int, int], block_size: int) -> list[tuple[int, ...]]:
     """Every block the ball of radius NEAR around `point` touches (not just the point's own)."""
     ranges = [range(max(0, c - NEAR) // block_size, max(0, c + NEAR) // block_size + 1) for c in point]
     touched = []
@@ -110,7 +112,9 @@ def nearest(dataset: str, point: tuple[int, int, int]):
 
     info = _info(dataset)
     blocks = _blocks_near(point, info["block_size"])
-    records = np.concatenate(_read_all([sigindex.block_path(dataset, *b) for b in blocks])) if blocks else []
+    records: Any = (
+        np.concatenate(_read_all([sigindex.block_path(dataset, *b) for b in blocks])) if blocks else []
+    )
     if not len(records):
         return None
     d2 = _squared_distances(records, point)
@@ -125,7 +129,7 @@ def _record_view(record) -> tuple[list[int], int]:
     return [int(record["x"]), int(record["y"]), int(record["z"])], int(record["signature"])
 
 
-@app.get("/signatures/atlocation/<name>", role=authz.on_dataset("read"), query=LOCATION_QUERY)
+@app.get("/signatures/atlocation/<name>", role=authz.on_dataset(authz.READ), query=LocationQuery)
 def at_location(req, name):
     """The signature of the stored point nearest to x, y, z (within 100 voxels)."""
     record = nearest(name, location(req))
@@ -174,7 +178,7 @@ def suppress(point: tuple[int, int, int], found, dist) -> list[dict[str, Any]]:
     return matches
 
 
-@app.get("/signatures/likelocation/<name>", role=authz.on_dataset("read"), query=LOCATION_QUERY)
+@app.get("/signatures/likelocation/<name>", role=authz.on_dataset(authz.READ), query=LocationQuery)
 def like_location(req, name):
     """Points whose signature is within Hamming distance 8 of the one at x, y, z, best first."""
     point = location(req)

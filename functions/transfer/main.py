@@ -24,11 +24,15 @@ from urllib.parse import quote
 import functions_framework
 from pydantic import Field, StringConstraints
 
-from common import authz, errors, logs, queue, store
+from common import auth, authz, blobs, errors, jsonio, logs, queue, store
 from common.http import App, paged
-from common.models import Coordinate, DatasetName, Strict, is_gs_location
+from common.models import Coordinate, DatasetName, Paging, Strict, is_gs_location
 
-app = App("transfer", "Transfer: a 256-voxel cube through a model, as a neuroglancer volume.")
+app = App(
+    "transfer",
+    "Transfer: a 256-voxel cube through a model, as a neuroglancer volume.",
+    authenticate=auth.authenticate,
+)
 
 CUBE, PART, CHUNK = 256, 128, 64
 RESOLUTION = [8, 8, 8]
@@ -113,10 +117,8 @@ def _split_gs(url: str) -> tuple[str, str]:
 def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
-    from common import blobs, jsonio
-
     body: TransferIn = req.body
-    dataset = authz.require_dataset(req.caller, body.dataset, "read")
+    dataset = authz.require_dataset(req.caller, body.dataset, authz.READ)
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
     if not is_gs_location(dataset["location"]):
@@ -197,21 +199,18 @@ def _served(snap) -> bool:
 @app.get(
     "/transfer",
     role=authz.AUTHENTICATED,
-    query={
-        "limit": "page size (1-10000); without it the whole list streams",
-        "cursor": "from the Link header of the previous page",
-    },
+    query=Paging,
 )
 def list_jobs(req):
     """The caller's transfer jobs (an admin's: everyone's), newest first, without their parts."""
     from google.cloud.firestore import Query
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    limit = req.int_arg("limit", low=1, high=10_000)
+    limit = req.query.limit
     jobs = store.collection(JOBS)
     query = jobs if req.caller.is_admin else jobs.where(filter=FieldFilter("user", "==", req.caller.email))
     query = query.order_by("created_at", direction=Query.DESCENDING)
-    page = store.page(query, jobs, limit=limit, cursor=req.args.get("cursor"))
+    page = store.page(query, jobs, limit=limit, cursor=req.query.cursor)
     return paged(req, page, _job_view, limit, keep=_served)
 
 

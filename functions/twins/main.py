@@ -19,11 +19,30 @@ from typing import Annotated, Any, Literal
 import functions_framework
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from common import audit, authz, errors, jsonio, sandbox, store, twinjobs, twinrequests, twinrun
+from common import (
+    audit,
+    auth,
+    authz,
+    errors,
+    jsonio,
+    queue,
+    sandbox,
+    store,
+    twincode,
+    twinjobs,
+    twinrequests,
+    twinrun,
+)
 from common.http import App, Check, json_response, paged, streamed
-from common.models import DatasetName, Payload, Strict
+from common.logs import log
+from common.models import DatasetName, Paging, Payload, Query, Strict
+from common.twinstate import FirestoreState, delete_generation
 
-app = App("twins", "Twin endpoints: mock and private sides of an API bridge to private data.")
+app = App(
+    "twins",
+    "Twin endpoints: mock and private sides of an API bridge to private data.",
+    authenticate=auth.authenticate,
+)
 sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
 
 SIDES = ("mock", "private", "public")
@@ -155,8 +174,6 @@ JOB_VISIBLE = Check("the job's caller, or admin or manage on what it ran", _see_
 
 def _analysed(side: SideIn, name: str):
     """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
-    from common import twincode
-
     try:
         return twincode.analyse(side.code, list(side.helpers), twincode.allowed_modules_for_endpoints())
     except twincode.CodeError as exc:
@@ -174,8 +191,6 @@ def _analysed(side: SideIn, name: str):
 
 
 def _same_parameters(mock, private) -> None:
-    from common import twincode
-
     if not twincode.same_parameters(mock, private):
         raise errors.ValidationFailed(
             "mock and private must declare the same parameters",
@@ -241,8 +256,6 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
         side = doc["sides"][shown]
         out[shown] = {"code": side["code"], "helpers": side.get("helpers", [])}
     if full:
-        from common.twinstate import FirestoreState
-
         out["sides"] = {
             name: {
                 "code": side["code"],
@@ -270,6 +283,7 @@ def create(req):
         definition = _analysed(body.public, "public")
         sides = {"public": _stored_side(body.public, definition)}
     else:
+        assert body.mock is not None and body.private is not None  # EndpointIn's validator: both sides
         definition, private = _analysed(body.mock, "mock"), _analysed(body.private, "private")
         _same_parameters(definition, private)
         sides = {"mock": _stored_side(body.mock, definition), "private": _stored_side(body.private, private)}
@@ -329,8 +343,6 @@ def update(req, path):
         for name, side in new_sides.items():
             doc["sides"][name] = _stored_side(side, analysed[name])
         if doc["kind"] == "twin" and new_sides:
-            from common import twincode
-
             mine = {
                 name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
                 for name in ("mock", "private")
@@ -367,8 +379,6 @@ def update(req, path):
 
     store.transactional(write)
     twinrun.forget(path)
-    from common.twinstate import delete_generation
-
     for name in new_sides:
         delete_generation(result["old"]["sides"][name]["generation"])
     return view(twinrun.Endpoint(path, result["new"]))
@@ -392,8 +402,6 @@ def remove(req, path):
         before=lambda snap: _summary(snap.to_dict()),
     )
     twinrun.forget(path)
-    from common.twinstate import delete_generation
-
     for side in endpoint.doc["sides"].values():
         delete_generation(side["generation"])
     return None
@@ -407,27 +415,30 @@ def list_endpoints(req):
     return streamed(jsonio.stream_array(view(e) for e in endpoints if e.visible_to(req.caller)))
 
 
-@app.get("/twins/<path>", role=VISIBLE, query={"full": "true: settings, private source and state (admins)"})
+class EndpointQuery(Query):
+    full: bool = Field(False, description="true: settings, private source and state (admins)")
+
+
+@app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery)
 def get_endpoint(req, path, endpoint, side):
     """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
-    full = req.args.get("full", "false")
-    if full not in ("true", "false", "1", "0"):
-        raise errors.BadRequest("full is true or false")
-    if full in ("true", "1"):
+    if req.query.full:
         if not req.caller.is_admin:
             raise errors.Forbidden("full=true needs the admin role")
         return view(endpoint, full=True)
     return view(endpoint)
 
 
-ASYNC = {"async": "1: answer 202 at once and carry the work out as a job (Location: /twins/jobs/{id})"}
+class ASYNC(Query):
+    run_async: bool = Field(
+        False,
+        alias="async",
+        description="1: answer 202 at once and carry the work out as a job (Location: /twins/jobs/{id})",
+    )
 
 
 def _async(req) -> bool:
-    value = req.args.get("async", "0")
-    if value not in ("0", "1", "true", "false"):
-        raise errors.BadRequest("async is 1 or 0")
-    return value in ("1", "true")
+    return req.query.run_async
 
 
 def _call(req, endpoint, side, asked_side: str | None):
@@ -463,7 +474,7 @@ def call_private(req, path, endpoint, side):
     return _call(req, endpoint, side, "private")
 
 
-@app.get("/twins/<path>/calls", role=OWNERS, query={"limit": "1-10000", "cursor": "from a Link header"})
+@app.get("/twins/<path>/calls", role=OWNERS, query=Paging)
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners)."""
     twinrun.flush_records()  # this instance's latest calls are in the list
@@ -474,8 +485,8 @@ def list_calls(req, path, endpoint, side):
     query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
         "at", direction=firestore.Query.DESCENDING
     )
-    limit = req.int_arg("limit", low=1, high=10_000)
-    page = store.page(query, coll, limit=limit, cursor=req.args.get("cursor"))
+    limit = req.query.limit
+    page = store.page(query, coll, limit=limit, cursor=req.query.cursor)
     return paged(req, page, lambda snap: snap.to_dict(), limit)
 
 
@@ -516,24 +527,18 @@ def submit_request(req):
     return twinrequests.view(doc, req.caller)
 
 
+class RequestsQuery(Query):
+    status: Literal["pending", "approved", "denied", "queued", "running", "done", "failed"] | None = None
+
+
 @app.get(
     "/twins/requests",
     role=authz.AUTHENTICATED,
-    query={"status": "pending, approved, denied, queued, running, done or failed"},
+    query=RequestsQuery,
 )
 def list_requests(req):
     """The caller's requests, and those naming an endpoint the caller owns (admins: all), newest first."""
-    wanted = req.args.get("status")
-    if wanted is not None and wanted not in (
-        "pending",
-        "approved",
-        "denied",
-        "queued",
-        "running",
-        "done",
-        "failed",
-    ):
-        raise errors.BadRequest("status is one of pending, approved, denied, queued, running, done, failed")
+    wanted = req.query.status
     return [twinrequests.view(doc, req.caller) for doc in twinrequests.listed(req.caller, wanted)]
 
 
@@ -585,9 +590,6 @@ def get_job(req, job_id, job):
 def job_work(cloud_event):
     """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
     finished (a redelivered message never completes the work twice)."""
-    from common import queue
-    from common.logs import log
-
     try:
         message, _ = queue.payload_of(cloud_event)
         job_id = str(message["job"])

@@ -6,11 +6,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from common import apikeys, audit, authz, errors, jsonio, store
+from common import apikeys, audit, auth, authz, errors, jsonio, store
 from common.http import App, streamed
 from common.models import DatasetName, Email, GroupName, RoleName, Strict, normalize_email
 
-app = App("users", "User records, their global and per-dataset roles, and API keys.")
+app = App(
+    "users", "User records, their global and per-dataset roles, and API keys.", authenticate=auth.authenticate
+)
 
 MAX_USERS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 USER_FIELDS = ("name", "global_roles", "datasets", "groups", "disabled")
@@ -51,6 +53,11 @@ def _email(value: str) -> str:
         raise errors.ValidationFailed(f"{value!r} is not a valid email") from None
 
 
+def _revoke(req, email: str, key_id: str) -> None:
+    apikeys.revoke(req, email, key_id)
+    auth.forget(apikeys.token_prefix(key_id))  # at once here; other instances within the role window
+
+
 @app.get("/users", role=authz.ADMIN)
 def list_users(req):
     """Every user record."""
@@ -62,10 +69,9 @@ def list_users(req):
 def update_users(req):
     """Create or update users: a field present replaces that field, a field absent is kept."""
     users = store.collection("users")
-    stored: dict[str, dict[str, Any]] = {}
 
-    def write(transaction) -> None:
-        stored.clear()
+    def write(transaction) -> dict[str, dict[str, Any]]:
+        stored: dict[str, dict[str, Any]] = {}
         refs = {email: users.document(email) for email in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
         granted = {
@@ -104,8 +110,9 @@ def update_users(req):
                 after=user_view(new),
             )
             stored[email] = user_view(new)
+        return stored
 
-    store.transactional(write)
+    stored = store.transactional(write)
     for email in stored:
         authz.forget_user(email)
     return stored
@@ -115,10 +122,9 @@ def update_users(req):
 def delete_users(req):
     """Delete users (their roles go with them); emails that have no record are skipped."""
     users = store.collection("users")
-    deleted: list[str] = []
 
-    def delete(transaction) -> None:
-        deleted.clear()
+    def delete(transaction) -> list[str]:
+        deleted: list[str] = []
         snaps = transaction.get_all([users.document(email) for email in dict.fromkeys(req.body)])
         for snap in snaps:
             if snap.exists:
@@ -127,8 +133,9 @@ def delete_users(req):
                     transaction, req, "user_delete", "user", snap.id, before=user_view(snap.to_dict())
                 )
                 deleted.append(snap.id)
+        return deleted
 
-    store.transactional(delete)
+    deleted = store.transactional(delete)
     for email in deleted:
         authz.forget_user(email)
     return {"deleted": sorted(deleted)}
@@ -155,7 +162,7 @@ def list_my_keys(req):
 @app.delete("/users/me/keys/<key_id>", role=authz.AUTHENTICATED, status=204)
 def delete_my_key(req, key_id):
     """Revoke one of the caller's API keys."""
-    apikeys.revoke(req, req.caller.email, key_id)
+    _revoke(req, req.caller.email, key_id)
 
 
 @app.post("/users/<email>/keys", role=authz.ADMIN, body=KeyCreate, status=201)
@@ -173,7 +180,7 @@ def list_user_keys(req, email):
 @app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204)
 def delete_user_key(req, email, key_id):
     """Revoke a user's API key (admin)."""
-    apikeys.revoke(req, _email(email), key_id)
+    _revoke(req, _email(email), key_id)
 
 
 def handle(request):
