@@ -1,5 +1,7 @@
 """Results of twin jobs and request runs, kept where they fit: in their Firestore document when
-small, in Cloud Storage (TWIN_RESULTS_BUCKET) when larger than a document may hold (1 MiB)."""
+small, in Cloud Storage (TWIN_RESULTS_BUCKET) when larger than a document may hold (1 MiB).
+In the document a result is JSON text: Firestore cannot hold every JSON value (an array in an
+array, for one, which query results are full of)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ INLINE_LIMIT = 512 << 10  # JSON bytes kept in the document; the rest of it has 
 
 def stored(kind: str, key: str, result: Any) -> dict[str, Any]:
     """The fields that hold `result` in its document: `{"result_json": text}`, or
-    `{"result_blob": name}` after writing it to Cloud Storage. Kept as JSON text, not as a
-    Firestore value: Firestore refuses arrays inside arrays (rows of a table, say)."""
+    `{"result_blob": name}` after writing it to Cloud Storage."""
     text = jsonio.dumps(result)
     if len(text.encode()) <= INLINE_LIMIT:
         return {"result_json": text}

@@ -82,21 +82,6 @@ def servers(test_env, workdir):
             p.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def gateway(test_env, workdir):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = _start(
-        [sys.executable, "-m", "tools.gateway", "--port", str(port)],
-        _env(test_env),
-        f"{base}/roles/_health",
-        os.path.join(workdir, "gateway.log"),
-    )
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
-
-
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
