@@ -9,11 +9,14 @@ CHECKOV := .venv-checkov
 
 .PHONY: venv dev test lint types token bench package clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The first install takes minutes: pip shows each package as it goes (no --quiet there).
+$(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
+	@echo "Installing the Python packages into $(VENV) (the first time takes a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt
 	touch $@
+	@echo "$(VENV) is ready."
 
 venv: $(VENV)/.installed
 
@@ -26,8 +29,11 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
+# The server's suite (with the coverage floor), then the Python client's (client/tests: its own
+# session on the same stack).
 test: venv $(CHECKOV)/.installed lint types
 	$(BIN)/python -m pytest -q tests --cov --cov-report=term
+	$(BIN)/python -m pytest -q client/tests
 
 # Types: mypy on common/ and functions/ (configuration in pyproject.toml).
 types: venv

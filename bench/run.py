@@ -7,7 +7,7 @@
 3. auth + authz per request with warm caches, in-process (Google ID token, API key, dev token).
 
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
-.bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py.
+.bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py and bench/twinjobs.py.
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ GOALS = {
     "signatures": "likelocation p50 < 50 ms on 1,000,000 records; brute force over all records for comparison",
     "transfer": "POST /transfer answers well under a second, whatever the parts take; done soon after the slowest part",
     "twins": "warm mock call over HTTP < 5 ms p50 over the same function in-process; cold start to the first call vs hello",
+    "twinjobs": "an async trivial twin call: 202 -> done through the Pub/Sub emulator (p50), against the same call made synchronously",
 }
 
 
@@ -209,6 +210,10 @@ def main() -> None:
                 from bench import twins
 
                 results = twins.run(env, {"Authorization": f"Bearer {token}"})
+            elif name == "twinjobs":
+                from bench import twinjobs
+
+                results = twinjobs.run(env, {"Authorization": f"Bearer {token}"}, emulators)
             else:
                 from bench import signatures
 

@@ -7,6 +7,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from common import version
+
 # The gcloud CLI's OAuth client: `gcloud auth print-identity-token` mints tokens for this audience.
 GCLOUD_CLI_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -81,7 +83,7 @@ def load() -> Settings:
         storage_emulator=env.get("STORAGE_EMULATOR_HOST", ""),
         attachments_bucket=env.get("ATTACHMENTS_BUCKET", "gatehouse-attachments"),
         signer_key_file=env.get("SIGNER_KEY_FILE", ""),
-        version=env.get("GATEHOUSE_VERSION", "dev"),
+        version=version.reported(env.get("GATEHOUSE_VERSION", "").strip()),
         role_cache_seconds=min(float(env.get("ROLE_CACHE_SECONDS", "30")), 30.0),
         audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", "400")),
         sig_bucket=env.get("SIG_BUCKET", "gatehouse-signatures"),

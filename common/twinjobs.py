@@ -13,11 +13,12 @@ run is single use: it is never started twice (common/twinrequests.py).
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import uuid
 from typing import Any
 
-from common import authz, errors, queue, sandbox, store, twinrequests, twinresults, twinrun
+from common import authz, errors, jsonio, queue, sandbox, store, twinrequests, twinresults, twinrun
 from common.config import settings
 from common.logs import log
 
@@ -44,7 +45,7 @@ def submit_call(req, endpoint: twinrun.Endpoint, side: str | None, args: dict[st
             "endpoint": endpoint.path,
             "dataset": endpoint.dataset,
             "side": side,
-            "args": args,
+            "args_json": jsonio.dumps(args),  # as text: Firestore holds no array in an array
             "timeout_s": float(endpoint.doc["timeout_s"]),
         },
     )
@@ -183,7 +184,7 @@ def _work_call(job: dict[str, Any], attempt: int) -> None:
             endpoint,
             side,
             caller,
-            job["args"],
+            json.loads(job["args_json"]),
             job["request_id"],
             origin=f"job:{job['id']}",
             rate_limited=False,

@@ -16,6 +16,7 @@ import zipfile
 import pytest
 import requests
 
+from common.version import VERSION
 from tests.conftest import ROOT
 from tests.test_e2e import _start
 from tools import check_cloudbuild, check_terraform, package
@@ -73,7 +74,7 @@ def test_archive_serves_health_alone(archives, function, tmp_path):
     )
     try:
         r = requests.get(f"http://127.0.0.1:{port}/_health", timeout=5)
-        assert r.json() == {"status": "ok", "function": function, "version": "archive"}
+        assert r.json() == {"status": "ok", "function": function, "version": f"{VERSION}+archive"}
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+from common.version import VERSION
 from tests.conftest import BUCKETS, OWNER, ROOT
 from tests.utils import load_function
 from tools import build_signatures, dev
@@ -103,7 +104,7 @@ def bearer(token):
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_health_over_http(servers, function):
     r = requests.get(f"{servers[function]}/_health", timeout=5)
-    assert r.json() == {"status": "ok", "function": function, "version": "test"}
+    assert r.json() == {"status": "ok", "function": function, "version": f"{VERSION}+test"}
     assert r.headers["X-Request-Id"]
 
 

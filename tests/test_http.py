@@ -2,6 +2,7 @@
 
 import pytest
 
+from common.version import VERSION
 from tests.conftest import ORIGIN, OWNER
 from tests.utils import assert_error
 from tools.gateway import function_names
@@ -13,7 +14,7 @@ FUNCTIONS = function_names()  # every functions/<name>/main.py
 def test_health_needs_no_token(api, function):
     r = api.get(f"/{function}/_health")
     assert r.status_code == 200
-    assert r.get_json() == {"status": "ok", "function": function, "version": "test"}
+    assert r.get_json() == {"status": "ok", "function": function, "version": f"{VERSION}+test"}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

@@ -341,7 +341,13 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
         """A job a worker claimed and then died on: its lease has run out."""
         job = twinjobs._job(
             type("Req", (), {"caller": type("C", (), {"email": MANAGER})(), "id": "req"})(),
-            {"kind": "call", "endpoint": "lab.count", "side": "private", "args": {"n": 1}, "timeout_s": 1.0},
+            {
+                "kind": "call",
+                "endpoint": "lab.count",
+                "side": "private",
+                "args_json": '{"n": 1}',
+                "timeout_s": 1.0,
+            },
         )
         past = store.now() - datetime.timedelta(minutes=5)
         job.update(status="running", attempts=attempts, started_at=past, lease_until=past)
@@ -404,3 +410,19 @@ def test_an_async_run_whose_code_leaks_is_masked_in_the_job(api, world):
     reference = owner_job["error"]["message"].rsplit(" ", 1)[1]
     calls = api.get("/twins/lab.leaky/calls", user=MANAGER).get_json()
     assert SECRET in [c for c in calls if c["id"] == reference][0]["message"]
+
+
+def test_results_and_arguments_firestore_cannot_hold_natively_are_kept_intact(api, world):
+    """Rows of a query are arrays in an array, which a Firestore document cannot hold."""
+    code = "def rows(context, table: list = []):\n    return {'rows': table, 'nested': [[1, [2, [3]]]]}\n"
+    assert api.post("/twins", user=OWNER, json=_twin("lab.rows", code)).status_code == 201
+    table = [[1, "a"], [2, "b"]]
+    r = api.post("/twins/lab.rows/mock?async=1", user=READER, json={"table": table})
+    job, _ = wait_job(api, r.headers["Location"])
+    assert job["status"] == "done" and job["result"] == {"rows": table, "nested": [[1, [2, [3]]]]}
+    request = submit(api, "def use(rows):\n    return rows(table=[[1, 2], [3]])\n", {"rows": "lab.rows"})
+    approve(api, request["id"])
+    assert api.post(f"/twins/requests/{request['id']}/run", user=READER).get_json()["result"]["rows"] == [
+        [1, 2],
+        [3],
+    ]

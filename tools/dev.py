@@ -183,7 +183,8 @@ from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, ad
 POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
 sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
 Twin endpoints warehouse.schema (public) and warehouse.query (on manc; its private side reads
-cells.csv from the S3 server) from examples/warehouse.
+cells.csv from the S3 server) from examples/warehouse; `?async=1` calls and request runs go to
+Pub/Sub topic {workers.WORKERS[2].topic}, carried out by the twins worker at {running[2].url}.
 
   export BASE={base}
   export TOKEN={token}
@@ -191,6 +192,9 @@ cells.csv from the S3 server) from examples/warehouse.
   curl -H "Authorization: Bearer $TOKEN" $BASE/datasets
   curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
+
+In Python (the client in client/, installed in .venv; see README "Python"):
+  GATEHOUSE_TOKEN=$TOKEN .venv/bin/python -c 'from gatehouse import Gatehouse; print(Gatehouse("{base}").datasets.list())'
 
 Ctrl-C stops everything.
 """,

@@ -1,0 +1,51 @@
+"""The client's tests run against the real local stack: the test session's emulators (the
+fixtures of tests/conftest.py) and every function served over HTTP by functions-framework behind
+the local gateway (tools/gateway.py), as `make dev` serves them. Nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from tests.conftest import *  # noqa: E402, F403 (the emulators, keys, workers and clean state)
+from tests.conftest import OWNER  # noqa: E402
+from tests.test_e2e import gateway  # noqa: E402, F401
+
+RESEARCHER = "researcher@example.com"
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_credentials(monkeypatch, tmp_path):
+    """No credentials of the machine's leak in: no saved keys, no gcloud, no metadata server."""
+    for name in (
+        "GATEHOUSE_TOKEN",
+        "GATEHOUSE_API_KEY",
+        "GATEHOUSE_AUDIENCE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GATEHOUSE_KEY_FILE", str(tmp_path / "keys.json"))
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")  # refused at once
+    monkeypatch.setenv("GATEHOUSE_GCLOUD", "")  # never this machine's gcloud
+
+
+@pytest.fixture
+def connect(gateway, api):  # noqa: F811 (the fixture imported above)
+    """connect(email) -> a Gatehouse client of the local stack with that user's dev token."""
+    from gatehouse import Gatehouse
+
+    def make(email: str = OWNER, **kw):
+        return Gatehouse(gateway, token=api.token(email), progress=False, **kw)
+
+    return make
+
+
+@pytest.fixture
+def gh(connect):
+    """The owner's client (admin)."""
+    return connect()

@@ -1,0 +1,40 @@
+"""One version: common/version.py is the source; CHANGELOG.md's latest release, `_health`, the
+OpenAPI documents and the Python client (client/) all name it."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from common.version import VERSION, reported
+from tests.conftest import ROOT
+
+
+def test_the_changelog_names_the_version_as_its_latest_release():
+    with open(os.path.join(ROOT, "CHANGELOG.md")) as f:
+        releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", f.read(), re.M)
+    assert releases and releases[0] == VERSION
+
+
+def test_the_client_is_released_with_the_same_number():
+    with open(os.path.join(ROOT, "client", "gatehouse", "_version.py")) as f:
+        assert re.search(r'^__version__ = "(.+)"$', f.read(), re.M).group(1) == VERSION
+
+
+def test_health_and_openapi_report_it_with_the_build_label(api):
+    assert re.fullmatch(r"\d+\.\d+\.\d+", VERSION)
+    assert api.get("/roles/_health").get_json()["version"] == f"{VERSION}+test"
+    assert api.get("/roles/_openapi.json").get_json()["info"]["version"] == f"{VERSION}+test"
+
+
+def test_build_labels_are_semver_build_metadata():
+    assert reported("") == VERSION
+    assert reported("b7f3-41") == f"{VERSION}+b7f3-41"
+    assert reported("feature/x y") == f"{VERSION}+feature-x-y"
+
+
+def test_the_readme_names_the_licence():
+    with open(os.path.join(ROOT, "LICENSE")) as f:
+        assert "Apache License" in f.read(500)
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert "Apache License 2.0" in f.read()
