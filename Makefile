@@ -7,7 +7,7 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint types token bench package clean
+.PHONY: venv dev test lint types token bench package clean browser
 
 # The first install takes minutes: pip shows each package as it goes (no --quiet there).
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
@@ -29,9 +29,17 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 dev: venv
 	$(BIN)/python -m tools.dev --port $(PORT) --owner $(OWNER)
 
+# The headless browser the docs page test drives: Debian's chromium and its driver (apt-get,
+# as root or through sudo), installed only when missing.
+CHROMEDRIVER := /usr/bin/chromedriver
+$(CHROMEDRIVER):
+	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver'
+
+browser: $(CHROMEDRIVER)
+
 # The server's suite (with the coverage floor), then the Python client's (client/tests: its own
 # session on the same stack).
-test: venv $(CHECKOV)/.installed lint types
+test: venv $(CHECKOV)/.installed browser lint types
 	$(BIN)/python -m pytest -q tests --cov --cov-report=term
 	$(BIN)/python -m pytest -q client/tests
 

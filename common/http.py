@@ -57,6 +57,7 @@ class Route:
     query: Any = None  # a models.Query class: the route's query parameters, typed into req.query
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
+    answers: tuple[int, ...] = ()  # statuses the handler answers beyond the pipeline's (OpenAPI)
     adapter: Any = None
     doc: str | None = None  # the summary, when not the handler's docstring
     operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
@@ -242,6 +243,8 @@ class App(_Table):
         _answer_unrouted_paths()
         self.get(self.prefix + "/_health", public=True)(self._health)
         self.get(self.prefix + "/_openapi.json", public=True)(self._openapi)
+        self.get(self.prefix + "/_docs", public=True)(self._docs)
+        self.get(self.prefix + "/_docs/<asset>", public=True)(self._docs_asset)
 
     # -- the route table -------------------------------------------------------------------
     def route(
@@ -258,6 +261,7 @@ class App(_Table):
         query: Any = None,
         body_required: bool = True,
         max_items: int | None = None,
+        answers: tuple[int, ...] = (),
         summary: str | None = None,
         operation_id: str | None = None,
     ):
@@ -281,6 +285,7 @@ class App(_Table):
                 query,
                 body_required,
                 max_items,
+                answers,
                 doc=summary,
                 operation_id=operation_id,
             )
@@ -468,6 +473,18 @@ class App(_Table):
     def _openapi(self, req: Req) -> dict[str, Any]:
         """This function's OpenAPI 3.1 document, generated from its route table."""
         return openapi.document(self)
+
+    def _docs(self, req: Req) -> Response:
+        """This function's browsable documentation (Swagger UI)."""
+        from common import docs  # lazy: only the docs page needs it
+
+        return docs.page(f"Gatehouse {self.name}", req.raw.path.endswith("/"))
+
+    def _docs_asset(self, req: Req, asset: str) -> Response:
+        """A file of the documentation page (shipped in a package, never a CDN)."""
+        from common import docs  # lazy: only the docs page needs it
+
+        return docs.asset(asset)
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

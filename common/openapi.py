@@ -1,105 +1,247 @@
-"""OpenAPI 3.1 from a function's route table and its pydantic models (never written by hand)."""
+"""OpenAPI 3.1 from a function's route table and its pydantic models (never written by hand).
+
+`document(app)` is one function's document, `combine(documents)` the whole bundle's (served at
+the local stack's root and written by `make package`). What each operation says comes from its
+route: the summary and description from the handler's docstring, parameters from the path and
+the declared query, the body from its model, the success answer from the declared response
+model (a free-form JSON value, said so, where the route declares none), and the errors it can
+answer from what the pipeline does for that route (common/http.py) plus the route's own
+`answers=(...)` (a 2xx there is a second success, e.g. 202 for a call carried out as a job).
+"""
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:  # the app hands itself in; importing http here would make a cycle
-    from common.http import App
+if TYPE_CHECKING:  # the type only: common.http imports this module
+    from common.http import App, Route
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+_REF = "#/components/schemas/"
 ERROR_SCHEMA = {
     "type": "object",
+    "description": "The error envelope every failure answers with.",
     "required": ["error", "message", "request_id"],
     "properties": {
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-        "request_id": {"type": "string"},
-        "details": {},
+        "error": {"type": "string", "description": "A stable code, e.g. `not_found`."},
+        "message": {"type": "string", "description": "What went wrong, for a person."},
+        "request_id": {"type": "string", "description": "Also in X-Request-Id and in our logs."},
+        "details": {"description": "More to say, e.g. the list of validation problems."},
     },
 }
-_ERRORS = {
-    "400": "bad request",
-    "401": "no valid bearer token",
-    "403": "the caller lacks the role",
-    "404": "not found",
-    "409": "conflict",
-    "413": "body too large",
-    "415": "not JSON",
-    "422": "validation error",
+# status -> (error code, when); the same table as docs/api.md.
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "Malformed JSON, a bad or unknown query parameter, or a bad cursor."),
+    401: ("unauthenticated", "No usable bearer token (see WWW-Authenticate)."),
+    403: ("forbidden", "The caller is authenticated but lacks the role this needs."),
+    404: ("not_found", "No such thing, or one the caller may not know exists."),
+    409: ("conflict", "The change clashes with the stored state."),
+    413: ("payload_too_large", "The body, a list or a field is over its limit."),
+    415: ("unsupported_media_type", "The body is not JSON (or not multipart/form-data where asked)."),
+    422: ("validation_error", "The JSON is well formed but not valid for this route."),
+    429: ("rate_limited", "Over a rate limit; Retry-After says when to come back."),
+    500: ("endpoint_error", "A twin endpoint's own code failed, ran out of memory or gave no JSON."),
+    502: ("bad_gateway", "An upstream service failed."),
+    503: ("unavailable", "A backend is unavailable or busy; Retry-After says when to retry."),
+    504: ("timeout", "The work ran past its time limit and was stopped."),
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`, with the reason.", "schema": {"type": "string"}}},
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
+}
+ACCEPTED = {
+    "description": "Accepted: carried out as a job; Location names it (GET it for the outcome).",
+    "headers": {"Location": {"description": "The job's path.", "schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"type": "object", "description": "Free-form object."}}},
+}
+FREE_FORM = {"description": "Free-form JSON: this route declares no fixed shape (see docs/api.md)."}
+# Answers of the meta routes every App has (common/http.py), by handler name.
+_META_RESPONSES: dict[str, dict[str, Any]] = {
+    "_health": {
+        "type": "object",
+        "required": ["status", "function", "version"],
+        "properties": {
+            "status": {"const": "ok"},
+            "function": {"type": "string"},
+            "version": {"type": "string"},
+        },
+        "examples": [{"status": "ok", "function": "datasets", "version": "1.0.0"}],
+    },
+    "_openapi": {"type": "object", "description": "An OpenAPI 3.1 document (free-form object)."},
+}
+# Example values for path parameters, by name: what the `make dev` demo has.
+PATH_EXAMPLES = {
+    "name": "hemibrain",
+    "email": "researcher@example.com",
+    "path": "warehouse.query",
+    "key": "17000_20000_18000",
+    "entry": "0a1b2c3d",
+    "job_id": "0a1b2c3d4e5f",
+    "key_id": "0a1b2c3d",
+    "deletion_id": "0a1b2c3d",
+    "file": "README.txt",
 }
 
 
-def _query_parameters(model: Any, schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    """One parameter per field of the route's query model, with its type and whether it is required."""
-    if model is None:
+def sentences(text: str) -> tuple[str, str]:
+    """A docstring's first sentence as a summary (capitalised, ending with a full stop), and
+    the whole docstring as one paragraph per blank line, for the description."""
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    first = paragraphs[0] if paragraphs else ""
+    match = re.match(r"(.+?[.!?])(\s+[A-Z(`]|$)", first)
+    summary = (match.group(1) if match else first).strip()
+    summary = summary[:1].upper() + summary[1:]
+    if not summary.endswith((".", "!", "?")):
+        summary += "."
+    return summary, "\n\n".join(paragraphs)
+
+
+def route_errors(route: Route) -> list[int]:
+    """The error statuses the pipeline can answer for this route, and the route's own."""
+    found = {400}  # any route: an unknown or malformed query parameter
+    if _PARAM.search(route.path):
+        found.add(404)  # the thing the path names may not exist
+    if route.role is not None:
+        found |= {401, 403, 503}  # the token; the role (or a disabled account); the user store
+    if route.adapter is not None or route.multipart:
+        found |= {413, 415, 422}
+    found |= {s for s in route.answers if s >= 400}
+    return sorted(found)
+
+
+def _schema_of(
+    model: Any, schemas: dict[str, Any], mode: Literal["validation", "serialization"]
+) -> dict[str, Any]:
+    """A pydantic type's JSON schema; its definitions go to `schemas`, a model class by name."""
+    from pydantic import BaseModel, TypeAdapter
+
+    schema = TypeAdapter(model).json_schema(ref_template=_REF + "{model}", mode=mode)
+    schemas.update(schema.pop("$defs", {}))
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        schemas[model.__name__] = schema
+        return {"$ref": _REF + model.__name__}
+    return schema
+
+
+def _query_parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """One parameter per field of the route's query model, typed, required where required."""
+    if route.query is None:
         return []
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = route.query.model_json_schema(ref_template=_REF + "{model}")
     schemas.update(schema.pop("$defs", {}))
     required = set(schema.get("required", ()))
-    params = []
+    out = []
     for name, prop in schema.get("properties", {}).items():
-        prop = {k: v for k, v in prop.items() if k != "title"}
-        param = {"name": name, "in": "query", "required": name in required}
-        if "description" in prop:
-            param["description"] = prop.pop("description")
-        params.append({**param, "schema": prop})
-    return params
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            param["description"] = description
+        out.append(param)
+    return out
 
 
-def document(app: App) -> dict[str, Any]:
+def _error_response(status: int) -> dict[str, Any]:
+    code, when = ERRORS[status]
+    response: dict[str, Any] = {
+        "description": when,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": _REF + "Error"},
+                "example": {"error": code, "message": when, "request_id": "5f0c3a9e2b7d4c1f8e6a9b0c1d2e3f40"},
+            }
+        },
+    }
+    if status in _HEADERS:
+        response["headers"] = _HEADERS[status]
+    return response
+
+
+def _success(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
+    if route.status == 204:
+        return {"description": "Done; no body."}
+    model = getattr(route, "response", None)
+    name = route.handler.__name__
+    if model is not None:
+        schema = _schema_of(model, schemas, "serialization")
+    else:
+        schema = _META_RESPONSES.get(name, FREE_FORM)
+    return {"description": "Success.", "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str]) -> dict[str, Any]:
+    summary, description = sentences(route.doc or route.handler.__doc__ or route.handler.__name__)
+    operation_id = route.name
+    if operation_id in taken:  # one handler on two routes
+        operation_id += "_" + route.method.lower()
+    taken.add(operation_id)
+    op: dict[str, Any] = {"tags": [app.name], "summary": summary, "operationId": operation_id}
+    if description != summary:
+        op["description"] = description
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        | ({"example": PATH_EXAMPLES[n]} if n in PATH_EXAMPLES else {})
+        for n in _PARAM.findall(route.path)
+    ]
+    params += _query_parameters(route, schemas)
+    if params:
+        op["parameters"] = params
+    if route.adapter is not None:
+        op["requestBody"] = {
+            "required": route.body_required,
+            "content": {"application/json": {"schema": _schema_of(route.body, schemas, "validation")}},
+        }
+    elif route.multipart:
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["attachment"],
+                        "properties": {
+                            "name": {
+                                "type": "string",
+                                "description": "The file name (default: the upload's).",
+                            },
+                            "attachment": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    responses = {str(route.status): _success(route, schemas)}
+    for status in route.answers:
+        if status < 400:
+            responses[str(status)] = ACCEPTED if status == 202 else _success(route, schemas)
+    responses |= {
+        str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"} for status in route_errors(route)
+    }
+    op["responses"] = responses
+    if route.role is not None:
+        op["security"] = [{"bearer": []}]
+        op["x-gatehouse-role"] = route.role.describe
+    else:
+        op["security"] = []  # public
+    return op
+
+
+def document(app: App, server: str = "/") -> dict[str, Any]:
+    """One function's document. `server` is where its paths are served: by default the host
+    that served the document (a relative URL), which is right behind the gateway and locally."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    taken: set[str] = set()
     for route in app.routes:
+        if "/_docs" in route.path:  # the HTML page and its assets are not part of the API
+            continue
         path = _PARAM.sub(r"{\1}", route.path)
-        op: dict[str, Any] = {"summary": route.summary, "operationId": route.name}
-        params = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-            for n in _PARAM.findall(route.path)
-        ]
-        params += _query_parameters(route.query, schemas)
-        if params:
-            op["parameters"] = params
-        if route.adapter is not None:
-            schema = route.adapter.json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(schema.pop("$defs", {}))
-            if isinstance(route.body, type):  # a model class: one named schema, referenced
-                schemas[route.body.__name__] = schema
-                schema = {"$ref": f"#/components/schemas/{route.body.__name__}"}
-            op["requestBody"] = {
-                "required": route.body_required,
-                "content": {"application/json": {"schema": schema}},
-            }
-        elif route.multipart:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string"},
-                                "attachment": {"type": "string", "format": "binary"},
-                            },
-                        }
-                    }
-                },
-            }
-        ok: dict[str, Any] = {"description": "success"}
-        if route.status != 204:
-            ok["content"] = {"application/json": {"schema": {}}}
-        responses: dict[str, Any] = {str(route.status): ok}
-        if route.role is not None:
-            op["security"] = [{"bearer": []}]
-            op["x-gatehouse-role"] = route.role.describe
-            for status, text in _ERRORS.items():
-                responses[status] = {
-                    "description": text,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                }
-        op["responses"] = responses
-        paths.setdefault(path, {})[route.method.lower()] = op
+        paths.setdefault(path, {})[route.method.lower()] = _operation(app, route, schemas, taken)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -107,9 +249,70 @@ def document(app: App) -> dict[str, Any]:
             "version": app.settings.version,
             "description": app.description,
         },
+        "servers": [{"url": server, "description": "This deployment."}],
+        "tags": [{"name": app.name, "description": app.description}],
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {ERRORS[status][0]: _error_response(status) for status in ERRORS},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Google ID token, a Gatehouse API key (ghk_...) or, locally, "
+                    "a dev token from `make token`.",
+                }
+            },
         },
     }
+
+
+def combine(documents: list[dict[str, Any]], *, version: str, server: str = "/") -> dict[str, Any]:
+    """One document for the whole bundle. A schema name two functions use for different shapes
+    is kept apart as `<function>.<name>`; operation ids become `<function>.<id>`."""
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    tags = []
+    for doc in documents:
+        doc = copy.deepcopy(doc)
+        function = doc["tags"][0]["name"]
+        tags += doc["tags"]
+        own = doc["components"]["schemas"]
+        renames = {
+            _REF + name: f"{_REF}{function}.{name}"
+            for name, schema in own.items()
+            if name in schemas and schemas[name] != schema
+        }
+        for name, schema in _rename_refs(own, renames).items():
+            schemas[renames.get(_REF + name, _REF + name).removeprefix(_REF)] = schema
+        for path, operations in _rename_refs(doc["paths"], renames).items():
+            for op in operations.values():
+                op["operationId"] = f"{function}.{op['operationId']}"
+            paths[path] = operations
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Gatehouse",
+            "version": version,
+            "description": "Governed HTTPS access to research datasets: every function of the bundle.",
+        },
+        "servers": [{"url": server, "description": "This deployment."}],
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {ERRORS[status][0]: _error_response(status) for status in ERRORS},
+            "securitySchemes": documents[0]["components"]["securitySchemes"] if documents else {},
+        },
+    }
+
+
+def _rename_refs(value: Any, renames: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: renames.get(v, v) if k == "$ref" and isinstance(v, str) else _rename_refs(v, renames)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_rename_refs(v, renames) for v in value]
+    return value

@@ -141,3 +141,23 @@ def clean_state(request, emulators, test_env, transfer_service, workers):
 @pytest.fixture(scope="session")
 def api(test_env, keys):
     return Api(keys, ROOT)
+
+
+@pytest.fixture(scope="session")
+def gateway(test_env, workdir):
+    """The local stack `make dev` serves (tools/gateway.py) over HTTP, on the session's
+    emulators: its base URL."""
+    from tests.test_e2e import _env, _start
+    from tools.emulators import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start(
+        [sys.executable, "-m", "tools.gateway", "--port", str(port)],
+        _env(test_env),
+        f"{base}/roles/_health",
+        os.path.join(workdir, "gateway.log"),
+    )
+    yield base
+    process.terminate()
+    process.wait(timeout=10)

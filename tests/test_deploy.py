@@ -52,7 +52,8 @@ def test_archive_requirements_cover_exactly_its_imports(archives, function):
 
 @pytest.mark.parametrize("function", function_names())
 def test_archive_serves_health_alone(archives, function, tmp_path):
-    """functions-framework on the unpacked archive, with only the archive on the path."""
+    """functions-framework on the unpacked archive, with only the archive on the path: its health
+    and its docs page."""
     folder, port = archives[function], free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     argv = [
@@ -75,9 +76,27 @@ def test_archive_serves_health_alone(archives, function, tmp_path):
     try:
         r = requests.get(f"http://127.0.0.1:{port}/_health", timeout=5)
         assert r.json() == {"status": "ok", "function": function, "version": f"{VERSION}+archive"}
+        # The docs page and its files come from the archive's own requirements (no CDN).
+        assert "flask-swagger-ui" in package.pins(os.path.join(folder, "requirements.txt"))
+        assert requests.get(f"http://127.0.0.1:{port}/_docs", timeout=5).status_code == 200
+        script = requests.get(f"http://127.0.0.1:{port}/_docs/swagger-ui-bundle.js", timeout=5)
+        assert script.status_code == 200 and len(script.content) > 100_000
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_package_writes_the_bundle_document(tmp_path):
+    """`make package` writes dist/openapi.json: every function's operations, for the gateway."""
+    import json
+
+    target = package.write_openapi(str(tmp_path / "openapi.json"), "https://gateway.example.org")
+    with open(target) as f:
+        document = json.load(f)
+    assert document["servers"][0]["url"] == "https://gateway.example.org"
+    prefixes = {path.split("/")[1] for path in document["paths"]}
+    assert prefixes == set(function_names())
+    assert {tag["name"] for tag in document["tags"]} == set(function_names())
 
 
 @pytest.mark.parametrize("worker", WORKERS, ids=[f"{w.function}.{w.target}" for w in WORKERS])

@@ -1,9 +1,13 @@
-"""docs/api.md is the contract users read: it names every route the functions serve, and no other."""
+"""docs/api.md is the contract users read: it names every route the functions serve, and no other;
+the OpenAPI documents are complete; the docs pages are served (tests/test_docs_browser.py opens
+them in a browser)."""
 
 from __future__ import annotations
 
 import os
 import re
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -51,3 +55,86 @@ def test_the_readme_points_at_the_contract_in_the_repository():
         readme = f.read()
     assert "docs/api.md" in readme
     assert "../shared" not in readme
+
+
+# -- the OpenAPI documents and the browsable pages ---------------------------------------------
+
+
+def test_every_operation_is_documented_completely(api):
+    """A schema for every success, only the table's errors (each by reference, with an example),
+    parameters with schemas, a server, and a summary that is a whole sentence."""
+    from common.openapi import ERRORS
+
+    for function in _functions():
+        document = api.get(f"/{function}/_openapi.json").get_json()
+        assert document["servers"] and document["servers"][0]["url"]
+        responses = document["components"]["responses"]
+        for code, _ in ERRORS.values():
+            assert responses[code]["content"]["application/json"]["example"]["error"] == code
+        for path, operations in document["paths"].items():
+            for method, op in operations.items():
+                where = f"{method.upper()} {path}"
+                assert re.fullmatch(r"[A-Z`(\"].*[.!?]", op["summary"]), (where, op["summary"])
+                assert op["tags"] == [function]
+                for status, response in op["responses"].items():
+                    if status.startswith("2") and status != "204":
+                        assert "schema" in response["content"]["application/json"], where
+                    elif not status.startswith("2"):
+                        assert int(status) in ERRORS, where
+                        assert response["$ref"].endswith("/" + ERRORS[int(status)][0]), where
+                for param in op.get("parameters", []):
+                    assert param["schema"] is not None, (where, param["name"])
+                if op["security"]:  # a role-checked route answers 401, 403 (and 503 for its store)
+                    assert {"401", "403", "503"} <= set(op["responses"]), where
+                else:
+                    assert not {"401", "403"} & set(op["responses"]), where
+
+
+def test_declared_errors_reach_the_document(api):
+    paths = api.get("/datasets/_openapi.json").get_json()["paths"]
+    assert "409" in paths["/datasets/{name}/finalize"]["post"]["responses"]
+    assert "409" not in paths["/datasets/{name}"]["get"]["responses"]
+    twins = api.get("/twins/_openapi.json").get_json()["paths"]
+    assert {"429", "500", "504"} <= set(twins["/twins/{path}/mock"]["post"]["responses"])
+
+
+@pytest.mark.parametrize("function", ["datasets", "roles"])
+def test_a_function_serves_its_docs_page_and_files_without_a_token(api, function):
+    page = api.get(f"/{function}/_docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert '"url": "_openapi.json"' in html and 'src="_docs/swagger-ui-bundle.js"' in html
+    assert not re.search(r"(src|href)=\"(https?:)?//", html), "nothing may come from another host"
+    deeper = api.get(f"/{function}/_docs/").get_data(as_text=True)  # one level down: still found
+    assert '"url": "../_openapi.json"' in deeper and 'src="swagger-ui-bundle.js"' in deeper
+    script = api.get(f"/{function}/_docs/swagger-ui-bundle.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert len(script.get_data()) > 100_000
+    assert api.get(f"/{function}/_docs/swagger-ui.css").mimetype == "text/css"
+    missing = api.get(f"/{function}/_docs/..%2Frequirements.txt")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+    assert "/_docs" not in "".join(api.get(f"/{function}/_openapi.json").get_json()["paths"])
+
+
+def test_the_local_stack_serves_the_bundle_page_and_document(gateway, api):
+    import requests
+
+    page = requests.get(gateway + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '"url": "_openapi.json"' in page.text
+    assert requests.get(gateway + "/_docs/swagger-ui-bundle.js", timeout=10).status_code == 200
+    combined = requests.get(gateway + "/_openapi.json", timeout=10).json()
+    assert combined["openapi"] == "3.1.0" and combined["servers"] == [
+        {"url": "/", "description": "This deployment."}
+    ]
+    ids = []
+    for function in _functions():
+        own = api.get(f"/{function}/_openapi.json").get_json()
+        for path, operations in own["paths"].items():
+            assert set(combined["paths"][path]) == set(operations)
+            ids += [combined["paths"][path][m]["operationId"] for m in operations]
+        assert {"name": function, "description": own["tags"][0]["description"]} in combined["tags"]
+    assert len(ids) == len(set(ids)), "operation ids are unique across the bundle"
+    assert len(ids) == sum(len(item) for item in combined["paths"].values())
+    unknown = requests.get(gateway + "/nothing-here", timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"

@@ -82,7 +82,7 @@ def _routes(function: str) -> list[tuple[str, str, str]]:
     return [
         (function, r.method, r.path)
         for r in module.app.routes
-        if not r.path.endswith(("/_health", "/_openapi.json"))
+        if not r.path.endswith(("/_health", "/_openapi.json", "/_docs", "/_docs/<asset>"))
     ]
 
 

@@ -177,6 +177,7 @@ def main() -> None:
         print(
             f"""
 Gatehouse is serving every function at {base}/<function> ({", ".join(gateway.function_names())})
+Docs: {base}/ (every function; Authorize with the token below, then Try it out) and {base}/<function>/_docs
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}, S3 (moto) {s3.url}
 Seeded: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
 from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.

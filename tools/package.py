@@ -10,6 +10,9 @@ module any file imports is in the archive or the standard library, or is provide
 distribution or by one of their dependencies (from the installed packages' own metadata), and
 every listed distribution is needed.
 
+`make package` also writes `dist/openapi.json`: the whole bundle's OpenAPI document (the one the
+local stack serves at its root), for the API gateway's public URL (`--server`, default "/").
+
 A function may also declare libraries for code it runs but does not import itself (the twins
 function's endpoint code): `functions/<name>/endpoint_requirements.txt`, pinned lines. The file
 goes into the archive next to `main.py` and its lines into requirements.txt.
@@ -262,6 +265,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default=os.path.join(ROOT, "dist"))
+    parser.add_argument("--server", default="/", help="the combined document's servers URL")
     parser.add_argument("functions", nargs="*", help="default: every function")
     args = parser.parse_args()
     for name in args.functions or function_names():
@@ -269,6 +273,18 @@ def main() -> None:
         with zipfile.ZipFile(path) as archive:
             requirements = archive.read("requirements.txt").decode().split()
             print(f"{path}: {len(archive.namelist())} files; {' '.join(requirements)}")
+    write_openapi(os.path.join(args.out, "openapi.json"), args.server)
+
+
+def write_openapi(target: str, server: str = "/") -> str:
+    """The combined document, made in a process of its own: loading the functions starts what
+    they start at boot (the twins' first sandbox worker), which must not outlive it."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "tools.gateway", "--openapi", os.path.abspath(target), "--server", server]
+    subprocess.run(argv, cwd=ROOT, check=True)
+    print(f"{target}: the OpenAPI document of every function")
+    return target
 
 
 if __name__ == "__main__":

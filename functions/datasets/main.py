@@ -95,7 +95,7 @@ def list_datasets(req):
     return streamed(jsonio.stream_object((n, d) for n, d in readable if caller.can_read(n, d)))
 
 
-@app.post("/datasets", role=authz.ADMIN, body=DatasetsCreate)
+@app.post("/datasets", role=authz.ADMIN, body=DatasetsCreate, answers=(409,))
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
     datasets = store.collection("datasets")
@@ -272,7 +272,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     return result
 
 
-@app.put("/datasets/<name>", role=authz.on_dataset(authz.MANAGE), body=DatasetUpdate)
+@app.put("/datasets/<name>", role=authz.on_dataset(authz.MANAGE), body=DatasetUpdate, answers=(409,))
 def update_dataset(req, name):
     """Merge metadata into a dataset. After finalize only description and tags may change."""
     extra = req.body.model_extra or {}
@@ -291,7 +291,7 @@ def update_dataset(req, name):
     return _change_dataset(req, name, "dataset_update", merge)
 
 
-@app.post("/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE))
+@app.post("/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE), answers=(409,))
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
 

@@ -113,7 +113,7 @@ def _split_gs(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-@app.post("/transfer", role=authz.AUTHENTICATED, body=TransferIn)
+@app.post("/transfer", role=authz.AUTHENTICATED, body=TransferIn, answers=(404,))
 def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""

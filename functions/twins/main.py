@@ -46,6 +46,9 @@ app = App(
 sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
 
 SIDES = ("mock", "private", "public")
+# What a call answers beyond the pipeline's: 202 as a job (?async=1), the endpoint's rate limit,
+# its code failing and its time limit (common/twinrun.py); a PublicError's own status as well.
+CALL_ANSWERS = (202, 429, 500, 504)
 MAX_SOURCE = 200_000
 MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
 
@@ -270,7 +273,7 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
     return out
 
 
-@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201)
+@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, answers=(409,))
 def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken."""
     body: EndpointIn = req.body
@@ -455,20 +458,36 @@ def _call(req, endpoint, side, asked_side: str | None):
 CallBody = dict[str, Any]
 
 
-@app.post("/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False, query=ASYNC)
+@app.post(
+    "/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False, query=ASYNC, answers=CALL_ANSWERS
+)
 def call_default(req, path, endpoint, side):
     """Call the endpoint with `{kwarg: value}`: the private side for its owners, the mock side
     for everyone else (a public endpoint's one side) -> `{"result"}`."""
     return _call(req, endpoint, side, None)
 
 
-@app.post("/twins/<path>/mock", role=MOCK_SIDE, body=CallBody, body_required=False, query=ASYNC)
+@app.post(
+    "/twins/<path>/mock",
+    role=MOCK_SIDE,
+    body=CallBody,
+    body_required=False,
+    query=ASYNC,
+    answers=CALL_ANSWERS,
+)
 def call_mock(req, path, endpoint, side):
     """Call the mock side -> `{"result"}`."""
     return _call(req, endpoint, side, "mock")
 
 
-@app.post("/twins/<path>/private", role=PRIVATE_SIDE, body=CallBody, body_required=False, query=ASYNC)
+@app.post(
+    "/twins/<path>/private",
+    role=PRIVATE_SIDE,
+    body=CallBody,
+    body_required=False,
+    query=ASYNC,
+    answers=CALL_ANSWERS,
+)
 def call_private(req, path, endpoint, side):
     """Call the private side (owners only) -> `{"result"}`."""
     return _call(req, endpoint, side, "private")
@@ -549,21 +568,33 @@ def get_request(req, request_id, request):
     return twinrequests.view(request, req.caller)
 
 
-@app.post("/twins/requests/<request_id>/approve", role=REQUEST_OWNERS, body=Decision, body_required=False)
+@app.post(
+    "/twins/requests/<request_id>/approve",
+    role=REQUEST_OWNERS,
+    body=Decision,
+    body_required=False,
+    answers=(409,),
+)
 def approve_request(req, request_id, request):
     """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
     reason = req.body.reason if req.body else ""
     return twinrequests.view(twinrequests.decide(req, request_id, approve=True, reason=reason), req.caller)
 
 
-@app.post("/twins/requests/<request_id>/deny", role=REQUEST_OWNERS, body=Decision, body_required=False)
+@app.post(
+    "/twins/requests/<request_id>/deny",
+    role=REQUEST_OWNERS,
+    body=Decision,
+    body_required=False,
+    answers=(409,),
+)
 def deny_request(req, request_id, request):
     """Deny the request (`{"reason"?}`); 409 once it has run."""
     reason = req.body.reason if req.body else ""
     return twinrequests.view(twinrequests.decide(req, request_id, approve=False, reason=reason), req.caller)
 
 
-@app.post("/twins/requests/<request_id>/run", role=REQUESTER, query=ASYNC)
+@app.post("/twins/requests/<request_id>/run", role=REQUESTER, query=ASYNC, answers=(409, *CALL_ANSWERS))
 def run_request(req, request_id, request):
     """Run the approved request once, each endpoint bound to its private side -> `{"result"}`;
     again -> the same answer without running. 409 when it is not approved or an endpoint

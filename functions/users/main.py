@@ -147,7 +147,7 @@ def get_me(req):
     return req.caller.profile()
 
 
-@app.post("/users/me/keys", role=authz.AUTHENTICATED, body=KeyCreate, status=201)
+@app.post("/users/me/keys", role=authz.AUTHENTICATED, body=KeyCreate, status=201, answers=(409,))
 def create_my_key(req):
     """Issue an API key for the caller; the key is shown only in this response."""
     return apikeys.issue(req, req.caller.email, req.body.name, req.body.expires_in_days)
@@ -165,19 +165,19 @@ def delete_my_key(req, key_id):
     _revoke(req, req.caller.email, key_id)
 
 
-@app.post("/users/<email>/keys", role=authz.ADMIN, body=KeyCreate, status=201)
+@app.post("/users/<email>/keys", role=authz.ADMIN, body=KeyCreate, status=201, answers=(409, 422))
 def create_user_key(req, email):
     """Issue an API key for a user (admin)."""
     return apikeys.issue(req, _email(email), req.body.name, req.body.expires_in_days)
 
 
-@app.get("/users/<email>/keys", role=authz.ADMIN)
+@app.get("/users/<email>/keys", role=authz.ADMIN, answers=(422,))
 def list_user_keys(req, email):
     """A user's API keys, without secrets (admin)."""
     return apikeys.list_for(_email(email))
 
 
-@app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204)
+@app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204, answers=(422,))
 def delete_user_key(req, email, key_id):
     """Revoke a user's API key (admin)."""
     _revoke(req, _email(email), key_id)
