@@ -94,3 +94,16 @@ def payload_of(cloud_event) -> tuple[dict[str, Any], dict[str, str]]:
         # Redelivery cannot fix it: the worker should log it and acknowledge it.
         raise ValueError("the message is not a JSON object")
     return payload, dict(message.get("attributes") or {})
+
+
+def named_id(cloud_event, field: str, pattern, worker: str) -> str | None:
+    """The id a worker's message names in `field`, when it matches `pattern`; None for a message
+    that names none (logged: it is acknowledged, since no redelivery can fix it)."""
+    from common.logs import log  # lazy: only workers read messages
+
+    try:
+        value = str(payload_of(cloud_event)[0][field])
+    except (ValueError, KeyError) as exc:
+        log("ERROR", f"{worker}: dropped a message that names no {field} ({exc})")
+        return None
+    return value if pattern.fullmatch(value) else None

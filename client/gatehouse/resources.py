@@ -206,7 +206,9 @@ class Annotations(Resource):
         columns = ["key", "user", "kind", "pos"]
         if not records:
             return pd.DataFrame(columns=columns)
-        return pd.json_normalize(records, max_level=1)
+        frame = pd.json_normalize(records, max_level=1)
+        first = [c for c in columns if c in frame.columns]  # the identifying columns lead
+        return frame[first + [c for c in frame.columns if c not in first]]
 
 
 class SavedSearches(Resource):

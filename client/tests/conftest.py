@@ -12,9 +12,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from tests.conftest import *  # noqa: E402, F403 (the emulators, keys, workers and clean state)
+from tests.conftest import *  # noqa: E402, F403 (the emulators, keys, workers, gateway and clean state)
 from tests.conftest import OWNER  # noqa: E402
-from tests.test_e2e import gateway  # noqa: E402, F401
 
 RESEARCHER = "researcher@example.com"
 
@@ -35,7 +34,7 @@ def no_ambient_credentials(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def connect(gateway, api):  # noqa: F811 (the fixture imported above)
+def connect(gateway, api):
     """connect(email) -> a Gatehouse client of the local stack with that user's dev token."""
     from gatehouse import Gatehouse
 

@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
 from common.exposure import exposed
 from common.http import App, paged, streamed
-from common.logs import log
 from common.models import DatasetName, FreeForm, GsLocation, Paging, check_storable, is_dataset_name
 
 app = App(
@@ -408,12 +407,9 @@ def handle(request):
 def purge_work(cloud_event):
     """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
-    try:
-        message, _ = queue.payload_of(cloud_event)
-        deletion_id = str(message["deletion"])
-    except (ValueError, KeyError) as exc:
-        log("ERROR", f"purge worker: dropped a message that names no deletion ({exc})")
-        return  # acknowledged: no redelivery can fix it
-    deletion = purge.step(deletion_id) if DELETION_ID.fullmatch(deletion_id) else None
+    deletion_id = queue.named_id(cloud_event, "deletion", DELETION_ID, "purge worker")
+    if deletion_id is None:
+        return
+    deletion = purge.step(deletion_id)
     if deletion is not None and deletion["status"] != "done":
         purge.continue_later(deletion_id)

@@ -34,7 +34,6 @@ from common import (
     twinrun,
 )
 from common.http import App, Check, json_response, paged, streamed
-from common.logs import log
 from common.models import DatasetName, Paging, Payload, Query, Strict
 from common.twinstate import FirestoreState, delete_generation
 
@@ -577,8 +576,7 @@ def get_request(req, request_id, request):
 )
 def approve_request(req, request_id, request):
     """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
-    reason = req.body.reason if req.body else ""
-    return twinrequests.view(twinrequests.decide(req, request_id, approve=True, reason=reason), req.caller)
+    return _decide(req, request_id, approve=True)
 
 
 @app.post(
@@ -590,8 +588,12 @@ def approve_request(req, request_id, request):
 )
 def deny_request(req, request_id, request):
     """Deny the request (`{"reason"?}`); 409 once it has run."""
+    return _decide(req, request_id, approve=False)
+
+
+def _decide(req, request_id: str, *, approve: bool):
     reason = req.body.reason if req.body else ""
-    return twinrequests.view(twinrequests.decide(req, request_id, approve=False, reason=reason), req.caller)
+    return twinrequests.view(twinrequests.decide(req, request_id, approve=approve, reason=reason), req.caller)
 
 
 @app.post("/twins/requests/<request_id>/run", role=REQUESTER, query=ASYNC, answers=(409, *CALL_ANSWERS))
@@ -621,13 +623,8 @@ def get_job(req, job_id, job):
 def job_work(cloud_event):
     """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
     finished (a redelivered message never completes the work twice)."""
-    try:
-        message, _ = queue.payload_of(cloud_event)
-        job_id = str(message["job"])
-    except (ValueError, KeyError) as exc:
-        log("ERROR", f"twin job worker: dropped a message that names no job ({exc})")
-        return  # acknowledged: no redelivery can fix it
-    if twinjobs.ID.fullmatch(job_id):
+    job_id = queue.named_id(cloud_event, "job", twinjobs.ID, "twin job worker")
+    if job_id is not None:
         twinjobs.work(job_id)
 
 
