@@ -165,19 +165,60 @@ def test_attachment_round_trip_through_a_signed_url(api):
     assert actions[:2] == ["attachment_delete", "attachment_upload"]
 
 
+def _bucket_contents() -> dict[str, bytes]:
+    """Every object in the attachments bucket, by full object name, with its bytes."""
+    from common import blobs
+    from tests.conftest import BUCKETS
+
+    return {b.name: b.download_as_bytes() for b in blobs.bucket(BUCKETS[0]).list_blobs()}
+
+
+def _targets(api) -> dict[str, bytes]:
+    """Objects a traversing name could reach: mb20's own attachments named as a stripped or
+    normalised name would come out ("secret", "b", "xy", ...), another dataset's attachment, and
+    objects outside every dataset's prefix. Returns the bucket's contents with them in place."""
+    from common import blobs
+    from tests.conftest import BUCKETS
+
+    api.add_dataset("mb20")
+    api.add_dataset("other")
+    for name in ("secret", "b", "hidden", "xy", "ab", "a_b"):
+        assert upload(api, name, b"original " + name.encode()).status_code == 201
+    r = api.post(
+        "/datasets/other/attachments",
+        user=OWNER,
+        content_type="multipart/form-data",
+        data={"name": "x", "attachment": (io.BytesIO(b"other's x"), "x")},
+    )
+    assert r.status_code == 201
+    for name in ("secret", "other/x", "x"):
+        blobs.bucket(BUCKETS[0]).blob(name).upload_from_string(b"outside " + name.encode())
+    before = _bucket_contents()
+    assert len(before) == 10
+    return before
+
+
 @pytest.mark.parametrize("name", ["../secret", "..", ".hidden", "a/b", "a\\b", "x..y", "", "a\x00b"])
 def test_attachment_names_are_plain_file_names(api, name):
-    api.add_dataset("mb20")
-    r = upload(api, name, filename="")
+    """A name that is not a plain file name is refused, and no object anywhere in the bucket is
+    written over: every object the name could be made to reach is byte-for-byte as it was."""
+    before = _targets(api)
+    r = upload(api, name, b"overwritten", filename="")
     assert_error(r, 422, "validation_error")
-    assert api.get("/datasets/mb20/attachments", user=OWNER).get_json() == []
+    assert _bucket_contents() == before
+    listed = api.get("/datasets/mb20/attachments", user=OWNER).get_json()
+    assert sorted(a["name"] for a in listed) == ["a_b", "ab", "b", "hidden", "secret", "xy"]
 
 
-@pytest.mark.parametrize("path", ["..%2F..%2Fother%2Fx", "..", "%2E%2E"])
+@pytest.mark.parametrize("path", ["..%2F..%2Fother%2Fx", "..%2Fsecret", "..", "%2E%2E", "%2E%2E%2Fx"])
 def test_attachment_paths_cannot_traverse(api, path):
-    api.add_dataset("mb20")
+    """A traversing path deletes nothing: not another dataset's attachment, not an object outside
+    the dataset's prefix, not the dataset's own attachments."""
+    before = _targets(api)
     r = api.delete(f"/datasets/mb20/attachments/{path}", user=OWNER)
     assert r.status_code in (404, 422) and r.get_json()["error"] in ("not_found", "validation_error")
+    assert _bucket_contents() == before
+    assert [a["name"] for a in api.get("/datasets/other/attachments", user=OWNER).get_json()] == ["x"]
 
 
 def test_attachment_over_31_mib_is_413(api):
