@@ -122,36 +122,53 @@ def test_likelocation_no_matches(api, world):
     assert_error(get(api, "likelocation", 2000, 2000, 2000), 404, "not_found")
 
 
-def _generated(seed=7, count=500, planted=150):
-    """Random points and signatures, plus near-copies of a few signatures (Hamming 1..5,
-    flips spread over the masks) so every query has close matches."""
+def _generated(seed=7, count=500, copies=(250, *[15] * 9)):
+    """Random points and signatures, plus near-copies (Hamming 1..5, flips spread over the
+    masks) of the first ten signatures, placed within 150 voxels of their source's point so the
+    spatial suppression has work to do (by the query point and by kept matches); the first
+    source has more than 200 near-copies, so its answer is cut at 200 candidates."""
     rng = np.random.default_rng(seed)
-    xyz = rng.integers(0, 4096, size=(count + planted, 3))
-    sig = rng.integers(-(2**63), 2**63 - 1, size=count + planted, dtype=np.int64)
-    for i in range(planted):
-        source = int(sig[i % 10])
-        bits = rng.choice(64, size=int(rng.integers(1, 6)), replace=False)
-        sig[count + i] = flip(source, [int(b) for b in bits])
+    xyz = rng.integers(200, 3896, size=(count, 3))
+    sig = rng.integers(-(2**63), 2**63 - 1, size=count, dtype=np.int64)
     rows = [(int(x), int(y), int(z), int(s)) for (x, y, z), s in zip(xyz, sig)]
+    for source, n in enumerate(copies):
+        sx, sy, sz, signature = rows[source]
+        for _ in range(n):
+            bits = rng.choice(64, size=int(rng.integers(1, 6)), replace=False)
+            dx, dy, dz = (int(v) for v in rng.integers(-150, 151, size=3))
+            rows.append((sx + dx, sy + dy, sz + dz, flip(signature, [int(b) for b in bits])))
     return records_of(rows)
 
 
-def _brute_force(records, signature, masks):
-    """The spec's algorithm over every record, no index."""
-    dist = np.array([sigindex.hamming(int(s), signature) for s in records["signature"]])
-    shares = np.array([any((int(s) & m) == (signature & m) for m in masks) for s in records["signature"]])
-    keep = (dist < 8) & shares
-    found, dist = records[keep], dist[keep]
-    order = np.lexsort((found["z"], found["y"], found["x"], dist))[:200]
-    return found[order], dist[order]
+def _spec_likelocation(records, point, signature) -> list[dict]:
+    """SPEC's likelocation written out over every record, none of the function's code: the
+    candidates share a masked hash with the query's signature and are within Hamming 8, best
+    (distance, then x, y, z) first, at most 200; then greedy suppression keeps a candidate only
+    if it is more than 100 voxels from the query point and from every candidate kept before."""
+    u64 = (1 << 64) - 1
+    query = signature & u64
+    hashes = [sigindex.fmix64(m & query) for m in sigindex.DEFAULT_MASKS]
+    candidates = []
+    for r in records:
+        s = int(r["signature"]) & u64
+        d = bin(s ^ query).count("1")
+        if d < 8 and any(sigindex.fmix64(m & s) == h for m, h in zip(sigindex.DEFAULT_MASKS, hashes)):
+            candidates.append((d, int(r["x"]), int(r["y"]), int(r["z"])))
+    kept: list[tuple[int, int, int]] = []
+    matches = []
+    for d, *xyz in sorted(set(candidates))[:200]:
+        far = all(sum((a - b) ** 2 for a, b in zip(xyz, other)) > 100**2 for other in [point, *kept])
+        if far:
+            kept.append(tuple(xyz))
+            matches.append({"point": list(xyz), "dist": d, "score": 1 - d / 8})
+    return matches
 
 
 def test_likelocation_equals_brute_force(api, world):
     records = _generated()
     build(records, block_size=512)
     signatures = load_function("signatures")
-    masks = list(sigindex.DEFAULT_MASKS)
-    checked_close = 0
+    checked_close = suppressed_by_kept = 0
     for i in range(10):
         x, y, z, signature = (int(v) for v in records[i])
         # every record within Hamming 3, by brute force over all of them, is an index candidate
@@ -163,12 +180,20 @@ def test_likelocation_equals_brute_force(api, world):
         found, dist = signatures.candidates(DS, signature)
         assert {(int(r["x"]), int(r["y"]), int(r["z"])) for r, d in zip(found, dist) if d <= 3} == within3
         checked_close += len(within3)
-        # and the whole answer equals the algorithm run on every record
-        expected = signatures.suppress((x, y, z), *_brute_force(records, signature, masks))
+        # and the whole answer equals SPEC's algorithm run on every record
+        expected = _spec_likelocation(records, (x, y, z), signature)
         r = get(api, "likelocation", x, y, z)
         assert r.status_code == 200
         assert r.get_json()["matches"] == expected, i
+        far_from_query = [
+            p
+            for d, p in zip(dist, found)
+            if (int(p["x"]) - x) ** 2 + (int(p["y"]) - y) ** 2 + (int(p["z"]) - z) ** 2 > 100**2
+        ]
+        suppressed_by_kept += len(far_from_query) - len(expected)
     assert checked_close > 50  # the planted near-copies were found
+    assert suppressed_by_kept > 20  # matches were dropped for being near a kept match, not only the query
+    assert len(signatures.candidates(DS, int(records[0]["signature"]))[0]) == 200  # the cap was reached
 
 
 def test_builder_reads_csv_and_npy(tmp_path):
