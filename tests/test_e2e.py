@@ -4,6 +4,7 @@ gateway that `make dev` serves, running the README's curl lines as written."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -178,7 +179,9 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
     from common import authz, store, twinresults
 
+    answers: dict[str, list] = {}  # README line -> the JSON bodies it answered, in order
     for line, who in readme_curl_runs():
+        written = line
         env = {**os.environ, "BASE": gateway, "TOKEN": api.token(who or OWNER)}
         if "PRIMARYKEY" in line:  # the entry the README posted (its id depends on mb20's generation)
             authz.forget_dataset("mb20")
@@ -192,13 +195,13 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
             job.set({"user": OWNER, "dataset": "mb20", "status": "done", "created_at": store.now()})
             line = line.replace("JOB_ID", job.id)
         line = line.replace("KEY_ID", key_id)
-        script = (
-            'curl() { command curl -sS -f -o /dev/null -H "Authorization: Bearer $TOKEN" "$@"; }\n' + line
-        )
+        script = 'curl() { command curl -sS -f -H "Authorization: Bearer $TOKEN" "$@"; }\n' + line
         done = subprocess.run(
             ["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 0, (line, done.stderr)
+        answers.setdefault(written, []).append(json.loads(done.stdout) if done.stdout.strip() else None)
+    _check_readme_answers(answers, key_id)
     # The README's request ran once, on the private data, and its async call finished.
     request = next(store.collection("twin_requests").stream()).to_dict()
     assert request["status"] == "done", request.get("outcome")
@@ -212,3 +215,119 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
         for r in regions
     }
     assert twinresults.loaded(request) == means  # computed from the private table, not the mock's rows
+    assert _answer(answers, "curl -X POST $BASE/twins/requests/REQUEST_ID/run")["result"] == means
+    assert sum(
+        n for _, n in _answer(answers, "curl -X POST $BASE/twins/warehouse.query/private")["result"]["rows"]
+    ) == len(rows)
+    # The revoked key is gone.
+    assert key_id not in {k["id"] for k in api.get("/users/me/keys", user=OWNER).get_json()}
+
+
+def _answer(answers: dict[str, list], line: str, nth: int = -1):
+    """The JSON body the README line `line` answered (a line is named whole, or by its unique
+    beginning); `nth` picks among the answers of a line the README runs more than once."""
+    if line not in answers:
+        named = [k for k in answers if k.startswith(line)]
+        assert len(named) == 1, (line, named)
+        line = named[0]
+    return answers[line][nth]
+
+
+def _check_readme_answers(answers: dict[str, list], key_id: str) -> None:
+    """What the README's lines answered, beyond their status: each change is seen by the reads
+    after it, with the values the README sent."""
+    from urllib.parse import unquote
+
+    def a(line, nth=-1):
+        return _answer(answers, line, nth)
+
+    # users and keys
+    me = a("curl $BASE/roles")
+    assert me["email"] == OWNER and me["global_roles"] == ["admin"]
+    someone = {"datasets": {"hemibrain": ["clio_write"]}, "global_roles": ["clio_general"]}
+    assert a("curl -X POST $BASE/users ")["someone@example.com"].items() >= someone.items()
+    assert a("curl $BASE/users")["someone@example.com"].items() >= someone.items()
+    assert a("curl -X DELETE $BASE/users ") == {"deleted": ["someone@example.com"]}
+    assert a("curl $BASE/users/me")["email"] == OWNER
+    laptop = a("curl -X POST $BASE/users/me/keys ")
+    assert laptop["name"] == "laptop" and laptop["key"].startswith(f"ghk_{laptop['id']}_")
+    listed = a("curl $BASE/users/me/keys")
+    assert {k["id"] for k in listed} == {laptop["id"], key_id} and not any("key" in k for k in listed)
+    assert a("curl -X POST $BASE/users/researcher@example.com/keys")["key"].startswith("ghk_")
+    # datasets and attachments
+    made = a('curl -X POST -H "Content-Type: application/json" $BASE/datasets')["mb20"]
+    assert made["description"] == "4nm MB" and made["location"] == "gs://em-data/mb20"
+    assert "mb20" in a("curl $BASE/datasets")
+    assert a("curl $BASE/datasets/mb20")["description"] == "4nm MB"
+    changed = a("curl -X PUT $BASE/datasets/mb20")
+    assert changed["public"] is True and changed["tags"] == ["fly"] and changed["transfer"] == ["denoise"]
+    size = os.path.getsize(os.path.join(ROOT, "README.md"))
+    assert a("curl -X POST $BASE/datasets/mb20/attachments") == {"name": "notes.txt", "size": size}
+    assert [(f["name"], f["size"]) for f in a("curl $BASE/datasets/mb20/attachments")] == [
+        ("notes.txt", size)
+    ]
+    assert a("curl -X POST $BASE/datasets/mb20/finalize")["finalized_by"] == OWNER
+    assert [e["action"] for e in a('curl "$BASE/datasets/mb20/logs')] == [
+        "finalize",
+        "attachment_delete",
+        "attachment_upload",
+        "dataset_update",
+        "dataset_create",
+    ]
+    # annotations, saved searches, atlas: what was posted is read back
+    assert a("curl $BASE/annotations/mb20")["50_30_50"]["foo"] == "bar"
+    assert a("curl -X DELETE $BASE/annotations/mb20") == {"deleted": "50_30_50"}
+    moved = a('curl "$BASE/annotations/v2/mb20?kind=point&tag=synapse"')
+    assert [(x["key"], x["pos"], x["tags"]) for x in moved] == [("Pt51_30_50", [51, 30, 50], ["synapse"])]
+    assert {x["key"] for x in a('curl "$BASE/annotations/v2/mb20?limit=100"')} == {
+        "Ln0_0_0_10_10_10",
+        "Pt51_30_50",
+        "Sp5_5_5_9_9_9",
+    }
+    others = a('curl "$BASE/annotations/v2/mb20?user=researcher@example.com"')
+    assert [(x["key"], x["user"]) for x in others] == [("Pt1_2_3", "researcher@example.com")]
+    assert a("curl $BASE/savedsearches/mb20")["50_30_50"]["foo"] == "bar"
+    entry = a("curl -X POST $BASE/atlas/mb20")
+    assert entry["title"] == "weird point" and entry["verified"] is False
+    assert a("curl $BASE/atlas/mb20")["50_30_50"]["id"] == entry["id"]
+    assert entry["id"] in {e["id"] for e in a("curl $BASE/atlas/all")}
+    assert a("curl -X POST $BASE/atlas/verify/PRIMARYKEY", 0)["verified"] is True  # toggled
+    assert a("curl -X POST $BASE/atlas/verify/PRIMARYKEY -d")["verified"] is True  # set
+    assert a("curl -X DELETE $BASE/atlas/mb20") == {"deleted": entry["id"]}
+    # signatures
+    point = a('curl "$BASE/signatures/atlocation/hemibrain')["point"]
+    assert sum((p - q) ** 2 for p, q in zip(point, (17000, 20000, 18010))) <= 100**2
+    matches = a('curl "$BASE/signatures/likelocation/hemibrain')["matches"]
+    assert matches and [m["dist"] for m in matches] == sorted(m["dist"] for m in matches)
+    assert all(m["score"] == 1 - m["dist"] / 8 for m in matches)
+    # transfer: where the volume is written, and the neuroglancer link shows that source
+    transfer = a("curl -X POST $BASE/transfer")
+    assert transfer["source"].startswith(f"precomputed://gs://{BUCKETS[2]}/volumes/")
+    assert f'"source":"{transfer["source"]}"' in unquote(transfer["addr"])
+    assert transfer["job"] in {j["id"] for j in a('curl "$BASE/transfer?limit=20"')}
+    deleted = a("curl -X DELETE $BASE/datasets -d")
+    assert deleted["deleted"] == ["mb20"]
+    assert deleted["deletions"][0]["id"] in {d["id"] for d in a("curl $BASE/datasets/_deletions")}
+    # twins: each side's result, the definition's view
+    assert a("curl -X POST $BASE/twins -d")["path"] == "demo.greet"
+    assert "demo.greet" in {t["path"] for t in a("curl $BASE/twins")}
+    assert a("curl $BASE/twins/demo.greet")["mock"]["code"].startswith("def greet(context, name: str)")
+    assert set(a('curl "$BASE/twins/demo.greet?full=true"')["sides"]) == {"mock", "private"}
+    assert a("curl -X POST $BASE/twins/demo.greet -d") == {"result": "bonjour Ada"}
+    assert a("curl -X POST $BASE/twins/demo.greet/mock") == {"result": "hello Ada (mock)"}
+    patched = a("curl -X PATCH $BASE/twins/demo.greet")
+    assert (
+        patched["rate_limit"] == {"calls": 100, "per_seconds": 60} and patched["hide_mock_definition"] is True
+    )
+    assert {c["side"] for c in a("curl $BASE/twins/demo.greet/calls")} == {"mock", "private"}
+    assert "cells" in a("curl -X POST $BASE/twins/warehouse.schema")["result"]["tables"]
+    mock = a("curl -X POST $BASE/twins/warehouse.query -d")["result"]
+    assert mock["columns"] == ["region", "avg(synapses)"] and mock["rows"]
+    request = a("curl -X POST $BASE/twins/requests -d")
+    assert request["status"] == "pending" and request["requester"] == "researcher@example.com"
+    assert request["id"] in {r["id"] for r in a('curl "$BASE/twins/requests?status=pending"')}
+    approved = a("curl -X POST $BASE/twins/requests/REQUEST_ID/approve")
+    assert approved["status"] == "approved" and approved["decided_by"] == OWNER
+    job = a('curl -X POST "$BASE/twins/requests/REQUEST_ID/run?async=1"')
+    assert a("curl $BASE/twins/jobs/TWIN_JOB_ID")["id"] == job["id"]
+    assert a("curl $BASE/twins/requests/REQUEST_ID")["status"] == "done"
