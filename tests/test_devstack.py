@@ -185,3 +185,45 @@ def test_make_dev_exits_with_the_install_command_and_no_orphans(sdk_without_pubs
     assert "install it: gcloud components install pubsub-emulator" in result.stderr
     assert "Traceback" not in result.stderr
     assert _orphans(str(sdk_without_pubsub)) == [] and _orphans(dev_dir) == []
+
+
+def _make_token(dev_dir: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", "token", *args],
+        cwd=ROOT,
+        env=_dev_env(dev_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_make_token_prints_a_token_the_stack_accepts(api, keys, tmp_path):
+    """`make -s token EMAIL=x` prints one line, a token for x signed with the dev issuer key of
+    the stack in GATEHOUSE_DEV_DIR (here: the key this session's functions trust); a token from
+    another dev directory's key is refused."""
+    from tools import devkeys
+
+    dev_dir = tmp_path / "dev"
+    dev_dir.mkdir()
+    (dev_dir / "dev-issuer.pem").write_bytes(keys.dev_key_pem)
+    done = _make_token(str(dev_dir), "EMAIL=Reader@Example.com")
+    assert done.returncode == 0, done.stderr
+    (token,) = done.stdout.splitlines()  # only the token: `export TOKEN=$(make -s token ...)`
+    roles = api.client("roles").get("/roles", headers={"Authorization": f"Bearer {token}"})
+    assert roles.status_code == 200 and roles.get_json()["email"] == "reader@example.com"
+
+    other = tmp_path / "other"
+    devkeys.ensure(str(other))  # a stack of its own: another issuer key
+    foreign = _make_token(str(other), "EMAIL=reader@example.com").stdout.strip()
+    refused = api.client("roles").get("/roles", headers={"Authorization": f"Bearer {foreign}"})
+    assert refused.status_code == 401 and refused.get_json()["error"] == "unauthenticated"
+
+
+def test_make_token_says_what_is_missing(tmp_path):
+    no_email = _make_token(str(tmp_path))
+    assert no_email.returncode != 0 and "usage: make token EMAIL=" in no_email.stderr
+    assert no_email.stdout == ""
+    no_stack = _make_token(str(tmp_path), "EMAIL=someone@example.com")
+    assert no_stack.returncode != 0 and "run `make dev` first" in no_stack.stderr
+    assert no_stack.stdout == ""
