@@ -8,6 +8,7 @@ knows nothing of tokens or roles) -> role check (may they) -> body model -> hand
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -62,6 +63,34 @@ class Route:
     adapter: Any = None
     doc: str | None = None  # the summary, when not the handler's docstring
     operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
+    response: Any = None  # a pydantic type: what a success answers (fields beyond it are dropped)
+
+    @functools.cached_property
+    def response_adapter(self) -> Any:
+        """The response type's TypeAdapter, built on the route's first answer (not at import:
+        cold start), or None."""
+        if self.response is None:
+            return None
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(self.response)
+
+    @functools.cached_property
+    def item_adapter(self) -> Any:
+        """For a `list[X]` response, X's adapter: a streamed list applies it item by item."""
+        import typing
+
+        if typing.get_origin(self.response) is not list:
+            return None
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(typing.get_args(self.response)[0])
+
+    def public(self, value: Any, adapter: Any = None) -> Any:
+        """`value` as the response type says: validated (a stored document that no longer fits
+        is our bug, a 500, never a leak) and with fields the type does not declare dropped."""
+        adapter = adapter or self.response_adapter
+        return adapter.dump_python(adapter.validate_python(value), by_alias=True)
 
     @property
     def summary(self) -> str:
@@ -122,6 +151,9 @@ def paged(
     may be more. `keep` leaves items out (e.g. what EXPOSE hides); the cursor still moves past them."""
     items = (view(snap) for snap in page if keep is None or keep(snap))
     if limit is None:
+        item = req.route.item_adapter  # a page's list is shaped whole in App._to_response
+        if item is not None:
+            items = (req.route.public(value, item) for value in items)
         return streamed(jsonio.stream_array(items))
     listed = list(items)
     cursor = page.next_cursor()
@@ -237,6 +269,7 @@ class App(_Table):
         answers: tuple[int, ...] = (),
         summary: str | None = None,
         operation_id: str | None = None,
+        response: Any = None,
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
@@ -261,6 +294,7 @@ class App(_Table):
                 answers,
                 doc=summary,
                 operation_id=operation_id,
+                response=response,
             )
             if body is not None:
                 from pydantic import TypeAdapter
@@ -424,6 +458,8 @@ class App(_Table):
             headers = rest[0] if rest else None
         if status == 204:
             return Response(status=204, headers=headers)
+        if route.response is not None and status == route.status:  # the one place a response model applies
+            result = route.public(result)
         return json_response(result, status, headers)
 
     def _add_cors(self, request: Request, response: Response) -> None:
