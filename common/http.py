@@ -77,20 +77,22 @@ class Route:
 
     @functools.cached_property
     def item_adapter(self) -> Any:
-        """For a `list[X]` response, X's adapter: a streamed list applies it item by item."""
+        """For a `list[X]` or `dict[str, X]` response, X's adapter: a streamed answer applies
+        it item by item (common.http.public_items)."""
         import typing
 
-        if typing.get_origin(self.response) is not list:
+        origin = typing.get_origin(self.response)
+        if origin not in (list, dict):
             return None
         from pydantic import TypeAdapter
 
-        return TypeAdapter(typing.get_args(self.response)[0])
+        return TypeAdapter(typing.get_args(self.response)[-1])
 
     def public(self, value: Any, adapter: Any = None) -> Any:
         """`value` as the response type says: validated (a stored document that no longer fits
         is our bug, a 500, never a leak) and with fields the type does not declare dropped."""
         adapter = adapter or self.response_adapter
-        return adapter.dump_python(adapter.validate_python(value), by_alias=True)
+        return adapter.dump_python(adapter.validate_python(value), by_alias=True, exclude_unset=True)
 
     @property
     def summary(self) -> str:
@@ -123,6 +125,17 @@ def query_names(model: Any) -> list[str]:
     return [info.alias or name for name, info in fields.items()]
 
 
+def public_item(req: Req, item: Any) -> Any:
+    """One item of a streamed list (or one value of a streamed map), shaped by the route's
+    response model (`list[X]` / `dict[str, X]`): App._to_response cannot see inside a stream."""
+    adapter = req.route.item_adapter
+    return item if adapter is None else req.route.public(item, adapter)
+
+
+def public_items(req: Req, items: Iterable[Any]) -> Iterable[Any]:
+    return (public_item(req, item) for item in items)
+
+
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(jsonio.dumps(value), status=status, headers=headers, mimetype="application/json")
 
@@ -151,10 +164,8 @@ def paged(
     may be more. `keep` leaves items out (e.g. what EXPOSE hides); the cursor still moves past them."""
     items = (view(snap) for snap in page if keep is None or keep(snap))
     if limit is None:
-        item = req.route.item_adapter  # a page's list is shaped whole in App._to_response
-        if item is not None:
-            items = (req.route.public(value, item) for value in items)
-        return streamed(jsonio.stream_array(items))
+        # Shaped item by item as it streams; a page's list is shaped whole in App._to_response.
+        return streamed(jsonio.stream_array(public_items(req, items)))
     listed = list(items)
     cursor = page.next_cursor()
     if not cursor:
