@@ -275,7 +275,7 @@ def test_internal_errors_hide_the_traceback(api, monkeypatch, capfd):
 def test_openapi_documents_bulk_and_optional_bodies(api):
     doc = api.get("/annotations/_openapi.json").get_json()
     body = doc["paths"]["/annotations/v2/{name}"]["post"]["requestBody"]
-    assert body["required"] is True and "AnnotationIn" in doc["components"]["schemas"]
+    assert body["required"] is True and "AnnotationCreate" in doc["components"]["schemas"]
     verify = api.get("/atlas/_openapi.json").get_json()["paths"]["/atlas/verify/{entry}"]["post"]
     assert verify["requestBody"]["required"] is False
     assert verify["x-gatehouse-role"] == "write_others on the entry's dataset"
