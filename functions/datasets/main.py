@@ -455,7 +455,9 @@ def list_attachments(req, name):
     ]
 
 
-@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204)
+@app.delete(
+    "/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204, answers=(422,)
+)
 def delete_attachment(req, name, file):
     """Delete an attachment (204 also when it does not exist)."""
     from google.api_core.exceptions import NotFound
