@@ -119,6 +119,23 @@ class AttachmentPublic(AttachmentCreatedPublic):
     url: str = Field(description="a download URL valid for 5 minutes")
 
 
+class AuditEntryPublic(Public):
+    """One audit entry: who did what to which thing, and what it was before and after."""
+
+    id: str
+    at: datetime.datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    request_id: str
+    expire_at: datetime.datetime | None = None
+    dataset: str | None = None
+    before: Any = None
+    after: Any = None
+    compacted: bool | None = None
+
+
 DatasetsCreate = Annotated[
     dict[DatasetName, DatasetCreate], Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)
 ]
@@ -296,6 +313,7 @@ def resume_deletion(req, deletion_id):
     "/datasets/_deletions/<deletion_id>/logs",
     role=authz.ADMIN,
     query=Paging,
+    response=list[AuditEntryPublic],
 )
 def deletion_logs(req, deletion_id):
     """The audit entries of a deleted dataset, newest first (admin; kept until their retention ends)."""
@@ -374,6 +392,7 @@ def finalize_dataset(req, name):
     "/datasets/<name>/logs",
     role=authz.on_dataset(authz.MANAGE),
     query=Paging,
+    response=list[AuditEntryPublic],
 )
 def dataset_logs(req, name):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
@@ -398,7 +417,7 @@ def _log(req, name: str, generation: str | None):
     return paged(
         req,
         page,
-        lambda s: {"id": s.id, **{k: v for k, v in s.to_dict().items() if k != "generation"}},
+        lambda s: {"id": s.id, **s.to_dict()},  # AuditEntryPublic leaves out the generation
         limit,
     )
 
