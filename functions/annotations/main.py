@@ -67,13 +67,14 @@ class AnnotationCreate(Strict):
 
 
 class AnnotationPublic(Public):
-    """A stored v2 annotation; the optional fields are present when they were written."""
+    """A stored v2 annotation; the optional fields are present when they were written (a
+    document missing one still answers: a read never fails for an old or partial record)."""
 
     key: str
     user: str
     kind: Literal["point", "lineseg", "sphere"]
     pos: list[int]
-    timestamp: datetime.datetime
+    timestamp: datetime.datetime | None = None
     prop: dict[str, Any] | None = None
     tags: list[str] | None = None
     title: str | None = None

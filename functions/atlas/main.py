@@ -47,13 +47,14 @@ class AtlasEntryPublic(Public):
     id: str
     user: str
     dataset: str
-    location: list[int]
     locationref: str
-    timestamp: datetime.datetime
-    verified: bool
+    verified: bool = False
+    # Always written by POST /atlas/{name}; optional so an old or partial record still answers.
+    location: list[int] | None = None
+    timestamp: datetime.datetime | None = None
     verified_by: str | None = None
     verified_at: datetime.datetime | None = None
-    title: str
+    title: str | None = None
     description: str | None = None
 
 

@@ -62,14 +62,15 @@ class TransferJobPublic(Public):
     id: str
     user: str
     dataset: str
-    model_name: str
-    center: list[int]
-    addr: str
-    source: str
     status: str
     created_at: datetime.datetime
-    expire_at: datetime.datetime
-    request_id: str
+    # Always written by POST /transfer; optional so an old or partial record still answers.
+    model_name: str | None = None
+    center: list[int] | None = None
+    addr: str | None = None
+    source: str | None = None
+    expire_at: datetime.datetime | None = None
+    request_id: str | None = None
     finished_at: datetime.datetime | None = None
     error: str | None = None
     failed_parts: list[str] | None = None
