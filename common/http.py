@@ -8,6 +8,7 @@ knows nothing of tokens or roles) -> role check (may they) -> body model -> hand
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -62,6 +63,36 @@ class Route:
     adapter: Any = None
     doc: str | None = None  # the summary, when not the handler's docstring
     operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
+    response: Any = None  # a pydantic type: what a success answers (fields beyond it are dropped)
+
+    @functools.cached_property
+    def response_adapter(self) -> Any:
+        """The response type's TypeAdapter, built on the route's first answer (not at import:
+        cold start), or None."""
+        if self.response is None:
+            return None
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(self.response)
+
+    @functools.cached_property
+    def item_adapter(self) -> Any:
+        """For a `list[X]` or `dict[str, X]` response, X's adapter: a streamed answer applies
+        it item by item (common.http.public_items)."""
+        import typing
+
+        origin = typing.get_origin(self.response)
+        if origin not in (list, dict):
+            return None
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(typing.get_args(self.response)[-1])
+
+    def public(self, value: Any, adapter: Any = None) -> Any:
+        """`value` as the response type says: validated (a stored document that no longer fits
+        is our bug, a 500, never a leak) and with fields the type does not declare dropped."""
+        adapter = adapter or self.response_adapter
+        return adapter.dump_python(adapter.validate_python(value), by_alias=True, exclude_unset=True)
 
     @property
     def summary(self) -> str:
@@ -94,6 +125,17 @@ def query_names(model: Any) -> list[str]:
     return [info.alias or name for name, info in fields.items()]
 
 
+def public_item(req: Req, item: Any) -> Any:
+    """One item of a streamed list (or one value of a streamed map), shaped by the route's
+    response model (`list[X]` / `dict[str, X]`): App._to_response cannot see inside a stream."""
+    adapter = req.route.item_adapter
+    return item if adapter is None else req.route.public(item, adapter)
+
+
+def public_items(req: Req, items: Iterable[Any]) -> Iterable[Any]:
+    return (public_item(req, item) for item in items)
+
+
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(jsonio.dumps(value), status=status, headers=headers, mimetype="application/json")
 
@@ -122,7 +164,8 @@ def paged(
     may be more. `keep` leaves items out (e.g. what EXPOSE hides); the cursor still moves past them."""
     items = (view(snap) for snap in page if keep is None or keep(snap))
     if limit is None:
-        return streamed(jsonio.stream_array(items))
+        # Shaped item by item as it streams; a page's list is shaped whole in App._to_response.
+        return streamed(jsonio.stream_array(public_items(req, items)))
     listed = list(items)
     cursor = page.next_cursor()
     if not cursor:
@@ -237,6 +280,7 @@ class App(_Table):
         answers: tuple[int, ...] = (),
         summary: str | None = None,
         operation_id: str | None = None,
+        response: Any = None,
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
@@ -261,6 +305,7 @@ class App(_Table):
                 answers,
                 doc=summary,
                 operation_id=operation_id,
+                response=response,
             )
             if body is not None:
                 from pydantic import TypeAdapter
@@ -424,6 +469,8 @@ class App(_Table):
             headers = rest[0] if rest else None
         if status == 204:
             return Response(status=204, headers=headers)
+        if route.response is not None and status == route.status:  # the one place a response model applies
+            result = route.public(result)
         return json_response(result, status, headers)
 
     def _add_cors(self, request: Request, response: Response) -> None:

@@ -86,6 +86,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class Public(BaseModel):
+    """A route's answer (`@app.get(..., response=XPublic)`; common.http applies it): fields it
+    does not declare are dropped, so a stored document never goes out as it is.
+
+    Models are named by role: `XCreate` / `XUpdate` for bodies, `XPublic` for answers."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ProfilePublic(Public):
+    """The caller's roles as /roles and /users/me show them."""
+
+    email: str
+    name: str
+    global_roles: list[str]
+    datasets: dict[str, list[str]]
+    groups: list[str]
+
+
+class DeletedPublic(Public):
+    """What a bulk delete removed."""
+
+    deleted: list[str]
+
+
 class Query(BaseModel):
     """A route's query parameters (`@app.get(..., query=SomeQuery)`): typed from the query
     string's text, documented in the OpenAPI, and any other parameter is refused (400)."""

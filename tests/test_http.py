@@ -52,6 +52,9 @@ def test_openapi_is_generated_from_the_route_table(api, function):
         assert {n for kind, n in params if kind == "query"} == {i.alias or n for n, i in fields.items()}, key
         for name, info in fields.items():
             assert params["query", info.alias or name]["required"] is info.is_required(), (key, name)
+        if route.response is not None:  # a declared response model is documented, not free-form
+            success = op["responses"][str(route.status)]["content"]["application/json"]["schema"]
+            assert success != openapi.FREE_FORM, key
 
 
 def test_openapi_gives_query_parameters_their_types(api):
@@ -82,6 +85,29 @@ def test_openapi_documents_request_models(api):
     schema = doc["components"]["schemas"]["KeyCreate"]
     assert schema["required"] == ["name"] and schema["additionalProperties"] is False
     assert "{email}" in "".join(doc["paths"])
+
+
+def _success_schema(doc, path, method, status="200"):
+    """The success schema of an operation, its $ref followed into components."""
+    schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        return doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_openapi_documents_response_models(api):
+    """Routes with a fixed shape document it (XPublic models); the key secret only on create."""
+    users = api.get("/users/_openapi.json").get_json()
+    created = _success_schema(users, "/users/me/keys", "post", "201")
+    assert "key" in created["required"] and "created_at" in created["required"]
+    listed = _success_schema(users, "/users/me/keys", "get")
+    assert listed["type"] == "array" and listed["items"]["$ref"].endswith("/KeyPublic")
+    assert "key" not in users["components"]["schemas"]["KeyPublic"]["properties"]
+    roles = api.get("/roles/_openapi.json").get_json()
+    assert set(_success_schema(roles, "/roles", "get")["required"]) >= {"email", "global_roles", "datasets"}
+    transfer = api.get("/transfer/_openapi.json").get_json()
+    job = _success_schema(transfer, "/transfer/{job_id}", "get")
+    assert "parts" in job["required"] and job["properties"]["created_at"]["format"] == "date-time"
 
 
 def test_unknown_route_is_a_404_envelope(api):
@@ -249,7 +275,7 @@ def test_internal_errors_hide_the_traceback(api, monkeypatch, capfd):
 def test_openapi_documents_bulk_and_optional_bodies(api):
     doc = api.get("/annotations/_openapi.json").get_json()
     body = doc["paths"]["/annotations/v2/{name}"]["post"]["requestBody"]
-    assert body["required"] is True and "AnnotationIn" in doc["components"]["schemas"]
+    assert body["required"] is True and "AnnotationCreate" in doc["components"]["schemas"]
     verify = api.get("/atlas/_openapi.json").get_json()["paths"]["/atlas/verify/{entry}"]["post"]
     assert verify["requestBody"]["required"] is False
     assert verify["x-gatehouse-role"] == "write_others on the entry's dataset"

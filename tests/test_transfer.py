@@ -389,3 +389,16 @@ def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world,
     )
     assert api.get("/transfer", user=OWNER).get_json() == []
     assert_error(api.get(f"/transfer/{job}", user=OWNER), 404, "not_found")
+
+
+def test_a_job_answers_its_public_model_not_the_stored_document(api, world):
+    """GET /transfer/{job} and GET /transfer answer TransferJob*Public: a field written into the
+    stored job by something else (here directly in Firestore) is not shown, listed or streamed."""
+    job = _start(api)["job"]
+    store.collection("transfer_jobs").document(job).update({"internal_note": "not for callers"})
+    got = api.get(f"/transfer/{job}", user=READER).get_json()
+    assert got["id"] == job and len(got["parts"]) == 8 and "internal_note" not in got
+    assert got["created_at"].endswith("Z")  # datetimes still go out as the encoder writes them
+    for listing in ("/transfer", "/transfer?limit=5"):  # streamed item by item, and one page
+        [listed] = api.get(listing, user=READER).get_json()
+        assert listed["id"] == job and "internal_note" not in listed and "parts" not in listed

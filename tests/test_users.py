@@ -172,3 +172,15 @@ def test_admin_manages_another_users_keys(api):
     assert api.delete(f"/users/a@example.com/keys/{key['id']}", user=OWNER).status_code == 204
     assert_error(api.get("/roles", token=key["key"]), 401, "unauthenticated")
     assert_error(api.get("/users/not-an-email/keys", user=OWNER), 422, "validation_error")
+
+
+def test_key_listing_answers_key_public_only(api):
+    """A stored key's other fields (its owner, its hash, anything added later) never go out:
+    the listing is KeyPublic, whatever the document holds."""
+    from common import store
+
+    key = api.post("/users/me/keys", user="a@example.com", json={"name": "laptop"}).get_json()
+    store.collection("api_keys").document(key["id"]).update({"internal_note": "not for callers"})
+    [listed] = api.get("/users/me/keys", user="a@example.com").get_json()
+    assert set(listed) == {"id", "name", "created_at", "expires_at", "last_used_at"}
+    assert listed["id"] == key["id"] and listed["last_used_at"] is None

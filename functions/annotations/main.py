@@ -6,6 +6,7 @@ v2: typed points, line segments and spheres, written one at a time or up to 10,0
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -14,7 +15,7 @@ from pydantic import BeforeValidator, Discriminator, Field, StringConstraints, T
 from common import audit, auth, authz, errors, store
 from common.http import App, paged
 from common.locations import LocationStore, location_routes, user_doc_id
-from common.models import Coordinate, Email, GroupName, Paging, Payload, Query, Strict
+from common.models import Coordinate, Email, GroupName, Paging, Payload, Public, Query, Strict
 
 app = App(
     "annotations",
@@ -38,7 +39,7 @@ OPTIONAL_FIELDS: tuple[str, ...] = get_args(OptionalField)
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class AnnotationIn(Strict):
+class AnnotationCreate(Strict):
     """One v2 annotation; its key follows from `kind` and `pos`."""
 
     kind: Literal["point", "lineseg", "sphere"]
@@ -65,12 +66,36 @@ class AnnotationIn(Strict):
         return KIND_PREFIX[self.kind] + "_".join(map(str, self.pos))
 
 
+class AnnotationPublic(Public):
+    """A stored v2 annotation; the optional fields are present when they were written (a
+    document missing one still answers: a read never fails for an old or partial record)."""
+
+    key: str
+    user: str
+    kind: Literal["point", "lineseg", "sphere"]
+    pos: list[int]
+    timestamp: datetime.datetime | None = None
+    prop: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    title: str | None = None
+    description: str | None = None
+
+
+class AnnotationWrittenPublic(Public):
+    key: str
+
+
+class AnnotationsWrittenPublic(Public):
+    keys: list[str]
+
+
 def _one_or_list(value: Any) -> str:
     return "list" if isinstance(value, list) else "one"
 
 
-AnnotationsIn = Annotated[
-    Annotated[AnnotationIn, Tag("one")] | Annotated[list[AnnotationIn], Field(min_length=1), Tag("list")],
+AnnotationsCreate = Annotated[
+    Annotated[AnnotationCreate, Tag("one")]
+    | Annotated[list[AnnotationCreate], Field(min_length=1), Tag("list")],
     Discriminator(_one_or_list),
 ]
 
@@ -157,15 +182,16 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
 @app.post(
     "/annotations/v2/<name>",
     role=authz.on_dataset(authz.WRITE_OWN),
-    body=AnnotationsIn,
+    body=AnnotationsCreate,
     max_items=MAX_PER_REQUEST,
     max_body=BULK_BODY_LIMIT,
     query=WriteQuery,
+    response=AnnotationWrittenPublic | AnnotationsWrittenPublic,  # as one was written, or a list
 )
 def write_v2(req, name):
     """Write one annotation or a list of up to 10,000, validated as a whole before any write."""
     single = not isinstance(req.body, list)
-    items: list[AnnotationIn] = [req.body] if single else req.body
+    items: list[AnnotationCreate] = [req.body] if single else req.body
     replace, keep, move_key = req.query.replace, req.query.conditional, req.query.move_key
     if move_key is not None and not single:
         raise errors.BadRequest("move_key takes the key of one annotation, with a single annotation")
@@ -267,6 +293,7 @@ def _write_all(
     "/annotations/v2/<name>",
     role=authz.on_dataset(authz.READ),
     query=ListQuery,
+    response=list[AnnotationPublic],
 )
 def list_v2(req, name):
     """Annotations of the dataset: the caller's, another user's, or a group's."""

@@ -7,17 +7,18 @@ write_others on its dataset verify it. Entries live in `atlas/{id}`, the id deri
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from typing import Annotated, Any
 
-from pydantic import StringConstraints, model_validator
+from pydantic import ConfigDict, StringConstraints, model_validator
 
 from common import audit, auth, authz, errors, jsonio, store
 from common.exposure import exposed
-from common.http import App, Check, streamed
+from common.http import App, Check, public_item, public_items, streamed
 from common.locations import LocationQuery, location, location_key
-from common.models import FreeForm, Strict, check_document_size, check_storable
+from common.models import FreeForm, Public, Strict, check_document_size, check_storable
 
 app = App(
     "atlas", "Atlas: marked locations across datasets, verified by curators.", authenticate=auth.authenticate
@@ -37,7 +38,31 @@ SERVER_FIELDS = (
 ENTRY_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class AtlasEntryIn(FreeForm):
+class AtlasEntryPublic(Public):
+    """An atlas entry: the server's fields, `title`, `description`, and the caller's own fields
+    (free-form, so kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    user: str
+    dataset: str
+    locationref: str
+    verified: bool = False
+    # Always written by POST /atlas/{name}; optional so an old or partial record still answers.
+    location: list[int] | None = None
+    timestamp: datetime.datetime | None = None
+    verified_by: str | None = None
+    verified_at: datetime.datetime | None = None
+    title: str | None = None
+    description: str | None = None
+
+
+class AtlasDeletedPublic(Public):
+    deleted: str
+
+
+class AtlasEntryCreate(FreeForm):
     """`title` (and `description`) plus the caller's own fields; the server's fields (`id`,
     `user`, `dataset`, `location`, `locationref`, `timestamp`, `verified`) are set by it."""
 
@@ -50,7 +75,7 @@ class AtlasEntryIn(FreeForm):
         return self
 
 
-class VerifyIn(Strict):
+class VerifyUpdate(Strict):
     verified: bool
 
 
@@ -91,7 +116,7 @@ def _query(**equal: Any):
     return query
 
 
-@app.get("/atlas/all", role=authz.AUTHENTICATED)
+@app.get("/atlas/all", role=authz.AUTHENTICATED, response=list[AtlasEntryPublic])
 def list_all(req):
     """Entries across the datasets the caller may read: the verified ones, the caller's own,
     and every entry of datasets where the caller has write_others."""
@@ -118,11 +143,19 @@ def list_all(req):
             )
 
     return streamed(
-        jsonio.stream_array(_view(s) for s in entries() if _current(s, readable.get(s.get("dataset"))))
+        jsonio.stream_array(
+            public_items(req, (_view(s) for s in entries() if _current(s, readable.get(s.get("dataset")))))
+        )
     )
 
 
-@app.post("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), body=AtlasEntryIn, query=LocationQuery)
+@app.post(
+    "/atlas/<name>",
+    role=authz.on_dataset(authz.WRITE_OWN),
+    body=AtlasEntryCreate,
+    query=LocationQuery,
+    response=AtlasEntryPublic,
+)
 def put_entry(req, name):
     """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
     point = location(req)
@@ -167,17 +200,21 @@ def put_entry(req, name):
     return store.transactional(write)
 
 
-@app.get("/atlas/<name>", role=authz.on_dataset(authz.READ))
+@app.get("/atlas/<name>", role=authz.on_dataset(authz.READ), response=dict[str, AtlasEntryPublic])
 def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
     record = authz.dataset_record(name)
     snaps = _query(dataset=name, user=req.caller.email).stream()
     return streamed(
-        jsonio.stream_object((s.get("locationref"), _view(s)) for s in snaps if _current(s, record))
+        jsonio.stream_object(
+            (s.get("locationref"), public_item(req, _view(s))) for s in snaps if _current(s, record)
+        )
     )
 
 
-@app.delete("/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery)
+@app.delete(
+    "/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery, response=AtlasDeletedPublic
+)
 def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
@@ -210,8 +247,9 @@ def _may_verify(req, params: dict[str, Any]) -> None:
 @app.post(
     "/atlas/verify/<entry>",
     role=Check("write_others on the entry's dataset", _may_verify),
-    body=VerifyIn,
+    body=VerifyUpdate,
     body_required=False,
+    response=AtlasEntryPublic,
 )
 def verify(req, entry):
     """Toggle an entry's `verified`, or set it with `{"verified": bool}`; concurrent calls are

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from typing import Annotated, Any
 
 import functions_framework
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
 from common.exposure import exposed
-from common.http import App, paged, streamed
-from common.models import DatasetName, FreeForm, GsLocation, Paging, check_storable, is_dataset_name
+from common.http import App, paged, public_item, public_items, streamed
+from common.models import DatasetName, FreeForm, GsLocation, Paging, Public, check_storable, is_dataset_name
 
 app = App(
     "datasets",
@@ -66,6 +67,75 @@ class DatasetUpdate(_Metadata):
     description: str = ""
 
 
+class DatasetPublic(Public):
+    """A dataset: the typed fields and the server's, plus the owner's free-form metadata (kept:
+    it is theirs). The typed fields are optional here: a dataset answers with what it holds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    location: str | None = None
+    public: bool = False
+    tags: list[str] = []
+    transfer: list[str] = []
+    created_at: datetime.datetime | None = None
+    created_by: str | None = None
+    modified_at: datetime.datetime | None = None
+    modified_by: str | None = None
+    finalized_at: datetime.datetime | None = None
+    finalized_by: str | None = None
+
+
+class PurgePartPublic(Public):
+    deleted: int
+    done: bool
+
+
+class DeletionPublic(Public):
+    """A deleted dataset and the progress of its purge."""
+
+    id: str
+    name: str | None
+    deleted_at: datetime.datetime | None
+    deleted_by: str | None
+    status: str  # purging, then done
+    purged_at: datetime.datetime | None
+    parts: dict[str, PurgePartPublic] | None
+
+
+class DatasetsDeletedPublic(Public):
+    deleted: list[str]
+    deletions: list[DeletionPublic]
+
+
+class AttachmentCreatedPublic(Public):
+    name: str
+    size: int
+
+
+class AttachmentPublic(AttachmentCreatedPublic):
+    modified: datetime.datetime | None = None
+    url: str = Field(description="a download URL valid for 5 minutes")
+
+
+class AuditEntryPublic(Public):
+    """One audit entry: who did what to which thing, and what it was before and after."""
+
+    id: str
+    at: datetime.datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    request_id: str
+    expire_at: datetime.datetime | None = None
+    dataset: str | None = None
+    before: Any = None
+    after: Any = None
+    compacted: bool | None = None
+
+
 DatasetsCreate = Annotated[
     dict[DatasetName, DatasetCreate], Field(min_length=1, max_length=MAX_DATASETS_PER_REQUEST)
 ]
@@ -86,16 +156,20 @@ def _forget(names) -> None:
         authz.forget_dataset(name)
 
 
-@app.get("/datasets", role=authz.AUTHENTICATED)
+@app.get("/datasets", role=authz.AUTHENTICATED, response=dict[str, DatasetPublic])
 def list_datasets(req):
     """Every dataset the caller may read."""
     caller = req.caller
     snaps = store.collection("datasets").stream()
     readable = ((s.id, _view(s.id, s.to_dict())) for s in snaps if exposed("dataset", s.id))
-    return streamed(jsonio.stream_object((n, d) for n, d in readable if caller.can_read(n, d)))
+    return streamed(
+        jsonio.stream_object((n, public_item(req, d)) for n, d in readable if caller.can_read(n, d))
+    )
 
 
-@app.post("/datasets", role=authz.ADMIN, body=DatasetsCreate, answers=(409,))
+@app.post(
+    "/datasets", role=authz.ADMIN, body=DatasetsCreate, answers=(409,), response=dict[str, DatasetPublic]
+)
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
     datasets = store.collection("datasets")
@@ -154,7 +228,7 @@ def create_datasets(req):
     return stored
 
 
-@app.delete("/datasets", role=authz.ADMIN, body=NameList)
+@app.delete("/datasets", role=authz.ADMIN, body=NameList, response=DatasetsDeletedPublic)
 def delete_datasets(req):
     """Delete datasets with everything stored under them and every grant on them (admin); names
     that do not exist are skipped. The data is purged in the background when large: see
@@ -197,13 +271,15 @@ def _deletion_view(deletion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@app.get("/datasets/_deletions", role=authz.ADMIN)
+@app.get("/datasets/_deletions", role=authz.ADMIN, response=list[DeletionPublic])
 def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
 
     snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
-    return streamed(jsonio.stream_array(_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps))
+    return streamed(
+        jsonio.stream_array(public_items(req, (_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps)))
+    )
 
 
 def _deletion(deletion_id: str) -> dict[str, Any]:
@@ -217,13 +293,13 @@ def _deletion(deletion_id: str) -> dict[str, Any]:
     return {"id": snap.id, **snap.to_dict()}
 
 
-@app.get("/datasets/_deletions/<deletion_id>", role=authz.ADMIN)
+@app.get("/datasets/_deletions/<deletion_id>", role=authz.ADMIN, response=DeletionPublic)
 def get_deletion(req, deletion_id):
     """One deletion and the progress of its purge (admin)."""
     return _deletion_view(_deletion(deletion_id))
 
 
-@app.post("/datasets/_deletions/<deletion_id>/resume", role=authz.ADMIN)
+@app.post("/datasets/_deletions/<deletion_id>/resume", role=authz.ADMIN, response=DeletionPublic)
 def resume_deletion(req, deletion_id):
     """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
     _deletion(deletion_id)
@@ -237,6 +313,7 @@ def resume_deletion(req, deletion_id):
     "/datasets/_deletions/<deletion_id>/logs",
     role=authz.ADMIN,
     query=Paging,
+    response=list[AuditEntryPublic],
 )
 def deletion_logs(req, deletion_id):
     """The audit entries of a deleted dataset, newest first (admin; kept until their retention ends)."""
@@ -244,7 +321,7 @@ def deletion_logs(req, deletion_id):
     return _log(req, deletion["name"], deletion.get("generation"))
 
 
-@app.get("/datasets/<name>", role=authz.on_dataset(authz.READ))
+@app.get("/datasets/<name>", role=authz.on_dataset(authz.READ), response=DatasetPublic)
 def get_dataset(req, name):
     """One dataset (404 when missing or not readable by the caller)."""
     return _view(name, authz.dataset_record(name) or {})  # the role check found it
@@ -272,7 +349,13 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     return result
 
 
-@app.put("/datasets/<name>", role=authz.on_dataset(authz.MANAGE), body=DatasetUpdate, answers=(409,))
+@app.put(
+    "/datasets/<name>",
+    role=authz.on_dataset(authz.MANAGE),
+    body=DatasetUpdate,
+    answers=(409,),
+    response=DatasetPublic,
+)
 def update_dataset(req, name):
     """Merge metadata into a dataset. After finalize only description and tags may change."""
     extra = req.body.model_extra or {}
@@ -291,7 +374,9 @@ def update_dataset(req, name):
     return _change_dataset(req, name, "dataset_update", merge)
 
 
-@app.post("/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE), answers=(409,))
+@app.post(
+    "/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE), answers=(409,), response=DatasetPublic
+)
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
 
@@ -307,6 +392,7 @@ def finalize_dataset(req, name):
     "/datasets/<name>/logs",
     role=authz.on_dataset(authz.MANAGE),
     query=Paging,
+    response=list[AuditEntryPublic],
 )
 def dataset_logs(req, name):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
@@ -331,7 +417,7 @@ def _log(req, name: str, generation: str | None):
     return paged(
         req,
         page,
-        lambda s: {"id": s.id, **{k: v for k, v in s.to_dict().items() if k != "generation"}},
+        lambda s: {"id": s.id, **s.to_dict()},  # AuditEntryPublic leaves out the generation
         limit,
     )
 
@@ -354,6 +440,7 @@ def _attachment_name(value: str) -> str:
     status=201,
     multipart=True,
     max_body=ATTACHMENT_LIMIT + (64 << 10),
+    response=AttachmentCreatedPublic,
 )
 def upload_attachment(req, name):
     """Upload a file (multipart fields `name` and `attachment`, at most 32 MiB)."""
@@ -376,7 +463,7 @@ def upload_attachment(req, name):
     return {"name": filename, "size": size}
 
 
-@app.get("/datasets/<name>/attachments", role=authz.on_dataset(authz.READ))
+@app.get("/datasets/<name>/attachments", role=authz.on_dataset(authz.READ), response=list[AttachmentPublic])
 def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
@@ -387,7 +474,9 @@ def list_attachments(req, name):
     ]
 
 
-@app.delete("/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204)
+@app.delete(
+    "/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204, answers=(422,)
+)
 def delete_attachment(req, name, file):
     """Delete an attachment (204 also when it does not exist)."""
     from google.api_core.exceptions import NotFound

@@ -2,11 +2,12 @@
 
 from common import auth, authz
 from common.http import App
+from common.models import ProfilePublic
 
 app = App("roles", "The caller's global and per-dataset roles.", authenticate=auth.authenticate)
 
 
-@app.get("/roles", role=authz.AUTHENTICATED)
+@app.get("/roles", role=authz.AUTHENTICATED, response=ProfilePublic)
 def get_roles(req):
     """The caller's roles: global, per dataset (public grants not listed) and groups."""
     return req.caller.profile()

@@ -13,6 +13,7 @@ from typing import Any
 from common import auth, authz, blobs, errors, sigindex
 from common.http import App
 from common.locations import LocationQuery, location
+from common.models import Public
 
 app = App(
     "signatures",
@@ -125,11 +126,32 @@ def nearest(dataset: str, point: tuple[int, int, int]):
     return close[np.lexsort((close["z"], close["y"], close["x"], d2[within]))[0]]
 
 
+class SignaturePublic(Public):
+    point: list[int]
+    signature: str  # a 64-bit integer, as text: JSON readers lose precision past 2^53
+
+
+class MatchPublic(Public):
+    point: list[int]
+    dist: int
+    score: float
+
+
+class MatchesPublic(Public):
+    matches: list[MatchPublic]
+    message: str | None = None  # "no matches" when there are none
+
+
 def _record_view(record) -> tuple[list[int], int]:
     return [int(record["x"]), int(record["y"]), int(record["z"])], int(record["signature"])
 
 
-@app.get("/signatures/atlocation/<name>", role=authz.on_dataset(authz.READ), query=LocationQuery)
+@app.get(
+    "/signatures/atlocation/<name>",
+    role=authz.on_dataset(authz.READ),
+    query=LocationQuery,
+    response=SignaturePublic,
+)
 def at_location(req, name):
     """The signature of the stored point nearest to x, y, z (within 100 voxels)."""
     record = nearest(name, location(req))
@@ -178,7 +200,12 @@ def suppress(point: tuple[int, int, int], found, dist) -> list[dict[str, Any]]:
     return matches
 
 
-@app.get("/signatures/likelocation/<name>", role=authz.on_dataset(authz.READ), query=LocationQuery)
+@app.get(
+    "/signatures/likelocation/<name>",
+    role=authz.on_dataset(authz.READ),
+    query=LocationQuery,
+    response=MatchesPublic,
+)
 def like_location(req, name):
     """Points whose signature is within Hamming distance 8 of the one at x, y, z, best first."""
     point = location(req)

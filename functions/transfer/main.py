@@ -26,7 +26,7 @@ from pydantic import Field, StringConstraints
 
 from common import auth, authz, blobs, errors, jsonio, logs, queue, store
 from common.http import App, paged
-from common.models import Coordinate, DatasetName, Paging, Strict, is_gs_location
+from common.models import Coordinate, DatasetName, Paging, Public, Strict, is_gs_location
 
 app = App(
     "transfer",
@@ -43,7 +43,44 @@ CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus t
 FINISHED = ("done", "failed")
 
 
-class TransferIn(Strict):
+class TransferStartedPublic(Public):
+    addr: str
+    source: str
+    job: str
+
+
+class TransferPartPublic(Public):
+    start: list[int]
+    status: str
+    attempts: int
+    error: str | None = None
+
+
+class TransferJobPublic(Public):
+    """A transfer job as listed (its parts only in GET /transfer/{job})."""
+
+    id: str
+    user: str
+    dataset: str
+    status: str
+    created_at: datetime.datetime
+    # Always written by POST /transfer; optional so an old or partial record still answers.
+    model_name: str | None = None
+    center: list[int] | None = None
+    addr: str | None = None
+    source: str | None = None
+    expire_at: datetime.datetime | None = None
+    request_id: str | None = None
+    finished_at: datetime.datetime | None = None
+    error: str | None = None
+    failed_parts: list[str] | None = None
+
+
+class TransferJobDetailPublic(TransferJobPublic):
+    parts: dict[str, TransferPartPublic]
+
+
+class TransferCreate(Strict):
     dataset: DatasetName
     model_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     center: Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
@@ -113,11 +150,13 @@ def _split_gs(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-@app.post("/transfer", role=authz.AUTHENTICATED, body=TransferIn, answers=(404,))
+@app.post(
+    "/transfer", role=authz.AUTHENTICATED, body=TransferCreate, answers=(404,), response=TransferStartedPublic
+)
 def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
-    body: TransferIn = req.body
+    body: TransferCreate = req.body
     dataset = authz.require_dataset(req.caller, body.dataset, authz.READ)
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
@@ -200,6 +239,7 @@ def _served(snap) -> bool:
     "/transfer",
     role=authz.AUTHENTICATED,
     query=Paging,
+    response=list[TransferJobPublic],
 )
 def list_jobs(req):
     """The caller's transfer jobs (an admin's: everyone's), newest first, without their parts."""
@@ -214,7 +254,7 @@ def list_jobs(req):
     return paged(req, page, _job_view, limit, keep=_served)
 
 
-@app.get("/transfer/<job_id>", role=authz.AUTHENTICATED)
+@app.get("/transfer/<job_id>", role=authz.AUTHENTICATED, response=TransferJobDetailPublic)
 def get_job(req, job_id):
     """A transfer job and each part's status, attempts and last error (its requester's and
     admins' only)."""

@@ -12,6 +12,7 @@ the `job_work` worker carries out from Pub/Sub.
 
 from __future__ import annotations
 
+import datetime
 import keyword
 import uuid
 from typing import Annotated, Any, Literal
@@ -33,8 +34,8 @@ from common import (
     twinrequests,
     twinrun,
 )
-from common.http import App, Check, json_response, paged, streamed
-from common.models import DatasetName, Paging, Payload, Query, Strict
+from common.http import App, Check, json_response, paged, public_items, streamed
+from common.models import DatasetName, Paging, Payload, Public, Query, Strict
 from common.twinstate import FirestoreState, delete_generation
 
 app = App(
@@ -116,6 +117,119 @@ class EndpointPatch(Strict):
     mock: SideIn | None = None
     private: SideIn | None = None
     settings: dict[Literal["mock", "private", "public"], Payload] | None = None
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+Number = int | float  # kept as given: a timeout of 60 answers 60, not 60.0
+
+
+class RateLimitPublic(Public):
+    calls: int
+    per_seconds: int
+
+
+class SidePublic(Public):
+    """The side callers may read (unless hide_mock_definition): its source, never its settings."""
+
+    code: str
+    helpers: list[str] = []
+
+
+class SideFullPublic(SidePublic):
+    """A side as admins read it with `?full=true`."""
+
+    settings: dict[str, Any] = {}
+    generation: str
+    replaced_at: datetime.datetime | None = None
+    state: dict[str, Any] = {}
+
+
+class EndpointPublic(Public):
+    """An endpoint as callers see it: never settings, state or private source (`sides` only for
+    admins with `?full=true`)."""
+
+    path: str
+    description: str
+    kind: Literal["public", "twin"]
+    dataset: str | None = None
+    parameters: dict[str, Any] = Field(description="JSON schema of the keyword parameters")
+    timeout_s: Number
+    rate_limit: RateLimitPublic | None = None
+    hide_mock_definition: bool | None = None
+    created_at: datetime.datetime | None = None
+    modified_at: datetime.datetime | None = None
+    public: SidePublic | None = None
+    mock: SidePublic | None = None
+    sides: dict[str, SideFullPublic] | None = None
+
+
+class CallResultPublic(Public):
+    result: Any = Field(description="what the endpoint's (or the request's) code returned")
+
+
+class CallPublic(Public):
+    """A call record, with the captured output (owners)."""
+
+    id: str
+    endpoint: str
+    side: str
+    generation: str | None = None
+    dataset: str | None = None
+    caller: str
+    status: str
+    http_status: int
+    duration_ms: Number
+    request_id: str
+    origin: str | None = None
+    at: datetime.datetime
+    expire_at: datetime.datetime | None = None
+    message: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+
+
+class RequestPublic(Public):
+    """An approval request as its viewer sees it (`run`, the captured output, for owners only)."""
+
+    id: str
+    status: str
+    requester: str
+    endpoints: dict[str, str]
+    code: str
+    reason: str | None = None
+    timeout_s: Number
+    created_at: datetime.datetime
+    decided_by: str | None = None
+    decided_at: datetime.datetime | None = None
+    decision_reason: str | None = None
+    finished_at: datetime.datetime | None = None
+    job: str | None = None
+    started_at: datetime.datetime | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    run: dict[str, Any] | None = None
+
+
+class TwinJobPublic(Public):
+    """A job: `result` when done, `error` when failed (masked as for its caller)."""
+
+    id: str
+    kind: str
+    status: str
+    endpoint: str | None = None
+    side: str | None = None
+    request: str | None = None
+    caller: str | None = None
+    attempts: int | None = None
+    created_at: datetime.datetime | None = None
+    started_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+    http_status: int | None = None
+    result: Any = None
+    error: Any = None
 
 
 # -- checks: each loads the endpoint it authorizes and hands it to the handler ------------------
@@ -272,7 +386,7 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
     return out
 
 
-@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, answers=(409,))
+@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, answers=(409,), response=EndpointPublic)
 def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken."""
     body: EndpointIn = req.body
@@ -318,7 +432,7 @@ def create(req):
     return view(twinrun.Endpoint(body.path, doc))
 
 
-@app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointPatch)
+@app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointPatch, response=EndpointPublic)
 def update(req, path):
     """Replace sides, description, timeout_s, rate_limit, hide_mock_definition or settings.
     A replaced side's state starts empty; the other side and the visibility are kept."""
@@ -409,19 +523,21 @@ def remove(req, path):
     return None
 
 
-@app.get("/twins", role=authz.AUTHENTICATED)
+@app.get("/twins", role=authz.AUTHENTICATED, response=list[EndpointPublic])
 def list_endpoints(req):
     """The endpoints the caller may see (their dataset readable, or none), as views."""
     snaps = store.collection(twinrun.ENDPOINTS).order_by("__name__").stream()
     endpoints = (twinrun.Endpoint(s.id, s.to_dict()) for s in snaps)
-    return streamed(jsonio.stream_array(view(e) for e in endpoints if e.visible_to(req.caller)))
+    return streamed(
+        jsonio.stream_array(public_items(req, (view(e) for e in endpoints if e.visible_to(req.caller))))
+    )
 
 
 class EndpointQuery(Query):
     full: bool = Field(False, description="true: settings, private source and state (admins)")
 
 
-@app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery)
+@app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery, response=EndpointPublic)
 def get_endpoint(req, path, endpoint, side):
     """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
     if req.query.full:
@@ -458,7 +574,13 @@ CallBody = dict[str, Any]
 
 
 @app.post(
-    "/twins/<path>", role=DEFAULT_SIDE, body=CallBody, body_required=False, query=ASYNC, answers=CALL_ANSWERS
+    "/twins/<path>",
+    role=DEFAULT_SIDE,
+    body=CallBody,
+    body_required=False,
+    query=ASYNC,
+    answers=CALL_ANSWERS,
+    response=CallResultPublic,
 )
 def call_default(req, path, endpoint, side):
     """Call the endpoint with `{kwarg: value}`: the private side for its owners, the mock side
@@ -473,6 +595,7 @@ def call_default(req, path, endpoint, side):
     body_required=False,
     query=ASYNC,
     answers=CALL_ANSWERS,
+    response=CallResultPublic,
 )
 def call_mock(req, path, endpoint, side):
     """Call the mock side -> `{"result"}`."""
@@ -486,13 +609,14 @@ def call_mock(req, path, endpoint, side):
     body_required=False,
     query=ASYNC,
     answers=CALL_ANSWERS,
+    response=CallResultPublic,
 )
 def call_private(req, path, endpoint, side):
     """Call the private side (owners only) -> `{"result"}`."""
     return _call(req, endpoint, side, "private")
 
 
-@app.get("/twins/<path>/calls", role=OWNERS, query=Paging)
+@app.get("/twins/<path>/calls", role=OWNERS, query=Paging, response=list[CallPublic])
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners)."""
     twinrun.flush_records()  # this instance's latest calls are in the list
@@ -536,7 +660,7 @@ class Decision(Strict):
     reason: Reason = ""
 
 
-@app.post("/twins/requests", role=authz.AUTHENTICATED, body=RequestIn, status=201)
+@app.post("/twins/requests", role=authz.AUTHENTICATED, body=RequestIn, status=201, response=RequestPublic)
 def submit_request(req):
     """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
     -> 201 the request, `pending`. The caller must see every endpoint named (422 otherwise)."""
@@ -553,6 +677,7 @@ class RequestsQuery(Query):
     "/twins/requests",
     role=authz.AUTHENTICATED,
     query=RequestsQuery,
+    response=list[RequestPublic],
 )
 def list_requests(req):
     """The caller's requests, and those naming an endpoint the caller owns (admins: all), newest first."""
@@ -560,7 +685,7 @@ def list_requests(req):
     return [twinrequests.view(doc, req.caller) for doc in twinrequests.listed(req.caller, wanted)]
 
 
-@app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE)
+@app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE, response=RequestPublic)
 def get_request(req, request_id, request):
     """The request: status, code, decision, and when it has run its result or error; owners also
     read the run record (`run`: captured output, error, the endpoint calls it made)."""
@@ -573,6 +698,7 @@ def get_request(req, request_id, request):
     body=Decision,
     body_required=False,
     answers=(409,),
+    response=RequestPublic,
 )
 def approve_request(req, request_id, request):
     """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
@@ -585,6 +711,7 @@ def approve_request(req, request_id, request):
     body=Decision,
     body_required=False,
     answers=(409,),
+    response=RequestPublic,
 )
 def deny_request(req, request_id, request):
     """Deny the request (`{"reason"?}`); 409 once it has run."""
@@ -596,7 +723,13 @@ def _decide(req, request_id: str, *, approve: bool):
     return twinrequests.view(twinrequests.decide(req, request_id, approve=approve, reason=reason), req.caller)
 
 
-@app.post("/twins/requests/<request_id>/run", role=REQUESTER, query=ASYNC, answers=(409, *CALL_ANSWERS))
+@app.post(
+    "/twins/requests/<request_id>/run",
+    role=REQUESTER,
+    query=ASYNC,
+    answers=(409, *CALL_ANSWERS),
+    response=CallResultPublic,
+)
 def run_request(req, request_id, request):
     """Run the approved request once, each endpoint bound to its private side -> `{"result"}`;
     again -> the same answer without running. 409 when it is not approved or an endpoint
@@ -612,7 +745,7 @@ def run_request(req, request_id, request):
 # -- jobs ----------------------------------------------------------------------------------------
 
 
-@app.get("/twins/jobs/<job_id>", role=JOB_VISIBLE)
+@app.get("/twins/jobs/<job_id>", role=JOB_VISIBLE, response=TwinJobPublic)
 def get_job(req, job_id, job):
     """The job: `pending`, `running`, `done` with `result`, or `failed` with `error` (masked as
     for its caller)."""

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
 from common import apikeys, audit, auth, authz, errors, jsonio, store
 from common.http import App, streamed
-from common.models import DatasetName, Email, GroupName, RoleName, Strict, normalize_email
+from common.models import (
+    DatasetName,
+    DeletedPublic,
+    Email,
+    GroupName,
+    ProfilePublic,
+    Public,
+    RoleName,
+    Strict,
+    normalize_email,
+)
 
 app = App(
     "users", "User records, their global and per-dataset roles, and API keys.", authenticate=auth.authenticate
@@ -35,6 +46,30 @@ class KeyCreate(Strict):
     expires_in_days: Annotated[int, Field(ge=1, le=365)] = 90
 
 
+class UserPublic(Public):
+    name: str
+    global_roles: list[str]
+    datasets: dict[str, list[str]]
+    groups: list[str]
+    disabled: bool
+
+
+class KeyPublic(Public):
+    """An API key as listed: never its secret (only its hash is stored)."""
+
+    id: str
+    name: str
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    last_used_at: datetime.datetime | None = None
+
+
+class KeyCreatedPublic(KeyPublic):
+    """A new API key: the secret `key` is in this answer only."""
+
+    key: str
+
+
 def user_view(record: dict[str, Any] | None) -> dict[str, Any]:
     record = record or {}
     return {
@@ -58,14 +93,14 @@ def _revoke(req, email: str, key_id: str) -> None:
     auth.forget(apikeys.token_prefix(key_id))  # at once here; other instances within the role window
 
 
-@app.get("/users", role=authz.ADMIN)
+@app.get("/users", role=authz.ADMIN, response=dict[str, UserPublic])
 def list_users(req):
     """Every user record."""
     snaps = store.collection("users").stream()
     return streamed(jsonio.stream_object((s.id, user_view(s.to_dict())) for s in snaps))
 
 
-@app.post("/users", role=authz.ADMIN, body=UsersUpdate)
+@app.post("/users", role=authz.ADMIN, body=UsersUpdate, response=dict[str, UserPublic])
 def update_users(req):
     """Create or update users: a field present replaces that field, a field absent is kept."""
     users = store.collection("users")
@@ -118,7 +153,7 @@ def update_users(req):
     return stored
 
 
-@app.delete("/users", role=authz.ADMIN, body=EmailList)
+@app.delete("/users", role=authz.ADMIN, body=EmailList, response=DeletedPublic)
 def delete_users(req):
     """Delete users (their roles go with them); emails that have no record are skipped."""
     users = store.collection("users")
@@ -141,19 +176,26 @@ def delete_users(req):
     return {"deleted": sorted(deleted)}
 
 
-@app.get("/users/me", role=authz.AUTHENTICATED)
+@app.get("/users/me", role=authz.AUTHENTICATED, response=ProfilePublic)
 def get_me(req):
     """The caller's own record, as /roles shows it."""
     return req.caller.profile()
 
 
-@app.post("/users/me/keys", role=authz.AUTHENTICATED, body=KeyCreate, status=201, answers=(409,))
+@app.post(
+    "/users/me/keys",
+    role=authz.AUTHENTICATED,
+    body=KeyCreate,
+    status=201,
+    answers=(409,),
+    response=KeyCreatedPublic,
+)
 def create_my_key(req):
     """Issue an API key for the caller; the key is shown only in this response."""
     return apikeys.issue(req, req.caller.email, req.body.name, req.body.expires_in_days)
 
 
-@app.get("/users/me/keys", role=authz.AUTHENTICATED)
+@app.get("/users/me/keys", role=authz.AUTHENTICATED, response=list[KeyPublic])
 def list_my_keys(req):
     """The caller's API keys, without secrets."""
     return apikeys.list_for(req.caller.email)
@@ -165,13 +207,20 @@ def delete_my_key(req, key_id):
     _revoke(req, req.caller.email, key_id)
 
 
-@app.post("/users/<email>/keys", role=authz.ADMIN, body=KeyCreate, status=201, answers=(409, 422))
+@app.post(
+    "/users/<email>/keys",
+    role=authz.ADMIN,
+    body=KeyCreate,
+    status=201,
+    answers=(409, 422),
+    response=KeyCreatedPublic,
+)
 def create_user_key(req, email):
     """Issue an API key for a user (admin)."""
     return apikeys.issue(req, _email(email), req.body.name, req.body.expires_in_days)
 
 
-@app.get("/users/<email>/keys", role=authz.ADMIN, answers=(422,))
+@app.get("/users/<email>/keys", role=authz.ADMIN, answers=(422,), response=list[KeyPublic])
 def list_user_keys(req, email):
     """A user's API keys, without secrets (admin)."""
     return apikeys.list_for(_email(email))
