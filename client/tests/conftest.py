@@ -16,6 +16,7 @@ from tests.conftest import *  # noqa: E402, F403 (the emulators, keys, workers, 
 from tests.conftest import OWNER  # noqa: E402
 
 RESEARCHER = "researcher@example.com"
+MANAGER = "manager@example.com"  # dataset_admin on manc in the warehouse fixture
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,19 @@ def connect(gateway, api):
 def gh(connect):
     """The owner's client (admin)."""
     return connect()
+
+
+@pytest.fixture
+def warehouse(gh, s3_server):
+    """The twins example (examples/warehouse) on a private dataset manc: RESEARCHER reads it,
+    MANAGER manages it."""
+    from examples import warehouse
+
+    s3_server.reset()
+    warehouse.upload_table(s3_server.credentials)
+    gh.datasets.create("manc", "private")
+    gh.users.update(RESEARCHER, datasets={"manc": ["clio_read"]})
+    gh.users.update(MANAGER, datasets={"manc": ["dataset_admin"]})
+    for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
+        gh.twins.define(body)
+    return warehouse

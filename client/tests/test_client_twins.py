@@ -4,25 +4,10 @@ examples/warehouse endpoints (their private side reads moto's S3 server)."""
 from __future__ import annotations
 
 import pytest
-from conftest import OWNER, RESEARCHER
+from conftest import MANAGER, OWNER, RESEARCHER
 from gatehouse import BadRequest, EndpointError, Forbidden, NotFound, Timeout, ValidationError
 
-MANAGER = "manager@example.com"
 SQL = "SELECT cell_id, cell_type FROM cells ORDER BY cell_id"
-
-
-@pytest.fixture
-def warehouse(gh, s3_server):
-    from examples import warehouse
-
-    s3_server.reset()
-    warehouse.upload_table(s3_server.credentials)
-    gh.datasets.create("manc", "private")
-    gh.users.update(RESEARCHER, datasets={"manc": ["clio_read"]})
-    gh.users.update(MANAGER, datasets={"manc": ["dataset_admin"]})
-    for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
-        gh.twins.define(body)
-    return warehouse
 
 
 def test_endpoints_read_as_attributes(connect, gh, warehouse):

@@ -6,30 +6,15 @@ behind its push subscription on the Pub/Sub emulator)."""
 from __future__ import annotations
 
 import pytest
-from conftest import RESEARCHER
+from conftest import MANAGER, RESEARCHER
 from gatehouse import BadRequest, Conflict, Forbidden, NotFound, ValidationError
 
-MANAGER = "manager@example.com"
 SQL = "SELECT region, avg(synapses) FROM cells GROUP BY region"
 
 
 def regional_means(query):
     answer = query(sql="SELECT region, avg(synapses) FROM cells GROUP BY region")
     return {region: round(mean, 1) for region, mean in answer["rows"]}
-
-
-@pytest.fixture
-def warehouse(gh, s3_server):
-    from examples import warehouse
-
-    s3_server.reset()
-    warehouse.upload_table(s3_server.credentials)
-    gh.datasets.create("manc", "private")
-    gh.users.update(RESEARCHER, datasets={"manc": ["clio_read"]})
-    gh.users.update(MANAGER, datasets={"manc": ["dataset_admin"]})
-    for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
-        gh.twins.define(body)
-    return warehouse
 
 
 def test_submit_approve_and_run(connect, warehouse):
