@@ -63,9 +63,12 @@ def submit_run(req, request_id: str) -> dict[str, Any]:
     if job is not None:
         return job
     # The request ran without a job (a plain run) or its job has expired: a finished job shows it.
-    job = _job(req, fields, status="done" if doc["status"] == "done" else doc["status"])
-    if job["status"] in FINISHED:
-        store.collection(JOBS).document(job["id"]).set(job)
+    if doc["status"] not in FINISHED:  # a plain run of it is in progress: there is no job to follow
+        raise errors.Conflict(
+            f"the request is {doc['status']}; GET /twins/requests/{request_id} shows its result when it is done"
+        )
+    job = _job(req, fields, status=doc["status"])
+    store.collection(JOBS).document(job["id"]).set(job)
     return job
 
 

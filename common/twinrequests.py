@@ -165,9 +165,13 @@ def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
-        sides = snap.to_dict()["sides"]
-        endpoints[param] = {name: side["generation"] for name, side in sorted(sides.items())}
+        endpoints[param] = _generations(snap.to_dict())
     return {"code_sha256": doc["code_sha256"], "generations": endpoints}
+
+
+def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
+    """What identifies an endpoint's definition: each side's generation (new when it is replaced)."""
+    return {name: side["generation"] for name, side in sorted(endpoint_doc["sides"].items())}
 
 
 def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
@@ -179,8 +183,7 @@ def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             return f"twin endpoint {path!r} was deleted after the approval"
-        now = {name: side["generation"] for name, side in sorted(snap.to_dict()["sides"].items())}
-        if now != bound["generations"].get(param):
+        if _generations(snap.to_dict()) != bound["generations"].get(param):
             return f"twin endpoint {path!r} was replaced after the approval; ask for a new approval"
     return None
 
@@ -300,8 +303,8 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
     calls: list[str] = []
     services = {}
     for param, path in doc["endpoints"].items():
-        endpoint = twinrun.load(path)
-        if endpoint is None:  # deleted since the claim: each call of it fails
+        endpoint = _as_approved(doc, param, path)
+        if endpoint is None:  # changed since the claim: each call of it fails
             services[param] = services[f"{param}.private"] = services[f"{param}.mock"] = _gone(path)
             continue
         default = "public" if endpoint.kind == "public" else "private"
@@ -354,9 +357,19 @@ def _bound(
     return call
 
 
+def _as_approved(doc: dict[str, Any], param: str, path: str) -> twinrun.Endpoint | None:
+    """The endpoint as stored now, read past the per-instance definition cache (which may hold a
+    definition seconds old), when its sides are still the ones approved; None otherwise."""
+    snap = store.collection(twinrun.ENDPOINTS).document(path).get()
+    if not snap.exists:
+        return None
+    endpoint = twinrun.Endpoint(path, snap.to_dict())
+    return endpoint if _generations(endpoint.doc) == doc["approved"]["generations"].get(param) else None
+
+
 def _gone(path: str):
     def call(*args: Any, **kwargs: Any) -> Any:
-        raise sandbox.ServiceError(f"twin endpoint {path!r} no longer exists", 404)
+        raise sandbox.ServiceError(f"twin endpoint {path!r} changed or was deleted after the approval", 409)
 
     return call
 

@@ -426,3 +426,22 @@ def test_results_and_arguments_firestore_cannot_hold_natively_are_kept_intact(ap
         [1, 2],
         [3],
     ]
+
+
+def test_an_async_run_while_a_plain_run_is_in_progress_is_409_not_a_job_that_does_not_exist(api, world):
+    code = "def use(slow):\n    return slow(seconds=1.5)\n"
+    request = submit(api, code, {"slow": "lab.slow"})
+    approve(api, request["id"])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(api.post, f"/twins/requests/{request['id']}/run", user=READER)
+        deadline = time.monotonic() + 10
+        while api.get(f"/twins/requests/{request['id']}", user=READER).get_json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert_error(api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER), 409, "conflict")
+        assert running.result().get_json() == {"result": "slept"}
+    # Once it has run, an async run is a finished job that can be followed.
+    r = api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER)
+    assert (
+        r.status_code == 202 and api.get(r.headers["Location"], user=READER).get_json()["result"] == "slept"
+    )
