@@ -1,30 +1,80 @@
-"""Running twin endpoint code in worker processes that can be stopped (SPEC §3 twins, Execution).
+"""Running twin code in jailed worker processes (SPEC §3 twins, Execution): the boundary.
 
-Code never runs in the request thread: `run` hands it to a warm worker process from a pool and
-waits for the outcome. A call past its time limit has its worker killed (so the work really
-stops) and replaced; so does one that exceeds its memory cap or dies. Workers are fresh
-interpreters, never forked from a process that holds a gRPC client (which does not survive a
-fork), and never talk to Firestore: each `context.state` operation and each service call is a
-message to the parent, which owns the clients. This module imports only the standard library,
-so a worker starts in a few tens of milliseconds.
+Code never runs in the twins function's process. Each run happens in a worker: a fresh
+`python -I -S` whose limits are set from outside by `prlimit` (address space, CPU seconds,
+processes, open files, file size; hard = soft, so the code cannot raise them) and which
+`unshare` puts in new mount, PID, IPC and UTS namespaces. Before any code runs, the worker's own
+trusted start (common/sandbox_worker.py) pivots into a root that holds only the system's
+libraries, Python and its packages, read-only, with a private size-capped /tmp and a /proc of
+its own; then drops to uid 65534 (where the function runs as root) or keeps the unprivileged
+user-namespace root it was given (where it does not), with no capabilities and no new
+privileges. Its environment is empty. No file of the stack, no emulator or metadata server, no
+other process is reachable from inside.
+
+Two kinds of code, two kinds of worker:
+- **Request code** (a researcher's, approved by owners; hostile by assumption) runs in a fresh
+  worker used once, in a network namespace with no interface, and the worker is killed with
+  everything it started when the run ends. It reaches the outside only through its endpoint
+  handles, which the parent answers.
+- **Endpoint code** (an admin's) keeps the network egress it needs to reach its platform. Its
+  warm workers are reused, but only for the same side (same code, helpers, settings and
+  memory cap: `Program.key`), and never after request code.
+
+The channel is a socket carrying length-prefixed JSON (never pickle): every frame is capped,
+every message checked for its kind and shape, and a worker that sends anything else is killed
+and its run fails `error`. A run past its time limit has its worker killed (PID 1 of its
+namespace, which takes every descendant with it).
+
+Where the jail cannot be built (no namespaces, no privilege to drop), `boundary()` says why:
+request runs are refused (`Unavailable`, a 503), and endpoint workers run as plain processes
+with an empty environment and the same limits, which the start-up log states. This module
+imports only the standard library, so a worker starts in a few tens of milliseconds.
 """
 
 from __future__ import annotations
 
 import atexit
-import io
+import hashlib
 import json
+import math
 import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 DEFAULT_MEMORY_MB = 512
-MAX_WORKERS = max(2, min(4, (os.cpu_count() or 1) * 2))
-_TRUNCATED = "\n[output truncated]\n"
+NOBODY = 65534  # the uid code runs as where the function runs as root
+OVERHEAD_MB = 128  # the interpreter and its libraries (boto3 imported: about 60 MiB), on top of the cap
+TMP_MB = 16  # the private /tmp
+MAX_FILE_BYTES = 16 << 20
+MAX_OPEN_FILES = 64
+MAX_PROCESSES = 256  # per uid: a fork bomb stops here, and dies with the namespace
+WORKER_CPU_SECONDS = 600  # a warm endpoint worker's CPU over its whole life
+MAX_CALLS_PER_WORKER = 500  # then a warm worker is replaced
+REQUEST_CPU_MARGIN_S = 2
+FRAME_SLACK = 1 << 20  # a frame may hold the result cap plus this (output, traceback, framing)
+
+# Lanes: owners' private calls and approved runs never wait behind callers' mock traffic.
+LANES = {
+    "callers": int(os.environ.get("TWIN_CALLER_WORKERS", max(2, min(4, (os.cpu_count() or 1) * 2)))),
+    "owners": int(os.environ.get("TWIN_OWNER_WORKERS", "2")),
+    "requests": int(os.environ.get("TWIN_REQUEST_WORKERS", "2")),
+}
+
+STATUSES = frozenset(
+    {"ok", "public_error", "error", "timeout", "memory", "result_too_large", "not_serializable"}
+)
+_HEADER = struct.Struct(">I")
+_WORKER_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_worker.py")
 
 
 @dataclass
@@ -33,10 +83,15 @@ class Program:
     helpers: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def key(self, memory_mb: int) -> str:
+        """What a warm worker may be reused for: this exact code, helpers, settings and cap."""
+        text = json.dumps([self.code, self.helpers, self.settings, memory_mb], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
 
 @dataclass
 class Outcome:
-    status: str  # ok | public_error | error | timeout | memory | result_too_large | not_serializable
+    status: str  # one of STATUSES
     result: Any = None
     message: str = ""  # for "error" the exception's text: for owners only
     public_status: int | None = None
@@ -55,6 +110,22 @@ class StateStore(Protocol):
     def items(self) -> dict[str, Any]: ...
 
 
+class Unavailable(Exception):
+    """The boundary request code needs cannot be built on this host (the reason says why)."""
+
+
+class ServiceError(Exception):
+    """A service's refusal the code sees as an `EndpointError` with this status and message."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class ProtocolError(Exception):
+    """A worker sent something that is not a message of the channel."""
+
+
 _STATE_OPS = frozenset({"get", "set", "delete", "increment", "items"})
 
 
@@ -70,20 +141,17 @@ def run(
     max_output_bytes: int = 64 << 10,
     services: dict[str, Callable[..., Any]] | None = None,
     handles: list[str] | None = None,
+    lane: str = "callers",
 ) -> Outcome:
     """Run `program`'s function with `kwargs` in a worker; its outcome, never an exception for
     anything the code does. `services` are parent-side callables the code reaches as
     `context.services.<name>(...)`. With `handles` the program is request code: its function
-    takes no context, only one endpoint handle per name, and a handle's calls are the services
-    `<name>`, `<name>.mock` and `<name>.private` (SPEC §3 twins, Requests)."""
+    takes one endpoint handle per name, a handle's calls are the services `<name>`,
+    `<name>.mock` and `<name>.private` (SPEC §3 twins, Requests), and it runs in a fresh
+    worker with no network, used once; `Unavailable` where that jail cannot be built."""
     started = time.monotonic()
     deadline = started + timeout_s
     services = services or {}
-    worker = _pool().acquire(deadline)
-    if worker is None:
-        return Outcome(
-            "timeout", message="no worker became free within the time limit", duration_ms=_ms(started)
-        )
     job = {
         "code": program.code,
         "helpers": list(program.helpers),
@@ -96,20 +164,40 @@ def run(
         "services": sorted(services),
         "handles": list(handles) if handles is not None else None,
     }
-    healthy = False
-    try:
-        outcome = worker.call(job, deadline, state, services)
-        healthy = outcome.status not in ("timeout", "memory") and worker.alive()
-        outcome.duration_ms = _ms(started)
-        return outcome
-    finally:
-        _pool().release(worker, healthy)
+    frame_cap = max_result_bytes + 2 * max_output_bytes + FRAME_SLACK
+    if handles is not None:
+        held = boundary()
+        if not held.ok:
+            raise Unavailable(held.reason)
+        worker = _pool().acquire_fresh(deadline, memory_mb, math.ceil(timeout_s) + REQUEST_CPU_MARGIN_S)
+        if worker is None:
+            return _no_worker(started)
+        try:
+            outcome = worker.call(job, deadline, state, services, frame_cap)
+        finally:
+            _pool().release(worker, healthy=False)  # used once, whatever happened
+    else:
+        worker = _pool().acquire(program.key(memory_mb), lane, deadline, memory_mb)
+        if worker is None:
+            return _no_worker(started)
+        healthy = False
+        try:
+            outcome = worker.call(job, deadline, state, services, frame_cap)
+            healthy = outcome.status not in ("timeout", "memory") and worker.alive()
+        finally:
+            _pool().release(worker, healthy)
+    outcome.duration_ms = _ms(started)
+    return outcome
+
+
+def _no_worker(started: float) -> Outcome:
+    return Outcome("timeout", message="no worker became free within the time limit", duration_ms=_ms(started))
 
 
 def warm_up() -> None:
-    """Start a worker in the background (an instance calls this as it boots, so its first call
-    does not wait for a worker interpreter to start)."""
-    threading.Thread(target=_pool()._prestart, daemon=True, name="twin-worker-warm-up").start()
+    """Check the boundary in the background as an instance boots (its verdict goes to the
+    start-up log), so the first call does not wait for it."""
+    threading.Thread(target=boundary, daemon=True, name="twin-sandbox-check").start()
 
 
 def shutdown() -> None:
@@ -125,74 +213,271 @@ def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-# -- the parent's side: a pool of workers ---------------------------------------------------------
+# -- the boundary: built, then proved, once per instance ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Boundary:
+    ok: bool
+    mechanism: str  # how it holds: "uid 65534 in namespaces" | "user namespace" | "none"
+    reason: str = ""  # what is missing, when not ok
+
+
+_boundary: Boundary | None = None
+_boundary_lock = threading.Lock()
+
+
+def boundary() -> Boundary:
+    """Whether request code can be contained here: a jail is built and a probe inside it finds
+    no environment, no network, no file of the stack, no other process, fixed limits and no
+    capabilities. Computed once per instance (the first caller waits for it)."""
+    global _boundary
+    with _boundary_lock:
+        if _boundary is None:
+            _boundary = _probe()
+            _report(_boundary)
+        return _boundary
+
+
+def _jail_mode() -> str | None:
+    """How this host builds the jail: "root" (namespaces, then uid 65534), "user" (an
+    unprivileged user namespace), or None where the tools are missing."""
+    if sys.platform != "linux" or not (shutil.which("unshare") and shutil.which("prlimit")):
+        return None
+    return "root" if os.geteuid() == 0 else "user"
+
+
+_PROBE = """
+def probe():
+    import os, resource, socket
+    facts = {"env": sorted(os.environ), "uid": os.getuid(),
+             "pids": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+    for path in PATHS:
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+            facts[path] = "readable"
+        except OSError:
+            facts[path] = "hidden"
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+        facts["network"] = "open"
+    except OSError:
+        facts["network"] = "closed"
+    facts["as"] = list(resource.getrlimit(resource.RLIMIT_AS))
+    with open("/proc/self/status") as f:
+        facts["caps"] = [line.split()[1] for line in f if line.startswith(("CapEff", "CapPrm"))]
+    return facts
+"""
+
+
+def _probe() -> Boundary:
+    mode = _jail_mode()
+    if mode is None:
+        return Boundary(False, "none", "util-linux's unshare and prlimit are needed on Linux")
+    mechanism = "uid 65534 in namespaces" if mode == "root" else "user namespace"
+    listener = socket.socket()
+    secret = tempfile.NamedTemporaryFile(prefix="gatehouse-probe-")
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        secret.write(b"x")
+        secret.flush()
+        paths = [secret.name, _WORKER_SOURCE, "/proc/1/environ"]
+        code = _PROBE.replace("PATHS", repr(paths)).replace("PORT", str(listener.getsockname()[1]))
+        try:
+            worker = _Worker(network=False, memory_mb=64, cpu_seconds=10, jail=True)
+        except OSError as exc:
+            return Boundary(False, "none", f"the jail could not start: {exc}")
+        try:
+            outcome = worker.call(
+                {
+                    "code": code,
+                    "helpers": [],
+                    "settings": {},
+                    "kwargs": {},
+                    "user": {},
+                    "memory_mb": 64,
+                    "max_result_bytes": 1 << 16,
+                    "max_output_bytes": 1 << 12,
+                    "services": [],
+                    "handles": [],
+                },
+                time.monotonic() + 20,
+                _NoState(),
+                {},
+                1 << 20,
+            )
+        finally:
+            worker.kill()
+        if outcome.status != "ok":
+            return Boundary(
+                False, "none", f"the jail could not be built here: {worker.failure() or outcome.message}"
+            )
+        facts = outcome.result
+    finally:
+        listener.close()
+        secret.close()
+    missing = []
+    if set(facts["env"]) - {"HOME", "TMPDIR", "LANG", "PATH"}:
+        missing.append("an empty environment")
+    if facts["network"] != "closed":
+        missing.append("no network")
+    if any(facts[path] != "hidden" for path in paths):
+        missing.append("no file of the stack")
+    if facts["pids"] != ["1"]:
+        missing.append("a process tree of its own")
+    soft, hard = facts["as"]
+    if hard < 0 or soft != hard:
+        missing.append("fixed memory limits")
+    if any(int(mask, 16) for mask in facts["caps"]):
+        missing.append("no capabilities")
+    if mode == "root" and facts["uid"] != NOBODY:
+        missing.append("another uid")
+    if missing:
+        return Boundary(False, "none", "the jail here does not give " + ", ".join(missing))
+    return Boundary(True, mechanism)
+
+
+def _report(held: Boundary) -> None:
+    from common.logs import log
+
+    if held.ok:
+        log("INFO", f"twin sandbox: request code is contained ({held.mechanism})", sandbox=held.mechanism)
+    else:
+        log(
+            "WARNING",
+            f"twin sandbox: request runs are refused (503) on this host: {held.reason}; endpoint "
+            "code runs without the jail (empty environment and limits only)",
+            sandbox="none",
+        )
+
+
+class _NoState:
+    def _refuse(self, *args: Any) -> Any:
+        raise RuntimeError("there is no state here")
+
+    get = set = delete = increment = items = _refuse
+
+
+# -- one worker and the parent's end of its channel ---------------------------------------------
 
 
 class _Worker:
-    """One worker process and the parent's end of its socket.
+    """One jailed worker process. `network` keeps the host's network (endpoint code);
+    without it the worker gets a network namespace with no interface (request code)."""
 
-    A fresh interpreter (`python -c`), not a fork: it inherits no gRPC channel and does not
-    re-run the host program's main module, as multiprocessing's start methods would."""
-
-    def __init__(self):
-        import socket
-        import subprocess
-        import sys
-        from multiprocessing.connection import Connection
-
+    def __init__(
+        self,
+        *,
+        network: bool,
+        memory_mb: int,
+        cpu_seconds: int,
+        jail: bool,
+        key: str | None = None,
+        lane: str | None = None,
+    ):
+        self.key, self.lane, self.calls = key, lane, 0
+        mode = _jail_mode() if jail else None
         parent, child = socket.socketpair()
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        python = os.path.realpath(sys.executable)
+        sources = sorted({os.path.realpath(p) for p in _package_dirs()})
+        spec = {
+            "jail": mode is not None,
+            "network": network,
+            "read_only": [sys.base_prefix, *sources],
+            "site_packages": sources,
+            "tmp_mb": TMP_MB,
+            "uid": NOBODY if mode == "root" else None,
+            "fd": child.fileno(),  # pass_fds keeps the number across prlimit and unshare
         }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from common.sandbox import _worker_main; _worker_main({child.fileno()})",
-            ],
-            pass_fds=[child.fileno()],
-            env=env,
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # nothing the code writes reaches our logs
-        child.close()
-        self.conn = Connection(parent.detach())
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
+        limits = [
+            "prlimit",
+            f"--as={(memory_mb + OVERHEAD_MB) << 20}",
+            f"--cpu={int(cpu_seconds)}",
+            f"--nproc={MAX_PROCESSES}",
+            f"--nofile={MAX_OPEN_FILES}",
+            f"--fsize={MAX_FILE_BYTES}",
+            "--core=0",
+            "--",
+        ]
+        namespaces = []
+        if mode is not None:
+            namespaces = ["unshare", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
+            namespaces += [] if network else ["--net"]
+            namespaces += ["--user", "--map-root-user"] if mode == "user" else []
+            namespaces += ["--"]
+        boot = f"{_worker_source()}\nboot(json.loads(sys.argv[1]))\n"
+        self.errors = tempfile.TemporaryFile()  # the start-up's own complaints (capped by --fsize)
+        try:
+            self.process = subprocess.Popen(
+                [*limits, *namespaces, python, "-I", "-S", "-B", "-c", boot, json.dumps(spec)],
+                pass_fds=[child.fileno()],
+                env={},
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self.errors,
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            self.errors.close()
+            raise
+        finally:
+            child.close()
+        self.sock = parent
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def failure(self) -> str:
+        """What the worker's start-up said before it stopped (for the log, never a caller)."""
+        self.errors.seek(0)
+        return self.errors.read(2000).decode("utf-8", "replace").strip()
+
     def kill(self) -> None:
-        if self.alive():
-            self.process.kill()
-        self.process.wait(timeout=5)
-        if not self.conn.closed:
-            self.conn.close()
+        """Kill the worker and everything it started: PID 1 of its namespace (whose death takes
+        every process in it), then `unshare` and its session."""
+        pid = self.process.pid
+        for child in _children(pid):
+            _signal(os.kill, child)
+        _signal(os.killpg, pid)
+        _signal(os.kill, pid)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.sock.close()
+        self.errors.close()
 
     def call(
-        self, job: dict[str, Any], deadline: float, state: StateStore, services: dict[str, Callable[..., Any]]
+        self,
+        job: dict[str, Any],
+        deadline: float,
+        state: StateStore,
+        services: dict[str, Callable[..., Any]],
+        frame_cap: int,
     ) -> Outcome:
         """Send the job, then serve the worker's state and service requests until its outcome
         arrives or the deadline passes."""
+        self.calls += 1
         try:
-            self.conn.send(("run", job))
+            self._send(["run", job])
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.conn.poll(remaining):
-                    self.kill()
-                    return Outcome("timeout", message="the time limit passed; the work was stopped")
-                kind, *rest = self.conn.recv()
-                if kind == "done":
-                    return Outcome(**rest[0])
-                self.conn.send(_serve(kind, rest, state, services))
-        except (EOFError, OSError, BrokenPipeError):
+                message = self._receive(deadline, frame_cap)
+                if message[0] == "done":
+                    return _outcome(message[1])
+                self._send(_serve(message, state, services))
+        except TimeoutError:
+            self.kill()
+            return Outcome("timeout", message="the time limit passed; the work was stopped")
+        except ProtocolError as exc:
+            self.kill()
+            return Outcome(
+                "error", message=f"the worker broke the channel's protocol: {exc}", error_type="ProtocolError"
+            )
+        except (EOFError, OSError):
             self.kill()
             return Outcome(
                 "error",
@@ -200,98 +485,228 @@ class _Worker:
                 error_type="WorkerDied",
             )
 
+    def _send(self, message: list[Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+        self.sock.sendall(_HEADER.pack(len(data)) + data)
 
-class ServiceError(Exception):
-    """A service's refusal the code sees as an `EndpointError` with this status and message."""
+    def _receive(self, deadline: float, cap: int) -> list[Any]:
+        (size,) = _HEADER.unpack(self._exactly(_HEADER.size, deadline))
+        if size > cap:
+            raise ProtocolError(f"a frame of {size} bytes is over the cap of {cap}")
+        try:
+            message = json.loads(self._exactly(size, deadline))
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError("a frame that is not JSON") from exc
+        return _checked(message)
 
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+    def _exactly(self, n: int, deadline: float) -> bytes:
+        parts, left = [], n
+        while left:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise EOFError
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
 
 
-def _serve(kind: str, request: list[Any], state: StateStore, services: dict[str, Callable[..., Any]]):
-    """Carry out one request of the code, in the parent: ("ok", value) or ("error", type, text[, status])."""
+def _package_dirs() -> list[str]:
+    """The directories of installed packages code may import from, read-only in the jail (only
+    these directories, even where they sit inside a checkout, as a virtualenv does)."""
+    import site
+
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]
+
+
+_source_text: str | None = None
+
+
+def _worker_source() -> str:
+    global _source_text
+    if _source_text is None:
+        with open(_WORKER_SOURCE, encoding="utf-8") as f:
+            _source_text = f.read()
+    return _source_text
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _signal(send: Callable[[int, int], Any], target: int) -> None:
+    try:
+        send(target, signal.SIGKILL)
+    except OSError:  # gone already
+        pass
+
+
+def _checked(message: Any) -> list[Any]:
+    """A worker's message, if it is one of the channel's kinds and shapes; ProtocolError otherwise."""
+    if isinstance(message, list) and message and isinstance(message[0], str):
+        kind, rest = message[0], message[1:]
+        if kind == "done" and len(rest) == 1 and isinstance(rest[0], dict):
+            return message
+        if kind == "state" and len(rest) == 2 and rest[0] in _STATE_OPS and isinstance(rest[1], list):
+            return message
+        if (
+            kind == "service"
+            and len(rest) == 3
+            and isinstance(rest[0], str)
+            and isinstance(rest[1], list)
+            and isinstance(rest[2], dict)
+        ):
+            return message
+    raise ProtocolError("a message of no known kind or shape")
+
+
+_OUTCOME_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "status": str,
+    "result": object,
+    "message": str,
+    "public_status": int,
+    "error_type": str,
+    "traceback": str,
+    "stdout": str,
+    "stderr": str,
+}
+
+
+def _outcome(fields: dict[str, Any]) -> Outcome:
+    for name, value in fields.items():
+        kind = _OUTCOME_FIELDS.get(name)
+        if kind is None or (value is not None and not isinstance(value, kind)):
+            raise ProtocolError(f"an outcome with a field {name!r} of no known shape")
+    if fields.get("status") not in STATUSES:
+        raise ProtocolError("an outcome of no known status")
+    return Outcome(**fields)
+
+
+def _serve(message: list[Any], state: StateStore, services: dict[str, Callable[..., Any]]) -> list[Any]:
+    """Carry out one request of the code, in the parent: ["ok", value] or ["error", type, text, status]."""
+    kind, *request = message
     try:
         if kind == "state":
             op, args = request
-            if op not in _STATE_OPS:
-                raise ValueError(f"no state operation {op!r}")
-            return ("ok", getattr(state, op)(*args))
-        if kind == "service":
+            value = getattr(state, op)(*args)
+        else:
             name, args, kwargs = request
             if name not in services:
                 raise AttributeError(f"no service {name!r}")
-            return ("ok", services[name](*args, **kwargs))
-        raise ValueError(f"unknown request {kind!r}")
+            value = services[name](*args, **kwargs)
+        json.dumps(value, allow_nan=False)  # what cannot travel is the code's error, not ours
+        return ["ok", value]
     except ServiceError as exc:
-        return ("error", "EndpointError", str(exc), exc.status)
+        return ["error", "EndpointError", str(exc), exc.status]
     except Exception as exc:  # the code sees it as an exception of its own call
-        return ("error", type(exc).__name__, str(exc))
+        return ["error", type(exc).__name__, str(exc), None]
+
+
+# -- the pool -----------------------------------------------------------------------------------
 
 
 class _Pool:
+    """Warm endpoint workers by side (`Program.key`), within each lane's capacity; fresh
+    request workers within theirs."""
+
     def __init__(self):
-        self._idle: list[_Worker] = []
-        self._live = 0
+        self._idle: dict[str, list[_Worker]] = {}
+        self._live = dict.fromkeys(LANES, 0)
         self._closed = False
         self._cond = threading.Condition()
 
-    def acquire(self, deadline: float) -> _Worker | None:
+    def acquire(self, key: str, lane: str, deadline: float, memory_mb: int) -> _Worker | None:
+        victim = None
         with self._cond:
             while True:
-                while self._idle:
-                    worker = self._idle.pop()
+                idle = self._idle.get(key) or []
+                while idle:
+                    worker = idle.pop()
                     if worker.alive():
                         return worker
-                    worker.kill()
-                    self._live -= 1
-                if self._live < MAX_WORKERS:
-                    self._live += 1
+                    self._drop(worker)
+                if self._live[lane] < LANES[lane]:
+                    self._live[lane] += 1
+                    break
+                victim = self._idle_in(lane)
+                if victim is not None:  # an idle worker of another side makes room
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+        if victim is not None:
+            victim.kill()
         try:
-            return _Worker()
+            return _Worker(
+                network=True,
+                memory_mb=memory_mb,
+                cpu_seconds=WORKER_CPU_SECONDS,
+                jail=boundary().ok,
+                key=key,
+                lane=lane,
+            )
         except BaseException:
             with self._cond:
-                self._live -= 1
-                self._cond.notify()
+                self._live[lane] -= 1
+                self._cond.notify_all()
             raise
 
+    def acquire_fresh(self, deadline: float, memory_mb: int, cpu_seconds: int) -> _Worker | None:
+        with self._cond:
+            while self._live["requests"] >= LANES["requests"]:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            self._live["requests"] += 1
+        try:
+            return _Worker(
+                network=False, memory_mb=memory_mb, cpu_seconds=cpu_seconds, jail=True, lane="requests"
+            )
+        except BaseException:
+            with self._cond:
+                self._live["requests"] -= 1
+                self._cond.notify_all()
+            raise
+
+    def _idle_in(self, lane: str) -> _Worker | None:
+        for workers in self._idle.values():
+            for worker in workers:
+                if worker.lane == lane:
+                    workers.remove(worker)
+                    return worker
+        return None
+
+    def _drop(self, worker: _Worker) -> None:
+        worker.kill()
+        self._live[worker.lane or "callers"] -= 1
+
     def release(self, worker: _Worker, healthy: bool) -> None:
-        if not healthy:
+        keep = healthy and worker.key is not None and worker.calls < MAX_CALLS_PER_WORKER
+        if not keep:
             worker.kill()
         with self._cond:
-            if healthy and not self._closed:
-                self._idle.append(worker)
+            if keep and not self._closed:
+                self._idle.setdefault(worker.key or "", []).append(worker)
             else:
-                self._live -= 1
-                if healthy:
+                self._live[worker.lane or "callers"] -= 1
+                if keep:
                     worker.kill()
-            self._cond.notify()
-        if not healthy and not self._closed:
-            # Replace the stopped worker ahead of the next call, so it finds one warm.
-            threading.Thread(target=self._prestart, daemon=True).start()
-
-    def _prestart(self) -> None:
-        with self._cond:
-            if self._closed or self._idle or self._live >= MAX_WORKERS:
-                return
-            self._live += 1
-        try:
-            worker = _Worker()
-        except Exception:
-            with self._cond:
-                self._live -= 1
-            return
-        self.release(worker, True)
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            idle, self._idle = self._idle, []
+            idle = [w for workers in self._idle.values() for w in workers]
+            self._idle.clear()
         for worker in idle:
             worker.kill()
 
@@ -309,260 +724,3 @@ def _pool() -> _Pool:
 
 
 atexit.register(shutdown)
-
-
-# -- the worker's side ----------------------------------------------------------------------------
-
-
-class PublicError(Exception):
-    """Raised by endpoint code to answer the caller with `message` and `status` as they are."""
-
-    def __init__(self, message: str = "", status: int = 400):
-        super().__init__(message)
-        self.message, self.status = message, status
-
-
-class EndpointError(Exception):
-    """What request code sees when an endpoint it calls answers an error: `status` and the
-    message that caller may see (masked as for any call of theirs)."""
-
-    def __init__(self, message: str = "", status: int = 500):
-        super().__init__(message)
-        self.message, self.status = message, status
-
-
-class _Capped(io.TextIOBase):
-    """A text stream that keeps at most `limit` bytes (then a marker)."""
-
-    def __init__(self, limit: int):
-        self._parts: list[str] = []
-        self._left = limit
-        self._cut = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if self._left > 0:
-            piece = text.encode("utf-8", "replace")[: self._left].decode("utf-8", "ignore")
-            self._parts.append(piece)
-            self._left -= len(piece.encode("utf-8"))
-            if len(piece) < len(text):
-                self._cut = True
-        elif text:
-            self._cut = True
-        return len(text)
-
-    def getvalue(self) -> str:
-        return "".join(self._parts) + (_TRUNCATED if self._cut else "")
-
-
-class _Remote:
-    """The worker's end of a request to the parent."""
-
-    def __init__(self, conn):
-        self._conn = conn
-
-    def ask(self, kind: str, *request: Any) -> Any:
-        self._conn.send((kind, *request))
-        reply = self._conn.recv()
-        if reply[0] == "ok":
-            return reply[1]
-        if reply[1] == "EndpointError":
-            raise EndpointError(reply[2], reply[3])
-        raise RuntimeError(f"{reply[1]}: {reply[2]}")
-
-
-class _State:
-    """`context.state`: each operation is carried out by the parent, key by key."""
-
-    def __init__(self, remote: _Remote):
-        self._remote = remote
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._remote.ask("state", "get", (key, default))
-
-    def set(self, key: str, value: Any) -> None:
-        self._remote.ask("state", "set", (key, value))
-
-    def delete(self, key: str) -> None:
-        self._remote.ask("state", "delete", (key,))
-
-    def increment(self, key: str, n: int | float = 1) -> int | float:
-        return self._remote.ask("state", "increment", (key, n))
-
-    def items(self) -> dict[str, Any]:
-        return self._remote.ask("state", "items", ())
-
-    _missing = object()
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key, self._missing)
-        if value is self._missing:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.set(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.delete(key)
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key, self._missing) is not self._missing
-
-
-class _Namespace:
-    """Attribute access over a dict (`context.code.<helper>`, `context.services.<name>`)."""
-
-    def __init__(self, items: dict[str, Any], what: str):
-        self.__dict__.update(items)
-        self._what = what
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"no {self._what} named {name!r}")
-
-
-class EndpointHandle:
-    """An endpoint as request code sees it: calling it runs the side the request was approved
-    for (the private one); `.mock(...)` and `.private(...)` name a side."""
-
-    def __init__(self, remote: _Remote, name: str):
-        self._name = name
-        self._call = _service(remote, name)
-        self.mock = _service(remote, f"{name}.mock")
-        self.private = _service(remote, f"{name}.private")
-
-    def __call__(self, **kwargs: Any) -> Any:
-        return self._call(**kwargs)
-
-    def __repr__(self) -> str:
-        return f"<endpoint {self._name}>"
-
-
-class Context:
-    """What endpoint code receives as its first argument."""
-
-    PublicError = PublicError
-
-    def __init__(
-        self,
-        settings: dict[str, Any],
-        state: _State,
-        user: dict[str, Any],
-        code: _Namespace,
-        services: _Namespace,
-    ):
-        self.settings, self.state, self.user, self.code, self.services = settings, state, user, code, services
-
-
-def _worker_main(fd: int) -> None:
-    """A worker: run jobs one at a time until the parent closes its end."""
-    import resource
-    import sys
-    from multiprocessing.connection import Connection
-
-    conn = Connection(fd)
-    remote = _Remote(conn)
-    while True:
-        try:
-            kind, job = conn.recv()
-        except (EOFError, OSError):
-            return
-        outcome = _execute(job, remote, resource, sys)
-        try:
-            conn.send(("done", outcome))
-        except (OSError, ValueError):
-            return
-        if outcome["status"] == "memory":
-            return  # a worker that ran out of memory is not trusted again
-
-
-def _address_space() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _execute(job: dict[str, Any], remote: _Remote, resource, sys) -> dict[str, Any]:
-    out, err = _Capped(job["max_output_bytes"]), _Capped(job["max_output_bytes"])
-    outcome: dict[str, Any] = {"status": "ok"}
-    services = {name: _service(remote, name) for name in job["services"]}
-    namespace: dict[str, Any] = {"__name__": "twin_endpoint", "__builtins__": __builtins__}
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        # The cap is on what this call adds to the worker's address space.
-        resource.setrlimit(resource.RLIMIT_AS, (_address_space() + job["memory_mb"] * (1 << 20), hard))
-        helpers = {}
-        for source in job["helpers"]:
-            exec(compile(source, "<helper>", "exec"), namespace)
-            name = _function_name(source)
-            helpers[name] = namespace[name]
-        exec(compile(job["code"], "<endpoint>", "exec"), namespace)
-        function = namespace[_function_name(job["code"])]
-        if job.get("handles") is not None:  # request code: endpoint handles, no context
-            result = function(**{name: EndpointHandle(remote, name) for name in job["handles"]})
-        else:
-            context = Context(
-                dict(job["settings"]),
-                _State(remote),
-                dict(job["user"]),
-                _Namespace(helpers, "helper"),
-                _Namespace(services, "service"),
-            )
-            result = function(context, **job["kwargs"])
-        outcome.update(_serialized(result, job["max_result_bytes"]))
-    except PublicError as exc:
-        outcome = {
-            "status": "public_error",
-            "message": str(exc.message),
-            "public_status": exc.status,
-            "error_type": "PublicError",
-        }
-    except MemoryError:
-        outcome = {
-            "status": "memory",
-            "message": f"the call needed more than {job['memory_mb']} MiB",
-            "error_type": "MemoryError",
-        }
-    except BaseException as exc:  # SystemExit and KeyboardInterrupt from code are its errors too
-        outcome = {
-            "status": "error",
-            "message": str(exc),
-            "error_type": type(exc).__name__,
-            "traceback": traceback.format_exc(limit=-20),
-        }
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        sys.stdout, sys.stderr = saved
-    outcome["stdout"], outcome["stderr"] = out.getvalue(), err.getvalue()
-    return outcome
-
-
-def _function_name(source: str) -> str:
-    """The name of the one function `source` defines (checked by common.twincode when defined)."""
-    import ast
-
-    return next(node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef))
-
-
-def _service(remote: _Remote, name: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return remote.ask("service", name, args, kwargs)
-
-    call.__name__ = name
-    return call
-
-
-def _serialized(result: Any, limit: int) -> dict[str, Any]:
-    try:
-        text = json.dumps(result, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        return {"status": "not_serializable", "message": f"the result is not JSON: {exc}"}
-    if len(text.encode()) > limit:
-        return {
-            "status": "result_too_large",
-            "message": f"the result is {len(text.encode())} bytes as JSON; the limit is {limit}",
-        }
-    return {"status": "ok", "result": json.loads(text)}
