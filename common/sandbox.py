@@ -82,10 +82,14 @@ class Program:
     code: str  # the source of one function: def name(context, **params)
     helpers: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    side: str = ""  # which endpoint side this is (path, side, generation): workers never cross sides
 
     def key(self, memory_mb: int) -> str:
-        """What a warm worker may be reused for: this exact code, helpers, settings and cap."""
-        text = json.dumps([self.code, self.helpers, self.settings, memory_mb], sort_keys=True, default=str)
+        """What a warm worker may be reused for: this side, with this exact code, helpers,
+        settings and memory cap."""
+        text = json.dumps(
+            [self.side, self.code, self.helpers, self.settings, memory_mb], sort_keys=True, default=str
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -283,7 +287,7 @@ def _probe() -> Boundary:
         listener.listen(1)
         secret.write(b"x")
         secret.flush()
-        paths = [secret.name, _WORKER_SOURCE, "/proc/1/environ"]
+        paths = [secret.name, _WORKER_SOURCE, f"/proc/{os.getpid()}/environ"]
         code = _PROBE.replace("PATHS", repr(paths)).replace("PORT", str(listener.getsockname()[1]))
         try:
             worker = _Worker(network=False, memory_mb=64, cpu_seconds=10, jail=True)

@@ -200,6 +200,13 @@ def _work_call(job: dict[str, Any], attempt: int) -> None:
 
 
 def _work_run(job: dict[str, Any], attempt: int) -> None:
+    try:
+        twinrequests.contained()
+    except errors.Unavailable as exc:  # this instance cannot contain the code: the run is kept
+        twinrequests.unqueue(job["request"], job["id"])
+        body = {"error": exc.code, "message": exc.message, "details": {"reference": job["id"], **exc.details}}
+        _finish(job, attempt, exc.status, body)
+        return
     state, doc = twinrequests.start_queued(job["request"], job["id"])
     if state == "busy":
         raise TryAgain(f"request {job['request']} is being run by another delivery")

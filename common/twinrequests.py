@@ -194,6 +194,7 @@ def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
 def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
     """Run an approved request once, for its requester: (status, body). A request that has run
     answers its stored outcome; one running elsewhere is waited for."""
+    contained()
     state, doc = _claim(req, request_id, job_id=None)
     if state == "claimed":
         doc = execute(doc, req.caller, req.id)
@@ -205,7 +206,20 @@ def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
 def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
     """Claim the single run for a job (status `queued`): ("claimed", doc); or the request's state
     when it was claimed before ("queued"/"running" with its job, or "finished")."""
+    contained()
     return _claim(req, request_id, job_id=job_id)
+
+
+def contained() -> None:
+    """503 where this instance cannot contain request code (common/sandbox.py): the single run
+    is not used up, and nothing runs without the boundary."""
+    held = sandbox.boundary()
+    if not held.ok:
+        raise errors.Unavailable(
+            f"request code cannot be run on this instance: {held.reason}",
+            retry_after=60,
+            details={"reason": "sandbox_unavailable"},
+        )
 
 
 def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any]]:

@@ -43,7 +43,7 @@ app = App(
     "Twin endpoints: mock and private sides of an API bridge to private data.",
     authenticate=auth.authenticate,
 )
-sandbox.warm_up()  # the first worker starts while the instance boots, not on its first call
+sandbox.warm_up()  # the sandbox boundary is proved (and logged) as the instance boots
 
 SIDES = ("mock", "private", "public")
 # What a call answers beyond the pipeline's: 202 as a job (?async=1), the endpoint's rate limit,
