@@ -168,7 +168,7 @@ GOALS = {
     "signatures": "likelocation p50 < 50 ms on 1,000,000 records; brute force over all records for comparison",
     "transfer": "POST /transfer answers well under a second, whatever the parts take; done soon after the slowest part",
     "soak": "SOAK_SECONDS at SOAK_RATE across 5 functions, mixed reads/writes: no errors; RSS flat",
-    "twins": "warm mock call over HTTP < 5 ms p50 over the same function in-process; cold start to the first call vs hello",
+    "twins": "warm mock call over HTTP < 5 ms p50 over the same function in-process; a request run (fresh jailed worker) < 100 ms p50 over in-process; request runs per second; cold start to the first call vs hello",
     "twinjobs": "an async trivial twin call: 202 -> done through the Pub/Sub emulator (p50), against the same call made synchronously",
 }
 

@@ -28,7 +28,8 @@ namespace, which takes every descendant with it).
 Where the jail cannot be built (no namespaces, no privilege to drop), `boundary()` says why:
 request runs are refused (`Unavailable`, a 503), and endpoint workers run as plain processes
 with an empty environment and the same limits, which the start-up log states. This module
-imports only the standard library, so a worker starts in a few tens of milliseconds.
+imports only the standard library (and common.logs), and a worker starts in a few tens of
+milliseconds.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from common.logs import log
 
 DEFAULT_MEMORY_MB = 512
 NOBODY = 65534  # the uid code runs as where the function runs as root
@@ -344,8 +347,6 @@ def _probe() -> Boundary:
 
 
 def _report(held: Boundary) -> None:
-    from common.logs import log
-
     if held.ok:
         log("INFO", f"twin sandbox: request code is contained ({held.mechanism})", sandbox=held.mechanism)
     else:
@@ -727,4 +728,13 @@ def _pool() -> _Pool:
         return _the_pool
 
 
+def _after_fork_in_child() -> None:
+    """A server that forks its workers after importing the function (gunicorn) must not hand
+    them the parent's locks, possibly held by the boundary check's thread at that moment, nor
+    its workers' sockets: the child starts with its own (the verdict, about the host, stays)."""
+    global _boundary_lock, _pool_lock, _the_pool
+    _boundary_lock, _pool_lock, _the_pool = threading.Lock(), threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(shutdown)
