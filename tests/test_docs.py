@@ -98,6 +98,18 @@ def test_declared_errors_reach_the_document(api):
     assert {"429", "500", "504"} <= set(twins["/twins/{path}/mock"]["post"]["responses"])
 
 
+def test_every_document_is_valid_openapi(api, gateway):
+    """Every function's document and the bundle's (the local stack's root, `make package`'s
+    dist/openapi.json) pass openapi-spec-validator: e.g. no default of another type than its
+    schema's."""
+    import requests
+    from openapi_spec_validator import validate
+
+    for function in _functions():
+        validate(api.get(f"/{function}/_openapi.json").get_json())
+    validate(requests.get(gateway + "/_openapi.json", timeout=10).json())
+
+
 @pytest.mark.parametrize("function", ["datasets", "roles"])
 def test_a_function_serves_its_docs_page_and_files_without_a_token(api, function):
     page = api.get(f"/{function}/_docs")
