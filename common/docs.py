@@ -5,6 +5,12 @@ reads OpenAPI 3.1; swagger-ui-bundle's 4.x cannot) and are served by the functio
 the page needs nothing from a CDN. Every URL on the page is relative, so the same page works at
 `/<function>/_docs` behind the API gateway or the local one, at a function's own URL, and as
 the whole bundle's page at the local stack's root.
+
+The page runs no inline script: its Content-Security-Policy lets it run only script files from
+its own origin (Swagger UI's and `gatehouse-docs.js`, which starts Swagger UI with the settings
+the page carries as a JSON data block) and refuses to be framed. The token given to *Authorize*
+is kept in the tab's sessionStorage, never localStorage (Swagger UI's own
+`persistAuthorization` would write it there, where it outlives the tab).
 """
 
 from __future__ import annotations
@@ -26,6 +32,71 @@ ASSETS = {
     "favicon-32x32.png": "image/png",
     "favicon-16x16.png": "image/png",
 }
+# Our own script: starts Swagger UI with the page's settings (the JSON block
+# #swagger-config), and keeps what Authorize holds in sessionStorage: restored when the page
+# loads, saved at each authorize and logout (Swagger UI's persistAuthorizationIfNeeded action).
+INIT_SCRIPT = """"use strict";
+(function () {
+  var KEY = "gatehouse.authorized";
+
+  function saveForThisTab(system) {
+    sessionStorage.setItem(KEY, JSON.stringify(system.authSelectors.authorized().toJS()));
+  }
+
+  var SessionAuthorization = {
+    statePlugins: {
+      auth: {
+        wrapActions: {
+          persistAuthorizationIfNeeded: function (original, system) {
+            return function () { saveForThisTab(system); };
+          }
+        }
+      },
+      configs: {
+        wrapActions: {
+          loaded: function (original, system) {
+            return function () {
+              original.apply(null, arguments);
+              var saved = sessionStorage.getItem(KEY);
+              if (saved) { system.authActions.restoreAuthorization({ authorized: JSON.parse(saved) }); }
+            };
+          }
+        }
+      }
+    }
+  };
+
+  window.addEventListener("load", function () {
+    var config = JSON.parse(document.getElementById("swagger-config").textContent);
+    window.ui = SwaggerUIBundle(Object.assign(config, {
+      dom_id: "#swagger-ui",
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      plugins: [function () { return SessionAuthorization; }],
+      layout: "StandaloneLayout"
+    }));
+  });
+})();
+"""
+# Our files, served beside Swagger UI's.
+OWN_ASSETS = {"gatehouse-docs.js": INIT_SCRIPT.encode()}
+# Scripts and styles from this origin only, no inline script; requests (the document, "Try it
+# out") to this origin; images from it and data: URLs (Swagger UI's icons); never framed. The
+# one inline style allowed, by its hash, is the <style> inside Swagger UI 5.34's logo (SVG);
+# tests/test_docs_browser.py fails on any style or script the policy blocks.
+SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        f"style-src 'self' {SWAGGER_LOGO_STYLE}",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -37,20 +108,14 @@ _PAGE = """<!DOCTYPE html>
 </head>
 <body>
   <div id="swagger-ui"></div>
+  <script id="swagger-config" type="application/json">{config}</script>
   <script src="{assets}swagger-ui-bundle.js"></script>
   <script src="{assets}swagger-ui-standalone-preset.js"></script>
-  <script>
-    window.onload = function () {{
-      window.ui = SwaggerUIBundle(Object.assign({config}, {{
-        dom_id: "#swagger-ui",
-        presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-        layout: "StandaloneLayout"
-      }}));
-    }};
-  </script>
+  <script src="{assets}gatehouse-docs.js"></script>
 </body>
 </html>
 """
+_JS = "text/javascript; charset=utf-8"
 
 
 def _dist() -> str:
@@ -66,26 +131,40 @@ def page(title: str, trailing_slash: bool = False, *, spec: str = "_openapi.json
     config = {
         "url": spec_url,
         "deepLinking": True,
-        "persistAuthorization": True,  # the token survives a reload
+        # Not Swagger UI's own (localStorage, which outlives the tab): gatehouse-docs.js keeps
+        # the token in sessionStorage, so it survives a reload but not the tab.
+        "persistAuthorization": False,
         "displayRequestDuration": True,
         "validatorUrl": None,  # Swagger UI would send the document to a validator online
     }
-    body = _PAGE.format(title=html.escape(title), assets=assets, config=json.dumps(config))
+    # A data block, not a script: "<" escaped so no value can close it.
+    data = json.dumps(config).replace("<", "\\u003c")
+    body = _PAGE.format(title=html.escape(title), assets=assets, config=data)
     return Response(
         body,
         mimetype="text/html",
-        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Frame-Options": "DENY",
+        },
     )
 
 
 def asset(name: str) -> Response:
-    """One of the page's files, cached for a day (they change only with the pinned package)."""
-    if name not in ASSETS:
+    """One of the page's files: Swagger UI's cached for a day (they change only with the pinned
+    package), ours revalidated (it changes with Gatehouse)."""
+    if name in OWN_ASSETS:
+        data, content_type, cache = OWN_ASSETS[name], _JS, "no-cache"
+    elif name in ASSETS:
+        with open(os.path.join(_dist(), name), "rb") as f:
+            data = f.read()
+        content_type, cache = ASSETS[name], "public, max-age=86400"
+    else:
         raise errors.NotFound(f"no documentation file {name!r}")
-    with open(os.path.join(_dist(), name), "rb") as f:
-        data = f.read()
     return Response(
         data,
-        content_type=ASSETS[name],
-        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+        content_type=content_type,
+        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
     )

@@ -98,6 +98,18 @@ def test_declared_errors_reach_the_document(api):
     assert {"429", "500", "504"} <= set(twins["/twins/{path}/mock"]["post"]["responses"])
 
 
+def test_every_document_is_valid_openapi(api, gateway):
+    """Every function's document and the bundle's (the local stack's root, `make package`'s
+    dist/openapi.json) pass openapi-spec-validator: e.g. no default of another type than its
+    schema's."""
+    import requests
+    from openapi_spec_validator import validate
+
+    for function in _functions():
+        validate(api.get(f"/{function}/_openapi.json").get_json())
+    validate(requests.get(gateway + "/_openapi.json", timeout=10).json())
+
+
 @pytest.mark.parametrize("function", ["datasets", "roles"])
 def test_a_function_serves_its_docs_page_and_files_without_a_token(api, function):
     page = api.get(f"/{function}/_docs")
@@ -114,6 +126,58 @@ def test_a_function_serves_its_docs_page_and_files_without_a_token(api, function
     missing = api.get(f"/{function}/_docs/..%2Frequirements.txt")
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
     assert "/_docs" not in "".join(api.get(f"/{function}/_openapi.json").get_json()["paths"])
+
+
+def _policy(header: str) -> dict[str, list[str]]:
+    """A Content-Security-Policy header as {directive: [sources]}."""
+    directives = (d.split() for d in header.split(";") if d.strip())
+    return {d[0]: d[1:] for d in directives}
+
+
+def test_the_docs_pages_run_only_their_own_scripts_and_refuse_framing(api, gateway):
+    """Each docs page (a function's, one level down, the bundle's) sends a Content-Security-Policy
+    that runs only the page's own script files (no inline script, nothing from another host) and
+    forbids framing, also as X-Frame-Options; and the page has no inline script to run."""
+    import requests
+
+    pages = {
+        "/datasets/_docs": api.get("/datasets/_docs"),
+        "/datasets/_docs/": api.get("/datasets/_docs/"),
+        "/": requests.get(gateway + "/", timeout=10),
+    }
+    for where, page in pages.items():
+        policy = _policy(page.headers.get("Content-Security-Policy", ""))
+        assert policy.get("script-src") == ["'self'"], (where, policy)
+        assert policy.get("frame-ancestors") == ["'none'"], (where, policy)
+        assert policy.get("default-src") == ["'none'"], (where, policy)
+        for directive in ("style-src", "img-src", "connect-src"):
+            assert policy.get(directive) and "*" not in policy[directive], (where, directive, policy)
+        assert policy.get("object-src", policy["default-src"]) == ["'none'"], (where, policy)
+        assert page.headers.get("X-Frame-Options") == "DENY", where
+        for tag in re.findall(r"<script\b[^>]*>(?:.*?)</script>", page.text, re.S):
+            opening = tag.split(">", 1)[0]
+            assert "src=" in opening or 'type="application/json"' in opening, (where, tag)
+            assert "src=" not in opening or tag.endswith("></script>"), (where, tag)
+    # The page's own script is a served file, like Swagger UI's.
+    init = api.get("/datasets/_docs/gatehouse-docs.js")
+    assert init.status_code == 200 and init.mimetype == "text/javascript"
+    assert 'src="_docs/gatehouse-docs.js"' in pages["/datasets/_docs"].text
+    assert 'src="_docs/gatehouse-docs.js"' in pages["/"].text
+    assert requests.get(gateway + "/_docs/gatehouse-docs.js", timeout=10).status_code == 200
+
+
+def test_the_authorize_token_is_kept_for_the_tab_only(api):
+    """Swagger UI's own persistence (persistAuthorization) writes the token to localStorage,
+    which outlives the tab: it is off, and the page's script keeps it in sessionStorage."""
+    import json
+
+    page = api.get("/datasets/_docs").get_data(as_text=True)
+    config = json.loads(
+        re.search(r'<script id="swagger-config" type="application/json">(.*?)</script>', page, re.S)[1]
+    )
+    assert config["persistAuthorization"] is False
+    script = api.get("/datasets/_docs/gatehouse-docs.js").get_data(as_text=True)
+    assert "sessionStorage" in script and "localStorage" not in script
 
 
 def test_the_local_stack_serves_the_bundle_page_and_document(gateway, api):

@@ -1,7 +1,8 @@
 """The documentation pages in a real headless browser (Debian's chromium and chromium-driver,
 driven by selenium) against the local stack `make dev` serves: the bundle's page at the root and
 a function's page at /<function>/_docs list every operation of the documents, and "Try it out"
-with a bearer token answers 200."""
+with a bearer token answers 200; the token stays for the tab (a reload) and no longer (never in
+localStorage, not in a new tab); the page's Content-Security-Policy blocks nothing it needs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tools import dev
 from tools.gateway import function_names
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SESSION_KEY = "gatehouse.authorized"  # where common/docs.py's script keeps the token
 # Every operation Swagger UI has drawn, as (METHOD, path).
 LISTED = """return [...document.querySelectorAll('.opblock')].map(op => [
   op.querySelector('.opblock-summary-method').textContent.trim(),
@@ -30,6 +32,7 @@ def browser():
         pytest.fail("no chromium or chromedriver: `make browser` installs them (make test does)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land there
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(flag)  # no sandbox: the tests run as root
     driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
@@ -71,24 +74,54 @@ def test_the_bundle_page_lists_every_operation_and_try_it_out_answers(browser, g
     field.send_keys(api.token(OWNER))
     browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
     browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.btn-done").click()
+    status, body = _try_get_datasets(browser)
+    assert status == "200" and "hemibrain" in body and "manc" in body
 
-    # GET /datasets: open it, "Try it out", "Execute".
+    # The token is kept for this tab only: in sessionStorage, never in localStorage.
+    assert api.token(OWNER) in browser.execute_script(f"return sessionStorage.getItem('{SESSION_KEY}')")
+    assert browser.execute_script("return localStorage.length") == 0
+    # A reload keeps it: "Try it out" still answers 200 without authorizing again.
+    browser.refresh()
+    _listed(browser, len(expected))
+    assert browser.find_elements(By.CSS_SELECTOR, "button.btn.authorize.locked")
+    assert _try_get_datasets(browser)[0] == "200"
+    # A new tab does not have it.
+    browser.switch_to.new_window("tab")
+    browser.get(gateway + "/")
+    _listed(browser, len(expected))
+    assert browser.execute_script(f"return sessionStorage.getItem('{SESSION_KEY}')") is None
+    assert browser.find_elements(By.CSS_SELECTOR, "button.btn.authorize.unlocked")
+    assert _try_get_datasets(browser)[0] == "401"
+    browser.close()
+    browser.switch_to.window(browser.window_handles[0])
+
+    # The page's Content-Security-Policy refused nothing it loads or runs.
+    refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not refused, refused
+
+
+def _try_get_datasets(browser) -> tuple[str, str]:
+    """GET /datasets on the page: open it, "Try it out", "Execute"; the status and the body."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
     operation = next(
         op
         for op in browser.find_elements(By.CSS_SELECTOR, ".opblock.opblock-get")
         if op.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute("data-path") == "/datasets"
     )
-    operation.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
+    if "is-open" not in operation.get_attribute("class"):  # a reload reopens it (deep linking)
+        operation.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
     wait.until(lambda _: operation.find_elements(By.CSS_SELECTOR, "button.try-out__btn"))[0].click()
     wait.until(lambda _: operation.find_elements(By.CSS_SELECTOR, "button.execute"))[0].click()
     status = wait.until(
         lambda _: operation.find_elements(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status")
     )[0]
-    assert status.text.strip() == "200"
     body = operation.find_element(
         By.CSS_SELECTOR, ".live-responses-table tbody .response-col_description pre"
     )
-    assert "hemibrain" in body.text and "manc" in body.text
+    return status.text.strip(), body.text
 
 
 @pytest.mark.parametrize("function", ["datasets", "twins"])

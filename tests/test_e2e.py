@@ -139,18 +139,19 @@ def readme_curl_lines() -> list[str]:
 
 
 def readme_curl_runs() -> list[tuple[str, str | None]]:
-    """(curl line, as whom): a block that starts `export TOKEN=$(make -s token EMAIL=x)` runs as x,
-    the others as the owner (None)."""
+    """(curl line, as whom), as the sh blocks run pasted in order in one shell: the owner (None)
+    at first, then whoever the last `export TOKEN=$(make -s token EMAIL=x)` line made TOKEN's."""
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
-    runs = []
+    runs: list[tuple[str, str | None]] = []
+    who: str | None = None
     for block in re.findall(r"```sh\n(.*?)```", text, re.S):
-        who = re.match(r"export TOKEN=\$\(make -s token EMAIL=(\S+)\)", block)
-        runs += [
-            (line.split("  #")[0].strip(), who and who.group(1))
-            for line in block.splitlines()
-            if line.startswith("curl ")
-        ]
+        for line in block.splitlines():
+            export = re.match(r"export TOKEN=\$\(make -s token EMAIL=(\S+)\)", line)
+            if export:
+                who = None if export.group(1) == OWNER else export.group(1)
+            elif line.startswith("curl "):
+                runs.append((line.split("  #")[0].strip(), who))
     return runs
 
 

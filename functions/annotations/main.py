@@ -132,8 +132,12 @@ class WriteQuery(Query):
     move_key: Annotated[str, StringConstraints(pattern=KEY.pattern)] | None = Field(
         None, description="one annotation only: delete this key after writing the new one"
     )
+    # The default as the query string carries it ("": none), so the documented default is a
+    # string like the parameter's schema; validated into () like any other value.
     conditional: Conditional = Field(
-        (), description="comma list of prop, tags, title, description not overwritten when set"
+        "",
+        validate_default=True,
+        description="comma list of prop, tags, title, description not overwritten when set",
     )
 
 
