@@ -227,3 +227,25 @@ def test_make_token_says_what_is_missing(tmp_path):
     no_stack = _make_token(str(tmp_path), "EMAIL=someone@example.com")
     assert no_stack.returncode != 0 and "run `make dev` first" in no_stack.stderr
     assert no_stack.stdout == ""
+
+
+def _readme_line(needle: str) -> str:
+    """The path and query of the README's curl line that mentions `needle`."""
+    import re
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        [line] = [line for line in f if line.startswith("curl") and needle in line]
+    return re.search(r"\$BASE(\S+?)\"?\s", line)[1]
+
+
+def test_the_readme_likelocation_line_finds_matches_on_a_fresh_stack(tmp_path):
+    """The demo's signatures are built after its datasets are seeded: signatures built before
+    a dataset was created belong to an older dataset of its name, and are never served."""
+    path = _readme_line("/signatures/likelocation/")
+    run = DevRun(str(tmp_path / "dev"), "--fresh")
+    try:
+        found = run.call("GET", path)
+        assert found.status_code == 200, found.text
+        assert found.json()["matches"], found.json()
+    finally:
+        run.stop()

@@ -200,10 +200,12 @@ def main() -> None:
         else:
             from tools import build_signatures
 
-            demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
-            build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
             seed(app, owner, token)
             seed(app, owner, token, demo_twins(s3.credentials))
+            # After the seed: signatures built before their dataset was created are taken for
+            # an older dataset's of the same name, and never served.
+            demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
+            build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
         data = (
             f"Kept from the last run in {DATA_DIR} (`make dev FRESH=1` starts empty)."
             if kept
