@@ -402,3 +402,16 @@ def test_a_job_answers_its_public_model_not_the_stored_document(api, world):
     for listing in ("/transfer", "/transfer?limit=5"):  # streamed item by item, and one page
         [listed] = api.get(listing, user=READER).get_json()
         assert listed["id"] == job and "internal_note" not in listed and "parts" not in listed
+
+
+def test_jobs_of_a_dataset_recorded_without_created_at_are_listed(api, world):
+    """An older dataset record has no created_at: its jobs are its own (listed, read), never a 500."""
+    store.collection("datasets").document("old").set({"description": "made before created_at"})
+    store.collection("transfer_jobs").document("oldjob").set(
+        {"user": READER, "dataset": "old", "status": "done", "created_at": store.now()}
+    )
+    listed = api.get("/transfer", user=OWNER)
+    assert listed.status_code == 200, listed.get_data(as_text=True)
+    assert [job["id"] for job in listed.get_json()] == ["oldjob"]
+    got = api.get("/transfer/oldjob", user=OWNER)
+    assert got.status_code == 200 and got.get_json()["dataset"] == "old", got.get_data(as_text=True)

@@ -135,12 +135,22 @@ def seed(app, owner: str, token: str, calls: list[tuple[str, str, object]] | Non
             )
 
 
-def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # `kill` stops the emulators as Ctrl-C does
+def _hold_signals() -> None:
+    """From here on Ctrl-C and `kill` are ignored: stopping has begun and must finish. (`kill
+    %1` or `kill -- -PGID` signals make and tools.dev both, and make then sends tools.dev a
+    SIGTERM of its own; Ctrl-C pressed twice does the same.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _stop(signum, frame):
+    _hold_signals()
+    raise KeyboardInterrupt  # `kill` stops everything as Ctrl-C does
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--owner", default=os.environ.get("OWNER") or "owner@example.com")
@@ -200,10 +210,12 @@ def main() -> None:
         else:
             from tools import build_signatures
 
-            demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
-            build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
             seed(app, owner, token)
             seed(app, owner, token, demo_twins(s3.credentials))
+            # After the seed: signatures built before their dataset was created are taken for
+            # an older dataset's of the same name, and never served.
+            demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
+            build_signatures.build(SIG_BUCKET, "hemibrain", build_signatures.read_records(demo_file))
         data = (
             f"Kept from the last run in {DATA_DIR} (`make dev FRESH=1` starts empty)."
             if kept
@@ -245,8 +257,13 @@ Ctrl-C stops everything.
     except KeyboardInterrupt:
         pass
     finally:
-        s3.stop()
-        emulators.stop()
+        _hold_signals()
+        print("Stopping: saving the data, then stopping the emulators...", flush=True)
+        try:
+            emulators.save()  # the data first
+            s3.stop()
+        finally:
+            emulators.stop(save=False)  # the last started first
 
 
 if __name__ == "__main__":

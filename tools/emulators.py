@@ -225,15 +225,22 @@ class Emulators:
         if process is not None:
             _terminate([process])
 
-    def stop(self) -> None:
-        """Stop them all; with data_dir the Firestore emulator's data is saved first."""
+    def stop(self, *, save: bool = True) -> None:
+        """Stop them all, the last started first; with data_dir the Firestore emulator's data
+        is saved before any of them stops (unless `save` is False: saved already)."""
+        if save:
+            self.save()
+        processes, self.named = list(self.named.values()), {}
+        for process in reversed(processes):
+            _terminate([process])
+
+    def save(self) -> None:
+        """With data_dir: save what the Firestore emulator holds, or say why it was not saved."""
         if self.data_dir and "firestore" in self.named:
             try:
                 self.save_firestore()
             except (OSError, requests.RequestException) as exc:
                 print(f"the Firestore emulator's data was not saved: {exc}", file=sys.stderr)
-        processes, self.named = list(self.named.values()), {}
-        _terminate(processes)
 
     def save_firestore(self) -> None:
         """Export the Firestore emulator's documents to <data_dir>/firestore (read back at the

@@ -230,9 +230,14 @@ def _job_view(snap) -> dict[str, Any]:
 
 def _served(snap) -> bool:
     """A job is seen only with its dataset as it is now: not for a dataset this deployment does
-    not serve (EXPOSE), nor once the dataset is deleted (also when one of its name is made again)."""
-    record = authz.dataset_record(snap.get("dataset"))  # None when not exposed or deleted
-    return record is not None and snap.get("created_at") >= record["created_at"]
+    not serve (EXPOSE), nor once the dataset is deleted (also when one of its name is made again).
+    An older dataset record without `created_at` has no other of its name before it: its jobs
+    are its own. A job without `created_at` cannot be told apart, and is not shown."""
+    job = snap.to_dict()
+    record = authz.dataset_record(job.get("dataset"))  # None when not exposed or deleted
+    if record is None or job.get("created_at") is None:
+        return False
+    return record.get("created_at") is None or job["created_at"] >= record["created_at"]
 
 
 @app.get(
