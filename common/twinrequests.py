@@ -4,8 +4,9 @@ endpoints, run once against their private sides after the endpoints' owners appr
 A request goes pending -> approved | denied, and approved -> running -> done | failed at most
 once: the claim that starts a run is a transaction, so two runs at the same moment execute the
 code once (an async run is `queued` for its job first). The approval binds the exact code (its
-SHA-256) and each endpoint's side generations as they were approved: a side replaced, or an
-endpoint deleted and re-created, since then makes the run a 409 instead of running new code.
+SHA-256), each endpoint's side generations and a hash of each side's settings as they were
+approved: a side replaced, its settings changed, or an endpoint deleted and re-created, since
+then makes the run a 409 instead of running new code.
 
 The code runs in a sandbox worker like endpoint code, each endpoint bound to its private side
 (`ep(...)`, `ep.private(...)`; `ep.mock(...)` too), each of those calls an ordinary twin call of
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -158,15 +160,16 @@ def decide(req, request_id: str, *, approve: bool, reason: str) -> dict[str, Any
 
 
 def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
-    """What an approval binds: the code's hash and each endpoint's side generations, read in the
-    transaction (never from a cache that may be seconds old)."""
-    endpoints = {}
+    """What an approval binds: the code's hash, each endpoint's side generations and a hash of
+    each side's settings, read in the transaction (never from a cache that may be seconds old)."""
+    generations, settings_hashes = {}, {}
     for param, path in doc["endpoints"].items():
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
-        endpoints[param] = _generations(snap.to_dict())
-    return {"code_sha256": doc["code_sha256"], "generations": endpoints}
+        generations[param] = _generations(snap.to_dict())
+        settings_hashes[param] = _settings_hashes(snap.to_dict(), doc["id"])
+    return {"code_sha256": doc["code_sha256"], "generations": generations, "settings": settings_hashes}
 
 
 def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
@@ -174,8 +177,32 @@ def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
     return {name: side["generation"] for name, side in sorted(endpoint_doc["sides"].items())}
 
 
+def _settings_hashes(endpoint_doc: dict[str, Any], request_id: str) -> dict[str, str]:
+    """Each side's settings as the approval binds them: a hash (salted with the request's id),
+    never the settings, which are secrets. A settings-only PATCH keeps the side's generation."""
+    return {
+        name: hashlib.sha256(
+            (request_id + json.dumps(side.get("settings") or {}, sort_keys=True, default=str)).encode()
+        ).hexdigest()
+        for name, side in sorted(endpoint_doc["sides"].items())
+    }
+
+
+def _changed(doc: dict[str, Any], param: str, endpoint_doc: dict[str, Any]) -> str | None:
+    """How the endpoint of `param` differs from the one approved (its sides replaced or
+    re-created; its settings changed), or None."""
+    bound = doc.get("approved") or {}
+    path = doc["endpoints"][param]
+    if _generations(endpoint_doc) != (bound.get("generations") or {}).get(param):
+        return f"twin endpoint {path!r} was replaced after the approval; ask for a new approval"
+    if _settings_hashes(endpoint_doc, doc["id"]) != (bound.get("settings") or {}).get(param):
+        return f"the settings of twin endpoint {path!r} changed after the approval; ask for a new approval"
+    return None
+
+
 def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
-    """Why the approval no longer holds (an endpoint replaced, re-created or gone), or None."""
+    """Why the approval no longer holds (an endpoint replaced, re-created, gone or its settings
+    changed), or None."""
     bound = doc.get("approved") or {}
     if bound.get("code_sha256") != _sha256(doc["code"]):
         return "the code is not the code that was approved"
@@ -183,8 +210,9 @@ def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             return f"twin endpoint {path!r} was deleted after the approval"
-        if _generations(snap.to_dict()) != bound["generations"].get(param):
-            return f"twin endpoint {path!r} was replaced after the approval; ask for a new approval"
+        why = _changed(doc, param, snap.to_dict())
+        if why:
+            return why
     return None
 
 
@@ -359,12 +387,13 @@ def _bound(
 
 def _as_approved(doc: dict[str, Any], param: str, path: str) -> twinrun.Endpoint | None:
     """The endpoint as stored now, read past the per-instance definition cache (which may hold a
-    definition seconds old), when its sides are still the ones approved; None otherwise."""
+    definition seconds old), when its sides and settings are still the ones approved; None
+    otherwise."""
     snap = store.collection(twinrun.ENDPOINTS).document(path).get()
     if not snap.exists:
         return None
     endpoint = twinrun.Endpoint(path, snap.to_dict())
-    return endpoint if _generations(endpoint.doc) == doc["approved"]["generations"].get(param) else None
+    return endpoint if _changed(doc, param, endpoint.doc) is None else None
 
 
 def _gone(path: str):

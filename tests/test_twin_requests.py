@@ -220,13 +220,18 @@ def test_two_concurrent_runs_execute_the_code_once(api, world):
 # -- bound to the endpoints as approved ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", ["replace_private", "replace_mock", "recreate"])
+@pytest.mark.parametrize(
+    "change", ["replace_private", "replace_mock", "recreate", "settings_private", "settings_mock"]
+)
 def test_an_endpoint_changed_after_approval_makes_the_run_409(api, world, change):
     request = submit(api, USE_COUNT, {"count": "lab.count"})
     approve(api, request["id"])
     if change == "recreate":
         assert api.delete("/twins/lab.count", user=OWNER).status_code == 204
         assert api.post("/twins", user=OWNER, json=_twin("lab.count", COUNTING)).status_code == 201
+    elif change.startswith("settings_"):  # settings only: the side's code and generation stay
+        body = {"settings": {change.split("_")[1]: {"token": "changed"}}}
+        assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
     else:
         side = change.split("_")[1]
         body = {side: {"code": COUNTING.replace("{side}", "new")}}
@@ -237,6 +242,27 @@ def test_an_endpoint_changed_after_approval_makes_the_run_409(api, world, change
     # A new approval binds the endpoint as it is now.
     approve(api, request["id"])
     assert api.post(f"/twins/requests/{request['id']}/run", user=READER).status_code == 200
+
+
+def test_an_approval_binds_a_hash_of_the_settings_never_the_settings(api, world):
+    from common import store
+
+    token = "SETTING-TOKEN-0815"
+    body = {"settings": {"private": {"token": token}}}
+    assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    # The same settings sent again change nothing: the approval holds.
+    assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
+    stored = store.collection("twin_requests").document(request["id"]).get().to_dict()
+    assert token not in json.dumps(stored, default=str)
+    assert set(stored["approved"]["settings"]["count"]) == {"mock", "private"}
+    for user in (READER, MANAGER, OWNER):
+        shown = api.get(f"/twins/requests/{request['id']}", user=user)
+        assert token not in shown.get_data(as_text=True) and "approved" not in shown.get_json()
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert runs(api) == 1
 
 
 # -- masking -------------------------------------------------------------------------------------
