@@ -18,7 +18,7 @@ import re
 import uuid
 from typing import Any
 
-from common import authz, errors, jsonio, queue, sandbox, store, twinrequests, twinresults, twinrun
+from common import authz, errors, jsonio, queue, store, twinrequests, twinresults, twinrun
 from common.config import settings
 from common.logs import log
 
@@ -200,18 +200,12 @@ def _work_call(job: dict[str, Any], attempt: int) -> None:
 
 
 def _work_run(job: dict[str, Any], attempt: int) -> None:
-    state, doc = twinrequests.start_queued(job["request"], job["id"])
+    state, doc, requester = twinrequests.start_queued(job["request"], job["id"])
     if state == "busy":
         raise TryAgain(f"request {job['request']} is being run by another delivery")
-    if state == "claimed":
+    if state == "claimed":  # the requester may run it now (checked as it started)
         assert doc is not None  # a claimed run comes with its request
-        try:
-            requester = authz.caller_for(doc["requester"], "job")
-        except errors.ApiError as exc:  # e.g. the account was disabled since
-            requester = None
-            doc = twinrequests.finish(doc, _refused(exc), [])
-        if requester is not None:
-            doc = twinrequests.execute(doc, requester, job["request_id"])
+        doc = twinrequests.execute(doc, requester, job["request_id"])
     if doc is None:
         _finish(
             job,
@@ -223,10 +217,6 @@ def _work_run(job: dict[str, Any], attempt: int) -> None:
         _finish(job, attempt, 200, {}, result_from_request=True)
     else:  # the job keeps the requester's masked error; its view asks the request again
         _finish(job, attempt, *twinrequests.failure(doc, owner=False))
-
-
-def _refused(exc: errors.ApiError):
-    return sandbox.Outcome("error", message=exc.message, error_type=type(exc).__name__)
 
 
 def _finish(

@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from common import audit, errors, sandbox, store, twincode, twinresults, twinrun
+from common import audit, authz, errors, sandbox, store, twincode, twinresults, twinrun
 from common.config import settings
 from common.twinrun import clip
 
@@ -200,20 +200,41 @@ def _changed(doc: dict[str, Any], param: str, endpoint_doc: dict[str, Any]) -> s
     return None
 
 
-def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
-    """Why the approval no longer holds (an endpoint replaced, re-created, gone or its settings
-    changed), or None."""
+def _requester_now(doc: dict[str, Any], via: str):
+    """The requester as their record is now, read past the per-instance role cache (a grant
+    revoked or an account disabled on another instance counts at once): 403 when disabled."""
+    authz.forget_user(doc["requester"])
+    for name in doc.get("datasets") or ():
+        authz.forget_dataset(name)
+    return authz.caller_for(doc["requester"], via)
+
+
+def _refusal(transaction, doc: dict[str, Any], requester) -> errors.ApiError | None:
+    """Why `requester` may not run the approved request now, or None: 404 for an endpoint they
+    may no longer see (e.g. a grant revoked after the approval); 409 when the approval no longer
+    holds (the code, or an endpoint replaced, re-created, gone or its settings changed)."""
     bound = doc.get("approved") or {}
     if bound.get("code_sha256") != _sha256(doc["code"]):
-        return "the code is not the code that was approved"
+        return errors.Conflict("the code is not the code that was approved")
     for param, path in doc["endpoints"].items():
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
-            return f"twin endpoint {path!r} was deleted after the approval"
-        why = _changed(doc, param, snap.to_dict())
+            return errors.Conflict(f"twin endpoint {path!r} was deleted after the approval")
+        endpoint = twinrun.Endpoint(path, snap.to_dict())
+        if not endpoint.visible_to(requester):
+            return errors.NotFound(f"twin endpoint {path!r} not found: the requester may no longer see it")
+        why = _changed(doc, param, endpoint.doc)
         if why:
-            return why
+            return errors.Conflict(why)
     return None
+
+
+# A run refused when it was to start: the outcome's status is the error's code.
+REFUSED = {"forbidden": 403, "not_found": 404, "conflict": 409}
+
+
+def _refused(exc: errors.ApiError) -> dict[str, Any]:
+    return {"status": exc.code, "message": exc.message}
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -222,9 +243,9 @@ def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
 def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
     """Run an approved request once, for its requester: (status, body). A request that has run
     answers its stored outcome; one running elsewhere is waited for."""
-    state, doc = _claim(req, request_id, job_id=None)
+    state, doc, requester = _claim(req, request_id, job_id=None)
     if state == "claimed":
-        doc = execute(doc, req.caller, req.id)
+        doc = execute(doc, requester, req.id)
     elif state != "finished":
         doc = _wait(request_id, doc)
     return answer(doc, req.caller)
@@ -232,15 +253,19 @@ def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
 
 def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
     """Claim the single run for a job (status `queued`): ("claimed", doc); or the request's state
-    when it was claimed before ("queued"/"running" with its job, or "finished")."""
-    return _claim(req, request_id, job_id=job_id)
+    when it was claimed before ("queued"/"running" with its job, or "finished"). The job's worker
+    checks the requester and the approval again when it starts the run."""
+    state, doc, _ = _claim(req, request_id, job_id=job_id)
+    return state, doc
 
 
-def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any]]:
+def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any], Any]:
+    """(state, the request, the requester as they are now when "claimed"). An approved request
+    is claimed only if its requester may run it now (403, 404, 409 otherwise: nothing runs)."""
     ref = store.collection(REQUESTS).document(request_id)
     caller = req.caller
 
-    def claim(transaction) -> tuple[str, dict[str, Any]]:
+    def claim(transaction) -> tuple[str, dict[str, Any], Any]:
         snap = ref.get(transaction=transaction) if ID.fullmatch(request_id) else None
         if snap is None or not snap.exists or not visible(caller, snap.to_dict()):
             raise errors.NotFound(f"request {request_id!r} not found")
@@ -254,10 +279,11 @@ def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, 
             reason = f": {doc['decision_reason']}" if doc.get("decision_reason") else ""
             raise errors.Conflict(f"the request was denied{reason}")
         if status != "approved":
-            return ("finished" if status in FINISHED else status), doc
-        why = _changed_since_approval(transaction, doc)
-        if why:
-            raise errors.Conflict(why)
+            return ("finished" if status in FINISHED else status), doc, None
+        requester = _requester_now(doc, caller.via)
+        refused = _refusal(transaction, doc, requester)
+        if refused is not None:
+            raise refused
         now = store.now()
         run_record: dict[str, Any] = {"id": uuid.uuid4().hex, "request_id": req.id, "job": job_id}
         if job_id is None:
@@ -265,7 +291,7 @@ def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, 
         change = {"status": "queued" if job_id else "running", "run": run_record, "modified_at": now}
         transaction.update(ref, change)
         audit.record(transaction, req, "twin_request_run", "twin_request", request_id, after={"job": job_id})
-        return "claimed", {**doc, **change}
+        return "claimed", {**doc, **change}, requester
 
     return store.transactional(claim)
 
@@ -283,36 +309,44 @@ def unqueue(request_id: str, job_id: str) -> None:
     store.transactional(undo)
 
 
-def start_queued(request_id: str, job_id: str) -> tuple[str, dict[str, Any] | None]:
-    """The job's worker starts the queued run: ("claimed", doc) to execute it now; ("finished",
-    doc) when it has run; ("busy", doc) while another delivery runs it; ("gone", None). A run that
-    started and was interrupted is not run again (single use): it ends `failed`."""
+def start_queued(request_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:
+    """The job's worker starts the queued run: ("claimed", doc, requester) to execute it now for
+    the requester as they are now; ("finished", doc, None) when it has run, or may not run now
+    (the requester disabled 403, an endpoint they may no longer see 404, the approval no longer
+    holding 409: it ends `failed` with that error and nothing runs); ("busy", doc, None) while
+    another delivery runs it; ("gone", None, None). A run that started and was interrupted is
+    not run again (single use): it ends `failed`."""
     ref = store.collection(REQUESTS).document(request_id)
 
-    def start(transaction) -> tuple[str, dict[str, Any] | None]:
+    def start(transaction) -> tuple[str, dict[str, Any] | None, Any]:
         snap = ref.get(transaction=transaction)
         if not snap.exists:
-            return "gone", None
+            return "gone", None, None
         doc = snap.to_dict()
         record = doc.get("run") or {}
         if doc["status"] in FINISHED or record.get("job") != job_id:
-            return "finished", doc
+            return "finished", doc, None
         now = store.now()
         if doc["status"] == "running":
             if record.get("lease_until") and now < record["lease_until"]:
-                return "busy", doc
+                return "busy", doc, None
             change = _failed({"status": "interrupted"}, now)
             transaction.update(ref, change)
-            return "finished", {**doc, **change}
-        why = _changed_since_approval(transaction, doc)
-        if why:
-            change = _failed({"status": "conflict", "message": why}, now)
+            return "finished", {**doc, **change}, None
+        requester = None
+        try:
+            requester = _requester_now(doc, "job")
+            refused = _refusal(transaction, doc, requester)
+        except errors.Forbidden as exc:  # the account was disabled since the run was queued
+            refused = exc
+        if refused is not None:
+            change = _failed(_refused(refused), now)
             transaction.update(ref, change)
-            return "finished", {**doc, **change}
+            return "finished", {**doc, **change}, None
         run_record = {**record, "started_at": now, "lease_until": _lease(doc, now)}
         change = {"status": "running", "run": run_record, "modified_at": now}
         transaction.update(ref, change)
-        return "claimed", {**doc, **change}
+        return "claimed", {**doc, **change}, requester
 
     return store.transactional(start)
 
@@ -505,8 +539,8 @@ def failure(doc: dict[str, Any], owner: bool) -> tuple[int, dict[str, Any]]:
             f"the request's code did not finish within {doc['timeout_s']} s; its work was stopped",
             details,
         )
-    if kind == "conflict":
-        return 409, _envelope("conflict", outcome.get("message") or "the approval no longer holds", details)
+    if kind in REFUSED:  # refused when it was to start: nothing ran
+        return REFUSED[kind], _envelope(kind, outcome.get("message") or "the run was refused", details)
     fixed = {
         "interrupted": "the run was interrupted before it finished; a request runs at most once",
         "memory": f"the request's code used more than {settings().twin_memory_mb} MiB of memory and was stopped",

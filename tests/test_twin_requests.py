@@ -265,6 +265,86 @@ def test_an_approval_binds_a_hash_of_the_settings_never_the_settings(api, world)
     assert runs(api) == 1
 
 
+# -- checked again at run time -------------------------------------------------------------------
+
+
+def _revoke(api, how):
+    """READER loses the right to run: their grant on lab revoked, or their account disabled,
+    through the API, or (`elsewhere`) straight in Firestore as another instance would, which
+    this instance's role cache does not see."""
+    from common import store
+
+    if how == "grant":
+        api.add_user(READER, datasets={"other": ["clio_read"]})
+    elif how == "disabled":
+        api.add_user(READER, disabled=True)
+    elif how == "grant_elsewhere":
+        store.collection("users").document(READER).update({"datasets": {"other": ["clio_read"]}})
+    else:
+        store.collection("users").document(READER).update({"disabled": True})
+
+
+REVOKED = {"grant": 404, "grant_elsewhere": 404, "disabled": 403, "disabled_elsewhere": 403}
+
+
+@pytest.mark.parametrize("how", sorted(REVOKED))
+def test_a_run_rechecks_the_requester_and_nothing_runs_when_they_lost_access(api, world, how):
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    _revoke(api, how)
+    for path in (f"/twins/requests/{request['id']}/run", f"/twins/requests/{request['id']}/run?async=1"):
+        r = api.post(path, user=READER)
+        body = assert_error(r, REVOKED[how], "not_found" if REVOKED[how] == 404 else "forbidden")
+        if REVOKED[how] == 404:
+            assert "lab.count" in body["message"]
+    assert runs(api) == 0
+    assert api.get(f"/twins/requests/{request['id']}", user=OWNER).get_json()["status"] == "approved"
+    assert api.get("/twins/lab.count/calls", user=OWNER).get_json() == []
+    # Access given back: the approved request runs.
+    api.add_user(READER, datasets={"lab": ["clio_read"], "other": ["clio_read"]}, disabled=False)
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert runs(api) == 1
+
+
+@pytest.mark.parametrize("how", ["grant", "disabled", "settings"])
+def test_an_async_run_whose_requester_lost_access_before_the_worker_starts_it_fails_and_nothing_runs(
+    api, world, monkeypatch, how
+):
+    """The job is queued while the requester may run it; the worker checks again as it starts."""
+    from common import queue, twinjobs
+
+    queued = []
+    monkeypatch.setattr(queue, "publish", lambda topic, message: queued.append(message))
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    r = api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER)
+    assert r.status_code == 202, r.get_data(as_text=True)
+    job_id = r.get_json()["id"]
+    assert queued == [{"job": job_id}]
+    if how == "settings":  # the approval no longer holds: 409, as for a plain run
+        body = {"settings": {"private": {"token": "changed"}}}
+        assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
+    else:
+        _revoke(api, how)
+    twinjobs.work(job_id)  # the delivery of the message
+    status, code = {
+        "grant": (404, "not_found"),
+        "disabled": (403, "forbidden"),
+        "settings": (409, "conflict"),
+    }[how]
+    job = api.get(f"/twins/jobs/{job_id}", user=OWNER).get_json()
+    assert job["status"] == "failed" and job["http_status"] == status and job["error"]["error"] == code
+    shown = api.get(f"/twins/requests/{request['id']}", user=OWNER).get_json()
+    assert shown["status"] == "failed" and shown["error"]["details"]["reason"] == code
+    assert runs(api) == 0 and api.get("/twins/lab.count/calls", user=OWNER).get_json() == []
+    twinjobs.work(job_id)  # delivered again: still nothing runs
+    assert runs(api) == 0
+    if how == "grant":  # the requester reads why, as the job's caller
+        mine = api.get(f"/twins/jobs/{job_id}", user=READER).get_json()
+        assert mine["http_status"] == 404 and "lab.count" in mine["error"]["message"]
+
+
 # -- masking -------------------------------------------------------------------------------------
 
 
