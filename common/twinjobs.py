@@ -252,11 +252,13 @@ def get_visible(caller, job_id: str) -> dict[str, Any]:
 
 
 def _visible(caller, job: dict[str, Any]) -> bool:
-    if job["caller"] == caller.email or caller.is_admin:
-        return True
+    """A run job is seen by whoever sees its request's outcome (the requester, the owners of
+    every endpoint it names); a call job by its caller and the endpoint's owners."""
     if job["kind"] == "run":
         request = twinrequests.load(job["request"])
-        return request is not None and twinrequests.owns_any(caller, request)
+        return request is not None and twinrequests.sees_outcome(caller, request)
+    if job["caller"] == caller.email or caller.is_admin:
+        return True
     endpoint = twinrun.load(job["endpoint"])
     return endpoint is not None and endpoint.owned_by(caller)
 

@@ -57,8 +57,16 @@ def owns_any(caller, doc: dict[str, Any]) -> bool:
 
 
 def visible(caller, doc: dict[str, Any]) -> bool:
-    """The requester and the owners of any endpoint it names see a request; nobody else."""
+    """The requester and the owners of any endpoint it names see a request; nobody else. An owner
+    of some of them sees that it exists (a pending request involves their endpoint), not how it
+    ran (see `sees_outcome`)."""
     return doc["requester"] == caller.email or owns_any(caller, doc)
+
+
+def sees_outcome(caller, doc: dict[str, Any]) -> bool:
+    """Who sees a request's result (or error) and its job: the requester, and the owners of every
+    endpoint it names (admins): the result may hold data of each of them."""
+    return doc["requester"] == caller.email or owns_all(caller, doc)
 
 
 def get_visible(caller, request_id: str) -> dict[str, Any]:
@@ -561,8 +569,9 @@ def _envelope(code: str, message: str, details: dict[str, Any]) -> dict[str, Any
 
 
 def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
-    """A request as `viewer` sees it: everything but the run record's captured output, which
-    only the owners of every endpoint it names (and admins) read."""
+    """A request as `viewer` sees it: its result or error for the requester and the owners of
+    every endpoint it names (admins too), who also read the run record (`run`: the captured
+    output); an owner of only some of them sees the request without either."""
     out = {
         k: doc.get(k)
         for k in (
@@ -584,11 +593,14 @@ def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
     if record:
         out["job"] = record.get("job")
         out["started_at"] = record.get("started_at")
+    if not sees_outcome(viewer, doc):
+        return out
+    owner = owns_all(viewer, doc)
     if doc["status"] == "done":
         out["result"] = twinresults.loaded(doc)
     elif doc["status"] == "failed":
-        out["error"] = failure(doc, owns_all(viewer, doc))[1]
-    if doc.get("outcome") and owns_all(viewer, doc):
+        out["error"] = failure(doc, owner)[1]
+    if doc.get("outcome") and owner:
         out["run"] = doc["outcome"]
     return out
 

@@ -179,6 +179,45 @@ def test_approving_needs_ownership_of_every_endpoint_named(api, world):
     assert [x["runs"] for x in r.get_json()["result"]] == [1, 1]
 
 
+def test_an_owner_of_some_endpoints_sees_the_request_but_never_its_result_or_run_record(api, world):
+    both = "both-manager@example.com"
+    api.add_user(both, datasets={"lab": ["dataset_admin"], "other": ["dataset_admin"]})
+    code = "def both(a, b):\n    print('-'.join(['RUN', 'OUTPUT']))\n    return [a(n=1), b(n=1)]\n"
+    plain = submit(api, code, {"a": "lab.count", "b": "other.count"})
+    queued = submit(api, code, {"a": "lab.count", "b": "other.count"})
+    failing = submit(api, "def f(a, b):\n    return a(n=-1)\n", {"a": "lab.leaky", "b": "other.count"})
+    for request in (plain, queued, failing):
+        approve(api, request["id"], user=both)
+    assert api.post(f"/twins/requests/{plain['id']}/run", user=READER).status_code == 200
+    assert api.post(f"/twins/requests/{failing['id']}/run", user=READER).status_code == 500
+    job = api.post(f"/twins/requests/{queued['id']}/run?async=1", user=READER).headers["Location"]
+    wait_job(api, job)
+    for partial in (MANAGER, OTHER_MANAGER):  # each owns one endpoint of two
+        for request in (plain, queued, failing):
+            shown = api.get(f"/twins/requests/{request['id']}", user=partial)
+            assert shown.status_code == 200  # they see that it exists, and its status
+            body = shown.get_json()
+            assert body["status"] in ("done", "failed") and body["code"] == request["code"]
+            assert not {"result", "error", "run"} & set(body), body
+            assert "RUN-OUTPUT" not in shown.get_data(as_text=True)
+        listed = api.get("/twins/requests", user=partial)
+        assert {r["id"] for r in listed.get_json()} == {plain["id"], queued["id"], failing["id"]}
+        assert "result" not in listed.get_data(as_text=True) and "RUN-OUTPUT" not in listed.get_data(
+            as_text=True
+        )
+        assert_error(api.get(job, user=partial), 404, "not_found")
+    for owner in (both, OWNER):  # owners of every endpoint named read the result and the run record
+        body = api.get(f"/twins/requests/{plain['id']}", user=owner).get_json()
+        assert body["result"] == [{"side": "private", "n": 1, "runs": 1}] * 2
+        assert "RUN-OUTPUT" in body["run"]["stdout"]
+        failed = api.get(f"/twins/requests/{failing['id']}", user=owner).get_json()
+        assert failed["error"]["error"] == "endpoint_error" and failed["run"]["error_type"] == "EndpointError"
+        assert api.get(job, user=owner).get_json()["status"] == "done"
+    mine = api.get(f"/twins/requests/{plain['id']}", user=READER).get_json()  # the requester: the result
+    assert mine["result"] and "run" not in mine
+    assert api.get(job, user=READER).get_json()["result"]
+
+
 def test_submission_is_checked(api, world):
     def refused(body, user=READER):
         return assert_error(api.post("/twins/requests", user=user, json=body), 422, "validation_error")
