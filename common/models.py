@@ -51,27 +51,40 @@ Coordinate = Annotated[int, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1]
 GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME)]
 
 
-# Where a dataset's image volume lives, as the transfer network reads it: gs://bucket/path,
-# optionally with neuroglancer's precomputed:// prefix. Nothing else is sent to it.
-GS_LOCATION = r"^(precomputed://)?gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s/][^\s]*)+$"
+# A dataset's `location` is metadata, as clio keeps it: the URL of its image source, with one of
+# these schemes (neuroglancer's data source prefixes and the stores they read), the bare
+# placeholder `gs://` included. What may be sent to the transfer network is checked by transfer.
+LOCATION_SCHEMES = (
+    "gs",
+    "s3",
+    "http",
+    "https",
+    "dvid",
+    "precomputed",
+    "n5",
+    "zarr",
+    "zarr2",
+    "zarr3",
+    "graphene",
+    "brainmaps",
+    "boss",
+)
+MAX_LOCATION = 2048
+_LOCATION = r"^(?:" + "|".join(LOCATION_SCHEMES) + r")://[^\x00-\x1f\x7f-\x9f]*$"
 
 
-def _gs_location(value: str) -> str:
+def _location(value: str) -> str:
     import re
 
-    if not re.fullmatch(GS_LOCATION, value) or len(value) > 1024:
-        raise ValueError("a location is gs://bucket/path or precomputed://gs://bucket/path")
+    if len(value) > MAX_LOCATION or not re.fullmatch(_LOCATION, value):
+        raise ValueError(
+            f"a location is a URL of at most {MAX_LOCATION} characters without control characters, "
+            f"whose scheme is one of {', '.join(s + '://' for s in LOCATION_SCHEMES)}"
+        )
     return value
 
 
-def is_gs_location(value: object) -> bool:
-    try:
-        return isinstance(value, str) and bool(_gs_location(value))
-    except ValueError:
-        return False
-
-
-GsLocation = Annotated[str, AfterValidator(_gs_location)]
+Location = Annotated[str, AfterValidator(_location)]
 
 
 def is_dataset_name(value: str) -> bool:

@@ -18,7 +18,7 @@ import re
 import uuid
 from typing import Any
 
-from common import authz, errors, jsonio, queue, sandbox, store, twinrequests, twinresults, twinrun
+from common import authz, errors, jsonio, queue, store, twinrequests, twinresults, twinrun
 from common.config import settings
 from common.logs import log
 
@@ -207,18 +207,12 @@ def _work_run(job: dict[str, Any], attempt: int) -> None:
         body = {"error": exc.code, "message": exc.message, "details": {"reference": job["id"], **exc.details}}
         _finish(job, attempt, exc.status, body)
         return
-    state, doc = twinrequests.start_queued(job["request"], job["id"])
+    state, doc, requester = twinrequests.start_queued(job["request"], job["id"])
     if state == "busy":
         raise TryAgain(f"request {job['request']} is being run by another delivery")
-    if state == "claimed":
+    if state == "claimed":  # the requester may run it now (checked as it started)
         assert doc is not None  # a claimed run comes with its request
-        try:
-            requester = authz.caller_for(doc["requester"], "job")
-        except errors.ApiError as exc:  # e.g. the account was disabled since
-            requester = None
-            doc = twinrequests.finish(doc, _refused(exc), [])
-        if requester is not None:
-            doc = twinrequests.execute(doc, requester, job["request_id"])
+        doc = twinrequests.execute(doc, requester, job["request_id"])
     if doc is None:
         _finish(
             job,
@@ -230,10 +224,6 @@ def _work_run(job: dict[str, Any], attempt: int) -> None:
         _finish(job, attempt, 200, {}, result_from_request=True)
     else:  # the job keeps the requester's masked error; its view asks the request again
         _finish(job, attempt, *twinrequests.failure(doc, owner=False))
-
-
-def _refused(exc: errors.ApiError):
-    return sandbox.Outcome("error", message=exc.message, error_type=type(exc).__name__)
 
 
 def _finish(
@@ -269,11 +259,13 @@ def get_visible(caller, job_id: str) -> dict[str, Any]:
 
 
 def _visible(caller, job: dict[str, Any]) -> bool:
-    if job["caller"] == caller.email or caller.is_admin:
-        return True
+    """A run job is seen by whoever sees its request's outcome (the requester, the owners of
+    every endpoint it names); a call job by its caller and the endpoint's owners."""
     if job["kind"] == "run":
         request = twinrequests.load(job["request"])
-        return request is not None and twinrequests.owns_any(caller, request)
+        return request is not None and twinrequests.sees_outcome(caller, request)
+    if job["caller"] == caller.email or caller.is_admin:
+        return True
     endpoint = twinrun.load(job["endpoint"])
     return endpoint is not None and endpoint.owned_by(caller)
 

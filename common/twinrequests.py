@@ -4,8 +4,9 @@ endpoints, run once against their private sides after the endpoints' owners appr
 A request goes pending -> approved | denied, and approved -> running -> done | failed at most
 once: the claim that starts a run is a transaction, so two runs at the same moment execute the
 code once (an async run is `queued` for its job first). The approval binds the exact code (its
-SHA-256) and each endpoint's side generations as they were approved: a side replaced, or an
-endpoint deleted and re-created, since then makes the run a 409 instead of running new code.
+SHA-256), each endpoint's side generations and a hash of each side's settings as they were
+approved: a side replaced, its settings changed, or an endpoint deleted and re-created, since
+then makes the run a 409 instead of running new code.
 
 The code runs in a sandbox worker like endpoint code, each endpoint bound to its private side
 (`ep(...)`, `ep.private(...)`; `ep.mock(...)` too), each of those calls an ordinary twin call of
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import re
 import time
 import uuid
 from typing import Any
 
-from common import audit, errors, sandbox, store, twincode, twinresults, twinrun
+from common import audit, authz, errors, sandbox, store, twincode, twinresults, twinrun
 from common.config import settings
 from common.twinrun import clip
 
@@ -55,8 +57,16 @@ def owns_any(caller, doc: dict[str, Any]) -> bool:
 
 
 def visible(caller, doc: dict[str, Any]) -> bool:
-    """The requester and the owners of any endpoint it names see a request; nobody else."""
+    """The requester and the owners of any endpoint it names see a request; nobody else. An owner
+    of some of them sees that it exists (a pending request involves their endpoint), not how it
+    ran (see `sees_outcome`)."""
     return doc["requester"] == caller.email or owns_any(caller, doc)
+
+
+def sees_outcome(caller, doc: dict[str, Any]) -> bool:
+    """Who sees a request's result (or error) and its job: the requester, and the owners of every
+    endpoint it names (admins): the result may hold data of each of them."""
+    return doc["requester"] == caller.email or owns_all(caller, doc)
 
 
 def get_visible(caller, request_id: str) -> dict[str, Any]:
@@ -158,15 +168,16 @@ def decide(req, request_id: str, *, approve: bool, reason: str) -> dict[str, Any
 
 
 def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
-    """What an approval binds: the code's hash and each endpoint's side generations, read in the
-    transaction (never from a cache that may be seconds old)."""
-    endpoints = {}
+    """What an approval binds: the code's hash, each endpoint's side generations and a hash of
+    each side's settings, read in the transaction (never from a cache that may be seconds old)."""
+    generations, settings_hashes = {}, {}
     for param, path in doc["endpoints"].items():
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
-        endpoints[param] = _generations(snap.to_dict())
-    return {"code_sha256": doc["code_sha256"], "generations": endpoints}
+        generations[param] = _generations(snap.to_dict())
+        settings_hashes[param] = _settings_hashes(snap.to_dict(), doc["id"])
+    return {"code_sha256": doc["code_sha256"], "generations": generations, "settings": settings_hashes}
 
 
 def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
@@ -174,18 +185,64 @@ def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
     return {name: side["generation"] for name, side in sorted(endpoint_doc["sides"].items())}
 
 
-def _changed_since_approval(transaction, doc: dict[str, Any]) -> str | None:
-    """Why the approval no longer holds (an endpoint replaced, re-created or gone), or None."""
+def _settings_hashes(endpoint_doc: dict[str, Any], request_id: str) -> dict[str, str]:
+    """Each side's settings as the approval binds them: a hash (salted with the request's id),
+    never the settings, which are secrets. A settings-only PATCH keeps the side's generation."""
+    return {
+        name: hashlib.sha256(
+            (request_id + json.dumps(side.get("settings") or {}, sort_keys=True, default=str)).encode()
+        ).hexdigest()
+        for name, side in sorted(endpoint_doc["sides"].items())
+    }
+
+
+def _changed(doc: dict[str, Any], param: str, endpoint_doc: dict[str, Any]) -> str | None:
+    """How the endpoint of `param` differs from the one approved (its sides replaced or
+    re-created; its settings changed), or None."""
+    bound = doc.get("approved") or {}
+    path = doc["endpoints"][param]
+    if _generations(endpoint_doc) != (bound.get("generations") or {}).get(param):
+        return f"twin endpoint {path!r} was replaced after the approval; ask for a new approval"
+    if _settings_hashes(endpoint_doc, doc["id"]) != (bound.get("settings") or {}).get(param):
+        return f"the settings of twin endpoint {path!r} changed after the approval; ask for a new approval"
+    return None
+
+
+def _requester_now(doc: dict[str, Any], via: str):
+    """The requester as their record is now, read past the per-instance role cache (a grant
+    revoked or an account disabled on another instance counts at once): 403 when disabled."""
+    authz.forget_user(doc["requester"])
+    for name in doc.get("datasets") or ():
+        authz.forget_dataset(name)
+    return authz.caller_for(doc["requester"], via)
+
+
+def _refusal(transaction, doc: dict[str, Any], requester) -> errors.ApiError | None:
+    """Why `requester` may not run the approved request now, or None: 404 for an endpoint they
+    may no longer see (e.g. a grant revoked after the approval); 409 when the approval no longer
+    holds (the code, or an endpoint replaced, re-created, gone or its settings changed)."""
     bound = doc.get("approved") or {}
     if bound.get("code_sha256") != _sha256(doc["code"]):
-        return "the code is not the code that was approved"
+        return errors.Conflict("the code is not the code that was approved")
     for param, path in doc["endpoints"].items():
         snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
-            return f"twin endpoint {path!r} was deleted after the approval"
-        if _generations(snap.to_dict()) != bound["generations"].get(param):
-            return f"twin endpoint {path!r} was replaced after the approval; ask for a new approval"
+            return errors.Conflict(f"twin endpoint {path!r} was deleted after the approval")
+        endpoint = twinrun.Endpoint(path, snap.to_dict())
+        if not endpoint.visible_to(requester):
+            return errors.NotFound(f"twin endpoint {path!r} not found: the requester may no longer see it")
+        why = _changed(doc, param, endpoint.doc)
+        if why:
+            return errors.Conflict(why)
     return None
+
+
+# A run refused when it was to start: the outcome's status is the error's code.
+REFUSED = {"forbidden": 403, "not_found": 404, "conflict": 409}
+
+
+def _refused(exc: errors.ApiError) -> dict[str, Any]:
+    return {"status": exc.code, "message": exc.message}
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -195,9 +252,9 @@ def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
     """Run an approved request once, for its requester: (status, body). A request that has run
     answers its stored outcome; one running elsewhere is waited for."""
     contained()
-    state, doc = _claim(req, request_id, job_id=None)
+    state, doc, requester = _claim(req, request_id, job_id=None)
     if state == "claimed":
-        doc = execute(doc, req.caller, req.id)
+        doc = execute(doc, requester, req.id)
     elif state != "finished":
         doc = _wait(request_id, doc)
     return answer(doc, req.caller)
@@ -205,9 +262,11 @@ def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
 
 def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
     """Claim the single run for a job (status `queued`): ("claimed", doc); or the request's state
-    when it was claimed before ("queued"/"running" with its job, or "finished")."""
+    when it was claimed before ("queued"/"running" with its job, or "finished"). The job's worker
+    checks the requester and the approval again when it starts the run."""
     contained()
-    return _claim(req, request_id, job_id=job_id)
+    state, doc, _ = _claim(req, request_id, job_id=job_id)
+    return state, doc
 
 
 def contained() -> None:
@@ -222,11 +281,13 @@ def contained() -> None:
         )
 
 
-def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any]]:
+def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any], Any]:
+    """(state, the request, the requester as they are now when "claimed"). An approved request
+    is claimed only if its requester may run it now (403, 404, 409 otherwise: nothing runs)."""
     ref = store.collection(REQUESTS).document(request_id)
     caller = req.caller
 
-    def claim(transaction) -> tuple[str, dict[str, Any]]:
+    def claim(transaction) -> tuple[str, dict[str, Any], Any]:
         snap = ref.get(transaction=transaction) if ID.fullmatch(request_id) else None
         if snap is None or not snap.exists or not visible(caller, snap.to_dict()):
             raise errors.NotFound(f"request {request_id!r} not found")
@@ -240,10 +301,11 @@ def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, 
             reason = f": {doc['decision_reason']}" if doc.get("decision_reason") else ""
             raise errors.Conflict(f"the request was denied{reason}")
         if status != "approved":
-            return ("finished" if status in FINISHED else status), doc
-        why = _changed_since_approval(transaction, doc)
-        if why:
-            raise errors.Conflict(why)
+            return ("finished" if status in FINISHED else status), doc, None
+        requester = _requester_now(doc, caller.via)
+        refused = _refusal(transaction, doc, requester)
+        if refused is not None:
+            raise refused
         now = store.now()
         run_record: dict[str, Any] = {"id": uuid.uuid4().hex, "request_id": req.id, "job": job_id}
         if job_id is None:
@@ -251,7 +313,7 @@ def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, 
         change = {"status": "queued" if job_id else "running", "run": run_record, "modified_at": now}
         transaction.update(ref, change)
         audit.record(transaction, req, "twin_request_run", "twin_request", request_id, after={"job": job_id})
-        return "claimed", {**doc, **change}
+        return "claimed", {**doc, **change}, requester
 
     return store.transactional(claim)
 
@@ -269,36 +331,44 @@ def unqueue(request_id: str, job_id: str) -> None:
     store.transactional(undo)
 
 
-def start_queued(request_id: str, job_id: str) -> tuple[str, dict[str, Any] | None]:
-    """The job's worker starts the queued run: ("claimed", doc) to execute it now; ("finished",
-    doc) when it has run; ("busy", doc) while another delivery runs it; ("gone", None). A run that
-    started and was interrupted is not run again (single use): it ends `failed`."""
+def start_queued(request_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:
+    """The job's worker starts the queued run: ("claimed", doc, requester) to execute it now for
+    the requester as they are now; ("finished", doc, None) when it has run, or may not run now
+    (the requester disabled 403, an endpoint they may no longer see 404, the approval no longer
+    holding 409: it ends `failed` with that error and nothing runs); ("busy", doc, None) while
+    another delivery runs it; ("gone", None, None). A run that started and was interrupted is
+    not run again (single use): it ends `failed`."""
     ref = store.collection(REQUESTS).document(request_id)
 
-    def start(transaction) -> tuple[str, dict[str, Any] | None]:
+    def start(transaction) -> tuple[str, dict[str, Any] | None, Any]:
         snap = ref.get(transaction=transaction)
         if not snap.exists:
-            return "gone", None
+            return "gone", None, None
         doc = snap.to_dict()
         record = doc.get("run") or {}
         if doc["status"] in FINISHED or record.get("job") != job_id:
-            return "finished", doc
+            return "finished", doc, None
         now = store.now()
         if doc["status"] == "running":
             if record.get("lease_until") and now < record["lease_until"]:
-                return "busy", doc
+                return "busy", doc, None
             change = _failed({"status": "interrupted"}, now)
             transaction.update(ref, change)
-            return "finished", {**doc, **change}
-        why = _changed_since_approval(transaction, doc)
-        if why:
-            change = _failed({"status": "conflict", "message": why}, now)
+            return "finished", {**doc, **change}, None
+        requester = None
+        try:
+            requester = _requester_now(doc, "job")
+            refused = _refusal(transaction, doc, requester)
+        except errors.Forbidden as exc:  # the account was disabled since the run was queued
+            refused = exc
+        if refused is not None:
+            change = _failed(_refused(refused), now)
             transaction.update(ref, change)
-            return "finished", {**doc, **change}
+            return "finished", {**doc, **change}, None
         run_record = {**record, "started_at": now, "lease_until": _lease(doc, now)}
         change = {"status": "running", "run": run_record, "modified_at": now}
         transaction.update(ref, change)
-        return "claimed", {**doc, **change}
+        return "claimed", {**doc, **change}, requester
 
     return store.transactional(start)
 
@@ -373,12 +443,13 @@ def _bound(
 
 def _as_approved(doc: dict[str, Any], param: str, path: str) -> twinrun.Endpoint | None:
     """The endpoint as stored now, read past the per-instance definition cache (which may hold a
-    definition seconds old), when its sides are still the ones approved; None otherwise."""
+    definition seconds old), when its sides and settings are still the ones approved; None
+    otherwise."""
     snap = store.collection(twinrun.ENDPOINTS).document(path).get()
     if not snap.exists:
         return None
     endpoint = twinrun.Endpoint(path, snap.to_dict())
-    return endpoint if _generations(endpoint.doc) == doc["approved"]["generations"].get(param) else None
+    return endpoint if _changed(doc, param, endpoint.doc) is None else None
 
 
 def _gone(path: str):
@@ -490,8 +561,8 @@ def failure(doc: dict[str, Any], owner: bool) -> tuple[int, dict[str, Any]]:
             f"the request's code did not finish within {doc['timeout_s']} s; its work was stopped",
             details,
         )
-    if kind == "conflict":
-        return 409, _envelope("conflict", outcome.get("message") or "the approval no longer holds", details)
+    if kind in REFUSED:  # refused when it was to start: nothing ran
+        return REFUSED[kind], _envelope(kind, outcome.get("message") or "the run was refused", details)
     fixed = {
         "interrupted": "the run was interrupted before it finished; a request runs at most once",
         "memory": f"the request's code used more than {settings().twin_memory_mb} MiB of memory and was stopped",
@@ -512,8 +583,9 @@ def _envelope(code: str, message: str, details: dict[str, Any]) -> dict[str, Any
 
 
 def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
-    """A request as `viewer` sees it: everything but the run record's captured output, which
-    only the owners of every endpoint it names (and admins) read."""
+    """A request as `viewer` sees it: its result or error for the requester and the owners of
+    every endpoint it names (admins too), who also read the run record (`run`: the captured
+    output); an owner of only some of them sees the request without either."""
     out = {
         k: doc.get(k)
         for k in (
@@ -535,11 +607,14 @@ def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
     if record:
         out["job"] = record.get("job")
         out["started_at"] = record.get("started_at")
+    if not sees_outcome(viewer, doc):
+        return out
+    owner = owns_all(viewer, doc)
     if doc["status"] == "done":
         out["result"] = twinresults.loaded(doc)
     elif doc["status"] == "failed":
-        out["error"] = failure(doc, owns_all(viewer, doc))[1]
-    if doc.get("outcome") and owns_all(viewer, doc):
+        out["error"] = failure(doc, owner)[1]
+    if doc.get("outcome") and owner:
         out["run"] = doc["outcome"]
     return out
 

@@ -42,9 +42,13 @@ BAD_DATASETS = {
     "huge integer": {"ok": {"description": "d", "n": 2**70}},
     "reserved field name": {"ok": {"description": "d", "__name__": 1}},
     "not an object": {"ok": "description"},
-    "location not on gs": {"ok": {"description": "d", "location": "https://example.org/volume"}},
     "location a local path": {"ok": {"description": "d", "location": "/etc/passwd"}},
-    "location without a path": {"ok": {"description": "d", "location": "gs://em-data"}},
+    "location a file url": {"ok": {"description": "d", "location": "file:///etc/passwd"}},
+    "location a script": {"ok": {"description": "d", "location": "javascript://x%0Aalert(1)"}},
+    "location with a newline": {"ok": {"description": "d", "location": "gs://em-data/a\nb"}},
+    "location with a control character": {"ok": {"description": "d", "location": "gs://em\x00data"}},
+    "location too long": {"ok": {"description": "d", "location": "gs://b/" + "x" * 2042}},
+    "location not a string": {"ok": {"description": "d", "location": 5}},
 }
 
 
@@ -74,8 +78,68 @@ def test_put_merges_and_null_removes_free_form_fields(api):
     assert_error(api.put("/datasets/mb20", user=OWNER, json={"public": 1}), 422, "validation_error")
     assert_error(api.put("/datasets/mb20", user=OWNER, json={"modified_by": "x"}), 422, "validation_error")
     assert_error(
-        api.put("/datasets/mb20", user=OWNER, json={"location": "s3://b/x"}), 422, "validation_error"
+        api.put("/datasets/mb20", user=OWNER, json={"location": "file:///b/x"}), 422, "validation_error"
     )
+
+
+# Locations as clio stores them: metadata naming where a dataset's images are read from.
+SOURCES = [
+    "gs://",  # clio's README: {"mb20": {"description": "4nm MB", "location": "gs://"}}
+    "gs://em-data",
+    "gs://em-data/mb20",
+    "precomputed://gs://em-data/mb20/jpeg",
+    "https://storage.googleapis.com/em-data/mb20",
+    "dvid://emdata.example.org:8000/a1b2c3/grayscale",
+    "zarr://s3://bucket/volume.zarr",
+    "gs://b/" + "x" * 2041,  # 2048 characters
+]
+
+
+def test_clio_readme_example_and_any_named_source_are_accepted(api):
+    """clio's own README example (the bare placeholder `gs://`) is a valid dataset, as in clio."""
+    r = api.post("/datasets", user=OWNER, json={"mb20": {"description": "4nm MB", "location": "gs://"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json()["mb20"]["location"] == "gs://"
+    assert get(api, "mb20").get_json()["location"] == "gs://"
+    body = {f"ds{i}": {"description": "d", "location": location} for i, location in enumerate(SOURCES)}
+    r = api.post("/datasets", user=OWNER, json=body)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert [r.get_json()[f"ds{i}"]["location"] for i in range(len(SOURCES))] == SOURCES
+    for location in SOURCES:
+        r = api.put("/datasets/mb20", user=OWNER, json={"location": location})
+        assert r.status_code == 200 and r.get_json()["location"] == location
+
+
+MANAGER = "manager@example.com"
+
+
+def test_only_admins_set_or_change_a_location(api):
+    api.add_dataset("mb20", location="gs://em-data/mb20")
+    api.add_dataset("bare")
+    api.add_user(MANAGER, datasets={"mb20": ["dataset_admin"], "bare": ["dataset_admin"]})
+    for name, change in [
+        ("mb20", {"location": "gs://elsewhere/mb20"}),
+        ("mb20", {"location": None}),
+        ("mb20", {"description": "d", "location": "dvid://host/uuid"}),
+        ("bare", {"location": "gs://em-data/bare"}),
+    ]:
+        body = assert_error(api.put(f"/datasets/{name}", user=MANAGER, json=change), 403, "forbidden")
+        assert "location" in body["message"]
+    assert get(api, "mb20").get_json()["location"] == "gs://em-data/mb20"
+    assert get(api, "mb20").get_json()["description"] == "mb20 dataset"
+    assert "location" not in get(api, "bare").get_json() or get(api, "bare").get_json()["location"] is None
+    # Other fields, and the location as it is, are the manager's to send.
+    r = api.put("/datasets/mb20", user=MANAGER, json={"description": "new", "tags": ["fly"]})
+    assert r.status_code == 200 and r.get_json()["location"] == "gs://em-data/mb20"
+    r = api.put(
+        "/datasets/mb20", user=MANAGER, json={"description": "again", "location": "gs://em-data/mb20"}
+    )
+    assert r.status_code == 200 and r.get_json()["description"] == "again"
+    assert api.put("/datasets/bare", user=MANAGER, json={"location": None}).status_code == 200
+    # Admins do.
+    r = api.put("/datasets/mb20", user=OWNER, json={"location": "dvid://host/uuid"})
+    assert r.status_code == 200 and r.get_json()["location"] == "dvid://host/uuid"
+    assert api.put("/datasets/bare", user=OWNER, json={"location": "gs://"}).get_json()["location"] == "gs://"
 
 
 def test_finalize_freezes_all_but_description_and_tags(api):

@@ -305,6 +305,21 @@ def test_a_location_the_network_cannot_read_is_refused(api, world, transfer_serv
     assert not store.collection("transfer_jobs").get() and not transfer_service.calls
 
 
+@pytest.mark.parametrize(
+    "location", ["dvid://emdata.example.org/a1b2/grayscale", "gs://", "gs://em-data", "https://h/v"]
+)
+def test_a_dataset_location_that_is_not_a_readable_gs_path_is_422_naming_it(
+    api, world, transfer_service, location
+):
+    """Any source is a valid location (metadata, as in clio); transfer sends only gs://bucket/path."""
+    assert api.put("/datasets/mb20", user=OWNER, json={"location": location}).status_code == 200
+    body = assert_error(api.post("/transfer", user=READER, json=BODY), 422, "validation_error")
+    assert repr(location) in body["message"] and "gs://bucket/path" in body["message"]
+    assert not store.collection("transfer_jobs").get() and not transfer_service.calls
+    api.put("/datasets/mb20", user=OWNER, json={"location": "precomputed://gs://em-data/mb20"})
+    assert _start(api)["job"]
+
+
 def test_unconfigured_transfer_is_503(api, world, monkeypatch):
     import dataclasses
 

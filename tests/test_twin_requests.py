@@ -179,6 +179,45 @@ def test_approving_needs_ownership_of_every_endpoint_named(api, world):
     assert [x["runs"] for x in r.get_json()["result"]] == [1, 1]
 
 
+def test_an_owner_of_some_endpoints_sees_the_request_but_never_its_result_or_run_record(api, world):
+    both = "both-manager@example.com"
+    api.add_user(both, datasets={"lab": ["dataset_admin"], "other": ["dataset_admin"]})
+    code = "def both(a, b):\n    print('-'.join(['RUN', 'OUTPUT']))\n    return [a(n=1), b(n=1)]\n"
+    plain = submit(api, code, {"a": "lab.count", "b": "other.count"})
+    queued = submit(api, code, {"a": "lab.count", "b": "other.count"})
+    failing = submit(api, "def f(a, b):\n    return a(n=-1)\n", {"a": "lab.leaky", "b": "other.count"})
+    for request in (plain, queued, failing):
+        approve(api, request["id"], user=both)
+    assert api.post(f"/twins/requests/{plain['id']}/run", user=READER).status_code == 200
+    assert api.post(f"/twins/requests/{failing['id']}/run", user=READER).status_code == 500
+    job = api.post(f"/twins/requests/{queued['id']}/run?async=1", user=READER).headers["Location"]
+    wait_job(api, job)
+    for partial in (MANAGER, OTHER_MANAGER):  # each owns one endpoint of two
+        for request in (plain, queued, failing):
+            shown = api.get(f"/twins/requests/{request['id']}", user=partial)
+            assert shown.status_code == 200  # they see that it exists, and its status
+            body = shown.get_json()
+            assert body["status"] in ("done", "failed") and body["code"] == request["code"]
+            assert not {"result", "error", "run"} & set(body), body
+            assert "RUN-OUTPUT" not in shown.get_data(as_text=True)
+        listed = api.get("/twins/requests", user=partial)
+        assert {r["id"] for r in listed.get_json()} == {plain["id"], queued["id"], failing["id"]}
+        assert "result" not in listed.get_data(as_text=True) and "RUN-OUTPUT" not in listed.get_data(
+            as_text=True
+        )
+        assert_error(api.get(job, user=partial), 404, "not_found")
+    for owner in (both, OWNER):  # owners of every endpoint named read the result and the run record
+        body = api.get(f"/twins/requests/{plain['id']}", user=owner).get_json()
+        assert body["result"] == [{"side": "private", "n": 1, "runs": 1}] * 2
+        assert "RUN-OUTPUT" in body["run"]["stdout"]
+        failed = api.get(f"/twins/requests/{failing['id']}", user=owner).get_json()
+        assert failed["error"]["error"] == "endpoint_error" and failed["run"]["error_type"] == "EndpointError"
+        assert api.get(job, user=owner).get_json()["status"] == "done"
+    mine = api.get(f"/twins/requests/{plain['id']}", user=READER).get_json()  # the requester: the result
+    assert mine["result"] and "run" not in mine
+    assert api.get(job, user=READER).get_json()["result"]
+
+
 def test_submission_is_checked(api, world):
     def refused(body, user=READER):
         return assert_error(api.post("/twins/requests", user=user, json=body), 422, "validation_error")
@@ -220,13 +259,18 @@ def test_two_concurrent_runs_execute_the_code_once(api, world):
 # -- bound to the endpoints as approved ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", ["replace_private", "replace_mock", "recreate"])
+@pytest.mark.parametrize(
+    "change", ["replace_private", "replace_mock", "recreate", "settings_private", "settings_mock"]
+)
 def test_an_endpoint_changed_after_approval_makes_the_run_409(api, world, change):
     request = submit(api, USE_COUNT, {"count": "lab.count"})
     approve(api, request["id"])
     if change == "recreate":
         assert api.delete("/twins/lab.count", user=OWNER).status_code == 204
         assert api.post("/twins", user=OWNER, json=_twin("lab.count", COUNTING)).status_code == 201
+    elif change.startswith("settings_"):  # settings only: the side's code and generation stay
+        body = {"settings": {change.split("_")[1]: {"token": "changed"}}}
+        assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
     else:
         side = change.split("_")[1]
         body = {side: {"code": COUNTING.replace("{side}", "new")}}
@@ -237,6 +281,107 @@ def test_an_endpoint_changed_after_approval_makes_the_run_409(api, world, change
     # A new approval binds the endpoint as it is now.
     approve(api, request["id"])
     assert api.post(f"/twins/requests/{request['id']}/run", user=READER).status_code == 200
+
+
+def test_an_approval_binds_a_hash_of_the_settings_never_the_settings(api, world):
+    from common import store
+
+    token = "SETTING-TOKEN-0815"
+    body = {"settings": {"private": {"token": token}}}
+    assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    # The same settings sent again change nothing: the approval holds.
+    assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
+    stored = store.collection("twin_requests").document(request["id"]).get().to_dict()
+    assert token not in json.dumps(stored, default=str)
+    assert set(stored["approved"]["settings"]["count"]) == {"mock", "private"}
+    for user in (READER, MANAGER, OWNER):
+        shown = api.get(f"/twins/requests/{request['id']}", user=user)
+        assert token not in shown.get_data(as_text=True) and "approved" not in shown.get_json()
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert runs(api) == 1
+
+
+# -- checked again at run time -------------------------------------------------------------------
+
+
+def _revoke(api, how):
+    """READER loses the right to run: their grant on lab revoked, or their account disabled,
+    through the API, or (`elsewhere`) straight in Firestore as another instance would, which
+    this instance's role cache does not see."""
+    from common import store
+
+    if how == "grant":
+        api.add_user(READER, datasets={"other": ["clio_read"]})
+    elif how == "disabled":
+        api.add_user(READER, disabled=True)
+    elif how == "grant_elsewhere":
+        store.collection("users").document(READER).update({"datasets": {"other": ["clio_read"]}})
+    else:
+        store.collection("users").document(READER).update({"disabled": True})
+
+
+REVOKED = {"grant": 404, "grant_elsewhere": 404, "disabled": 403, "disabled_elsewhere": 403}
+
+
+@pytest.mark.parametrize("how", sorted(REVOKED))
+def test_a_run_rechecks_the_requester_and_nothing_runs_when_they_lost_access(api, world, how):
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    _revoke(api, how)
+    for path in (f"/twins/requests/{request['id']}/run", f"/twins/requests/{request['id']}/run?async=1"):
+        r = api.post(path, user=READER)
+        body = assert_error(r, REVOKED[how], "not_found" if REVOKED[how] == 404 else "forbidden")
+        if REVOKED[how] == 404:
+            assert "lab.count" in body["message"]
+    assert runs(api) == 0
+    assert api.get(f"/twins/requests/{request['id']}", user=OWNER).get_json()["status"] == "approved"
+    assert api.get("/twins/lab.count/calls", user=OWNER).get_json() == []
+    # Access given back: the approved request runs.
+    api.add_user(READER, datasets={"lab": ["clio_read"], "other": ["clio_read"]}, disabled=False)
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert runs(api) == 1
+
+
+@pytest.mark.parametrize("how", ["grant", "disabled", "settings"])
+def test_an_async_run_whose_requester_lost_access_before_the_worker_starts_it_fails_and_nothing_runs(
+    api, world, monkeypatch, how
+):
+    """The job is queued while the requester may run it; the worker checks again as it starts."""
+    from common import queue, twinjobs
+
+    queued = []
+    monkeypatch.setattr(queue, "publish", lambda topic, message: queued.append(message))
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    r = api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER)
+    assert r.status_code == 202, r.get_data(as_text=True)
+    job_id = r.get_json()["id"]
+    assert queued == [{"job": job_id}]
+    if how == "settings":  # the approval no longer holds: 409, as for a plain run
+        body = {"settings": {"private": {"token": "changed"}}}
+        assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
+    else:
+        _revoke(api, how)
+    twinjobs.work(job_id)  # the delivery of the message
+    status, code = {
+        "grant": (404, "not_found"),
+        "disabled": (403, "forbidden"),
+        "settings": (409, "conflict"),
+    }[how]
+    job = api.get(f"/twins/jobs/{job_id}", user=OWNER).get_json()
+    assert job["status"] == "failed" and job["http_status"] == status and job["error"]["error"] == code
+    shown = api.get(f"/twins/requests/{request['id']}", user=OWNER).get_json()
+    assert shown["status"] == "failed" and shown["error"]["details"]["reason"] == code
+    assert runs(api) == 0 and api.get("/twins/lab.count/calls", user=OWNER).get_json() == []
+    twinjobs.work(job_id)  # delivered again: still nothing runs
+    assert runs(api) == 0
+    if how == "grant":  # the requester reads why, as the job's caller
+        mine = api.get(f"/twins/jobs/{job_id}", user=READER).get_json()
+        assert mine["http_status"] == 404 and "lab.count" in mine["error"]["message"]
 
 
 # -- masking -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
 from common.exposure import exposed
 from common.http import App, paged, public_item, public_items, streamed
-from common.models import DatasetName, FreeForm, GsLocation, Paging, Public, check_storable, is_dataset_name
+from common.models import DatasetName, FreeForm, Location, Paging, Public, check_storable, is_dataset_name
 
 app = App(
     "datasets",
@@ -43,7 +43,7 @@ ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
 class _Metadata(FreeForm):
     """Typed where the spec names a field; the rest is the owner's free-form metadata."""
 
-    location: GsLocation | None = None  # what transfer sends to the transfer network
+    location: Location | None = None  # metadata; transfer checks what it may send (admins set it)
     public: bool = False
     tags: list[str] = []
     transfer: list[str] = []
@@ -358,11 +358,16 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     response=DatasetPublic,
 )
 def update_dataset(req, name):
-    """Merge metadata into a dataset. After finalize only description and tags may change."""
+    """Merge metadata into a dataset. After finalize only description and tags may change;
+    only admins change `location` (403)."""
     extra = req.body.model_extra or {}
     changes = req.body.model_dump(include=req.body.model_fields_set) | dict(extra)
 
     def merge(old: dict[str, Any]) -> dict[str, Any]:
+        # The location says where the image data is read from (transfer sends it on): admins
+        # set it. The same value sent back with other changes is not a change.
+        if "location" in changes and changes["location"] != old.get("location") and not req.caller.is_admin:
+            raise errors.Forbidden("only admins set or change a dataset's location")
         refused = set(changes) - EDITABLE_AFTER_FINALIZE
         if old.get("finalized_at") and refused:
             raise errors.Conflict(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import re
 import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from pydantic import Field, StringConstraints
 
 from common import auth, authz, blobs, errors, jsonio, logs, queue, store
 from common.http import App, paged
-from common.models import Coordinate, DatasetName, Paging, Public, Strict, is_gs_location
+from common.models import Coordinate, DatasetName, Paging, Public, Strict
 
 app = App(
     "transfer",
@@ -41,6 +42,14 @@ JOBS, PARTS = "transfer_jobs", "transfer_parts"
 JOB_DAYS = 30  # the TTL policy on expire_at (terraform/firestore.tf) deletes jobs after this
 CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus this was abandoned
 FINISHED = ("done", "failed")
+# What the transfer network reads: gs://bucket/path, optionally with neuroglancer's precomputed://
+# prefix. A dataset's location may name any source (it is metadata); only this is ever sent.
+GS_LOCATION = re.compile(r"(precomputed://)?gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s/][^\s]*)+")
+
+
+def readable_location(value: object) -> bool:
+    """Whether the transfer network can read `value` (a dataset's location)."""
+    return isinstance(value, str) and len(value) <= 1024 and bool(GS_LOCATION.fullmatch(value))
 
 
 class TransferStartedPublic(Public):
@@ -160,10 +169,15 @@ def start_transfer(req):
     dataset = authz.require_dataset(req.caller, body.dataset, authz.READ)
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
-    if not is_gs_location(dataset["location"]):
+    if not readable_location(dataset["location"]):
+        shown = str(dataset["location"])
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
         raise errors.ValidationFailed(
-            f"dataset {body.dataset!r} has a location the transfer network cannot read; "
-            "it must be gs://bucket/path or precomputed://gs://bucket/path"
+            f"dataset {body.dataset!r} has the location {shown!r}, which the transfer network cannot "
+            "read; it needs gs://bucket/path or precomputed://gs://bucket/path",
+            details=[
+                {"loc": ["dataset", "location"], "message": "not a readable gs:// path", "type": "location"}
+            ],
         )
     if body.model_name not in (dataset.get("transfer") or []):
         raise errors.BadRequest(

@@ -282,7 +282,10 @@ def _see_job(req, params: dict[str, Any]) -> None:
     params["job"] = twinjobs.get_visible(req.caller, params["job_id"])
 
 
-JOB_VISIBLE = Check("the job's caller, or admin or manage on what it ran", _see_job)
+JOB_VISIBLE = Check(
+    "the job's caller, or admin or manage on what it ran (a request's run: on every endpoint it names)",
+    _see_job,
+)
 
 
 # -- definitions --------------------------------------------------------------------------------
@@ -687,8 +690,10 @@ def list_requests(req):
 
 @app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE, response=RequestPublic)
 def get_request(req, request_id, request):
-    """The request: status, code, decision, and when it has run its result or error; owners also
-    read the run record (`run`: captured output, error, the endpoint calls it made)."""
+    """The request: status, code, decision, and when it has run its result or error (for the
+    requester and the owners of every endpoint it names, who also read the run record `run`:
+    captured output, error, the endpoint calls it made). An owner of only some of its endpoints
+    sees the request without its result, error or run record."""
     return twinrequests.view(request, req.caller)
 
 
