@@ -13,8 +13,9 @@ import ast
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 ENDPOINT_REQUIREMENTS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -35,6 +36,7 @@ _TYPES = {
     "Any": {},
     "object": {},
 }
+T = TypeVar("T")
 _CONTAINERS = {"list": "array", "List": "array", "dict": "object", "Dict": "object"}
 
 
@@ -54,19 +56,23 @@ class Definition:
 
 def analyse(code: str, helpers: list[str], allowed_modules: frozenset[str]) -> Definition:
     """The definition of `code`, after checking it and its helpers; CodeError otherwise."""
-    main = _one_function(_parse(code), "the code")
+    tree = _parse(code)
+    main = _one_function(tree, "the code")
     names = {main.name}
+    trees = [tree]
     for index, helper in enumerate(helpers):
-        function = _one_function(_parse(helper, f"helper {index + 1}"), f"helper {index + 1}")
+        helper_tree = _parse(helper, f"helper {index + 1}")
+        function = _one_function(helper_tree, f"helper {index + 1}")
         if function.name in names:
             raise CodeError(
                 f"helper {index + 1}: the name {function.name!r} is defined twice", function.lineno
             )
         names.add(function.name)
-    for index, source in enumerate([code, *helpers]):
+        trees.append(helper_tree)
+    for index, source_tree in enumerate(trees):
         where = "" if index == 0 else f"helper {index}: "
-        _check_imports(_parse(source), allowed_modules, where)
-    return Definition(main.name, _parameters(main))
+        _check_imports(source_tree, allowed_modules, where)
+    return Definition(main.name, _nested(lambda: _parameters(main)))
 
 
 def analyse_request(code: str, names: list[str], allowed_modules: frozenset[str]) -> str:
@@ -152,13 +158,29 @@ def _import_names(distribution: str) -> str:
 
 
 def _parse(source: str, where: str = "the code") -> ast.Module:
+    """The source's tree, once it is known to compile as the worker will compile it (so what
+    only the compiler refuses is refused here too, with its line)."""
+    prefix = "" if where == "the code" else f"{where}: "
     try:
-        return ast.parse(source)
+        tree = _nested(lambda: ast.parse(source), where)
+        _nested(lambda: compile(tree, "<code>", "exec", dont_inherit=True), where)
     except SyntaxError as exc:
-        prefix = "" if where == "the code" else f"{where}: "
         raise CodeError(f"{prefix}{exc.msg}", exc.lineno) from None
     except ValueError as exc:  # e.g. a NUL byte
         raise CodeError(f"{where}: {exc}") from None
+    return tree
+
+
+def _nested(step: Callable[[], T], where: str = "the code") -> T:
+    """`step()`; source nested deeper than Python's parser, compiler or our own recursive checks
+    can follow (`-` * 100000 + `1`, thousands of nested calls) is a CodeError, not a crash: the
+    parser reports it as MemoryError or RecursionError, the compiler as RecursionError."""
+    try:
+        return step()
+    except (RecursionError, MemoryError):
+        raise CodeError(
+            f"{where} is nested too deeply for Python to compile; split deep expressions into steps"
+        ) from None
 
 
 def _one_function(tree: ast.Module, where: str) -> ast.FunctionDef:

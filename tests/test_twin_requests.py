@@ -199,6 +199,20 @@ def test_submission_is_checked(api, world):
     assert api.get("/twins/requests", user=OWNER).get_json() == []
 
 
+@pytest.mark.parametrize(
+    "expression",
+    ["-" * 100_000 + "1", "(" * 5_000 + "1" + ")" * 5_000, "[" * 5_000 + "]" * 5_000, "-" * 1_000 + "1"],
+    ids=["unary_minus", "parentheses", "lists", "parses_but_does_not_compile"],
+)
+def test_deeply_nested_request_code_is_422_not_500(api, world, expression):
+    code = f"def use(count):\n    return {expression}\n"
+    r = api.post("/twins/requests", user=READER, json={"endpoints": {"count": "lab.count"}, "code": code})
+    body = assert_error(r, 422, "validation_error")
+    assert body["message"].startswith("code: ") and "nested" in body["message"], body["message"]
+    assert body["details"][0]["loc"] == ["body", "code"]
+    assert api.get("/twins/requests", user=OWNER).get_json() == []
+
+
 # -- single use ----------------------------------------------------------------------------------
 
 

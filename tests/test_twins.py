@@ -137,6 +137,32 @@ def test_source_errors_are_422_with_the_line(api, world):
     )
 
 
+# Source nested deeper than Python's parser or compiler can take (each a 500 once).
+DEEP = {
+    "unary_minus": "-" * 100_000 + "1",
+    "parentheses": "(" * 5_000 + "1" + ")" * 5_000,
+    "lists": "[" * 5_000 + "]" * 5_000,
+    "parses_but_does_not_compile": "-" * 1_000 + "1",
+    "calls": "text" + "()" * 5_000,
+}
+
+
+@pytest.mark.parametrize("expression", DEEP.values(), ids=DEEP.keys())
+def test_deeply_nested_source_is_422_not_500(api, world, expression):
+    code = f"def echo(context, text: str, times: int = 1):\n    return {expression}\n"
+    body = assert_error(api.post("/twins", user=OWNER, json=twin(mock=side(code))), 422, "validation_error")
+    assert body["message"].startswith("mock: ") and "nested" in body["message"], body["message"]
+    assert body["details"][0]["loc"] == ["body", "mock", "code"]
+    helper = f"def deep():\n    return {expression}\n"
+    body = assert_error(
+        api.post("/twins", user=OWNER, json=twin(private=side(ECHO.format(side="p"), helpers=[helper]))),
+        422,
+        "validation_error",
+    )
+    assert "helper 1" in body["message"] and "nested" in body["message"], body["message"]
+    assert api.get("/twins", user=OWNER).get_json() == []
+
+
 def test_forbidden_import_is_refused_at_definition_time(api, world):
     code = (
         "def echo(context, text: str, times: int = 1):\n    import google.cloud.firestore\n    return text\n"
