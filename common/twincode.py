@@ -77,7 +77,14 @@ def analyse(code: str, helpers: list[str], allowed_modules: frozenset[str]) -> D
 
 def analyse_request(code: str, names: list[str], allowed_modules: frozenset[str]) -> str:
     """The function name of request code `def f(<one parameter per endpoint name>)`, after
-    checking it takes exactly `names` and imports only what endpoint code may; CodeError otherwise."""
+    checking it takes exactly `names`, imports only what endpoint code may, and does not make
+    code at run time (`exec`, `eval`, `compile`, `__import__`, also reached through `builtins`);
+    CodeError otherwise.
+
+    These checks help honest authors: the owners approve the code they read, so code that runs
+    other source is refused before it reaches them, with the line. They are not a security
+    boundary (Python offers endless ways around any static check) and nothing relies on them
+    for safety: the owners' review and the sandbox worker are what protect the private data."""
     tree = _parse(code)
     main = _one_function(tree, "the code")
     args = main.args
@@ -100,6 +107,7 @@ def analyse_request(code: str, names: list[str], allowed_modules: frozenset[str]
             f"{', '.join(sorted(names))} (it takes {', '.join(taken) or 'none'})",
             main.lineno,
         )
+    _check_dynamic_code(tree, set(taken))
     _check_imports(tree, allowed_modules, "")
     return main.name
 
@@ -231,6 +239,66 @@ def _check_imports(tree: ast.Module, allowed: frozenset[str], where: str) -> Non
                     f"standard library and {allowed_list}",
                     getattr(node, "lineno", 0),  # every node that imports has one
                 )
+
+
+# Request code may not run source its owners never read (see analyse_request: a help, not a boundary).
+_DYNAMIC = ("exec", "eval", "compile", "__import__")
+
+
+def _check_dynamic_code(tree: ast.Module, parameters: set[str]) -> None:
+    """Refuse the plain ways of making code at run time: `eval(...)`, `f = exec`,
+    `builtins.compile`, `__builtins__["eval"]`, `getattr(builtins, "exec")`, `from builtins
+    import eval`. A name the code binds itself (an endpoint parameter called `compile`, say) is
+    its own, not the built-in; `re.compile` is not `builtins.compile`."""
+    bound = set(parameters)
+    builtins_names = {"builtins", "__builtins__"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "builtins":
+                    builtins_names.add(alias.asname or alias.name)
+                else:
+                    bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module != "builtins":
+            bound.update(alias.asname or alias.name for alias in node.names)
+    for node in ast.walk(tree):
+        used: str | None = None
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+            used = node.id if node.id in _DYNAMIC else None
+        elif isinstance(node, ast.Attribute) and _named(node.value, builtins_names):
+            used = node.attr if node.attr in _DYNAMIC else None
+        elif isinstance(node, ast.Subscript) and _named(node.value, builtins_names):
+            used = _text(node.slice)
+        elif (
+            isinstance(node, ast.Call)
+            and _named(node.func, {"getattr"})
+            and len(node.args) >= 2
+            and _named(node.args[0], builtins_names)
+        ):
+            used = _text(node.args[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "builtins":
+            used = next((a.name for a in node.names if a.name in _DYNAMIC or a.name == "*"), None)
+        if used in _DYNAMIC or used == "*":
+            raise CodeError(
+                f"request code may not use {'everything from builtins' if used == '*' else used}: "
+                "exec, eval, compile and __import__ run source the owners never read; "
+                "write the code out (imports as import statements)",
+                getattr(node, "lineno", None),
+            )
+
+
+def _named(node: ast.expr, names: set[str]) -> bool:
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def _text(node: ast.expr) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def _is_dynamic_import(func: ast.expr) -> bool:

@@ -213,6 +213,32 @@ def test_deeply_nested_request_code_is_422_not_500(api, world, expression):
     assert api.get("/twins/requests", user=OWNER).get_json() == []
 
 
+@pytest.mark.parametrize(
+    "code, line, name",
+    [
+        ("def use(count):\n    return eval('count(n=1)')\n", 2, "eval"),
+        ("def use(count):\n    run = exec\n    run('x = 1')\n", 2, "exec"),
+        ("import builtins\n\ndef use(count):\n    return builtins.compile('1', 'x', 'eval')\n", 4, "compile"),
+        ("def use(count):\n    return __builtins__['eval']('1')\n", 2, "eval"),
+        ("import builtins as b\ndef use(count):\n    return getattr(b, 'exec')('1')\n", 3, "exec"),
+        ("def use(count):\n    from builtins import eval as e\n    return e('1')\n", 2, "eval"),
+        ("def use(count):\n    return __import__('json').dumps(count(n=1))\n", 2, "__import__"),
+    ],
+)
+def test_request_code_that_makes_code_at_run_time_is_refused_with_the_line(api, world, code, line, name):
+    r = api.post("/twins/requests", user=READER, json={"endpoints": {"count": "lab.count"}, "code": code})
+    body = assert_error(r, 422, "validation_error")
+    assert body["message"].startswith(f"code: line {line}: request code may not use {name}"), body["message"]
+    assert body["details"][0]["line"] == line and body["details"][0]["type"] == "code_error"
+
+
+def test_names_the_code_binds_itself_are_not_the_builtins(api, world):
+    code = "import re\n\ndef use(compile):\n    return [re.compile('a+').pattern, compile(n=1)['n']]\n"
+    request = submit(api, code, {"compile": "lab.count"})
+    approve(api, request["id"])
+    assert api.post(f"/twins/requests/{request['id']}/run", user=READER).get_json() == {"result": ["a+", 1]}
+
+
 # -- single use ----------------------------------------------------------------------------------
 
 
