@@ -485,3 +485,52 @@ def test_an_async_run_while_a_plain_run_is_in_progress_is_409_not_a_job_that_doe
     assert (
         r.status_code == 202 and api.get(r.headers["Location"], user=READER).get_json()["result"] == "slept"
     )
+
+
+# -- time ----------------------------------------------------------------------------------------
+
+LATER = (
+    "def later(context, seconds: float = 3.0):\n"
+    "    import time\n"
+    "    time.sleep(seconds)\n"
+    "    return context.state.increment('n')\n"
+)
+
+
+def test_time_running_code_does_not_count_against_the_backend_budget(api, world, setting):
+    """The one slow test. BACKEND_DEADLINE_SECONDS is 2 s here (30 s by default, which would make
+    this a 35 s test): the code runs 3 s, longer than the whole budget, then uses Firestore (its
+    state), and a request run's outcome is stored after it. Both used to find the budget spent."""
+    body = {
+        "path": "lab.later",
+        "description": "d",
+        "dataset": "lab",
+        "timeout_s": 10,
+        "public": {"code": LATER},
+    }
+    assert api.post("/twins", user=OWNER, json=body).status_code == 201
+    request = submit(api, "def use(later):\n    return later()\n", {"later": "lab.later"})
+    approve(api, request["id"])
+    setting("BACKEND_DEADLINE_SECONDS", "2")
+
+    started = time.monotonic()
+    r = api.post("/twins/lab.later", user=READER, json={})
+    assert r.status_code == 200 and r.get_json() == {"result": 1}, r.get_data(as_text=True)
+    assert time.monotonic() - started >= 3
+
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 200 and r.get_json() == {"result": 2}, r.get_data(as_text=True)
+    stored = api.get(f"/twins/requests/{request['id']}", user=READER).get_json()
+    assert stored["status"] == "done" and stored["result"] == 2
+
+
+def test_a_result_that_cannot_be_stored_still_settles_the_run(api, world, setting):
+    request = submit(api, "def use(big):\n    return big(size=600_000)\n", {"big": "lab.big"})
+    approve(api, request["id"])
+    setting("TWIN_RESULTS_BUCKET", "gatehouse-no-such-bucket")  # larger than 512 KiB: kept there
+    run = f"/twins/requests/{request['id']}/run"
+    body = assert_error(api.post(run, user=READER), 500, "endpoint_error")
+    assert body["details"]["reason"] == "result_not_stored" and "submit it again" in body["message"]
+    assert assert_error(api.post(run, user=READER), 500, "endpoint_error")["details"] == body["details"]
+    seen = api.get(f"/twins/requests/{request['id']}", user=MANAGER).get_json()
+    assert seen["status"] == "failed" and seen["run"]["status"] == "result_not_stored"
