@@ -31,6 +31,17 @@ def _patterns(name: str) -> tuple[re.Pattern[str], ...]:
         raise ConfigError(f"{name}: not a regular expression: {exc}") from None
 
 
+def _rate(name: str, default: str) -> tuple[int, int] | None:
+    """`CALLS/SECONDS` (e.g. `600/60`) as (calls, per_seconds); `off` is None."""
+    text = os.environ.get(name, default).strip().lower()
+    if text == "off":
+        return None
+    calls, _, seconds = text.partition("/")
+    if not (calls.isdigit() and seconds.isdigit() and int(calls) >= 1 and int(seconds) >= 1):
+        raise ConfigError(f"{name} must be CALLS/SECONDS (e.g. {default}) or off, not {text!r}")
+    return int(calls), int(seconds)
+
+
 @dataclass(frozen=True)
 class Settings:
     project: str
@@ -63,6 +74,8 @@ class Settings:
     twin_jobs_topic: str = "gatehouse-twin-jobs"
     twin_results_bucket: str = "gatehouse-twin-results"
     twin_max_result_mb: int = 16
+    twin_calls_per_caller: int = 4
+    twin_default_rate_limit: tuple[int, int] | None = (600, 60)
 
     @property
     def on_emulators(self) -> bool:
@@ -103,7 +116,11 @@ def load() -> Settings:
         twin_jobs_topic=env.get("TWIN_JOBS_TOPIC", "gatehouse-twin-jobs"),
         twin_results_bucket=env.get("TWIN_RESULTS_BUCKET", "gatehouse-twin-results"),
         twin_max_result_mb=int(env.get("TWIN_MAX_RESULT_MB", "16")),
+        twin_calls_per_caller=int(env.get("TWIN_CALLS_PER_CALLER", "4")),
+        twin_default_rate_limit=_rate("TWIN_DEFAULT_RATE_LIMIT", "600/60"),
     )
+    if s.twin_calls_per_caller < 1:
+        raise ConfigError("TWIN_CALLS_PER_CALLER must be at least 1")
     if not 0 < s.backend_deadline_seconds <= 240:
         # Under the function's 300 s timeout, with time left to answer 503 before it is killed.
         raise ConfigError("BACKEND_DEADLINE_SECONDS must be more than 0 and at most 240")

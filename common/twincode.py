@@ -13,8 +13,9 @@ import ast
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 ENDPOINT_REQUIREMENTS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -35,6 +36,7 @@ _TYPES = {
     "Any": {},
     "object": {},
 }
+T = TypeVar("T")
 _CONTAINERS = {"list": "array", "List": "array", "dict": "object", "Dict": "object"}
 
 
@@ -54,24 +56,35 @@ class Definition:
 
 def analyse(code: str, helpers: list[str], allowed_modules: frozenset[str]) -> Definition:
     """The definition of `code`, after checking it and its helpers; CodeError otherwise."""
-    main = _one_function(_parse(code), "the code")
+    tree = _parse(code)
+    main = _one_function(tree, "the code")
     names = {main.name}
+    trees = [tree]
     for index, helper in enumerate(helpers):
-        function = _one_function(_parse(helper, f"helper {index + 1}"), f"helper {index + 1}")
+        helper_tree = _parse(helper, f"helper {index + 1}")
+        function = _one_function(helper_tree, f"helper {index + 1}")
         if function.name in names:
             raise CodeError(
                 f"helper {index + 1}: the name {function.name!r} is defined twice", function.lineno
             )
         names.add(function.name)
-    for index, source in enumerate([code, *helpers]):
+        trees.append(helper_tree)
+    for index, source_tree in enumerate(trees):
         where = "" if index == 0 else f"helper {index}: "
-        _check_imports(_parse(source), allowed_modules, where)
-    return Definition(main.name, _parameters(main))
+        _check_imports(source_tree, allowed_modules, where)
+    return Definition(main.name, _nested(lambda: _parameters(main)))
 
 
 def analyse_request(code: str, names: list[str], allowed_modules: frozenset[str]) -> str:
     """The function name of request code `def f(<one parameter per endpoint name>)`, after
-    checking it takes exactly `names` and imports only what endpoint code may; CodeError otherwise."""
+    checking it takes exactly `names`, imports only what endpoint code may, and does not make
+    code at run time (`exec`, `eval`, `compile`, `__import__`, also reached through `builtins`);
+    CodeError otherwise.
+
+    These checks help honest authors: the owners approve the code they read, so code that runs
+    other source is refused before it reaches them, with the line. They are not a security
+    boundary (Python offers endless ways around any static check) and nothing relies on them
+    for safety: the owners' review and the sandbox worker are what protect the private data."""
     tree = _parse(code)
     main = _one_function(tree, "the code")
     args = main.args
@@ -94,6 +107,7 @@ def analyse_request(code: str, names: list[str], allowed_modules: frozenset[str]
             f"{', '.join(sorted(names))} (it takes {', '.join(taken) or 'none'})",
             main.lineno,
         )
+    _check_dynamic_code(tree, set(taken))
     _check_imports(tree, allowed_modules, "")
     return main.name
 
@@ -152,13 +166,29 @@ def _import_names(distribution: str) -> str:
 
 
 def _parse(source: str, where: str = "the code") -> ast.Module:
+    """The source's tree, once it is known to compile as the worker will compile it (so what
+    only the compiler refuses is refused here too, with its line)."""
+    prefix = "" if where == "the code" else f"{where}: "
     try:
-        return ast.parse(source)
+        tree = _nested(lambda: ast.parse(source), where)
+        _nested(lambda: compile(tree, "<code>", "exec", dont_inherit=True), where)
     except SyntaxError as exc:
-        prefix = "" if where == "the code" else f"{where}: "
         raise CodeError(f"{prefix}{exc.msg}", exc.lineno) from None
     except ValueError as exc:  # e.g. a NUL byte
         raise CodeError(f"{where}: {exc}") from None
+    return tree
+
+
+def _nested(step: Callable[[], T], where: str = "the code") -> T:
+    """`step()`; source nested deeper than Python's parser, compiler or our own recursive checks
+    can follow (`-` * 100000 + `1`, thousands of nested calls) is a CodeError, not a crash: the
+    parser reports it as MemoryError or RecursionError, the compiler as RecursionError."""
+    try:
+        return step()
+    except (RecursionError, MemoryError):
+        raise CodeError(
+            f"{where} is nested too deeply for Python to compile; split deep expressions into steps"
+        ) from None
 
 
 def _one_function(tree: ast.Module, where: str) -> ast.FunctionDef:
@@ -209,6 +239,66 @@ def _check_imports(tree: ast.Module, allowed: frozenset[str], where: str) -> Non
                     f"standard library and {allowed_list}",
                     getattr(node, "lineno", 0),  # every node that imports has one
                 )
+
+
+# Request code may not run source its owners never read (see analyse_request: a help, not a boundary).
+_DYNAMIC = ("exec", "eval", "compile", "__import__")
+
+
+def _check_dynamic_code(tree: ast.Module, parameters: set[str]) -> None:
+    """Refuse the plain ways of making code at run time: `eval(...)`, `f = exec`,
+    `builtins.compile`, `__builtins__["eval"]`, `getattr(builtins, "exec")`, `from builtins
+    import eval`. A name the code binds itself (an endpoint parameter called `compile`, say) is
+    its own, not the built-in; `re.compile` is not `builtins.compile`."""
+    bound = set(parameters)
+    builtins_names = {"builtins", "__builtins__"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "builtins":
+                    builtins_names.add(alias.asname or alias.name)
+                else:
+                    bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module != "builtins":
+            bound.update(alias.asname or alias.name for alias in node.names)
+    for node in ast.walk(tree):
+        used: str | None = None
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+            used = node.id if node.id in _DYNAMIC else None
+        elif isinstance(node, ast.Attribute) and _named(node.value, builtins_names):
+            used = node.attr if node.attr in _DYNAMIC else None
+        elif isinstance(node, ast.Subscript) and _named(node.value, builtins_names):
+            used = _text(node.slice)
+        elif (
+            isinstance(node, ast.Call)
+            and _named(node.func, {"getattr"})
+            and len(node.args) >= 2
+            and _named(node.args[0], builtins_names)
+        ):
+            used = _text(node.args[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "builtins":
+            used = next((a.name for a in node.names if a.name in _DYNAMIC or a.name == "*"), None)
+        if used in _DYNAMIC or used == "*":
+            raise CodeError(
+                f"request code may not use {'everything from builtins' if used == '*' else used}: "
+                "exec, eval, compile and __import__ run source the owners never read; "
+                "write the code out (imports as import statements)",
+                getattr(node, "lineno", None),
+            )
+
+
+def _named(node: ast.expr, names: set[str]) -> bool:
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def _text(node: ast.expr) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def _is_dynamic_import(func: ast.expr) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 
 from common import audit, authz, errors, sandbox, store, twincode, twinresults, twinrun
 from common.config import settings
+from common.logs import log
 from common.twinrun import clip
 
 REQUESTS = "twin_requests"
@@ -398,14 +399,12 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
         services[f"{param}.mock"] = _bound(
             endpoint, "public" if endpoint.kind == "public" else "mock", doc, requester, request_id, calls
         )
-    outcome = sandbox.run(
+    outcome = twinrun.run_code(
         sandbox.Program(code=doc["code"]),
         {},
         user={"email": requester.email},
         state=_NoState(),
         timeout_s=float(doc["timeout_s"]),
-        memory_mb=settings().twin_memory_mb,
-        max_result_bytes=settings().twin_max_result_mb << 20,
         services=services,
         handles=list(doc["endpoints"]),
     )
@@ -490,7 +489,12 @@ def finish(doc: dict[str, Any], outcome, calls: list[str]) -> dict[str, Any]:
         },
     }
     if outcome.status == "ok":
-        change.update(twinresults.stored("requests", doc["id"], outcome.result))
+        try:
+            change.update(twinresults.stored("requests", doc["id"], outcome.result))
+        except Exception as exc:  # the run is single use: its outcome is stored all the same
+            log("ERROR", f"the result of twin request {doc['id']} was not stored", exc=exc)
+            change["status"] = "failed"
+            change["outcome"].update(status="result_not_stored", message=f"{type(exc).__name__}: {exc}")
 
     def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
@@ -568,6 +572,8 @@ def failure(doc: dict[str, Any], owner: bool) -> tuple[int, dict[str, Any]]:
         "memory": f"the request's code used more than {settings().twin_memory_mb} MiB of memory and was stopped",
         "result_too_large": "the request's result is too large to return",
         "not_serializable": "the request's result is not JSON-serializable",
+        "result_not_stored": "the run finished but its result could not be stored; "
+        "a request runs once, so submit it again",
     }
     message = fixed.get(kind, "the request's code failed")
     if owner and outcome.get("message"):

@@ -3,21 +3,24 @@
 resolve (the endpoint, the side this caller may run) -> invoke: check the arguments, count the
 call against the rate limit, run the side's code in a sandbox worker, record the call, and
 answer with what this caller may see (errors masked for non-owners). A request from the HTTP
-route and a queued job both go through `resolve` and `invoke`; a job stores the `Answer`.
+route and a queued job both go through `resolve` and `invoke`; a job stores the `Answer`. The
+HTTP routes hold one of the caller's slots on the instance (`running`) while they answer.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import errors, ratelimit, sandbox, store, twincode
+from common import budget, errors, ratelimit, sandbox, store, twincode
 from common.config import settings
 from common.exposure import exposed
 from common.logs import log
@@ -166,11 +169,58 @@ def _any_side(endpoint: Endpoint) -> str:
 
 def admit(endpoint: Endpoint, caller, args: dict[str, Any]) -> None:
     """What a call must pass before it runs (or is queued): 422 for arguments that do not match
-    the parameters, 429 past the caller's rate limit (admins are exempt)."""
+    the parameters, 429 past the caller's rate limit: the endpoint's, or TWIN_DEFAULT_RATE_LIMIT
+    when it sets none (admins are exempt)."""
     check_arguments(endpoint, args)
+    if caller.is_admin:
+        return
     limit = endpoint.doc.get("rate_limit")
-    if limit and not caller.is_admin:
-        ratelimit.take(f"twin:{endpoint.path}", caller.email, limit["calls"], limit["per_seconds"])
+    calls, per_seconds = (
+        (limit["calls"], limit["per_seconds"]) if limit else (settings().twin_default_rate_limit or (0, 0))
+    )
+    if calls:
+        ratelimit.take(f"twin:{endpoint.path}", caller.email, calls, per_seconds)
+
+
+class _Running:
+    """The twin calls and request runs in progress on this instance, per caller: one caller
+    cannot take every worker of an instance while others wait (TWIN_CALLS_PER_CALLER). Per
+    instance on purpose: it guards this instance's workers, costs no backend call, and the rate
+    limits are what count across instances."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def slot(self, email: str) -> Iterator[None]:
+        limit = settings().twin_calls_per_caller
+        with self._lock:
+            if self._counts.get(email, 0) >= limit:
+                raise errors.RateLimited(
+                    f"at most {limit} twin calls of one caller run at once on an instance; "
+                    "try again when one of yours has finished",
+                    retry_after=1,
+                    details={"reason": "concurrency", "limit": limit},
+                )
+            self._counts[email] = self._counts.get(email, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._counts[email] -= 1
+                if not self._counts[email]:
+                    del self._counts[email]
+
+
+_running = _Running()
+
+
+def running(caller) -> contextlib.AbstractContextManager[None]:
+    """Hold one of the caller's TWIN_CALLS_PER_CALLER slots on this instance while a call or a
+    request run is answered (429 with Retry-After when all are taken; admins too: the slots
+    guard the instance, not data). The endpoint calls a request's code makes are part of its run."""
+    return _running.slot(caller.email)
 
 
 def invoke(
@@ -196,7 +246,7 @@ def invoke(
     # Owners' private calls and approved runs' calls have workers of their own: callers' mock
     # traffic never queues them.
     lane = "owners" if side == "private" or (origin or "").startswith("request:") else "callers"
-    outcome = sandbox.run(
+    outcome = run_code(
         sandbox.Program(
             code=spec["code"],
             helpers=list(spec.get("helpers") or []),
@@ -207,14 +257,27 @@ def invoke(
         user=user_of(caller, endpoint),
         state=FirestoreState(spec["generation"]),
         timeout_s=float(endpoint.doc["timeout_s"]),
-        memory_mb=settings().twin_memory_mb,
-        max_result_bytes=settings().twin_max_result_mb << 20,
         lane=lane,
     )
     reference = uuid.uuid4().hex
     answer = _answer(outcome, endpoint, owner=endpoint.owned_by(caller), reference=reference)
     _record(reference, endpoint, side, caller, request_id, outcome, answer, origin)
     return answer
+
+
+def run_code(program: sandbox.Program, args: dict[str, Any], **options: Any) -> sandbox.Outcome:
+    """Run twin code in a sandbox worker (`sandbox.run`'s options), with the instance's memory and
+    result caps: the one place endpoint and request code runs. Its run does not count against
+    the request's backend budget (its own `timeout_s` bounds it), so a run longer than
+    BACKEND_DEADLINE_SECONDS still has the budget left to record and store what it did."""
+    with budget.paused():
+        return sandbox.run(
+            program,
+            args,
+            memory_mb=settings().twin_memory_mb,
+            max_result_bytes=settings().twin_max_result_mb << 20,
+            **options,
+        )
 
 
 def _answer(outcome, endpoint: Endpoint, *, owner: bool, reference: str) -> Answer:

@@ -164,3 +164,18 @@ def gateway(test_env, workdir):
     yield base
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture
+def setting(monkeypatch):
+    """`setting(NAME, value)`: an environment setting for this test only (common.config reads
+    the environment once; the cache is cleared as it is set and again after the test)."""
+    from common import config
+
+    def set_(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        config.settings.cache_clear()
+
+    yield set_
+    monkeypatch.undo()
+    config.settings.cache_clear()

@@ -238,6 +238,46 @@ def test_submission_is_checked(api, world):
     assert api.get("/twins/requests", user=OWNER).get_json() == []
 
 
+@pytest.mark.parametrize(
+    "expression",
+    ["-" * 100_000 + "1", "(" * 5_000 + "1" + ")" * 5_000, "[" * 5_000 + "]" * 5_000, "-" * 1_000 + "1"],
+    ids=["unary_minus", "parentheses", "lists", "parses_but_does_not_compile"],
+)
+def test_deeply_nested_request_code_is_422_not_500(api, world, expression):
+    code = f"def use(count):\n    return {expression}\n"
+    r = api.post("/twins/requests", user=READER, json={"endpoints": {"count": "lab.count"}, "code": code})
+    body = assert_error(r, 422, "validation_error")
+    assert body["message"].startswith("code: ") and "nested" in body["message"], body["message"]
+    assert body["details"][0]["loc"] == ["body", "code"]
+    assert api.get("/twins/requests", user=OWNER).get_json() == []
+
+
+@pytest.mark.parametrize(
+    "code, line, name",
+    [
+        ("def use(count):\n    return eval('count(n=1)')\n", 2, "eval"),
+        ("def use(count):\n    run = exec\n    run('x = 1')\n", 2, "exec"),
+        ("import builtins\n\ndef use(count):\n    return builtins.compile('1', 'x', 'eval')\n", 4, "compile"),
+        ("def use(count):\n    return __builtins__['eval']('1')\n", 2, "eval"),
+        ("import builtins as b\ndef use(count):\n    return getattr(b, 'exec')('1')\n", 3, "exec"),
+        ("def use(count):\n    from builtins import eval as e\n    return e('1')\n", 2, "eval"),
+        ("def use(count):\n    return __import__('json').dumps(count(n=1))\n", 2, "__import__"),
+    ],
+)
+def test_request_code_that_makes_code_at_run_time_is_refused_with_the_line(api, world, code, line, name):
+    r = api.post("/twins/requests", user=READER, json={"endpoints": {"count": "lab.count"}, "code": code})
+    body = assert_error(r, 422, "validation_error")
+    assert body["message"].startswith(f"code: line {line}: request code may not use {name}"), body["message"]
+    assert body["details"][0]["line"] == line and body["details"][0]["type"] == "code_error"
+
+
+def test_names_the_code_binds_itself_are_not_the_builtins(api, world):
+    code = "import re\n\ndef use(compile):\n    return [re.compile('a+').pattern, compile(n=1)['n']]\n"
+    request = submit(api, code, {"compile": "lab.count"})
+    approve(api, request["id"])
+    assert api.post(f"/twins/requests/{request['id']}/run", user=READER).get_json() == {"result": ["a+", 1]}
+
+
 # -- single use ----------------------------------------------------------------------------------
 
 
@@ -590,3 +630,52 @@ def test_an_async_run_while_a_plain_run_is_in_progress_is_409_not_a_job_that_doe
     assert (
         r.status_code == 202 and api.get(r.headers["Location"], user=READER).get_json()["result"] == "slept"
     )
+
+
+# -- time ----------------------------------------------------------------------------------------
+
+LATER = (
+    "def later(context, seconds: float = 3.0):\n"
+    "    import time\n"
+    "    time.sleep(seconds)\n"
+    "    return context.state.increment('n')\n"
+)
+
+
+def test_time_running_code_does_not_count_against_the_backend_budget(api, world, setting):
+    """The one slow test. BACKEND_DEADLINE_SECONDS is 2 s here (30 s by default, which would make
+    this a 35 s test): the code runs 3 s, longer than the whole budget, then uses Firestore (its
+    state), and a request run's outcome is stored after it. Both used to find the budget spent."""
+    body = {
+        "path": "lab.later",
+        "description": "d",
+        "dataset": "lab",
+        "timeout_s": 10,
+        "public": {"code": LATER},
+    }
+    assert api.post("/twins", user=OWNER, json=body).status_code == 201
+    request = submit(api, "def use(later):\n    return later()\n", {"later": "lab.later"})
+    approve(api, request["id"])
+    setting("BACKEND_DEADLINE_SECONDS", "2")
+
+    started = time.monotonic()
+    r = api.post("/twins/lab.later", user=READER, json={})
+    assert r.status_code == 200 and r.get_json() == {"result": 1}, r.get_data(as_text=True)
+    assert time.monotonic() - started >= 3
+
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 200 and r.get_json() == {"result": 2}, r.get_data(as_text=True)
+    stored = api.get(f"/twins/requests/{request['id']}", user=READER).get_json()
+    assert stored["status"] == "done" and stored["result"] == 2
+
+
+def test_a_result_that_cannot_be_stored_still_settles_the_run(api, world, setting):
+    request = submit(api, "def use(big):\n    return big(size=600_000)\n", {"big": "lab.big"})
+    approve(api, request["id"])
+    setting("TWIN_RESULTS_BUCKET", "gatehouse-no-such-bucket")  # larger than 512 KiB: kept there
+    run = f"/twins/requests/{request['id']}/run"
+    body = assert_error(api.post(run, user=READER), 500, "endpoint_error")
+    assert body["details"]["reason"] == "result_not_stored" and "submit it again" in body["message"]
+    assert assert_error(api.post(run, user=READER), 500, "endpoint_error")["details"] == body["details"]
+    seen = api.get(f"/twins/requests/{request['id']}", user=MANAGER).get_json()
+    assert seen["status"] == "failed" and seen["run"]["status"] == "result_not_stored"

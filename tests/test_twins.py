@@ -137,6 +137,32 @@ def test_source_errors_are_422_with_the_line(api, world):
     )
 
 
+# Source nested deeper than Python's parser or compiler can take (each a 500 once).
+DEEP = {
+    "unary_minus": "-" * 100_000 + "1",
+    "parentheses": "(" * 5_000 + "1" + ")" * 5_000,
+    "lists": "[" * 5_000 + "]" * 5_000,
+    "parses_but_does_not_compile": "-" * 1_000 + "1",
+    "calls": "text" + "()" * 5_000,
+}
+
+
+@pytest.mark.parametrize("expression", DEEP.values(), ids=DEEP.keys())
+def test_deeply_nested_source_is_422_not_500(api, world, expression):
+    code = f"def echo(context, text: str, times: int = 1):\n    return {expression}\n"
+    body = assert_error(api.post("/twins", user=OWNER, json=twin(mock=side(code))), 422, "validation_error")
+    assert body["message"].startswith("mock: ") and "nested" in body["message"], body["message"]
+    assert body["details"][0]["loc"] == ["body", "mock", "code"]
+    helper = f"def deep():\n    return {expression}\n"
+    body = assert_error(
+        api.post("/twins", user=OWNER, json=twin(private=side(ECHO.format(side="p"), helpers=[helper]))),
+        422,
+        "validation_error",
+    )
+    assert "helper 1" in body["message"] and "nested" in body["message"], body["message"]
+    assert api.get("/twins", user=OWNER).get_json() == []
+
+
 def test_forbidden_import_is_refused_at_definition_time(api, world):
     code = (
         "def echo(context, text: str, times: int = 1):\n    import google.cloud.firestore\n    return text\n"
@@ -410,7 +436,8 @@ def _second_instance():
     return create_app("handle", os.path.join(ROOT, "functions", "twins", "main.py")).test_client()
 
 
-def test_rate_limit_is_exact_across_concurrent_callers_and_instances(api, world):
+def test_rate_limit_is_exact_across_concurrent_callers_and_instances(api, world, setting):
+    setting("TWIN_CALLS_PER_CALLER", "20")  # the rate limit alone refuses here
     define(api, twin(rate_limit={"calls": 5, "per_seconds": 3600}))
     clients = [api.client("twins"), _second_instance()]
     headers = {"Authorization": f"Bearer {api.token(READER)}", "Content-Type": "application/json"}
@@ -431,7 +458,8 @@ def test_rate_limit_is_exact_across_concurrent_callers_and_instances(api, world)
     assert call(api, "lab.echo", MANAGER, {"text": "a"}).status_code == 200
 
 
-def test_state_increments_are_exact_under_concurrent_callers(api, world):
+def test_state_increments_are_exact_under_concurrent_callers(api, world, setting):
+    setting("TWIN_CALLS_PER_CALLER", "20")
     define(api, twin(path="lab.count", mock=side(COUNTER), private=side(COUNTER)))
     clients = [api.client("twins"), _second_instance()]
     headers = {"Authorization": f"Bearer {api.token(READER)}", "Content-Type": "application/json"}
@@ -444,6 +472,73 @@ def test_state_increments_are_exact_under_concurrent_callers(api, world):
     assert all(r.status_code == 200 for r in responses), [r.get_data(as_text=True) for r in responses]
     assert sorted(r.get_json()["result"] for r in responses) == list(range(1, 21))
     assert full(api, "lab.count")["sides"]["mock"]["state"] == {"n": 20}
+
+
+STARTS_THEN_SLEEPS = (
+    "def slow(context, wait: float = 0):\n"
+    "    import time\n"
+    "    context.state.increment('started')\n"
+    "    time.sleep(wait)\n"
+    "    return 'done'\n"
+)
+
+
+def test_one_caller_runs_at_most_twin_calls_per_caller_at_once(api, world, setting):
+    setting("TWIN_CALLS_PER_CALLER", "2")
+    body = {"path": "lab.slow", "description": "d", "dataset": "lab", "timeout_s": 20}
+    define(api, {**body, "public": side(STARTS_THEN_SLEEPS)})
+
+    def started() -> int:
+        return full(api, "lab.slow")["sides"]["public"]["state"].get("started", 0)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(call, api, "lab.slow", READER, {"wait": 2}) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while started() < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = time.monotonic()
+        refused = call(api, "lab.slow", READER, {"wait": 0})
+        assert time.monotonic() - before < 1  # at once, without waiting for a worker
+        body = assert_error(refused, 429, "rate_limited")
+        assert refused.headers["Retry-After"] == "1" and body["details"]["reason"] == "concurrency"
+        assert "at most 2" in body["message"]
+        assert call(api, "lab.slow", OWNER, {"wait": 0}).status_code == 200  # another caller's own slots
+        assert all(f.result().status_code == 200 for f in running)  # the two finish as they would
+    assert call(api, "lab.slow", READER, {"wait": 0}).get_json() == {"result": "done"}
+    assert started() == 4  # the refused call never ran
+    from common import config
+
+    assert config.Settings.twin_calls_per_caller == 4  # the default: a small number
+
+
+def test_endpoints_without_a_rate_limit_get_the_default_one(api, world, setting):
+    setting("TWIN_DEFAULT_RATE_LIMIT", "3/3600")
+    define(api, twin())
+    define(api, twin(path="lab.own", rate_limit={"calls": 5, "per_seconds": 3600}))
+    assert [call(api, "lab.echo", READER, {"text": "a"}).status_code for _ in range(3)] == [200] * 3
+    refused = call(api, "lab.echo", READER, {"text": "a"})
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert call(api, "lab.echo", MANAGER, {"text": "a"}).status_code == 200  # a limit per caller
+    assert all(call(api, "lab.echo", OWNER, {"text": "a"}).status_code == 200 for _ in range(5))  # admins
+    own = [call(api, "lab.own", READER, {"text": "a"}).status_code for _ in range(6)]
+    assert own == [200] * 5 + [429]  # an endpoint's own limit replaces the default
+    setting("TWIN_DEFAULT_RATE_LIMIT", "off")
+    assert call(api, "lab.echo", READER, {"text": "a"}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["3", "3/0", "0/60", "three/60", "3/60/1"])
+def test_a_malformed_default_rate_limit_stops_start_up(monkeypatch, value):
+    from common import config
+
+    monkeypatch.setenv("TWIN_DEFAULT_RATE_LIMIT", value)
+    with pytest.raises(config.ConfigError, match="TWIN_DEFAULT_RATE_LIMIT"):
+        config.load()
+    monkeypatch.setenv("TWIN_DEFAULT_RATE_LIMIT", "600/60")
+    monkeypatch.setenv("TWIN_CALLS_PER_CALLER", "0")
+    with pytest.raises(config.ConfigError, match="TWIN_CALLS_PER_CALLER"):
+        config.load()
 
 
 def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):

@@ -46,7 +46,7 @@ app = App(
 sandbox.warm_up()  # the sandbox boundary is proved (and logged) as the instance boots
 
 SIDES = ("mock", "private", "public")
-# What a call answers beyond the pipeline's: 202 as a job (?async=1), the endpoint's rate limit,
+# What a call answers beyond the pipeline's: 202 as a job (?async=1), the rate limits (429),
 # its code failing and its time limit (common/twinrun.py); a PublicError's own status as well.
 CALL_ANSWERS = (202, 429, 500, 504)
 MAX_SOURCE = 200_000
@@ -567,7 +567,8 @@ def _call(req, endpoint, side, asked_side: str | None):
     if _async(req):
         twinrun.admit(endpoint, req.caller, args)
         return twinjobs.accepted(twinjobs.submit_call(req, endpoint, asked_side, args))
-    answer = twinrun.invoke(endpoint, side, req.caller, args, req.id)
+    with twinrun.running(req.caller):
+        answer = twinrun.invoke(endpoint, side, req.caller, args, req.id)
     if answer.ok:
         return answer.body
     return json_response({**answer.body, "request_id": req.id}, answer.status, answer.headers)
@@ -741,7 +742,8 @@ def run_request(req, request_id, request):
     changed since the approval."""
     if _async(req):
         return twinjobs.accepted(twinjobs.submit_run(req, request_id))
-    status, body = twinrequests.run(req, request_id)
+    with twinrun.running(req.caller):  # before the claim: a run refused here has not started
+        status, body = twinrequests.run(req, request_id)
     if status == 200:
         return body
     return json_response({**body, "request_id": req.id}, status)
