@@ -1,6 +1,7 @@
 """Firestore: one client per instance, created on first use; paging helpers.
 
-Collections: `users/{email}`, `datasets/{name}`, `api_keys/{id}`, `audit/{id}`.
+Collections: `users/{email}`, `datasets/{name}`, `api_keys/{id}` (and `api_key_slots/{owner}-{n}`),
+`audit/{id}`.
 """
 
 from __future__ import annotations
@@ -40,24 +41,82 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def transactional(fn, *, attempts: int = 5, rounds: int = 4):
-    """Run `fn(transaction)` in a Firestore transaction, retried on contention: `attempts` at once,
-    then again after a jittered pause, `rounds` times; still contended -> 503 with Retry-After."""
+# How long a write keeps retrying on contention before it answers 503 (Retry-After 1): contention
+# on one document clears in moments, and a caller who comes back shortly does better than a
+# request that waits out its whole backend budget while others hold the document.
+CONTENTION_SECONDS = 2.0
+_MAX_ATTEMPTS = 100  # of one transaction; time, not this count, is what ends the retries
+
+
+class _Contended(Exception):
+    """Raised inside a transaction's function to stop the client retrying it."""
+
+
+def transactional(fn, *, patience: float = CONTENTION_SECONDS):
+    """Run `fn(transaction)` in a Firestore transaction, retried on contention (by the client, which
+    keeps a retried transaction's place in line) for about `patience` seconds; still contended ->
+    503 with Retry-After. At least two attempts are made: a contended commit may first wait for a
+    lock (about 2 s in the emulator, where concurrent transactions on one document queue up).
+    A hot document with many concurrent writers wants `guarded_update` or per-writer documents."""
     import random
     import time
 
     from google.api_core.exceptions import Aborted
     from google.cloud import firestore
 
-    for round_ in range(rounds):
+    started = time.monotonic()
+    attempts = 0
+
+    def attempt(transaction):
+        nonlocal attempts
+        attempts += 1
+        if attempts > 2 and time.monotonic() - started >= patience:
+            raise _Contended
+        return fn(transaction)
+
+    while True:
         try:
-            return firestore.transactional(fn)(db().transaction(max_attempts=attempts))
-        except (Aborted, ValueError) as exc:
-            # The client raises ValueError("Failed to commit transaction in N attempts.").
-            if isinstance(exc, ValueError) and "Failed to commit transaction" not in str(exc):
-                raise
-            time.sleep(random.uniform(0.05, 0.2) * (2**round_))
-    raise backend.contention()
+            return firestore.transactional(attempt)(db().transaction(max_attempts=_MAX_ATTEMPTS))
+        except _Contended:
+            raise backend.contention() from None
+        except ValueError as exc:  # the client's "Failed to commit transaction in N attempts."
+            if "Failed to commit transaction" in str(exc):
+                raise backend.contention() from None
+            raise
+        except Aborted:  # on a read (the client retries only aborted commits)
+            if attempts >= 2 and time.monotonic() - started >= patience:
+                raise backend.contention() from None
+            time.sleep(random.uniform(0.02, 0.1))
+
+
+def guarded_update(ref, change_for, *, patience: float = CONTENTION_SECONDS):
+    """Read-modify-write of one hot document without a transaction. `change_for(snapshot, batch)`
+    returns `(change, result)` and may add other writes to `batch` (an audit entry); `change` is
+    written to `ref` only if the document is as it was read (its update time, a precondition the
+    commit checks), else all of it is done again on a fresh read, for about `patience` seconds;
+    still contended -> 503 with Retry-After. No lock is held between the read and the commit, so
+    concurrent writers get through one after another (one wins each round) instead of holding
+    each other's locks as transactions on one document do. Returns `result`."""
+    import random
+    import time
+
+    from google.api_core.exceptions import FailedPrecondition, NotFound
+
+    started = time.monotonic()
+    pause = 0.01
+    while True:
+        snap = ref.get()
+        batch = db().batch()
+        change, result = change_for(snap, batch)
+        batch.update(ref, change, option=db().write_option(last_update_time=snap.update_time))
+        try:
+            batch.commit()
+            return result
+        except (FailedPrecondition, NotFound):  # changed or deleted since the read: read again
+            if time.monotonic() - started >= patience:
+                raise backend.contention() from None
+        time.sleep(random.uniform(0, pause))
+        pause = min(2 * pause, 0.2)
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -1,5 +1,7 @@
 """users: record semantics, validation, keys, audit."""
 
+import time
+
 import pytest
 
 from tests.conftest import OWNER
@@ -141,6 +143,68 @@ def test_at_most_five_live_keys(api):
         assert api.post("/users/me/keys", user="a@example.com", json={"name": f"k{i}"}).status_code == 201
     assert_error(api.post("/users/me/keys", user="a@example.com", json={"name": "k5"}), 409, "conflict")
     assert len(api.get("/users/me/keys", user="a@example.com").get_json()) == 5
+
+
+def test_concurrent_key_creations_by_one_user_make_progress_and_never_pass_the_cap(api):
+    """Ten at once by one user: each is answered within seconds (on one hot transaction they
+    used to wait out the 30 s budget, and none got through); exactly the five slots are filled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i):
+        started = time.monotonic()
+        r = api.post("/users/me/keys", user="a@example.com", json={"name": f"k{i}"})
+        return r, time.monotonic() - started
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(create, range(10)))
+    assert max(seconds for _, seconds in answers) < 10, [seconds for _, seconds in answers]
+    created = [r.get_json()["id"] for r, _ in answers if r.status_code == 201]
+    for r, _ in answers:
+        if r.status_code != 201:
+            assert r.status_code in (409, 429, 503), r.get_data(as_text=True)
+            assert_error(
+                r, r.status_code, {409: "conflict", 429: "rate_limited", 503: "unavailable"}[r.status_code]
+            )
+    assert len(created) == 5
+    assert sorted(k["id"] for k in api.get("/users/me/keys", user="a@example.com").get_json()) == sorted(
+        created
+    )
+
+
+def test_a_revoked_or_expired_key_gives_its_slot_back_and_keys_from_before_slots_count(api):
+    import datetime
+
+    from common import store
+
+    keys = [
+        api.post("/users/me/keys", user="a@example.com", json={"name": f"k{i}"}).get_json() for i in range(5)
+    ]
+    assert_error(api.post("/users/me/keys", user="a@example.com", json={"name": "k5"}), 409, "conflict")
+    assert api.delete(f"/users/me/keys/{keys[0]['id']}", user="a@example.com").status_code == 204
+    assert api.post("/users/me/keys", user="a@example.com", json={"name": "after-revoke"}).status_code == 201
+    past = store.now() - datetime.timedelta(seconds=1)
+    store.collection("api_keys").document(keys[1]["id"]).update({"expires_at": past})
+    assert api.post("/users/me/keys", user="a@example.com", json={"name": "after-expiry"}).status_code == 201
+    assert_error(api.post("/users/me/keys", user="a@example.com", json={"name": "k6"}), 409, "conflict")
+
+    # Keys stored before slots existed (no `slot`) count against the cap all the same.
+    later = store.now() + datetime.timedelta(days=30)
+    for i in range(5):
+        store.collection("api_keys").document(f"{i:016x}").set(
+            {
+                "email": "b@example.com",
+                "name": f"old{i}",
+                "hash": "0" * 64,
+                "created_at": store.now(),
+                "expires_at": later,
+                "last_used_at": None,
+            }
+        )
+    assert_error(api.post("/users/me/keys", user="b@example.com", json={"name": "new"}), 409, "conflict")
+    assert api.delete(f"/users/me/keys/{0:016x}", user="b@example.com").status_code == 204
+    assert api.post("/users/me/keys", user="b@example.com", json={"name": "new"}).status_code == 201
+    assert_error(api.post("/users/me/keys", user="b@example.com", json={"name": "more"}), 409, "conflict")
+    assert len(api.get("/users/me/keys", user="b@example.com").get_json()) == 5
 
 
 @pytest.mark.parametrize(
