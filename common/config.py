@@ -74,7 +74,7 @@ class Settings:
     twin_jobs_topic: str = "gatehouse-twin-jobs"
     twin_results_bucket: str = "gatehouse-twin-results"
     twin_max_result_mb: int = 16
-    twin_calls_per_caller: int = 4
+    twin_calls_per_caller: int = 2
     twin_default_rate_limit: tuple[int, int] | None = (600, 60)
 
     @property
@@ -116,7 +116,7 @@ def load() -> Settings:
         twin_jobs_topic=env.get("TWIN_JOBS_TOPIC", "gatehouse-twin-jobs"),
         twin_results_bucket=env.get("TWIN_RESULTS_BUCKET", "gatehouse-twin-results"),
         twin_max_result_mb=int(env.get("TWIN_MAX_RESULT_MB", "16")),
-        twin_calls_per_caller=int(env.get("TWIN_CALLS_PER_CALLER", "4")),
+        twin_calls_per_caller=int(env.get("TWIN_CALLS_PER_CALLER", "2")),
         twin_default_rate_limit=_rate("TWIN_DEFAULT_RATE_LIMIT", "600/60"),
     )
     if s.twin_calls_per_caller < 1:

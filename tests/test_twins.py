@@ -509,7 +509,7 @@ def test_one_caller_runs_at_most_twin_calls_per_caller_at_once(api, world, setti
     assert started() == 4  # the refused call never ran
     from common import config
 
-    assert config.Settings.twin_calls_per_caller == 4  # the default: a small number
+    assert config.Settings.twin_calls_per_caller == 2  # the default: fewer than the callers lane's workers
 
 
 def test_endpoints_without_a_rate_limit_get_the_default_one(api, world, setting):
