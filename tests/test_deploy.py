@@ -44,7 +44,7 @@ def archives(tmp_path_factory):
 @pytest.mark.parametrize("function", function_names())
 def test_archive_requirements_cover_exactly_its_imports(archives, function):
     folder = archives[function]
-    assert package.check(folder) == []
+    assert package.check(folder, function) == []
     names = set(os.listdir(folder))
     assert {"main.py", "requirements.txt", "common"} <= names
     assert not names - {"main.py", "requirements.txt", "common", package.ENDPOINT_REQUIREMENTS}

@@ -1,14 +1,17 @@
 """`make package`: one deployable source archive per function, `dist/<name>.zip`.
 
 Each archive holds the function's `main.py` at its root (Cloud Functions wants it there), the
-`common/` modules it reaches through its imports (lazy ones included), and a requirements.txt
-listing, pinned as in the project's requirements.txt, exactly the distributions those imports
-need, plus functions-framework, which serves it.
+function's own modules (`functions/<name>/*.py` but tests) at their own path beside it, so that
+`from functions.<name> import x` works the same in the archive, the tests and the local stack,
+the `common/` modules they reach through their imports (lazy ones included), and a
+requirements.txt listing, pinned as in the project's requirements.txt, exactly the distributions
+those imports need, plus functions-framework, which serves it.
 
 `check(folder)` is the exact requirement check the tests run on every unpacked archive: every
 module any file imports is in the archive or the standard library, or is provided by a listed
 distribution or by one of their dependencies (from the installed packages' own metadata), and
-every listed distribution is needed.
+every listed distribution is needed; given the function's name, also that every module of its
+own is there (a module read by path, as the twins' sandbox reads its worker, is imported by none).
 
 `make package` also writes `dist/openapi.json`: the whole bundle's OpenAPI document (the one the
 local stack serves at its root), for the API gateway's public URL (`--server`, default "/").
@@ -33,6 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = "functions-framework"  # serves every function; imported by none
 ENDPOINT_REQUIREMENTS = "endpoint_requirements.txt"  # libraries for code the function runs (twins)
 LOCAL_PACKAGE = "common"
+FUNCTIONS = "functions"  # functions.<name>.x: a function's own module, local like common's
+LOCAL = (LOCAL_PACKAGE, FUNCTIONS)
 
 
 def _normalize(name: str) -> str:
@@ -58,10 +63,22 @@ def imports_of(path: str) -> set[tuple[str, ...]]:
     return found
 
 
+def own_modules(name: str, root: str = ROOT) -> list[str]:
+    """The modules a function owns besides main.py: functions/<name>/*.py, tests excepted."""
+    folder = os.path.join(root, FUNCTIONS, name)
+    return sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.endswith(".py")
+        and f != "main.py"
+        and not (f.startswith("test_") or f.endswith("_test.py") or f == "conftest.py")
+    )
+
+
 def _local_file(root: str, dotted: str) -> str | None:
-    """The file of `common` / `common.x` under `root`, if there is one."""
+    """The file of `common` / `common.x` / `functions.<name>.x` under `root`, if there is one."""
     parts = dotted.split(".")
-    if parts[0] != LOCAL_PACKAGE:
+    if parts[0] not in LOCAL:
         return None
     for candidate in (os.path.join(root, *parts) + ".py", os.path.join(root, *parts, "__init__.py")):
         if os.path.isfile(candidate):
@@ -70,15 +87,27 @@ def _local_file(root: str, dotted: str) -> str | None:
 
 
 def _local_module(root: str, names: tuple[str, ...]) -> str | None:
-    """The file of a `common` import: `from common import x` needs common/x.py (common/__init__.py
-    defines nothing); `from common.x import Name` needs common/x.py."""
+    """The file of a local import: `from common import x` needs common/x.py (common/__init__.py
+    defines nothing); `from common.x import Name` needs common/x.py; `from functions.twins import
+    calls` needs functions/twins/calls.py."""
     candidates = names if names[-1] != LOCAL_PACKAGE else names[:-1] or names
     return next(filter(None, (_local_file(root, n) for n in candidates)), None)
 
 
-def reach(root: str, main: str) -> tuple[set[str], set[tuple[str, ...]]]:
-    """Local files reachable from `main` (relative to `root`), and the external imports."""
-    files, external, todo = set(), set(), [main]
+def _packages_of(root: str, path: str) -> list[str]:
+    """The __init__.py files of the packages holding `path` (common/__init__.py for common/x.py;
+    functions/ and its folders are namespace packages, with none)."""
+    found, folder = [], os.path.dirname(path)
+    while os.path.isfile(os.path.join(folder, "__init__.py")) and folder != root:
+        found.append(os.path.join(folder, "__init__.py"))
+        folder = os.path.dirname(folder)
+    return found
+
+
+def reach(root: str, *starts: str) -> tuple[set[str], set[tuple[str, ...]]]:
+    """Local files reachable from `starts` (main.py and a function's own modules, relative to
+    `root`), and the external imports."""
+    files, external, todo = set(), set(), list(starts)
     while todo:
         path = todo.pop()
         if path in files:
@@ -86,10 +115,10 @@ def reach(root: str, main: str) -> tuple[set[str], set[tuple[str, ...]]]:
         files.add(path)
         for names in imports_of(path):
             top = names[0].split(".")[0]
-            if top == LOCAL_PACKAGE:
+            if top in LOCAL:
                 local = _local_module(root, names)
                 if local:
-                    todo += [local, os.path.join(root, LOCAL_PACKAGE, "__init__.py")]
+                    todo += [local, *_packages_of(root, local)]
             elif top not in sys.stdlib_module_names:
                 external.add(names)
     return files, external
@@ -178,13 +207,13 @@ def needed_distributions(external: set[tuple[str, ...]]) -> tuple[set[str], list
 
 
 def build(name: str, out_dir: str) -> str:
-    main = os.path.join(ROOT, "functions", name, "main.py")
-    files, external = reach(ROOT, main)
+    main = os.path.join(ROOT, FUNCTIONS, name, "main.py")
+    files, external = reach(ROOT, main, *own_modules(name))
     dists, problems = needed_distributions(external)
     if problems:
         raise SystemExit(f"{name}: no pinned distribution provides {', '.join(problems)}")
     pinned = pins()
-    endpoint_requirements = os.path.join(ROOT, "functions", name, ENDPOINT_REQUIREMENTS)
+    endpoint_requirements = os.path.join(ROOT, FUNCTIONS, name, ENDPOINT_REQUIREMENTS)
     if os.path.isfile(endpoint_requirements):
         files.add(endpoint_requirements)
         pinned = {**pinned, **pins(endpoint_requirements)}
@@ -193,9 +222,9 @@ def build(name: str, out_dir: str) -> str:
     target = os.path.join(out_dir, f"{name}.zip")
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(files):
-            arcname = (
+            arcname = (  # main.py and endpoint_requirements.txt at the root; modules at their path
                 os.path.basename(path)
-                if os.path.dirname(path) == os.path.dirname(main)
+                if path in (main, endpoint_requirements)
                 else os.path.relpath(path, ROOT)
             )
             info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
@@ -209,12 +238,17 @@ def build(name: str, out_dir: str) -> str:
     return target
 
 
-def check(folder: str) -> list[str]:
+def check(folder: str, function: str | None = None) -> list[str]:
     """Problems of an unpacked archive: imports not covered by it or its requirements.txt,
-    requirements nothing needs. An empty list is a pass."""
+    requirements nothing needs, and (given the function's name) modules of its own it lacks.
+    An empty list is a pass."""
     problems = []
     if not os.path.isfile(os.path.join(folder, "main.py")):
         return ["no main.py at the root"]
+    for path in own_modules(function) if function else ():
+        where = os.path.relpath(path, ROOT)
+        if not os.path.isfile(os.path.join(folder, where)):
+            problems.append(f"the archive lacks {where}, a module of the function's own")
     listed = set(pins(os.path.join(folder, "requirements.txt")))
     provided = with_dependencies(listed)
     used: set[str] = set()
@@ -228,7 +262,7 @@ def check(folder: str) -> list[str]:
                 top = names[0].split(".")[0]
                 if top in sys.stdlib_module_names:
                     continue
-                if top == LOCAL_PACKAGE:
+                if top in LOCAL:
                     if not _local_module(folder, names):
                         problems.append(f"{where} imports {names[0]}, which the archive lacks")
                     continue
