@@ -7,7 +7,7 @@
 2. cold start: process spawn -> the first 200 of an authenticated mock call, against the
    foundation's baseline, a bare functions-framework hello;
 3. request runs: approved request code runs in a fresh jailed worker used once (no network,
-   its own root, uid and namespaces; common/sandbox.py): p50 of spawn -> result against the same
+   its own root, uid and namespaces; functions/twins/sandbox.py): p50 of spawn -> result against the same
    function called in-process, and how many runs one instance sustains with its request lane
    full (runs per second over RATE_SECONDS).
 Goals: < 5 ms p50 overhead over in-process for a warm mock call; < 100 ms p50 for a request run.
@@ -82,8 +82,8 @@ def in_process_ms() -> float:
 
 
 def sandbox_run_ms() -> float:
-    from common import sandbox
-    from common.twinstate import FirestoreState
+    from functions.twins import sandbox
+    from functions.twins.state import FirestoreState
 
     program = sandbox.Program(code=CODE, helpers=[], settings={})
     state = FirestoreState("bench")
@@ -106,7 +106,7 @@ def sandbox_run_ms() -> float:
 
 def request_run_ms() -> tuple[float, float]:
     """p50 of one request run (fresh jailed worker -> result), and its in-process baseline."""
-    from common import sandbox
+    from functions.twins import sandbox
 
     if not sandbox.boundary().ok:
         raise RuntimeError(f"request runs cannot be contained here: {sandbox.boundary().reason}")
@@ -132,7 +132,7 @@ def request_runs_per_second() -> float:
     """Runs finished per second with as many running at once as the request lane allows."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from common import sandbox
+    from functions.twins import sandbox
 
     program = sandbox.Program(code=REQUEST_CODE)
     stop = time.monotonic() + RATE_SECONDS

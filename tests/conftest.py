@@ -125,17 +125,17 @@ def workers(emulators, test_env):
 def clean_state(request, emulators, test_env, transfer_service, workers):
     """Every test starts from empty emulators, cold per-instance caches and a transfer
     service that answers every part."""
-    from common import twinrun
+    from functions.twins import calls
 
-    twinrun.flush_records()  # the last test's call records are written before the wipe
+    calls.flush_records()  # the last test's call records are written before the wipe
     emulators.wipe(*BUCKETS)
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
-    from common import auth, authz, sigindex, twinrun
+    from common import auth, authz, sigindex
 
     authz.forget_all()
-    twinrun.forget()
+    calls.forget()
     sigindex.forget_info()
     auth._verified.clear()
     yield

@@ -47,7 +47,7 @@ def test_archive_requirements_cover_exactly_its_imports(archives, function):
     assert package.check(folder, function) == []
     names = set(os.listdir(folder))
     assert {"main.py", "requirements.txt", "common"} <= names
-    assert not names - {"main.py", "requirements.txt", "common", package.ENDPOINT_REQUIREMENTS}
+    assert not names - {"main.py", "requirements.txt", "common", "functions", package.ENDPOINT_REQUIREMENTS}
 
 
 @pytest.mark.parametrize("function", function_names())
@@ -196,6 +196,12 @@ def test_twins_archive_carries_the_libraries_endpoint_code_may_import(archives, 
     )
     assert "endpoint_requirements.txt lists boto3, which requirements.txt lacks" in "\n".join(
         package.check(str(copy))
+    )
+    # The sandbox's worker side is read by path, imported by nothing: the check still misses it.
+    assert os.path.isfile(os.path.join(folder, "functions", "twins", "sandbox_worker.py"))
+    (copy / "functions" / "twins" / "sandbox_worker.py").unlink()
+    assert "the archive lacks functions/twins/sandbox_worker.py" in "\n".join(
+        package.check(str(copy), "twins")
     )
 
 

@@ -178,7 +178,8 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
         assert api.post("/twins", user=OWNER, json=body).status_code == 201
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
-    from common import authz, store, twinresults
+    from common import authz, store
+    from functions.twins import results
 
     answers: dict[str, list] = {}  # README line -> the JSON bodies it answered, in order
     for line, who in readme_curl_runs():
@@ -215,7 +216,7 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
         )
         for r in regions
     }
-    assert twinresults.loaded(request) == means  # computed from the private table, not the mock's rows
+    assert results.loaded(request) == means  # computed from the private table, not the mock's rows
     assert _answer(answers, "curl -X POST $BASE/twins/requests/REQUEST_ID/run")["result"] == means
     assert sum(
         n for _, n in _answer(answers, "curl -X POST $BASE/twins/warehouse.query/private")["result"]["rows"]

@@ -9,7 +9,8 @@ import io
 import numpy as np
 import pytest
 
-from common import authz, purge, sigindex, store
+from common import authz, sigindex, store
+from functions.datasets import purge
 from tests.conftest import BUCKETS, OWNER
 from tests.utils import assert_error
 from tools import build_signatures

@@ -1,4 +1,4 @@
-"""common.sandbox: endpoint code runs in worker processes that are reused, stopped for real on a
+"""functions.twins.sandbox: endpoint code runs in worker processes that are reused, stopped for real on a
 timeout, capped in memory, result and output, and reach state and services only through the parent."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common import sandbox
-from common.sandbox import Program
+from functions.twins import sandbox
+from functions.twins.sandbox import Program
 
 
 class MemoryState:

@@ -1,4 +1,4 @@
-"""The twin sandbox as a boundary (common/sandbox.py): approved request code is hostile, and each
+"""The twin sandbox as a boundary (functions/twins/sandbox.py): approved request code is hostile, and each
 attack an approved request made on the stack before the jail is replayed here, over the twins
 function, and shown contained. The code reports what it could reach as its result (which the
 requester receives), so each test reads the attack's own findings; where the attack's effect
@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from common import sandbox
+from functions.twins import sandbox
 from tests.conftest import OWNER, ROOT
 from tests.utils import assert_error
 
@@ -439,7 +439,7 @@ UNPRIVILEGED_UID = 4242
 DRIVER = """
 import json, os, socket, sys
 sys.path.insert(0, sys.argv[1])
-from common import sandbox
+from functions.twins import sandbox
 
 class State:
     def get(self, key, default=None): return default
@@ -499,6 +499,8 @@ def test_as_an_unprivileged_user_the_same_attacks_are_contained(tmp_path):
     try:
         os.chmod(home, 0o755)
         shutil.copytree(os.path.join(ROOT, "common"), os.path.join(home, "common"))
+        twins = os.path.join("functions", "twins")
+        shutil.copytree(os.path.join(ROOT, twins), os.path.join(home, twins))
         secret = os.path.join(home, "function-key.pem")
         with open(secret, "w") as f:
             f.write("PRIVATE KEY OF THE FUNCTION")
@@ -552,7 +554,7 @@ def test_as_an_unprivileged_user_the_same_attacks_are_contained(tmp_path):
         seen = report["result"]
         assert set(seen["env"]) <= {"HOME", "TMPDIR", "LANG", "PATH"}
         assert seen[secret] == "No such file or directory"
-        assert seen[os.path.join(home, "common", "sandbox.py")] == "No such file or directory"
+        assert seen[os.path.join(home, twins, "sandbox.py")] == "No such file or directory"
         assert seen["network"] == 101
         assert seen["pids"] == ["1"] or seen["pids"] == ["1", "2"]  # itself (and the sleeper it starts next)
         assert seen["lifted"] is False and seen["as"][0] == seen["as"][1] != -1

@@ -391,7 +391,8 @@ def test_an_async_run_whose_requester_lost_access_before_the_worker_starts_it_fa
     api, world, monkeypatch, how
 ):
     """The job is queued while the requester may run it; the worker checks again as it starts."""
-    from common import queue, twinjobs
+    from common import queue
+    from functions.twins import jobs
 
     queued = []
     monkeypatch.setattr(queue, "publish", lambda topic, message: queued.append(message))
@@ -406,7 +407,7 @@ def test_an_async_run_whose_requester_lost_access_before_the_worker_starts_it_fa
         assert api.call("PATCH", "/twins/lab.count", user=OWNER, json=body).status_code == 200
     else:
         _revoke(api, how)
-    twinjobs.work(job_id)  # the delivery of the message
+    jobs.work(job_id)  # the delivery of the message
     status, code = {
         "grant": (404, "not_found"),
         "disabled": (403, "forbidden"),
@@ -417,7 +418,7 @@ def test_an_async_run_whose_requester_lost_access_before_the_worker_starts_it_fa
     shown = api.get(f"/twins/requests/{request['id']}", user=OWNER).get_json()
     assert shown["status"] == "failed" and shown["error"]["details"]["reason"] == code
     assert runs(api) == 0 and api.get("/twins/lab.count/calls", user=OWNER).get_json() == []
-    twinjobs.work(job_id)  # delivered again: still nothing runs
+    jobs.work(job_id)  # delivered again: still nothing runs
     assert runs(api) == 0
     if how == "grant":  # the requester reads why, as the job's caller
         mine = api.get(f"/twins/jobs/{job_id}", user=READER).get_json()
@@ -456,7 +457,7 @@ def test_request_code_cannot_pass_private_text_off_as_a_public_error(api, world)
         "        leaky(n=-1)\n"
         "    except Exception as exc:\n"
         "        import sys\n"
-        f"        raise sys.modules['common.sandbox'].PublicError('{SECRET}', 400)\n"
+        f"        raise sys.modules['functions.twins.sandbox'].PublicError('{SECRET}', 400)\n"
     )
     request = submit(api, code, {"leaky": "lab.leaky"})
     approve(api, request["id"])
@@ -506,13 +507,14 @@ def test_a_job_whose_code_raises_fails_with_a_masked_error(api, world):
 
 
 def test_a_redelivered_message_does_not_run_the_work_again(api, world):
-    from common import queue, twinjobs
+    from common import queue
+    from functions.twins import jobs
 
     r = api.post("/twins/lab.count/private?async=1", user=MANAGER, json={"n": 1})
     job, _ = wait_job(api, r.headers["Location"], user=MANAGER)
     assert job["result"]["runs"] == 1
     queue.publish("gatehouse-twin-jobs", {"job": job["id"]})  # delivered again by Pub/Sub
-    twinjobs.work(job["id"])  # and once more, directly
+    jobs.work(job["id"])  # and once more, directly
     time.sleep(1.0)
     assert runs(api) == 1 and api.get(r.headers["Location"], user=MANAGER).get_json()["attempts"] == 1
 
@@ -520,11 +522,12 @@ def test_a_redelivered_message_does_not_run_the_work_again(api, world):
 def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(api, world):
     import datetime
 
-    from common import store, twinjobs
+    from common import store
+    from functions.twins import jobs
 
     def abandoned(attempts):
         """A job a worker claimed and then died on: its lease has run out."""
-        job = twinjobs._job(
+        job = jobs._job(
             type("Req", (), {"caller": type("C", (), {"email": MANAGER})(), "id": "req"})(),
             {
                 "kind": "call",
@@ -536,16 +539,16 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
         )
         past = store.now() - datetime.timedelta(minutes=5)
         job.update(status="running", attempts=attempts, started_at=past, lease_until=past)
-        store.collection(twinjobs.JOBS).document(job["id"]).set(job)
+        store.collection(jobs.JOBS).document(job["id"]).set(job)
         return job["id"]
 
     retried = abandoned(1)
-    twinjobs.work(retried)
+    jobs.work(retried)
     job = api.get(f"/twins/jobs/{retried}", user=MANAGER).get_json()
     assert job["status"] == "done" and job["attempts"] == 2 and job["result"]["runs"] == 1
 
-    given_up = abandoned(twinjobs.MAX_ATTEMPTS)
-    twinjobs.work(given_up)
+    given_up = abandoned(jobs.MAX_ATTEMPTS)
+    jobs.work(given_up)
     job = api.get(f"/twins/jobs/{given_up}", user=MANAGER).get_json()
     assert job["status"] == "failed" and job["error"]["details"]["reason"] == "worker_stopped"
     assert runs(api) == 1

@@ -1,11 +1,11 @@
-"""common.twincode: what an endpoint's source must look like, its parameters as JSON schema,
+"""functions.twins.source: what an endpoint's source must look like, its parameters as JSON schema,
 allowed imports, and arguments checked strictly before anything runs."""
 
 from __future__ import annotations
 
 import pytest
 
-from common.twincode import (
+from functions.twins.source import (
     CodeError,
     Definition,
     allowed_modules_for_endpoints,

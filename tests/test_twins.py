@@ -542,19 +542,20 @@ def test_a_malformed_default_rate_limit_stops_start_up(monkeypatch, value):
 
 
 def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):
-    from common import store, twinrun
+    from common import store
+    from functions.twins import calls
 
     define(api, twin())
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
     # Another instance changes the stored definition: this one serves its copy until it expires...
-    doc = store.collection(twinrun.ENDPOINTS).document("lab.echo")
+    doc = store.collection(calls.ENDPOINTS).document("lab.echo")
     doc.update({"sides.mock.code": ECHO.format(side="changed")})
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
-    twinrun.forget()  # ...at most DEFINITION_CACHE_SECONDS
+    calls.forget()  # ...at most DEFINITION_CACHE_SECONDS
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "changed"
     # A change made through this instance applies at once.
     assert patch(api, "lab.echo", {"mock": side(ECHO.format(side="patched"))}).status_code == 200
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "patched"
     assert api.delete("/twins/lab.echo", user=OWNER).status_code == 204
     assert_error(call(api, "lab.echo", READER, {"text": "a"}), 404, "not_found")
-    assert twinrun.DEFINITION_CACHE_SECONDS <= 5
+    assert calls.DEFINITION_CACHE_SECONDS <= 5

@@ -13,7 +13,7 @@ from common import errors
 
 @pytest.fixture
 def state():
-    from common.twinstate import FirestoreState
+    from functions.twins.state import FirestoreState
 
     return FirestoreState("gen-test")
 
@@ -54,7 +54,7 @@ def test_concurrent_sets_of_different_keys_never_clobber(state):
 
 
 def test_a_generation_is_deleted_whole(state):
-    from common.twinstate import FirestoreState, delete_generation
+    from functions.twins.state import FirestoreState, delete_generation
 
     other = FirestoreState("gen-other")
     for i in range(12):
@@ -65,7 +65,7 @@ def test_a_generation_is_deleted_whole(state):
 
 
 def test_rate_limit_is_exact_under_concurrency():
-    from common import ratelimit
+    from functions.twins import ratelimit
 
     def attempt(_):
         try:

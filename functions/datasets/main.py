@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import functions_framework
 from pydantic import ConfigDict, Field, model_validator
 
-from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
+from common import audit, auth, authz, blobs, errors, jsonio, queue, store
 from common.exposure import exposed
 from common.http import App, paged, public_item, public_items, streamed
 from common.models import DatasetName, FreeForm, Location, Paging, Public, check_storable, is_dataset_name
+from functions.datasets import purge
 
 app = App(
     "datasets",
@@ -205,7 +206,7 @@ def create_datasets(req):
                 "modified_by": actor,
                 "created_at": old["created_at"] if old else now,
                 "created_by": old["created_by"] if old else actor,
-                # A replaced dataset keeps its data; a new one starts empty (common/purge.py).
+                # A replaced dataset keeps its data; a new one starts empty (functions/datasets/purge.py).
                 "generation": (old or {}).get("generation") or uuid.uuid4().hex,
             }
             transaction.set(refs[name], record)

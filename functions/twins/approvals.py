@@ -25,10 +25,11 @@ import time
 import uuid
 from typing import Any
 
-from common import audit, authz, errors, sandbox, store, twincode, twinresults, twinrun
+from common import audit, authz, errors, store
 from common.config import settings
 from common.logs import log
-from common.twinrun import clip
+from functions.twins import calls, results, sandbox, source
+from functions.twins.calls import clip
 
 REQUESTS = "twin_requests"
 ID = re.compile(r"[0-9a-f]{32}")
@@ -44,8 +45,8 @@ def load(request_id: str) -> dict[str, Any] | None:
     return snap.to_dict() if snap.exists else None
 
 
-def _endpoints(doc: dict[str, Any]) -> list[twinrun.Endpoint | None]:
-    return [twinrun.load(path) for path in doc["endpoints"].values()]
+def _endpoints(doc: dict[str, Any]) -> list[calls.Endpoint | None]:
+    return [calls.load(path) for path in doc["endpoints"].values()]
 
 
 def owns_all(caller, doc: dict[str, Any]) -> bool:
@@ -85,7 +86,7 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
     code is one function taking exactly the endpoints' names (422 otherwise)."""
     named = {}
     for param, path in endpoints.items():
-        endpoint = twinrun.load(path)
+        endpoint = calls.load(path)
         if endpoint is None or not endpoint.visible_to(req.caller):
             raise errors.ValidationFailed(
                 f"twin endpoint {path!r} not found",
@@ -95,8 +96,8 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
             )
         named[param] = endpoint
     try:
-        twincode.analyse_request(code, list(endpoints), twincode.allowed_modules_for_endpoints())
-    except twincode.CodeError as exc:
+        source.analyse_request(code, list(endpoints), source.allowed_modules_for_endpoints())
+    except source.CodeError as exc:
         raise errors.ValidationFailed(
             f"code: {exc}",
             details=[
@@ -173,7 +174,7 @@ def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
     each side's settings, read in the transaction (never from a cache that may be seconds old)."""
     generations, settings_hashes = {}, {}
     for param, path in doc["endpoints"].items():
-        snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
+        snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
         generations[param] = _generations(snap.to_dict())
@@ -226,10 +227,10 @@ def _refusal(transaction, doc: dict[str, Any], requester) -> errors.ApiError | N
     if bound.get("code_sha256") != _sha256(doc["code"]):
         return errors.Conflict("the code is not the code that was approved")
     for param, path in doc["endpoints"].items():
-        snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
+        snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
         if not snap.exists:
             return errors.Conflict(f"twin endpoint {path!r} was deleted after the approval")
-        endpoint = twinrun.Endpoint(path, snap.to_dict())
+        endpoint = calls.Endpoint(path, snap.to_dict())
         if not endpoint.visible_to(requester):
             return errors.NotFound(f"twin endpoint {path!r} not found: the requester may no longer see it")
         why = _changed(doc, param, endpoint.doc)
@@ -271,7 +272,7 @@ def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
 
 
 def contained() -> None:
-    """503 where this instance cannot contain request code (common/sandbox.py): the single run
+    """503 where this instance cannot contain request code (functions/twins/sandbox.py): the single run
     is not used up, and nothing runs without the boundary."""
     held = sandbox.boundary()
     if not held.ok:
@@ -385,7 +386,7 @@ def _failed(outcome: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
 def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
     """Run the claimed request's code, each endpoint bound as approved, and store the outcome;
     the request as stored."""
-    calls: list[str] = []
+    made: list[str] = []  # the call records of the endpoint calls the code makes
     services = {}
     for param, path in doc["endpoints"].items():
         endpoint = _as_approved(doc, param, path)
@@ -394,12 +395,12 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
             continue
         default = "public" if endpoint.kind == "public" else "private"
         services[param] = services[f"{param}.private"] = _bound(
-            endpoint, default, doc, requester, request_id, calls
+            endpoint, default, doc, requester, request_id, made
         )
         services[f"{param}.mock"] = _bound(
-            endpoint, "public" if endpoint.kind == "public" else "mock", doc, requester, request_id, calls
+            endpoint, "public" if endpoint.kind == "public" else "mock", doc, requester, request_id, made
         )
-    outcome = twinrun.run_code(
+    outcome = calls.run_code(
         sandbox.Program(code=doc["code"]),
         {},
         user={"email": requester.email},
@@ -408,11 +409,11 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
         services=services,
         handles=list(doc["endpoints"]),
     )
-    return finish(doc, outcome, calls)
+    return finish(doc, outcome, made)
 
 
 def _bound(
-    endpoint: twinrun.Endpoint, side: str, doc: dict[str, Any], requester, request_id: str, calls: list[str]
+    endpoint: calls.Endpoint, side: str, doc: dict[str, Any], requester, request_id: str, made: list[str]
 ):
     """One side of an endpoint as the request's code calls it: an ordinary call of the
     requester's, answered as they may see it (an error is an EndpointError in the code)."""
@@ -421,7 +422,7 @@ def _bound(
         if args:
             raise TypeError(f"{endpoint.path} takes keyword arguments only")
         try:
-            answer = twinrun.invoke(
+            answer = calls.invoke(
                 endpoint,
                 side,
                 requester,
@@ -432,7 +433,7 @@ def _bound(
             )
         except errors.ApiError as exc:
             raise sandbox.ServiceError(exc.message, exc.status) from None
-        calls.append(answer.reference)
+        made.append(answer.reference)
         if not answer.ok:
             raise sandbox.ServiceError(answer.body["message"], answer.status)
         return answer.body["result"]
@@ -440,14 +441,14 @@ def _bound(
     return call
 
 
-def _as_approved(doc: dict[str, Any], param: str, path: str) -> twinrun.Endpoint | None:
+def _as_approved(doc: dict[str, Any], param: str, path: str) -> calls.Endpoint | None:
     """The endpoint as stored now, read past the per-instance definition cache (which may hold a
     definition seconds old), when its sides and settings are still the ones approved; None
     otherwise."""
-    snap = store.collection(twinrun.ENDPOINTS).document(path).get()
+    snap = store.collection(calls.ENDPOINTS).document(path).get()
     if not snap.exists:
         return None
-    endpoint = twinrun.Endpoint(path, snap.to_dict())
+    endpoint = calls.Endpoint(path, snap.to_dict())
     return endpoint if _changed(doc, param, endpoint.doc) is None else None
 
 
@@ -467,7 +468,7 @@ class _NoState:
     get = set = delete = increment = items = _refuse
 
 
-def finish(doc: dict[str, Any], outcome, calls: list[str]) -> dict[str, Any]:
+def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
     """Store the run's outcome (the result in Cloud Storage when large), if this run still holds
     the claim; the request as stored."""
     ref = store.collection(REQUESTS).document(doc["id"])
@@ -485,12 +486,12 @@ def finish(doc: dict[str, Any], outcome, calls: list[str]) -> dict[str, Any]:
             "stdout": clip(outcome.stdout),
             "stderr": clip(outcome.stderr),
             "duration_ms": round(float(outcome.duration_ms or 0.0), 3),
-            "calls": calls,
+            "calls": made,
         },
     }
     if outcome.status == "ok":
         try:
-            change.update(twinresults.stored("requests", doc["id"], outcome.result))
+            change.update(results.stored("requests", doc["id"], outcome.result))
         except Exception as exc:  # the run is single use: its outcome is stored all the same
             log("ERROR", f"the result of twin request {doc['id']} was not stored", exc=exc)
             change["status"] = "failed"
@@ -547,7 +548,7 @@ def _settled(doc: dict[str, Any]) -> dict[str, Any]:
 def answer(doc: dict[str, Any], viewer) -> tuple[int, dict[str, Any]]:
     """The run's answer for `viewer`: (200, {"result"}) or (status, error envelope fields)."""
     if doc["status"] == "done":
-        return 200, {"result": twinresults.loaded(doc)}
+        return 200, {"result": results.loaded(doc)}
     if doc["status"] != "failed":
         return 202, {"status": doc["status"]}
     return failure(doc, owns_all(viewer, doc))
@@ -617,7 +618,7 @@ def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
         return out
     owner = owns_all(viewer, doc)
     if doc["status"] == "done":
-        out["result"] = twinresults.loaded(doc)
+        out["result"] = results.loaded(doc)
     elif doc["status"] == "failed":
         out["error"] = failure(doc, owner)[1]
     if doc.get("outcome") and owner:

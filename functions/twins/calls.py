@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import budget, errors, ratelimit, sandbox, store, twincode
+from common import budget, errors, store
 from common.config import settings
 from common.exposure import exposed
 from common.logs import log
-from common.twinstate import FirestoreState
+from functions.twins import ratelimit, sandbox, source
+from functions.twins.state import FirestoreState
 
 ENDPOINTS = "twins"
 CALLS = "twin_calls"
@@ -153,10 +154,10 @@ def user_of(caller, endpoint: Endpoint) -> dict[str, Any]:
 
 
 def check_arguments(endpoint: Endpoint, args: dict[str, Any]) -> None:
-    definition = twincode.Definition(
+    definition = source.Definition(
         name=endpoint.side(_any_side(endpoint))["name"], parameters=endpoint.doc["parameters"]
     )
-    problems = twincode.check_arguments(definition, args)
+    problems = source.check_arguments(definition, args)
     if problems:
         raise errors.ValidationFailed(
             "the arguments do not match the endpoint's parameters", details=problems

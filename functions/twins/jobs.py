@@ -7,7 +7,7 @@ lease (its time limit plus a margin): a duplicate delivery while it runs is sent
 delivers it again later), one after it finished changes nothing, and one after the lease ran out
 (the worker died) runs it again, at most MAX_ATTEMPTS times before the job ends `failed`. Only
 the attempt that holds the claim stores the outcome, so the work completes once. A request's
-run is single use: it is never started twice (common/twinrequests.py).
+run is single use: it is never started twice (functions/twins/approvals.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import re
 import uuid
 from typing import Any
 
-from common import authz, errors, jsonio, queue, store, twinrequests, twinresults, twinrun
+from common import authz, errors, jsonio, queue, store
 from common.config import settings
 from common.logs import log
+from functions.twins import approvals, calls, results
 
 JOBS = "twin_jobs"
 ID = re.compile(r"[0-9a-f]{32}")
@@ -36,7 +37,7 @@ class TryAgain(Exception):
     """Raised by the worker to have Pub/Sub deliver the message again later."""
 
 
-def submit_call(req, endpoint: twinrun.Endpoint, side: str | None, args: dict[str, Any]) -> dict[str, Any]:
+def submit_call(req, endpoint: calls.Endpoint, side: str | None, args: dict[str, Any]) -> dict[str, Any]:
     """Queue a call that has been authorized and admitted (arguments, rate limit)."""
     return _submit(
         req,
@@ -54,10 +55,10 @@ def submit_call(req, endpoint: twinrun.Endpoint, side: str | None, args: dict[st
 def submit_run(req, request_id: str) -> dict[str, Any]:
     """Queue the single run of an approved request; the same job again when it is queued or ran."""
     job_id = uuid.uuid4().hex
-    state, doc = twinrequests.queue_run(req, request_id, job_id)
+    state, doc = approvals.queue_run(req, request_id, job_id)
     fields = {"kind": "run", "request": request_id, "timeout_s": float(doc["timeout_s"])}
     if state == "claimed":
-        return _submit(req, fields, job_id, on_failure=lambda: twinrequests.unqueue(request_id, job_id))
+        return _submit(req, fields, job_id, on_failure=lambda: approvals.unqueue(request_id, job_id))
     existing = (doc.get("run") or {}).get("job")
     job = load(existing) if existing else None
     if job is not None:
@@ -182,8 +183,8 @@ def _status_of(error: dict[str, Any]) -> int:
 def _work_call(job: dict[str, Any], attempt: int) -> None:
     try:
         caller = authz.caller_for(job["caller"], "job")
-        endpoint, side = twinrun.resolve(caller, job["endpoint"], job["side"])
-        answer = twinrun.invoke(
+        endpoint, side = calls.resolve(caller, job["endpoint"], job["side"])
+        answer = calls.invoke(
             endpoint,
             side,
             caller,
@@ -201,18 +202,18 @@ def _work_call(job: dict[str, Any], attempt: int) -> None:
 
 def _work_run(job: dict[str, Any], attempt: int) -> None:
     try:
-        twinrequests.contained()
+        approvals.contained()
     except errors.Unavailable as exc:  # this instance cannot contain the code: the run is kept
-        twinrequests.unqueue(job["request"], job["id"])
+        approvals.unqueue(job["request"], job["id"])
         body = {"error": exc.code, "message": exc.message, "details": {"reference": job["id"], **exc.details}}
         _finish(job, attempt, exc.status, body)
         return
-    state, doc, requester = twinrequests.start_queued(job["request"], job["id"])
+    state, doc, requester = approvals.start_queued(job["request"], job["id"])
     if state == "busy":
         raise TryAgain(f"request {job['request']} is being run by another delivery")
     if state == "claimed":  # the requester may run it now (checked as it started)
         assert doc is not None  # a claimed run comes with its request
-        doc = twinrequests.execute(doc, requester, job["request_id"])
+        doc = approvals.execute(doc, requester, job["request_id"])
     if doc is None:
         _finish(
             job,
@@ -223,7 +224,7 @@ def _work_run(job: dict[str, Any], attempt: int) -> None:
     elif doc["status"] == "done":
         _finish(job, attempt, 200, {}, result_from_request=True)
     else:  # the job keeps the requester's masked error; its view asks the request again
-        _finish(job, attempt, *twinrequests.failure(doc, owner=False))
+        _finish(job, attempt, *approvals.failure(doc, owner=False))
 
 
 def _finish(
@@ -235,7 +236,7 @@ def _finish(
     if status == 200:
         change: dict[str, Any] = {"status": "done", "http_status": 200, "finished_at": now}
         if not result_from_request:
-            change.update(twinresults.stored("jobs", job["id"], body["result"]))
+            change.update(results.stored("jobs", job["id"], body["result"]))
     else:
         change = {"status": "failed", "http_status": status, "error": body, "finished_at": now}
 
@@ -262,11 +263,11 @@ def _visible(caller, job: dict[str, Any]) -> bool:
     """A run job is seen by whoever sees its request's outcome (the requester, the owners of
     every endpoint it names); a call job by its caller and the endpoint's owners."""
     if job["kind"] == "run":
-        request = twinrequests.load(job["request"])
-        return request is not None and twinrequests.sees_outcome(caller, request)
+        request = approvals.load(job["request"])
+        return request is not None and approvals.sees_outcome(caller, request)
     if job["caller"] == caller.email or caller.is_admin:
         return True
-    endpoint = twinrun.load(job["endpoint"])
+    endpoint = calls.load(job["endpoint"])
     return endpoint is not None and endpoint.owned_by(caller)
 
 
@@ -315,16 +316,16 @@ def view(job: dict[str, Any], viewer) -> dict[str, Any]:
         if k in job
     }
     if job["kind"] == "run" and job["status"] in FINISHED:
-        request = twinrequests.load(job["request"])
-        if request is not None and request["status"] in twinrequests.FINISHED:
-            status, body = twinrequests.answer(request, viewer)
+        request = approvals.load(job["request"])
+        if request is not None and request["status"] in approvals.FINISHED:
+            status, body = approvals.answer(request, viewer)
             out["status"] = "done" if status == 200 else "failed"
             out["http_status"] = status
             out["result" if status == 200 else "error"] = body["result"] if status == 200 else body
             return out
     out["http_status"] = job.get("http_status")
     if job["status"] == "done":
-        out["result"] = twinresults.loaded(job)
+        out["result"] = results.loaded(job)
     elif job["status"] == "failed":
         out["error"] = job.get("error")
     return out

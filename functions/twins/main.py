@@ -3,10 +3,10 @@
 An endpoint is a `mock` side anyone with access may call (fake data, to learn the shape and
 prototype) and a `private` side with the real data that only its owners run directly; or one
 `public` side. Each side is the Python source of one function plus helpers and secret settings,
-analysed when it is defined and run in sandbox workers when it is called (common/twinrun.py).
-Definitions live in `twins/{path}`; each side's state under its generation id (common/twinstate.py).
-Approval requests (common/twinrequests.py) run researchers' code against private sides once
-their owners approve it; `?async=1` queues a call or a run as a job (common/twinjobs.py) that
+analysed when it is defined and run in sandbox workers when it is called (functions/twins/calls.py).
+Definitions live in `twins/{path}`; each side's state under its generation id (functions/twins/state.py).
+Approval requests (functions/twins/approvals.py) run researchers' code against private sides once
+their owners approve it; `?async=1` queues a call or a run as a job (functions/twins/jobs.py) that
 the `job_work` worker carries out from Pub/Sub.
 """
 
@@ -20,23 +20,11 @@ from typing import Annotated, Any, Literal
 import functions_framework
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from common import (
-    audit,
-    auth,
-    authz,
-    errors,
-    jsonio,
-    queue,
-    sandbox,
-    store,
-    twincode,
-    twinjobs,
-    twinrequests,
-    twinrun,
-)
+from common import audit, auth, authz, errors, jsonio, queue, store
 from common.http import App, Check, json_response, paged, public_items, streamed
 from common.models import DatasetName, Paging, Payload, Public, Query, Strict
-from common.twinstate import FirestoreState, delete_generation
+from functions.twins import approvals, calls, jobs, sandbox, source
+from functions.twins.state import FirestoreState, delete_generation
 
 app = App(
     "twins",
@@ -47,20 +35,20 @@ sandbox.warm_up()  # the sandbox boundary is proved (and logged) as the instance
 
 SIDES = ("mock", "private", "public")
 # What a call answers beyond the pipeline's: 202 as a job (?async=1), the rate limits (429),
-# its code failing and its time limit (common/twinrun.py); a PublicError's own status as well.
+# its code failing and its time limit (functions/twins/calls.py); a PublicError's own status as well.
 CALL_ANSWERS = (202, 429, 500, 504)
 MAX_SOURCE = 200_000
 MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
 
 
 def _not_reserved(path: str) -> str:
-    if path in twinrun.RESERVED_PATHS:
+    if path in calls.RESERVED_PATHS:
         raise ValueError(f"{path!r} is one of the function's own routes")
     return path
 
 
 TwinPath = Annotated[
-    str, StringConstraints(pattern=twinrun.PATH, max_length=200), AfterValidator(_not_reserved)
+    str, StringConstraints(pattern=calls.PATH, max_length=200), AfterValidator(_not_reserved)
 ]
 Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE)]
 
@@ -237,7 +225,7 @@ class TwinJobPublic(Public):
 
 def _endpoint_check(describe: str, side: str | None = None, *, owners: bool = False) -> Check:
     def run(req, params: dict[str, Any]) -> None:
-        endpoint, chosen = twinrun.resolve(req.caller, params["path"], side)
+        endpoint, chosen = calls.resolve(req.caller, params["path"], side)
         if owners and not endpoint.owned_by(req.caller):
             raise errors.Forbidden("this needs admin or manage on the endpoint's dataset")
         params["endpoint"], params["side"] = endpoint, chosen
@@ -259,8 +247,8 @@ def _request_check(describe: str, *, owners: bool = False, requester: bool = Fal
     """Loads the request (404 unless the caller is its requester or owns an endpoint it names)."""
 
     def run(req, params: dict[str, Any]) -> None:
-        doc = twinrequests.get_visible(req.caller, params["request_id"])
-        if owners and not twinrequests.owns_all(req.caller, doc):
+        doc = approvals.get_visible(req.caller, params["request_id"])
+        if owners and not approvals.owns_all(req.caller, doc):
             raise errors.Forbidden(
                 "this needs admin or manage on the dataset of every endpoint the request names"
             )
@@ -279,7 +267,7 @@ REQUESTER = _request_check("the requester (once the request is approved)", reque
 
 
 def _see_job(req, params: dict[str, Any]) -> None:
-    params["job"] = twinjobs.get_visible(req.caller, params["job_id"])
+    params["job"] = jobs.get_visible(req.caller, params["job_id"])
 
 
 JOB_VISIBLE = Check(
@@ -294,8 +282,8 @@ JOB_VISIBLE = Check(
 def _analysed(side: SideIn, name: str):
     """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
     try:
-        return twincode.analyse(side.code, list(side.helpers), twincode.allowed_modules_for_endpoints())
-    except twincode.CodeError as exc:
+        return source.analyse(side.code, list(side.helpers), source.allowed_modules_for_endpoints())
+    except source.CodeError as exc:
         raise errors.ValidationFailed(
             f"{name}: {exc}",
             details=[
@@ -310,7 +298,7 @@ def _analysed(side: SideIn, name: str):
 
 
 def _same_parameters(mock, private) -> None:
-    if not twincode.same_parameters(mock, private):
+    if not source.same_parameters(mock, private):
         raise errors.ValidationFailed(
             "mock and private must declare the same parameters",
             details=[
@@ -351,7 +339,7 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
+def view(endpoint: calls.Endpoint, *, full: bool = False) -> dict[str, Any]:
     """The endpoint as callers see it: never settings, state or private source (those only
     with `full`, for admins)."""
     doc = endpoint.doc
@@ -425,14 +413,14 @@ def create(req):
     from google.api_core.exceptions import AlreadyExists
 
     batch = store.db().batch()
-    batch.create(store.collection(twinrun.ENDPOINTS).document(body.path), doc)
+    batch.create(store.collection(calls.ENDPOINTS).document(body.path), doc)
     audit.record(batch, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc))
     try:
         batch.commit()
     except AlreadyExists:
         raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first") from None
-    twinrun.forget(body.path)
-    return view(twinrun.Endpoint(body.path, doc))
+    calls.forget(body.path)
+    return view(calls.Endpoint(body.path, doc))
 
 
 @app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointPatch, response=EndpointPublic)
@@ -443,16 +431,12 @@ def update(req, path):
     given = body.model_fields_set
     new_sides = {name: getattr(body, name) for name in SIDES if getattr(body, name) is not None}
     analysed = {name: _analysed(side, name) for name, side in new_sides.items()}
-    ref = store.collection(twinrun.ENDPOINTS).document(path)
+    ref = store.collection(calls.ENDPOINTS).document(path)
     result: dict[str, Any] = {}
 
     def write(transaction) -> None:
-        snap = ref.get(transaction=transaction) if twinrun.valid_path(path) else None
-        if (
-            snap is None
-            or not snap.exists
-            or not twinrun.Endpoint(path, snap.to_dict()).visible_to(req.caller)
-        ):
+        snap = ref.get(transaction=transaction) if calls.valid_path(path) else None
+        if snap is None or not snap.exists or not calls.Endpoint(path, snap.to_dict()).visible_to(req.caller):
             raise errors.NotFound(f"twin endpoint {path!r} not found")
         old = snap.to_dict()
         doc = {**old, "sides": dict(old["sides"])}
@@ -463,7 +447,7 @@ def update(req, path):
             doc["sides"][name] = _stored_side(side, analysed[name])
         if doc["kind"] == "twin" and new_sides:
             mine = {
-                name: analysed.get(name) or twincode.Definition(doc["sides"][name]["name"], old["parameters"])
+                name: analysed.get(name) or source.Definition(doc["sides"][name]["name"], old["parameters"])
                 for name in ("mock", "private")
             }
             _same_parameters(mine["mock"], mine["private"])
@@ -497,19 +481,19 @@ def update(req, path):
         result.update(old=old, new=doc)
 
     store.transactional(write)
-    twinrun.forget(path)
+    calls.forget(path)
     for name in new_sides:
         delete_generation(result["old"]["sides"][name]["generation"])
-    return view(twinrun.Endpoint(path, result["new"]))
+    return view(calls.Endpoint(path, result["new"]))
 
 
 @app.delete("/twins/<path>", role=authz.ADMIN, status=204)
 def remove(req, path):
     """Delete an endpoint and its state (call records expire on their own)."""
-    endpoint = twinrun.load(path)
+    endpoint = calls.load(path)
     if endpoint is None or not endpoint.visible_to(req.caller):
         raise errors.NotFound(f"twin endpoint {path!r} not found")
-    ref = store.collection(twinrun.ENDPOINTS).document(path)
+    ref = store.collection(calls.ENDPOINTS).document(path)
     audit.delete_existing(
         req,
         ref,
@@ -520,7 +504,7 @@ def remove(req, path):
         dataset=endpoint.dataset,
         before=lambda snap: _summary(snap.to_dict()),
     )
-    twinrun.forget(path)
+    calls.forget(path)
     for side in endpoint.doc["sides"].values():
         delete_generation(side["generation"])
     return None
@@ -529,8 +513,8 @@ def remove(req, path):
 @app.get("/twins", role=authz.AUTHENTICATED, response=list[EndpointPublic])
 def list_endpoints(req):
     """The endpoints the caller may see (their dataset readable, or none), as views."""
-    snaps = store.collection(twinrun.ENDPOINTS).order_by("__name__").stream()
-    endpoints = (twinrun.Endpoint(s.id, s.to_dict()) for s in snaps)
+    snaps = store.collection(calls.ENDPOINTS).order_by("__name__").stream()
+    endpoints = (calls.Endpoint(s.id, s.to_dict()) for s in snaps)
     return streamed(
         jsonio.stream_array(public_items(req, (view(e) for e in endpoints if e.visible_to(req.caller))))
     )
@@ -565,10 +549,10 @@ def _async(req) -> bool:
 def _call(req, endpoint, side, asked_side: str | None):
     args = req.body or {}
     if _async(req):
-        twinrun.admit(endpoint, req.caller, args)
-        return twinjobs.accepted(twinjobs.submit_call(req, endpoint, asked_side, args))
-    with twinrun.running(req.caller):
-        answer = twinrun.invoke(endpoint, side, req.caller, args, req.id)
+        calls.admit(endpoint, req.caller, args)
+        return jobs.accepted(jobs.submit_call(req, endpoint, asked_side, args))
+    with calls.running(req.caller):
+        answer = calls.invoke(endpoint, side, req.caller, args, req.id)
     if answer.ok:
         return answer.body
     return json_response({**answer.body, "request_id": req.id}, answer.status, answer.headers)
@@ -623,11 +607,11 @@ def call_private(req, path, endpoint, side):
 @app.get("/twins/<path>/calls", role=OWNERS, query=Paging, response=list[CallPublic])
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners)."""
-    twinrun.flush_records()  # this instance's latest calls are in the list
+    calls.flush_records()  # this instance's latest calls are in the list
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    coll = store.collection(twinrun.CALLS)
+    coll = store.collection(calls.CALLS)
     query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
         "at", direction=firestore.Query.DESCENDING
     )
@@ -669,8 +653,8 @@ def submit_request(req):
     """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
     -> 201 the request, `pending`. The caller must see every endpoint named (422 otherwise)."""
     body: RequestIn = req.body
-    doc = twinrequests.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
-    return twinrequests.view(doc, req.caller)
+    doc = approvals.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
+    return approvals.view(doc, req.caller)
 
 
 class RequestsQuery(Query):
@@ -686,7 +670,7 @@ class RequestsQuery(Query):
 def list_requests(req):
     """The caller's requests, and those naming an endpoint the caller owns (admins: all), newest first."""
     wanted = req.query.status
-    return [twinrequests.view(doc, req.caller) for doc in twinrequests.listed(req.caller, wanted)]
+    return [approvals.view(doc, req.caller) for doc in approvals.listed(req.caller, wanted)]
 
 
 @app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE, response=RequestPublic)
@@ -695,7 +679,7 @@ def get_request(req, request_id, request):
     requester and the owners of every endpoint it names, who also read the run record `run`:
     captured output, error, the endpoint calls it made). An owner of only some of its endpoints
     sees the request without its result, error or run record."""
-    return twinrequests.view(request, req.caller)
+    return approvals.view(request, req.caller)
 
 
 @app.post(
@@ -726,7 +710,7 @@ def deny_request(req, request_id, request):
 
 def _decide(req, request_id: str, *, approve: bool):
     reason = req.body.reason if req.body else ""
-    return twinrequests.view(twinrequests.decide(req, request_id, approve=approve, reason=reason), req.caller)
+    return approvals.view(approvals.decide(req, request_id, approve=approve, reason=reason), req.caller)
 
 
 @app.post(
@@ -741,9 +725,9 @@ def run_request(req, request_id, request):
     again -> the same answer without running. 409 when it is not approved or an endpoint
     changed since the approval."""
     if _async(req):
-        return twinjobs.accepted(twinjobs.submit_run(req, request_id))
-    with twinrun.running(req.caller):  # before the claim: a run refused here has not started
-        status, body = twinrequests.run(req, request_id)
+        return jobs.accepted(jobs.submit_run(req, request_id))
+    with calls.running(req.caller):  # before the claim: a run refused here has not started
+        status, body = approvals.run(req, request_id)
     if status == 200:
         return body
     return json_response({**body, "request_id": req.id}, status)
@@ -756,16 +740,16 @@ def run_request(req, request_id, request):
 def get_job(req, job_id, job):
     """The job: `pending`, `running`, `done` with `result`, or `failed` with `error` (masked as
     for its caller)."""
-    return twinjobs.view(job, req.caller)
+    return jobs.view(job, req.caller)
 
 
 @functions_framework.cloud_event
 def job_work(cloud_event):
     """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
     finished (a redelivered message never completes the work twice)."""
-    job_id = queue.named_id(cloud_event, "job", twinjobs.ID, "twin job worker")
+    job_id = queue.named_id(cloud_event, "job", jobs.ID, "twin job worker")
     if job_id is not None:
-        twinjobs.work(job_id)
+        jobs.work(job_id)
 
 
 def handle(request):

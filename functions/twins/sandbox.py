@@ -4,7 +4,7 @@ Code never runs in the twins function's process. Each run happens in a worker: a
 `python -I -S` whose limits are set from outside by `prlimit` (address space, CPU seconds,
 processes, open files, file size; hard = soft, so the code cannot raise them) and which
 `unshare` puts in new mount, PID, IPC and UTS namespaces. Before any code runs, the worker's own
-trusted start (common/sandbox_worker.py) pivots into a root that holds only the system's
+trusted start (functions/twins/sandbox_worker.py) pivots into a root that holds only the system's
 libraries, Python and its packages, read-only, with a private size-capped /tmp and a /proc of
 its own; then drops to uid 65534 (where the function runs as root) or keeps the unprivileged
 user-namespace root it was given (where it does not), with no capabilities and no new

@@ -1,4 +1,4 @@
-"""The worker side of the twin sandbox: what runs inside the jail (see common/sandbox.py).
+"""The worker side of the twin sandbox: what runs inside the jail (see functions/twins/sandbox.py).
 
 This file is never imported by the worker: the parent reads its source and hands it to a fresh
 `python -I -S -c`, so the jail needs no project file on its path. It uses only the standard

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-ENDPOINT_REQUIREMENTS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "functions",
-    "twins",
-    "endpoint_requirements.txt",
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# The twins function's endpoint_requirements.txt: beside this module in the repository, beside
+# main.py at the root of the deployed archive (tools/package.py), two folders up from here.
+ENDPOINT_REQUIREMENTS = os.path.join(_HERE, "endpoint_requirements.txt")
+_ARCHIVE_ENDPOINT_REQUIREMENTS = os.path.join(
+    os.path.dirname(os.path.dirname(_HERE)), "endpoint_requirements.txt"
 )
 
 # Simple annotations and the JSON schema of the values they accept.
@@ -140,10 +141,7 @@ def check_arguments(definition: Definition, args: dict[str, Any]) -> list[dict[s
 def allowed_modules_for_endpoints() -> frozenset[str]:
     """Import names of the libraries endpoint code may use (functions/twins/endpoint_requirements.txt,
     packaged with the twins function)."""
-    here = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "endpoint_requirements.txt"
-    )
-    path = ENDPOINT_REQUIREMENTS if os.path.isfile(ENDPOINT_REQUIREMENTS) else here
+    path = ENDPOINT_REQUIREMENTS if os.path.isfile(ENDPOINT_REQUIREMENTS) else _ARCHIVE_ENDPOINT_REQUIREMENTS
     if not os.path.isfile(path):
         return frozenset()
     with open(path) as f:

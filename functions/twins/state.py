@@ -38,7 +38,7 @@ def _storable(value: Any) -> Any:
 
 
 class FirestoreState:
-    """The StateStore of one endpoint side (see common.sandbox.StateStore)."""
+    """The StateStore of one endpoint side (see functions.twins.sandbox.StateStore)."""
 
     def __init__(self, generation: str):
         self.generation = generation
