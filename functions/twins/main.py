@@ -8,22 +8,49 @@ Definitions live in `twins/{path}`; each side's state under its generation id (f
 Approval requests (functions/twins/approvals.py) run researchers' code against private sides once
 their owners approve it; `?async=1` queues a call or a run as a job (functions/twins/jobs.py) that
 the `job_work` worker carries out from Pub/Sub.
+
+This module is the route table and its handlers; what the routes read and answer is in
+functions/twins/models.py, their role checks in functions/twins/checks.py.
 """
 
 from __future__ import annotations
 
-import datetime
-import keyword
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import functions_framework
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from common import audit, auth, authz, errors, jsonio, queue, store
-from common.http import App, Check, json_response, paged, public_items, streamed
-from common.models import DatasetName, Paging, Payload, Public, Query, Strict
+from common.http import App, json_response, paged, public_items, streamed
+from common.models import Paging
 from functions.twins import approvals, calls, jobs, sandbox, source
+from functions.twins.checks import (
+    DEFAULT_SIDE,
+    JOB_VISIBLE,
+    MOCK_SIDE,
+    OWNERS,
+    PRIVATE_SIDE,
+    REQUEST_OWNERS,
+    REQUEST_VISIBLE,
+    REQUESTER,
+    VISIBLE,
+)
+from functions.twins.models import (
+    ASYNC,
+    CallBody,
+    CallPublic,
+    CallResultPublic,
+    Decision,
+    EndpointIn,
+    EndpointPatch,
+    EndpointPublic,
+    EndpointQuery,
+    RequestIn,
+    RequestPublic,
+    RequestsQuery,
+    SideIn,
+    TwinJobPublic,
+)
 from functions.twins.state import FirestoreState, delete_generation
 
 app = App(
@@ -37,243 +64,6 @@ SIDES = ("mock", "private", "public")
 # What a call answers beyond the pipeline's: 202 as a job (?async=1), the rate limits (429),
 # its code failing and its time limit (functions/twins/calls.py); a PublicError's own status as well.
 CALL_ANSWERS = (202, 429, 500, 504)
-MAX_SOURCE = 200_000
-MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
-
-
-def _not_reserved(path: str) -> str:
-    if path in calls.RESERVED_PATHS:
-        raise ValueError(f"{path!r} is one of the function's own routes")
-    return path
-
-
-TwinPath = Annotated[
-    str, StringConstraints(pattern=calls.PATH, max_length=200), AfterValidator(_not_reserved)
-]
-Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE)]
-
-
-class SideIn(Strict):
-    """One side: the source of `def name(context, <keyword params>)`, helper function sources
-    (reached as `context.code.<name>`) and secret settings (`context.settings`)."""
-
-    code: Source
-    helpers: Annotated[list[Source], Field(max_length=50)] = []
-    settings: Payload = {}
-
-
-class RateLimit(Strict):
-    calls: Annotated[int, Field(ge=1, le=1_000_000)]
-    per_seconds: Annotated[int, Field(ge=1, le=86_400)]
-
-
-Description = Annotated[str, StringConstraints(max_length=10_000)]
-TimeoutS = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
-
-
-class EndpointIn(Strict):
-    """A new endpoint: `public`, or `mock` and `private` (with the same parameters)."""
-
-    path: TwinPath
-    description: Description
-    dataset: DatasetName | None = None
-    timeout_s: TimeoutS = 60
-    rate_limit: RateLimit | None = None
-    hide_mock_definition: bool = False
-    public: SideIn | None = None
-    mock: SideIn | None = None
-    private: SideIn | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self):
-        if self.public is not None and (self.mock is not None or self.private is not None):
-            raise ValueError("an endpoint is either public (one side) or a twin (mock and private)")
-        if self.public is None and (self.mock is None or self.private is None):
-            raise ValueError("a twin endpoint needs both mock and private (or give public alone)")
-        return self
-
-
-class EndpointPatch(Strict):
-    """Fields to replace; a side given replaces that side (code, helpers and settings) and resets
-    its state; `settings` replaces only the named sides' settings; `rate_limit: null` removes it."""
-
-    description: Description | None = None
-    timeout_s: TimeoutS | None = None
-    rate_limit: RateLimit | None = None
-    hide_mock_definition: bool | None = None
-    public: SideIn | None = None
-    mock: SideIn | None = None
-    private: SideIn | None = None
-    settings: dict[Literal["mock", "private", "public"], Payload] | None = None
-
-
-# -- answers -------------------------------------------------------------------------------------
-
-Number = int | float  # kept as given: a timeout of 60 answers 60, not 60.0
-
-
-class RateLimitPublic(Public):
-    calls: int
-    per_seconds: int
-
-
-class SidePublic(Public):
-    """The side callers may read (unless hide_mock_definition): its source, never its settings."""
-
-    code: str
-    helpers: list[str] = []
-
-
-class SideFullPublic(SidePublic):
-    """A side as admins read it with `?full=true`."""
-
-    settings: dict[str, Any] = {}
-    generation: str
-    replaced_at: datetime.datetime | None = None
-    state: dict[str, Any] = {}
-
-
-class EndpointPublic(Public):
-    """An endpoint as callers see it: never settings, state or private source (`sides` only for
-    admins with `?full=true`)."""
-
-    path: str
-    description: str
-    kind: Literal["public", "twin"]
-    dataset: str | None = None
-    parameters: dict[str, Any] = Field(description="JSON schema of the keyword parameters")
-    timeout_s: Number
-    rate_limit: RateLimitPublic | None = None
-    hide_mock_definition: bool | None = None
-    created_at: datetime.datetime | None = None
-    modified_at: datetime.datetime | None = None
-    public: SidePublic | None = None
-    mock: SidePublic | None = None
-    sides: dict[str, SideFullPublic] | None = None
-
-
-class CallResultPublic(Public):
-    result: Any = Field(description="what the endpoint's (or the request's) code returned")
-
-
-class CallPublic(Public):
-    """A call record, with the captured output (owners)."""
-
-    id: str
-    endpoint: str
-    side: str
-    generation: str | None = None
-    dataset: str | None = None
-    caller: str
-    status: str
-    http_status: int
-    duration_ms: Number
-    request_id: str
-    origin: str | None = None
-    at: datetime.datetime
-    expire_at: datetime.datetime | None = None
-    message: str | None = None
-    error_type: str | None = None
-    traceback: str | None = None
-    stdout: str | None = None
-    stderr: str | None = None
-
-
-class RequestPublic(Public):
-    """An approval request as its viewer sees it (`run`, the captured output, for owners only)."""
-
-    id: str
-    status: str
-    requester: str
-    endpoints: dict[str, str]
-    code: str
-    reason: str | None = None
-    timeout_s: Number
-    created_at: datetime.datetime
-    decided_by: str | None = None
-    decided_at: datetime.datetime | None = None
-    decision_reason: str | None = None
-    finished_at: datetime.datetime | None = None
-    job: str | None = None
-    started_at: datetime.datetime | None = None
-    result: Any = None
-    error: dict[str, Any] | None = None
-    run: dict[str, Any] | None = None
-
-
-class TwinJobPublic(Public):
-    """A job: `result` when done, `error` when failed (masked as for its caller)."""
-
-    id: str
-    kind: str
-    status: str
-    endpoint: str | None = None
-    side: str | None = None
-    request: str | None = None
-    caller: str | None = None
-    attempts: int | None = None
-    created_at: datetime.datetime | None = None
-    started_at: datetime.datetime | None = None
-    finished_at: datetime.datetime | None = None
-    http_status: int | None = None
-    result: Any = None
-    error: Any = None
-
-
-# -- checks: each loads the endpoint it authorizes and hands it to the handler ------------------
-
-
-def _endpoint_check(describe: str, side: str | None = None, *, owners: bool = False) -> Check:
-    def run(req, params: dict[str, Any]) -> None:
-        endpoint, chosen = calls.resolve(req.caller, params["path"], side)
-        if owners and not endpoint.owned_by(req.caller):
-            raise errors.Forbidden("this needs admin or manage on the endpoint's dataset")
-        params["endpoint"], params["side"] = endpoint, chosen
-
-    return Check(describe, run)
-
-
-VISIBLE = _endpoint_check("read on the endpoint's dataset (any authenticated user when it has none)")
-OWNERS = _endpoint_check("admin or manage on the endpoint's dataset", owners=True)
-DEFAULT_SIDE = _endpoint_check(
-    "read on the endpoint's dataset; runs the private side for admins and "
-    "manage on the dataset, the mock side for everyone else"
-)
-MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
-PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
-
-
-def _request_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
-    """Loads the request (404 unless the caller is its requester or owns an endpoint it names)."""
-
-    def run(req, params: dict[str, Any]) -> None:
-        doc = approvals.get_visible(req.caller, params["request_id"])
-        if owners and not approvals.owns_all(req.caller, doc):
-            raise errors.Forbidden(
-                "this needs admin or manage on the dataset of every endpoint the request names"
-            )
-        if requester and doc["requester"] != req.caller.email:
-            raise errors.Forbidden("only the requester runs a request")
-        params["request"] = doc
-
-    return Check(describe, run)
-
-
-REQUEST_VISIBLE = _request_check("the requester, or admin or manage on an endpoint the request names")
-REQUEST_OWNERS = _request_check(
-    "admin or manage on the dataset of every endpoint the request names", owners=True
-)
-REQUESTER = _request_check("the requester (once the request is approved)", requester=True)
-
-
-def _see_job(req, params: dict[str, Any]) -> None:
-    params["job"] = jobs.get_visible(req.caller, params["job_id"])
-
-
-JOB_VISIBLE = Check(
-    "the job's caller, or admin or manage on what it ran (a request's run: on every endpoint it names)",
-    _see_job,
-)
 
 
 # -- definitions --------------------------------------------------------------------------------
@@ -520,10 +310,6 @@ def list_endpoints(req):
     )
 
 
-class EndpointQuery(Query):
-    full: bool = Field(False, description="true: settings, private source and state (admins)")
-
-
 @app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery, response=EndpointPublic)
 def get_endpoint(req, path, endpoint, side):
     """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
@@ -532,14 +318,6 @@ def get_endpoint(req, path, endpoint, side):
             raise errors.Forbidden("full=true needs the admin role")
         return view(endpoint, full=True)
     return view(endpoint)
-
-
-class ASYNC(Query):
-    run_async: bool = Field(
-        False,
-        alias="async",
-        description="1: answer 202 at once and carry the work out as a job (Location: /twins/jobs/{id})",
-    )
 
 
 def _async(req) -> bool:
@@ -556,9 +334,6 @@ def _call(req, endpoint, side, asked_side: str | None):
     if answer.ok:
         return answer.body
     return json_response({**answer.body, "request_id": req.id}, answer.status, answer.headers)
-
-
-CallBody = dict[str, Any]
 
 
 @app.post(
@@ -623,31 +398,6 @@ def list_calls(req, path, endpoint, side):
 # -- approval requests ---------------------------------------------------------------------------
 
 
-def _param_name(name: str) -> str:
-    if keyword.iskeyword(name):
-        raise ValueError(f"{name!r} is a Python keyword")
-    return name
-
-
-ParamName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"), AfterValidator(_param_name)
-]
-Reason = Annotated[str, StringConstraints(max_length=10_000)]
-
-
-class RequestIn(Strict):
-    """Code that takes the named endpoints as arguments: `{param: endpoint path}`."""
-
-    endpoints: Annotated[dict[ParamName, TwinPath], Field(min_length=1, max_length=20)]
-    code: Source
-    reason: Reason = ""
-    timeout_s: TimeoutS = 60
-
-
-class Decision(Strict):
-    reason: Reason = ""
-
-
 @app.post("/twins/requests", role=authz.AUTHENTICATED, body=RequestIn, status=201, response=RequestPublic)
 def submit_request(req):
     """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
@@ -655,10 +405,6 @@ def submit_request(req):
     body: RequestIn = req.body
     doc = approvals.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
     return approvals.view(doc, req.caller)
-
-
-class RequestsQuery(Query):
-    status: Literal["pending", "approved", "denied", "queued", "running", "done", "failed"] | None = None
 
 
 @app.get(

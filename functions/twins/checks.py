@@ -1,0 +1,63 @@
+"""The twins function's role checks: each loads what it authorizes (the endpoint and its side,
+the approval request, the job) and hands it to the handler, or answers 403/404 (common.http.Check)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import errors
+from common.http import Check
+from functions.twins import approvals, calls, jobs
+
+
+def _endpoint_check(describe: str, side: str | None = None, *, owners: bool = False) -> Check:
+    def run(req, params: dict[str, Any]) -> None:
+        endpoint, chosen = calls.resolve(req.caller, params["path"], side)
+        if owners and not endpoint.owned_by(req.caller):
+            raise errors.Forbidden("this needs admin or manage on the endpoint's dataset")
+        params["endpoint"], params["side"] = endpoint, chosen
+
+    return Check(describe, run)
+
+
+VISIBLE = _endpoint_check("read on the endpoint's dataset (any authenticated user when it has none)")
+OWNERS = _endpoint_check("admin or manage on the endpoint's dataset", owners=True)
+DEFAULT_SIDE = _endpoint_check(
+    "read on the endpoint's dataset; runs the private side for admins and "
+    "manage on the dataset, the mock side for everyone else"
+)
+MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
+PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
+
+
+def _request_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
+    """Loads the request (404 unless the caller is its requester or owns an endpoint it names)."""
+
+    def run(req, params: dict[str, Any]) -> None:
+        doc = approvals.get_visible(req.caller, params["request_id"])
+        if owners and not approvals.owns_all(req.caller, doc):
+            raise errors.Forbidden(
+                "this needs admin or manage on the dataset of every endpoint the request names"
+            )
+        if requester and doc["requester"] != req.caller.email:
+            raise errors.Forbidden("only the requester runs a request")
+        params["request"] = doc
+
+    return Check(describe, run)
+
+
+REQUEST_VISIBLE = _request_check("the requester, or admin or manage on an endpoint the request names")
+REQUEST_OWNERS = _request_check(
+    "admin or manage on the dataset of every endpoint the request names", owners=True
+)
+REQUESTER = _request_check("the requester (once the request is approved)", requester=True)
+
+
+def _see_job(req, params: dict[str, Any]) -> None:
+    params["job"] = jobs.get_visible(req.caller, params["job_id"])
+
+
+JOB_VISIBLE = Check(
+    "the job's caller, or admin or manage on what it ran (a request's run: on every endpoint it names)",
+    _see_job,
+)
