@@ -11,10 +11,10 @@ from tests.conftest import ROOT
 LAZY_REASON = "# lazy:"
 
 
-def _modules() -> dict[str, str]:
-    """Module name -> file, for every module of common/ and functions/."""
+def _modules(bases: tuple[str, ...] = ("common", "functions")) -> dict[str, str]:
+    """Module name -> file, for every module of common/ and functions/ (or of `bases`)."""
     found = {}
-    for base in ("common", "functions"):
+    for base in bases:
         for directory, _, files in os.walk(os.path.join(ROOT, base)):
             for name in files:
                 if name.endswith(".py"):
@@ -59,8 +59,8 @@ def _imports(path: str, known: dict[str, str]):
     yield from walk(tree, True)
 
 
-def import_graph() -> dict[str, set[str]]:
-    known = _modules()
+def import_graph(bases: tuple[str, ...] = ("common", "functions")) -> dict[str, set[str]]:
+    known = _modules(bases)
     return {
         module: {target for target, _, _ in _imports(path, known) if target not in (module, "common")}
         for module, path in known.items()
@@ -140,3 +140,57 @@ def test_every_lazy_local_import_says_why():
     assert not unexplained, (
         f"a local import inside a function needs a '{LAZY_REASON} <reason>' comment: {unexplained}"
     )
+
+
+def _reached(graph: dict[str, set[str]], starts: list[str]) -> set[str]:
+    seen, todo = set(), list(starts)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += graph.get(module, ())
+    return seen
+
+
+def _function_of(module: str) -> str | None:
+    """`twins` for functions.twins.calls (and for functions.twins.main)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "functions" and len(parts) > 2 else None
+
+
+def common_users() -> dict[str, set[str]]:
+    """Each module of common/ -> the functions (`functions/<name>`, any of its modules) and the
+    tools modules whose imports reach it, directly or through other modules."""
+    graph = import_graph(("common", "functions", "tools"))
+    users: dict[str, set[str]] = {m: set() for m in graph if m.startswith("common.")}
+    starts: dict[str, list[str]] = {}
+    for module in graph:
+        if (name := _function_of(module)) is not None:
+            starts.setdefault(f"functions/{name}", []).append(module)
+        elif module.startswith("tools."):
+            starts[module] = [module]
+    for user, modules in starts.items():
+        for reached in _reached(graph, modules):
+            if reached in users:
+                users[reached].add(user)
+    return users
+
+
+def test_common_holds_only_what_two_or_more_functions_or_tools_use():
+    """common/ is the shared layer: a module only one function uses lives in that function's
+    folder (functions/<name>/x.py, packaged with it by tools/package.py)."""
+    users = common_users()
+    assert "common.http" in users and "common.sigindex" in users
+    lonely = {module: sorted(who) for module, who in users.items() if len(who) < 2}
+    assert not lonely, f"used by fewer than two functions and tools, move them to their function: {lonely}"
+
+
+def test_no_function_imports_another_function():
+    graph = import_graph()
+    wrong = {
+        module: sorted(t for t in targets if _function_of(t) not in (None, _function_of(module)))
+        for module, targets in graph.items()
+        if _function_of(module)
+    }
+    assert not any(wrong.values()), {m: t for m, t in wrong.items() if t}
+    assert "functions.twins.calls" in graph["functions.twins.main"]  # a function's own modules are seen
