@@ -30,7 +30,7 @@ SOURCE = os.path.join(ROOT, "functions", "annotations", "main.py")
 
 
 def _coll(dataset: str):
-    from common import store
+    from common.storage import store
 
     return store.collection("annotations").document(dataset).collection("v2_annotations")
 
@@ -41,7 +41,7 @@ def _annotations(count: int, z: int = 0) -> list[dict]:
 
 def _records(count: int, z: int = 0) -> list[tuple[str, dict]]:
     """The documents the function would write for `_annotations(count, z)`."""
-    from common.locations import user_doc_id
+    from common.catalog.locations import user_doc_id
 
     now = datetime.datetime.now(datetime.UTC)
     out = []
@@ -64,7 +64,7 @@ def _records(count: int, z: int = 0) -> list[tuple[str, dict]]:
 
 
 def raw_insert(dataset: str, records: list[tuple[str, dict]]) -> float:
-    from common import store
+    from common.storage import store
 
     coll = _coll(dataset)
     started = time.perf_counter()
@@ -148,7 +148,7 @@ class Function:
 
 
 def _dataset(name: str) -> str:
-    from common import store
+    from common.storage import store
 
     store.collection("datasets").document(name).set({"description": "bench", "public": False})
     return name

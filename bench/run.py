@@ -119,7 +119,7 @@ def auth_per_request(tokens: dict[str, str]) -> dict[str, float]:
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
 
-    from common import auth, authz
+    from common.identity import auth, authz
 
     results = {}
     for kind, token in tokens.items():
@@ -198,7 +198,7 @@ def main() -> None:
             "SIGNER_KEY_FILE": signer,
         }
         os.environ.update(env)
-        from common.auth import mint_dev_token
+        from common.identity.auth import mint_dev_token
 
         with open(dev_key, "rb") as f:
             token = mint_dev_token("owner@example.com", f.read())
@@ -243,7 +243,7 @@ def main() -> None:
 def auth_tokens_bench(dev_token: str) -> dict[str, float]:
     """Auth+authz with a warm cache for each token kind (Google kind via a local certs endpoint
     is exercised by the tests; here: dev token and API key, which take the same cached path)."""
-    from common import store
+    from common.storage import store
 
     store.collection("datasets").document("bench").set({"description": "bench", "public": False})
     from functions_framework import create_app

@@ -31,7 +31,7 @@ def generate(count: int = RECORDS, seed: int = 11):
     """Random points and signatures; the first QUERIES records each get 20 near-copies."""
     import numpy as np
 
-    from common import sigindex
+    from common.catalog import sigindex
 
     rng = np.random.default_rng(seed)
     records = np.empty(count, dtype=sigindex.record_dtype())
@@ -52,7 +52,7 @@ def brute_force_scan(records, signature: int):
     """The spec's likelocation candidates by scanning every record."""
     import numpy as np
 
-    from common import sigindex
+    from common.catalog import sigindex
 
     sig = records["signature"].view(np.uint64)
     query = np.uint64(signature & sigindex.U64)
@@ -70,7 +70,8 @@ def brute_force_scan(records, signature: int):
 def read_all_blocks(dataset: str):
     import numpy as np
 
-    from common import blobs, sigindex
+    from common.catalog import sigindex
+    from common.storage import blobs
 
     bucket = blobs.bucket(BUCKET)
     parts = [

@@ -57,7 +57,7 @@ def rss_mb(pid: int) -> float:
 
 
 def run(env: dict[str, str], headers: dict[str, str]) -> dict[str, float]:
-    from common import store
+    from common.storage import store
 
     for name in [DATASET] + [f"{DATASET}{i}" for i in range(SPREAD)]:
         store.collection("datasets").document(name).set({"description": "soak", "public": False})

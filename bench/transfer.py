@@ -52,7 +52,7 @@ def _p(values: list[float], q: float) -> float:
 
 
 def run(env: dict[str, str], headers: dict[str, str], emulators) -> dict[str, float]:
-    from common import store
+    from common.storage import store
     from tools import workers
     from tools.transfer_standin import TransferService
 

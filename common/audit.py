@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from common import authz, errors, jsonio, store
+from common import errors, jsonio
 from common.config import settings
+from common.identity import authz
+from common.storage import store
 
 COLLECTION = "audit"
 

@@ -1,4 +1,4 @@
-"""The error envelope's exceptions: raise one anywhere, common.http turns it into a response."""
+"""The error envelope's exceptions: raise one anywhere, common.web.http turns it into a response."""
 
 from __future__ import annotations
 

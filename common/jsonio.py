@@ -83,7 +83,7 @@ def dumps(value: Any) -> str:
 
 def _joined(parts: Iterable[str], opening: str, closing: str, batch: int) -> Iterator[bytes]:
     # The first part is made before anything is sent: a query that fails at once fails here,
-    # while the answer can still be an error (common.http.streamed).
+    # while the answer can still be an error (common.web.http.streamed).
     parts = iter(parts)
     first = next(parts, None)
     yield opening.encode()

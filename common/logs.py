@@ -2,7 +2,7 @@
 `severity`, `message`, `logging.googleapis.com/trace` (which ties the lines of one request
 together in the console) and `httpRequest` (shown as the request's own entry).
 
-Every request gets exactly one line (common.http.App): who called what route, how it ended and
+Every request gets exactly one line (common.web.http.App): who called what route, how it ended and
 how long it took. A failure of ours keeps its stack trace in that line (`stack_trace`, read by
 Error Reporting), never in the answer. Never logged: tokens, API keys, twin settings, request
 or response bodies, query strings.

@@ -100,7 +100,7 @@ class Strict(BaseModel):
 
 
 class Public(BaseModel):
-    """A route's answer (`@app.get(..., response=XPublic)`; common.http applies it): fields it
+    """A route's answer (`@app.get(..., response=XPublic)`; common.web.http applies it): fields it
     does not declare are dropped, so a stored document never goes out as it is.
 
     Models are named by role: `XCreate` / `XUpdate` for bodies, `XPublic` for answers."""

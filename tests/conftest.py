@@ -132,7 +132,8 @@ def clean_state(request, emulators, test_env, transfer_service, workers):
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
-    from common import auth, authz, sigindex
+    from common.catalog import sigindex
+    from common.identity import auth, authz
 
     authz.forget_all()
     calls.forget()

@@ -18,7 +18,7 @@ def world(api):
 
 
 def _audit(action):
-    from common import store
+    from common.storage import store
 
     return [s.to_dict() for s in store.collection("audit").stream() if s.get("action") == action]
 

@@ -112,7 +112,7 @@ def test_verify_toggle_set_and_roles(api, world):
 def test_concurrent_toggles_are_never_lost(api, world):
     """Two curators toggle the same entry at once; every toggle counts (transactions retry).
     Two threads only: the emulator serializes conflicting transactions with a lock timeout."""
-    from common import store
+    from common.storage import store
 
     entry = post(api, ALICE, "mb20")
     toggles, errors = 3, []
@@ -142,7 +142,7 @@ def test_many_concurrent_verifies_of_one_entry_make_progress(api, world):
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from common import store
+    from common.storage import store
 
     entry = post(api, ALICE, "mb20")
 

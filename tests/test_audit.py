@@ -55,7 +55,8 @@ def _entries(response) -> list[dict]:
     """The audit entries written by the request that answered `response`."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from common import audit, store
+    from common import audit
+    from common.storage import store
 
     request_id = response.headers["X-Request-Id"]
     entries = store.collection(audit.COLLECTION).where(filter=FieldFilter("request_id", "==", request_id))

@@ -126,7 +126,7 @@ def test_dev_token_refused_when_dev_mode_is_off(api, monkeypatch):
 
     token = api.token(OWNER)
     assert api.get("/roles", token=token).status_code == 200
-    from common import auth
+    from common.identity import auth
 
     auth._verified.clear()
     monkeypatch.setenv("GATEHOUSE_DEV_MODE", "0")
@@ -162,7 +162,7 @@ def test_revoked_api_key_is_401_at_once(api):
 
 
 def test_expired_api_key_is_401(api):
-    from common import store
+    from common.storage import store
 
     key = _key(api, "keyholder@example.com")
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
@@ -277,8 +277,9 @@ def test_behind_the_gateway_the_forwarded_token_is_the_credential(api):
 def test_a_key_revoked_on_another_instance_stops_within_the_role_window(api):
     import dataclasses
 
-    from common import auth, store
     from common.config import settings
+    from common.identity import auth
+    from common.storage import store
 
     key = _key(api, "keyholder@example.com")
     assert api.get("/roles", token=key["key"]).status_code == 200

@@ -188,7 +188,7 @@ def _signatures():
     """One signature at 1,2,3 in each dataset (`read` then gets 200, not 404)."""
     import numpy as np
 
-    from common import sigindex
+    from common.catalog import sigindex
     from tests.conftest import BUCKETS
     from tools.build_signatures import build
 
@@ -226,7 +226,7 @@ def _reader_request(api, approved: bool) -> str:
 
 def _reader_twin_job() -> str:
     """A finished twin job of READER's on t.priv, written straight into Firestore."""
-    from common import store
+    from common.storage import store
 
     job = {"id": "0" * 32, "kind": "call", "endpoint": "t.priv", "side": None, "caller": READER}
     job.update(status="done", result=1, attempts=1, created_at=store.now())
@@ -238,8 +238,9 @@ def _own_data(email):
     """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV, written
     straight into Firestore (most personas may not write there themselves), under the dataset's
     generation as the functions store it."""
-    from common import authz, store
-    from common.locations import user_doc_id
+    from common.catalog.locations import user_doc_id
+    from common.identity import authz
+    from common.storage import store
 
     atlas = load_function("atlas")
     key = authz.data_key(PRIV)
@@ -281,7 +282,7 @@ def _key(api, email: str = READER) -> str:
 
 def _reader_job() -> str:
     """A finished transfer job of READER's, written straight into Firestore."""
-    from common import store
+    from common.storage import store
 
     job = store.collection("transfer_jobs").document("readerjob")
     job.set({"user": READER, "dataset": PRIV, "status": "done", "created_at": store.now()})
@@ -362,7 +363,8 @@ def test_public_flag_change_applies_at_once(api, world):
 
 def test_other_instances_see_role_changes_within_the_cache_window(api, world, monkeypatch):
     """Another instance's cache is bounded by ROLE_CACHE_SECONDS (30 s in production)."""
-    from common import authz, store
+    from common.identity import authz
+    from common.storage import store
 
     assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404
     # The change is made "elsewhere": straight into Firestore, this instance is not told.
@@ -431,7 +433,7 @@ def late_world(api):
     for persona in GRANTED:
         api.add_user(LATE[persona], **PERSONAS[persona][1], groups=[GROUP])
     _twins(api)
-    from common import store
+    from common.storage import store
 
     for email in (*(PERSONAS[p][0] for p in GRANTED), *LATE.values()):
         _own_data(email)

@@ -231,7 +231,7 @@ def test_attachment_round_trip_through_a_signed_url(api):
 
 def _bucket_contents() -> dict[str, bytes]:
     """Every object in the attachments bucket, by full object name, with its bytes."""
-    from common import blobs
+    from common.storage import blobs
     from tests.conftest import BUCKETS
 
     return {b.name: b.download_as_bytes() for b in blobs.bucket(BUCKETS[0]).list_blobs()}
@@ -241,7 +241,7 @@ def _targets(api) -> dict[str, bytes]:
     """Objects a traversing name could reach: mb20's own attachments named as a stripped or
     normalised name would come out ("secret", "b", "xy", ...), another dataset's attachment, and
     objects outside every dataset's prefix. Returns the bucket's contents with them in place."""
-    from common import blobs
+    from common.storage import blobs
     from tests.conftest import BUCKETS
 
     api.add_dataset("mb20")

@@ -148,7 +148,7 @@ def test_only_datasets_gets_the_storage_client(archives):
 
     assert "google-cloud-storage" in requirements("datasets")
     assert "google-cloud-storage" not in requirements("roles")
-    assert not os.path.exists(os.path.join(archives["roles"], "common", "blobs.py"))
+    assert not os.path.exists(os.path.join(archives["roles"], "common", "storage", "blobs.py"))
 
 
 def test_requirement_check_refuses_broken_archives(archives, tmp_path):
@@ -169,8 +169,8 @@ def test_requirement_check_refuses_broken_archives(archives, tmp_path):
         drop("google-cloud-storage")
     )
     assert "lacks functions-framework" in broken(drop("functions-framework"))
-    assert "imports common.store, which the archive lacks" in broken(
-        lambda c: (c / "common" / "store.py").unlink()
+    assert "imports common.storage.store, which the archive lacks" in broken(
+        lambda c: (c / "common" / "storage" / "store.py").unlink()
     )
     assert "lists mmh3, which nothing imports" in broken(
         lambda c: (c / "requirements.txt").write_text((c / "requirements.txt").read_text() + "mmh3==5.3.1\n")

@@ -63,7 +63,7 @@ def test_the_readme_points_at_the_contract_in_the_repository():
 def test_every_operation_is_documented_completely(api):
     """A schema for every success, only the table's errors (each by reference, with an example),
     parameters with schemas, a server, and a summary that is a whole sentence."""
-    from common.openapi import ERRORS
+    from common.web.openapi import ERRORS
 
     for function in _functions():
         document = api.get(f"/{function}/_openapi.json").get_json()

@@ -16,7 +16,7 @@ from tools import dev
 from tools.gateway import function_names
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-SESSION_KEY = "gatehouse.authorized"  # where common/docs.py's script keeps the token
+SESSION_KEY = "gatehouse.authorized"  # where common/web/docs.py's script keeps the token
 # Every operation Swagger UI has drawn, as (METHOD, path).
 LISTED = """return [...document.querySelectorAll('.opblock')].map(op => [
   op.querySelector('.opblock-summary-method').textContent.trim(),

@@ -178,7 +178,8 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
         assert api.post("/twins", user=OWNER, json=body).status_code == 201
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
-    from common import authz, store
+    from common.identity import authz
+    from common.storage import store
     from functions.twins import results
 
     answers: dict[str, list] = {}  # README line -> the JSON bodies it answered, in order

@@ -197,7 +197,8 @@ def test_concurrent_changes_of_one_document_never_answer_500(api, world):
 
 
 def test_a_stream_whose_query_fails_at_once_is_an_error_answer():
-    from common import errors, http, jsonio
+    from common import errors, jsonio
+    from common.web import http
 
     def failing():
         raise errors.Unavailable("the data store is unreachable", retry_after=2)
@@ -208,7 +209,8 @@ def test_a_stream_whose_query_fails_at_once_is_an_error_answer():
 
 
 def test_a_stream_that_fails_midway_is_cut_short_not_closed():
-    from common import http, jsonio
+    from common import jsonio
+    from common.web import http
 
     def items():
         for i in range(300):

@@ -1,4 +1,4 @@
-"""common.http: meta routes, the error envelope, request ids, CORS, body rules."""
+"""common.web.http: meta routes, the error envelope, request ids, CORS, body rules."""
 
 import pytest
 
@@ -23,7 +23,7 @@ def test_openapi_is_generated_from_the_route_table(api, function):
     and its declared query parameters (types and required flags from the query model)."""
     import re
 
-    from common import openapi
+    from common.web import openapi
     from tests.utils import load_function
 
     app = load_function(function).app
@@ -182,7 +182,8 @@ def test_cors_wildcard_never_with_credentials(monkeypatch, test_env):
     from werkzeug.test import Client
     from werkzeug.wrappers import Request
 
-    from common import config, http
+    from common import config
+    from common.web import http
 
     monkeypatch.setenv("ALLOWED_ORIGINS", "*")
     config.settings.cache_clear()
@@ -260,7 +261,7 @@ def test_oversize_body_without_length_is_413(api):
 
 
 def test_internal_errors_hide_the_traceback(api, monkeypatch, capfd):
-    from common import authz
+    from common.identity import authz
 
     def broken(email):
         raise RuntimeError("secret detail")
@@ -282,7 +283,7 @@ def test_openapi_documents_bulk_and_optional_bodies(api):
 
 
 def test_a_misspelt_role_fails_when_the_route_is_declared_not_on_a_request():
-    from common import authz
+    from common.identity import authz
 
     with pytest.raises(AttributeError):
         authz.on_dataset(authz.WRITE_OWNN)  # type: ignore[attr-defined]
@@ -291,7 +292,8 @@ def test_a_misspelt_role_fails_when_the_route_is_declared_not_on_a_request():
 
 
 def test_a_role_checked_route_needs_an_authentication_step(test_env):
-    from common import authz, http
+    from common.identity import authz
+    from common.web import http
 
     probe = http.App("probe")
     with pytest.raises(ValueError, match="no authenticate step"):

@@ -110,7 +110,7 @@ def lazy_imports() -> list[tuple[str, int, str]]:
 
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
-    assert "common.http" in graph and "functions.datasets.main" in graph
+    assert "common.web.http" in graph and "functions.datasets.main" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
@@ -161,8 +161,13 @@ def _function_of(module: str) -> str | None:
 def common_users() -> dict[str, set[str]]:
     """Each module of common/ -> the functions (`functions/<name>`, any of its modules) and the
     tools modules whose imports reach it, directly or through other modules."""
-    graph = import_graph(("common", "functions", "tools"))
-    users: dict[str, set[str]] = {m: set() for m in graph if m.startswith("common.")}
+    bases = ("common", "functions", "tools")
+    graph = import_graph(bases)
+    users: dict[str, set[str]] = {
+        m: set()
+        for m, path in _modules(bases).items()
+        if m.startswith("common.") and not path.endswith("__init__.py")
+    }
     starts: dict[str, list[str]] = {}
     for module in graph:
         if (name := _function_of(module)) is not None:
@@ -180,7 +185,7 @@ def test_common_holds_only_what_two_or_more_functions_or_tools_use():
     """common/ is the shared layer: a module only one function uses lives in that function's
     folder (functions/<name>/x.py, packaged with it by tools/package.py)."""
     users = common_users()
-    assert "common.http" in users and "common.sigindex" in users
+    assert "common.web.http" in users and "common.catalog.sigindex" in users
     lonely = {module: sorted(who) for module, who in users.items() if len(who) < 2}
     assert not lonely, f"used by fewer than two functions and tools, move them to their function: {lonely}"
 

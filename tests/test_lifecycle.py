@@ -9,7 +9,9 @@ import io
 import numpy as np
 import pytest
 
-from common import authz, sigindex, store
+from common.catalog import sigindex
+from common.identity import authz
+from common.storage import store
 from functions.datasets import purge
 from tests.conftest import BUCKETS, OWNER
 from tests.utils import assert_error
@@ -108,7 +110,7 @@ def test_a_recreated_dataset_is_empty_and_grants_nothing(api):
     assert DS not in api.get("/users", user=OWNER).get_json()[FORMER_ADMIN]["datasets"]
     # And everything was reclaimed: Firestore, the attachments and the signatures buckets.
     assert stored_docs() == 0
-    from common import blobs
+    from common.storage import blobs
 
     for bucket in BUCKETS[:2]:  # attachments, signatures
         assert [b.name for b in blobs.client().list_blobs(blobs.bucket(bucket))] == []

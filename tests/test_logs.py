@@ -66,7 +66,7 @@ def test_w3c_traceparent_and_refusals(api, capsys):
 
 
 def test_a_fault_of_ours_keeps_its_stack_trace_in_the_log_only(test_env, capsys):
-    from common.http import App
+    from common.web.http import App
 
     app = App("logtest")
 

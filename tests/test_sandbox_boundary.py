@@ -123,7 +123,7 @@ def test_no_file_of_the_stack(api, lab, test_env):
     paths = [
         test_env["GATEHOUSE_DEV_KEY_FILE"],
         test_env["SIGNER_KEY_FILE"],
-        os.path.join(ROOT, "common", "auth.py"),
+        os.path.join(ROOT, "common", "identity", "auth.py"),
         os.path.join(ROOT, "README.md"),
         os.path.join(ROOT, ".dev", "dev-issuer.pem"),
     ]

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from common import sigindex
+from common.catalog import sigindex
 from tests.conftest import BUCKETS, OWNER
 from tests.utils import assert_error, load_function
 from tools import build_signatures
@@ -218,7 +218,7 @@ def test_builder_reads_csv_and_npy(tmp_path):
 
 
 def test_rebuild_replaces_the_index(api, world):
-    from common import blobs
+    from common.storage import blobs
 
     build(records_of([(10, 10, 10, 1), (3000, 3000, 3000, 2)]))
     build(records_of([(10, 10, 10, 5)]))

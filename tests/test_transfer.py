@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from common import blobs, store
+from common.storage import blobs, store
 from tests.conftest import BUCKETS, OWNER
 from tests.utils import assert_error
 from tools.transfer_standin import wire_format_problem
@@ -194,7 +194,7 @@ def _push(url, message):
 
 
 def test_a_redelivered_message_counts_nothing(api, world, transfer_service, workers):
-    from common import queue
+    from common.storage import pubsub
 
     transfer_service.script = lambda offset, attempt: "fail" if offset == (128, 0, 0) else "ok"
     started = _start(api)
@@ -204,7 +204,7 @@ def test_a_redelivered_message_counts_nothing(api, world, transfer_service, work
     # the same messages again: pushed straight at the worker, and published through Pub/Sub
     for key in ("0_0_0", "128_0_0"):
         assert _push(url, {"job": started["job"], "part": key}).status_code == 200
-        queue.publish("gatehouse-transfer-parts", {"job": started["job"], "part": key})
+        pubsub.publish("gatehouse-transfer-parts", {"job": started["job"], "part": key})
     time.sleep(0.5)
     after = api.get(f"/transfer/{started['job']}", user=READER).get_json()
     assert after["parts"] == before["parts"] and after["status"] == before["status"] == "failed"
@@ -297,7 +297,7 @@ def test_validation_and_roles(api, world):
 def test_a_location_the_network_cannot_read_is_refused(api, world, transfer_service):
     """A dataset written before locations were checked: its location never reaches the network."""
     store.collection("datasets").document("mb20").update({"location": "file:///etc/passwd"})
-    from common import authz
+    from common.identity import authz
 
     authz.forget_all()
     body = assert_error(api.post("/transfer", user=READER, json=BODY), 422, "validation_error")
@@ -323,7 +323,8 @@ def test_a_dataset_location_that_is_not_a_readable_gs_path_is_422_naming_it(
 def test_unconfigured_transfer_is_503(api, world, monkeypatch):
     import dataclasses
 
-    from common import config, http
+    from common import config
+    from common.web import http
 
     monkeypatch.setattr(http, "settings", lambda: dataclasses.replace(config.load(), transfer_func=""))
     monkeypatch.delitem(api._clients, "transfer", raising=False)  # a fresh instance reads the settings
@@ -335,7 +336,8 @@ def test_unconfigured_transfer_is_503(api, world, monkeypatch):
 def test_a_queue_that_refuses_the_parts_is_503_and_the_job_says_so(api, world, monkeypatch, transfer_service):
     import dataclasses
 
-    from common import config, http
+    from common import config
+    from common.web import http
 
     monkeypatch.setattr(
         http, "settings", lambda: dataclasses.replace(config.load(), transfer_topic="no-such-topic")
@@ -351,11 +353,11 @@ def test_a_queue_that_refuses_the_parts_is_503_and_the_job_says_so(api, world, m
 def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, world, emulators):
     """The subscription's dead-letter policy (5 deliveries in tests): a part stuck "sending"
     (its sender still within its time) refuses every delivery, so the message is dead-lettered."""
-    from common import queue
+    from common.storage import pubsub
 
-    pubsub = f"http://{emulators.pubsub_host}/v1/projects/{emulators.project}"
+    emulator = f"http://{emulators.pubsub_host}/v1/projects/{emulators.project}"
     requests.put(
-        f"{pubsub}/subscriptions/dead-letters-seen",
+        f"{emulator}/subscriptions/dead-letters-seen",
         timeout=10,
         json={"topic": f"projects/{emulators.project}/topics/gatehouse-transfer-parts-dead-letter"},
     )
@@ -371,11 +373,11 @@ def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, 
                 "claimed_at": store.now(),
             }
         )
-        queue.publish("gatehouse-transfer-parts", {"job": "stuckjob", "part": "0_0_0"})
+        pubsub.publish("gatehouse-transfer-parts", {"job": "stuckjob", "part": "0_0_0"})
         deadline, received = time.monotonic() + 20, []
         while not received and time.monotonic() < deadline:
             r = requests.post(
-                f"{pubsub}/subscriptions/dead-letters-seen:pull",
+                f"{emulator}/subscriptions/dead-letters-seen:pull",
                 json={"maxMessages": 10, "returnImmediately": True},
                 timeout=10,
             )
@@ -389,14 +391,15 @@ def test_a_message_the_worker_keeps_refusing_ends_on_the_dead_letter_topic(api, 
         assert message["message"]["attributes"]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
         assert job.collection("transfer_parts").document("0_0_0").get().get("attempts") == 1  # never sent
     finally:
-        requests.delete(f"{pubsub}/subscriptions/dead-letters-seen", timeout=10)
+        requests.delete(f"{emulator}/subscriptions/dead-letters-seen", timeout=10)
 
 
 def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world, monkeypatch):
     import dataclasses
     import re
 
-    from common import config, exposure
+    from common import config
+    from common.identity import exposure
 
     job = _start(api)["job"]
     monkeypatch.setattr(

@@ -324,7 +324,7 @@ def test_an_endpoint_changed_after_approval_makes_the_run_409(api, world, change
 
 
 def test_an_approval_binds_a_hash_of_the_settings_never_the_settings(api, world):
-    from common import store
+    from common.storage import store
 
     token = "SETTING-TOKEN-0815"
     body = {"settings": {"private": {"token": token}}}
@@ -351,7 +351,7 @@ def _revoke(api, how):
     """READER loses the right to run: their grant on lab revoked, or their account disabled,
     through the API, or (`elsewhere`) straight in Firestore as another instance would, which
     this instance's role cache does not see."""
-    from common import store
+    from common.storage import store
 
     if how == "grant":
         api.add_user(READER, datasets={"other": ["clio_read"]})
@@ -391,11 +391,11 @@ def test_an_async_run_whose_requester_lost_access_before_the_worker_starts_it_fa
     api, world, monkeypatch, how
 ):
     """The job is queued while the requester may run it; the worker checks again as it starts."""
-    from common import queue
+    from common.storage import pubsub
     from functions.twins import jobs
 
     queued = []
-    monkeypatch.setattr(queue, "publish", lambda topic, message: queued.append(message))
+    monkeypatch.setattr(pubsub, "publish", lambda topic, message: queued.append(message))
     request = submit(api, USE_COUNT, {"count": "lab.count"})
     approve(api, request["id"])
     r = api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER)
@@ -507,13 +507,13 @@ def test_a_job_whose_code_raises_fails_with_a_masked_error(api, world):
 
 
 def test_a_redelivered_message_does_not_run_the_work_again(api, world):
-    from common import queue
+    from common.storage import pubsub
     from functions.twins import jobs
 
     r = api.post("/twins/lab.count/private?async=1", user=MANAGER, json={"n": 1})
     job, _ = wait_job(api, r.headers["Location"], user=MANAGER)
     assert job["result"]["runs"] == 1
-    queue.publish("gatehouse-twin-jobs", {"job": job["id"]})  # delivered again by Pub/Sub
+    pubsub.publish("gatehouse-twin-jobs", {"job": job["id"]})  # delivered again by Pub/Sub
     jobs.work(job["id"])  # and once more, directly
     time.sleep(1.0)
     assert runs(api) == 1 and api.get(r.headers["Location"], user=MANAGER).get_json()["attempts"] == 1
@@ -522,7 +522,7 @@ def test_a_redelivered_message_does_not_run_the_work_again(api, world):
 def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(api, world):
     import datetime
 
-    from common import store
+    from common.storage import store
     from functions.twins import jobs
 
     def abandoned(attempts):
@@ -555,7 +555,7 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
 
 
 def test_a_result_over_a_mebibyte_goes_to_cloud_storage_and_comes_back_intact(api, world):
-    from common import blobs
+    from common.storage import blobs
 
     size = 1_500_000
     r = api.post("/twins/lab.big/mock?async=1", user=READER, json={"size": size})

@@ -542,7 +542,7 @@ def test_a_malformed_default_rate_limit_stops_start_up(monkeypatch, value):
 
 
 def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):
-    from common import store
+    from common.storage import store
     from functions.twins import calls
 
     define(api, twin())

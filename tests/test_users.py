@@ -99,7 +99,7 @@ def test_delete_users_validates_emails(api):
 
 
 def test_changes_are_audited(api):
-    from common import store
+    from common.storage import store
 
     api.add_user("a@example.com", global_roles=["clio_read"])
     api.add_user("a@example.com", global_roles=["clio_write"])
@@ -132,7 +132,7 @@ def test_key_is_shown_once_and_listed_without_secrets(api):
     listed = api.get("/users/me/keys", user="a@example.com").get_json()
     assert [k["id"] for k in listed] == [key["id"]]
     assert "key" not in listed[0] and "hash" not in listed[0]
-    from common import store
+    from common.storage import store
 
     stored = store.collection("api_keys").document(key["id"]).get().to_dict()
     assert key["key"].split("_", 2)[2] not in str(stored)  # only a hash is kept
@@ -174,7 +174,7 @@ def test_concurrent_key_creations_by_one_user_make_progress_and_never_pass_the_c
 def test_a_revoked_or_expired_key_gives_its_slot_back_and_keys_from_before_slots_count(api):
     import datetime
 
-    from common import store
+    from common.storage import store
 
     keys = [
         api.post("/users/me/keys", user="a@example.com", json={"name": f"k{i}"}).get_json() for i in range(5)
@@ -241,7 +241,7 @@ def test_admin_manages_another_users_keys(api):
 def test_key_listing_answers_key_public_only(api):
     """A stored key's other fields (its owner, its hash, anything added later) never go out:
     the listing is KeyPublic, whatever the document holds."""
-    from common import store
+    from common.storage import store
 
     key = api.post("/users/me/keys", user="a@example.com", json={"name": "laptop"}).get_json()
     store.collection("api_keys").document(key["id"]).update({"internal_note": "not for callers"})

@@ -116,7 +116,7 @@ class Api:
 
     def token(self, email: str) -> str:
         if email not in self._tokens:
-            from common.auth import mint_dev_token
+            from common.identity.auth import mint_dev_token
 
             self._tokens[email] = mint_dev_token(email, self.keys.dev_key_pem)
         return self._tokens[email]

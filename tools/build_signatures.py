@@ -1,5 +1,5 @@
 """Build a dataset's signatures in SIG_BUCKET: `info.json`, the blocks and the similarity index
-(layout in common/sigindex.py), from a file of x, y, z, signature records.
+(layout in common/catalog/sigindex.py), from a file of x, y, z, signature records.
 
     python -m tools.build_signatures --dataset mb20 --input points.csv [--block-size 256]
     python -m tools.build_signatures --dataset mb20 --input points.npy --bucket my-signatures
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from common import sigindex  # noqa: E402
+from common.catalog import sigindex  # noqa: E402
 
 UPLOAD_THREADS = 8
 
@@ -92,7 +92,7 @@ def objects(dataset: str, records, block_size: int, masks=sigindex.DEFAULT_MASKS
 def build(bucket_name: str, dataset: str, records, *, block_size: int = 256, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from common import blobs
+    from common.storage import blobs
 
     started = time.perf_counter()
     bucket = blobs.bucket(bucket_name)

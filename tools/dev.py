@@ -84,7 +84,7 @@ def demo_signatures(path: str, count: int = 500, copies: int = 60) -> str:
     near-copies (Hamming 1-5) of the signature at DEMO_POINT, so likelocation finds matches."""
     import numpy as np
 
-    from common import sigindex
+    from common.catalog import sigindex
 
     rng = np.random.default_rng(2026)
     records = np.empty(count + copies + 1, dtype=sigindex.record_dtype())
@@ -196,11 +196,11 @@ def main() -> None:
             emulators, min_backoff="1s", max_backoff="10s", max_delivery_attempts=10, ack_deadline_seconds=600
         )
         app = gateway.build()
-        from common.auth import mint_dev_token
+        from common.identity.auth import mint_dev_token
 
         with open(dev_key, "rb") as f:
             token = mint_dev_token(owner, f.read())
-        from common import store
+        from common.storage import store
 
         kept = store.collection("datasets").document("hemibrain").get().exists
         if kept:

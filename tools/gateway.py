@@ -50,8 +50,8 @@ def bundle_document(mounts: dict[str, object], server: str = "/") -> dict:
     """The whole bundle's OpenAPI document, from each mounted function's own."""
     from werkzeug.test import Client
 
-    from common import openapi
     from common.config import settings
+    from common.web import openapi
 
     documents = [Client(mounts[f"/{name}"]).get("/_openapi.json").get_json() for name in function_names()]
     return openapi.combine(documents, version=settings().version, server=server)
@@ -63,7 +63,8 @@ def _bundle_docs(mounts: dict[str, object]):
     else that no function owns is the 404 envelope."""
     from functools import cache
 
-    from common import docs, errors
+    from common import errors
+    from common.web import docs
 
     combined = cache(lambda: json.dumps(bundle_document(mounts)))  # the routes do not change
 

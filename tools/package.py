@@ -87,11 +87,15 @@ def _local_file(root: str, dotted: str) -> str | None:
 
 
 def _local_module(root: str, names: tuple[str, ...]) -> str | None:
-    """The file of a local import: `from common import x` needs common/x.py (common/__init__.py
-    defines nothing); `from common.x import Name` needs common/x.py; `from functions.twins import
-    calls` needs functions/twins/calls.py."""
-    candidates = names if names[-1] != LOCAL_PACKAGE else names[:-1] or names
-    return next(filter(None, (_local_file(root, n) for n in candidates)), None)
+    """The file of a local import: `from common.storage import store` needs
+    common/storage/store.py (a package's __init__.py defines nothing, so it never stands in for
+    a module of the package); `from common.web.http import App` needs common/web/http.py; `from
+    functions.twins import calls` needs functions/twins/calls.py."""
+    for n, name in enumerate(names):
+        found = _local_file(root, name)
+        if found and (n == 0 or os.path.basename(found) != "__init__.py"):
+            return found
+    return None
 
 
 def _packages_of(root: str, path: str) -> list[str]:

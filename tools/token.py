@@ -19,7 +19,7 @@ def main() -> int:
     if not os.path.exists(key_file):
         print("no dev issuer key yet: run `make dev` first", file=sys.stderr)
         return 1
-    from common.auth import mint_dev_token
+    from common.identity.auth import mint_dev_token
 
     with open(key_file, "rb") as f:
         print(mint_dev_token(sys.argv[1].strip().lower(), f.read()))

@@ -123,7 +123,7 @@ class TransferService:
     def write_chunks(payload: dict[str, Any]) -> None:
         """The part's eight 64³ chunks, named as neuroglancer's precomputed format wants them
         (volume coordinates: the cube's first voxel is 0), in the directory `dest` names."""
-        from common import blobs
+        from common.storage import blobs
 
         bucket_name, _, scale_dir = payload["dest"][len("gs://") :].partition("/")
         bucket = blobs.bucket(bucket_name)

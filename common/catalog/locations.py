@@ -12,9 +12,11 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from common import audit, authz, jsonio, store
-from common.http import Req, Router, streamed
+from common import audit, jsonio
+from common.identity import authz
 from common.models import Coordinate, Payload, Query, check_document_size
+from common.storage import store
+from common.web.http import Req, Router, streamed
 
 _VOXEL = "integer voxel coordinate in [-2^31, 2^31)"
 

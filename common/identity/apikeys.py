@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from common import audit, errors, store
+from common import audit, errors
+from common.storage import store
 
 PREFIX = "ghk_"
 COLLECTION = "api_keys"

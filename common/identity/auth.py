@@ -3,7 +3,7 @@
 Three kinds of token (SPEC §1):
 - Google ID tokens, verified by google-auth against Google's certs (fetched through one cached
   session per instance), with the issuer, audience, expiry and `email_verified` checked;
-- Gatehouse API keys (`ghk_...`), see common.apikeys;
+- Gatehouse API keys (`ghk_...`), see common.identity.apikeys;
 - dev tokens from the local issuer, accepted only in dev mode, which only runs on emulators.
 
 A token that passed every check is remembered until it expires (bounded), so a warm request
@@ -22,8 +22,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
-from common import apikeys, authz, errors
+from common import errors
 from common.config import DEV_AUDIENCE, DEV_ISSUER, settings
+from common.identity import apikeys, authz
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEV_KEY_ID = "gatehouse-dev-1"

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import errors, store
+from common import errors
 from common.config import settings
-from common.exposure import exposed
-from common.http import Check, Req
+from common.identity.exposure import exposed
+from common.storage import store
+from common.web.http import Check, Req
 
 READ_ROLES = frozenset({"clio_read", "clio_general", "clio_write", "dataset_admin"})
 WRITE_OWN_ROLES = frozenset({"clio_general", "clio_write", "dataset_admin"})

@@ -13,7 +13,7 @@ from common.config import settings
 def client():
     from google.cloud import storage  # type: ignore[attr-defined]
 
-    from common import deadlines  # lazy: loads grpc and google.auth, at first use
+    from common.storage import clients  # lazy: loads grpc and google.auth, at first use
 
     if settings().storage_emulator:
         from google.auth.credentials import AnonymousCredentials
@@ -23,9 +23,9 @@ def client():
         import google.auth
 
         credentials = google.auth.default(scopes=storage.Client.SCOPE)[0]
-    # Every call with a deadline (common.backend): the session cuts each one's timeout.
+    # Every call with a deadline (common.storage.failures): the session cuts each one's timeout.
     return storage.Client(
-        project=settings().project, credentials=credentials, _http=deadlines.BoundedSession(credentials)
+        project=settings().project, credentials=credentials, _http=clients.BoundedSession(credentials)
     )
 
 

@@ -1,10 +1,10 @@
-"""Deadlines on every Firestore and Cloud Storage call (the budget is common.budget's).
+"""Deadlines on every Firestore and Cloud Storage call (the budget is common.storage.deadlines's).
 
 The clients' own defaults outlast the function: Firestore retries an unreachable server for
 60 s (300 s for queries), Cloud Storage for 120 s. Here a gRPC interceptor (Firestore) and a
 requests session (Cloud Storage) give each call the time left of the request's budget, and
 refuse to start one when none is left, with `OutOfTime`: a GoogleAPIError that neither
-client's retry predicate retries, so the request answers 503 at once (common.backend.answer).
+client's retry predicate retries, so the request answers 503 at once (common.storage.failures.answer).
 
 Imported only where a client is built (it loads grpc and google.api_core).
 """
@@ -18,7 +18,7 @@ import grpc
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.transport.requests import AuthorizedSession
 
-from common import budget
+from common.storage import deadlines
 
 # A channel whose server went away retries the connection with a backoff growing to 120 s by
 # default: the instance would keep failing long after the backend is back. 2 s at most.
@@ -31,7 +31,7 @@ class OutOfTime(GoogleAPIError):
 
 def call_timeout(given: float | None) -> float:
     """The deadline of one call: what it asked for, cut to what the request has left."""
-    left = budget.remaining()
+    left = deadlines.remaining()
     if left <= 0:
         raise OutOfTime("the request's time for backend calls is spent")
     return left if given is None else min(given, left)

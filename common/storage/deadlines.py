@@ -1,8 +1,8 @@
 """How long the request being served may still wait on Firestore and Cloud Storage.
 
 Every request may spend at most BACKEND_DEADLINE_SECONDS (default 30, well under the function's
-300 s timeout) waiting on the backends, retries included: common.http.App sets the budget,
-common.deadlines cuts every call's deadline to what is left of it. Work outside a request
+300 s timeout) waiting on the backends, retries included: common.web.http.App sets the budget,
+common.storage.clients cuts every call's deadline to what is left of it. Work outside a request
 (background threads) gets the same length per call. Time spent running twin code is not
 waiting on a backend: `paused` keeps it out of the budget (the code has its own time limit).
 Light on purpose: it runs on every request.

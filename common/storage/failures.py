@@ -1,7 +1,7 @@
 """Firestore and Cloud Storage failures in one place: the answer each kind of failure gets
 (docs/api.md, "Backend failures").
 
-How long a request may wait is common.budget's; common.deadlines puts what is left of it on
+How long a request may wait is common.storage.deadlines's; common.storage.clients puts what is left of it on
 every gRPC and HTTP call, and once it is spent the next call fails at once with `OutOfTime`,
 which the clients' retry loops do not retry: the request then answers 503 from here.
 """
@@ -43,7 +43,7 @@ def _answer_one(exc: BaseException) -> errors.ApiError | None:
         from google.auth import exceptions as auth_exc
     except ImportError:  # a function that loads no Google client
         return None
-    from common.deadlines import OutOfTime  # lazy: loads grpc; only a failure needs it
+    from common.storage.clients import OutOfTime  # lazy: loads grpc; only a failure needs it
 
     if isinstance(exc, OutOfTime | gexc.DeadlineExceeded | gexc.GatewayTimeout | requests.Timeout):
         return errors.Unavailable(

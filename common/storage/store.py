@@ -14,8 +14,9 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from common import backend, errors
+from common import errors
 from common.config import settings
+from common.storage import failures
 
 # Firestore accepts at most 500 writes in one commit; the emulator does not enforce it, we do.
 MAX_WRITES_PER_COMMIT = 500
@@ -23,9 +24,9 @@ MAX_WRITES_PER_COMMIT = 500
 
 @functools.cache
 def db():
-    from common import deadlines  # lazy: loads grpc and the Firestore client, at first use
+    from common.storage import clients  # lazy: loads grpc and the Firestore client, at first use
 
-    return deadlines.firestore_client(settings().project)
+    return clients.firestore_client(settings().project)
 
 
 def collection(name: str):
@@ -78,14 +79,14 @@ def transactional(fn, *, patience: float = CONTENTION_SECONDS):
         try:
             return firestore.transactional(attempt)(db().transaction(max_attempts=_MAX_ATTEMPTS))
         except _Contended:
-            raise backend.contention() from None
+            raise failures.contention() from None
         except ValueError as exc:  # the client's "Failed to commit transaction in N attempts."
             if "Failed to commit transaction" in str(exc):
-                raise backend.contention() from None
+                raise failures.contention() from None
             raise
         except Aborted:  # on a read (the client retries only aborted commits)
             if attempts >= 2 and time.monotonic() - started >= patience:
-                raise backend.contention() from None
+                raise failures.contention() from None
             time.sleep(random.uniform(0.02, 0.1))
 
 
@@ -114,7 +115,7 @@ def guarded_update(ref, change_for, *, patience: float = CONTENTION_SECONDS):
             return result
         except (FailedPrecondition, NotFound):  # changed or deleted since the read: read again
             if time.monotonic() - started >= patience:
-                raise backend.contention() from None
+                raise failures.contention() from None
         time.sleep(random.uniform(0, pause))
         pause = min(2 * pause, 0.2)
 

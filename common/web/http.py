@@ -20,10 +20,12 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wrappers import Request, Response
 
-from common import backend, budget, errors, jsonio, logs, openapi
+from common import errors, jsonio, logs
 from common.config import settings
+from common.storage import deadlines, failures
+from common.web import openapi
 
-# Who is calling: the app's authentication step (common.auth.authenticate), run before a route's
+# Who is calling: the app's authentication step (common.identity.auth.authenticate), run before a route's
 # role check. It returns the caller the checks and handlers read as `req.caller`, or raises.
 Authenticate = Callable[[Request], Any]
 
@@ -78,7 +80,7 @@ class Route:
     @functools.cached_property
     def item_adapter(self) -> Any:
         """For a `list[X]` or `dict[str, X]` response, X's adapter: a streamed answer applies
-        it item by item (common.http.public_items)."""
+        it item by item (common.web.http.public_items)."""
         import typing
 
         origin = typing.get_origin(self.response)
@@ -332,13 +334,13 @@ class App(_Table):
         started = time.perf_counter()
         failure = None
         try:
-            with budget.request_budget():  # a bounded wait on Firestore / Cloud Storage
+            with deadlines.request_budget():  # a bounded wait on Firestore / Cloud Storage
                 response = self._dispatch(request, request_id)
         except errors.ApiError as exc:
             response = error_response(exc, request_id)
         except Exception as exc:
-            # Backend failures are answered in one place (common.backend); the rest are ours.
-            response = error_response(backend.answer(exc) or errors.ApiError(), request_id)
+            # Backend failures are answered in one place (common.storage.failures); the rest are ours.
+            response = error_response(failures.answer(exc) or errors.ApiError(), request_id)
             failure = exc  # its stack trace goes to the log line, never to the caller
         response.headers["X-Request-Id"] = request_id
         if _REQUEST_ID.fullmatch(client_id):
@@ -503,13 +505,13 @@ class App(_Table):
 
     def _docs(self, req: Req) -> Response:
         """This function's browsable documentation (Swagger UI)."""
-        from common import docs  # lazy: only the docs page needs it
+        from common.web import docs  # lazy: only the docs page needs it
 
         return docs.page(f"Gatehouse {self.name}", req.raw.path.endswith("/"))
 
     def _docs_asset(self, req: Req, asset: str) -> Response:
         """A file of the documentation page (shipped in a package, never a CDN)."""
-        from common import docs  # lazy: only the docs page needs it
+        from common.web import docs  # lazy: only the docs page needs it
 
         return docs.asset(asset)
 

@@ -5,7 +5,7 @@ the local stack's root and written by `make package`). What each operation says 
 route: the summary and description from the handler's docstring, parameters from the path and
 the declared query, the body from its model, the success answer from the declared response
 model (a free-form JSON value, said so, where the route declares none), and the errors it can
-answer from what the pipeline does for that route (common/http.py) plus the route's own
+answer from what the pipeline does for that route (common/web/http.py) plus the route's own
 `answers=(...)` (a 2xx there is a second success, e.g. 202 for a call carried out as a job).
 """
 
@@ -15,8 +15,8 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:  # the type only: common.http imports this module
-    from common.http import App, Route
+if TYPE_CHECKING:  # the type only: common.web.http imports this module
+    from common.web.http import App, Route
 
 _PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 _REF = "#/components/schemas/"
@@ -59,7 +59,7 @@ ACCEPTED = {
     "content": {"application/json": {"schema": {"type": "object", "description": "Free-form object."}}},
 }
 FREE_FORM = {"description": "Free-form JSON: this route declares no fixed shape (see docs/api.md)."}
-# Answers of the meta routes every App has (common/http.py), by handler name.
+# Answers of the meta routes every App has (common/web/http.py), by handler name.
 _META_RESPONSES: dict[str, dict[str, Any]] = {
     "_health": {
         "type": "object",

@@ -12,10 +12,12 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Discriminator, Field, StringConstraints, Tag, model_validator
 
-from common import audit, auth, authz, errors, store
-from common.http import App, paged
-from common.locations import LocationStore, location_routes, user_doc_id
+from common import audit, errors
+from common.catalog.locations import LocationStore, location_routes, user_doc_id
+from common.identity import auth, authz
 from common.models import Coordinate, Email, GroupName, Paging, Payload, Public, Query, Strict
+from common.storage import store
+from common.web.http import App, paged
 
 app = App(
     "annotations",

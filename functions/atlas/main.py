@@ -14,11 +14,13 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, StringConstraints, model_validator
 
-from common import audit, auth, authz, errors, jsonio, store
-from common.exposure import exposed
-from common.http import App, Check, public_item, public_items, streamed
-from common.locations import LocationQuery, location, location_key
+from common import audit, errors, jsonio
+from common.catalog.locations import LocationQuery, location, location_key
+from common.identity import auth, authz
+from common.identity.exposure import exposed
 from common.models import FreeForm, Public, Strict, check_document_size, check_storable
+from common.storage import store
+from common.web.http import App, Check, public_item, public_items, streamed
 
 app = App(
     "atlas", "Atlas: marked locations across datasets, verified by curators.", authenticate=auth.authenticate

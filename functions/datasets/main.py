@@ -10,10 +10,12 @@ from typing import Annotated, Any
 import functions_framework
 from pydantic import ConfigDict, Field, model_validator
 
-from common import audit, auth, authz, blobs, errors, jsonio, queue, store
-from common.exposure import exposed
-from common.http import App, paged, public_item, public_items, streamed
+from common import audit, errors, jsonio
+from common.identity import auth, authz
+from common.identity.exposure import exposed
 from common.models import DatasetName, FreeForm, Location, Paging, Public, check_storable, is_dataset_name
+from common.storage import blobs, pubsub, store
+from common.web.http import App, paged, public_item, public_items, streamed
 from functions.datasets import purge
 
 app = App(
@@ -504,7 +506,7 @@ def handle(request):
 def purge_work(cloud_event):
     """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
-    deletion_id = queue.named_id(cloud_event, "deletion", DELETION_ID, "purge worker")
+    deletion_id = pubsub.named_id(cloud_event, "deletion", DELETION_ID, "purge worker")
     if deletion_id is None:
         return
     deletion = purge.step(deletion_id)

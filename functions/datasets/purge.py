@@ -2,7 +2,7 @@
 
 The record and a deletion record (`dataset_deletions/{id}`) change in one transaction, so from
 then on nothing of the dataset is reachable: every stored thing and every grant is bound to the
-dataset's generation (see common.authz.generation), and a new dataset of the same name gets a new
+dataset's generation (see common.identity.authz.generation), and a new dataset of the same name gets a new
 one. The purge only reclaims the space, in steps of a bounded size that can be repeated at any
 time (idempotent: each step deletes what is still there) until every part is done; the deletion
 record shows the progress. Audit entries are kept until their retention ends.
@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from common import authz, blobs, errors, queue, store
+from common import errors
 from common.config import settings
+from common.identity import authz
 from common.logs import log
+from common.storage import blobs, pubsub, store
 
 COLLECTION = "dataset_deletions"
 INLINE_BUDGET = 2000  # objects purged per step: in DELETE /datasets, then per background delivery
@@ -26,7 +28,7 @@ def continue_later(deletion_id: str) -> bool:
     """Queue the next step of a purge for the background worker (datasets' `purge_work`);
     False when the queue did not take it (the purge then waits for `resume`)."""
     try:
-        queue.publish(settings().purge_topic, {"deletion": deletion_id})
+        pubsub.publish(settings().purge_topic, {"deletion": deletion_id})
         return True
     except errors.ApiError as exc:
         log("WARNING", f"dataset purge {deletion_id} not queued: {exc.message}; resume it by hand")

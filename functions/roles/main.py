@@ -1,8 +1,8 @@
 """roles: what the caller may do (SPEC §3 roles). Other applications authorize with it."""
 
-from common import auth, authz
-from common.http import App
+from common.identity import auth, authz
 from common.models import ProfilePublic
+from common.web.http import App
 
 app = App("roles", "The caller's global and per-dataset roles.", authenticate=auth.authenticate)
 

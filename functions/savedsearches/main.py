@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from common import auth
-from common.http import App
-from common.locations import LocationStore, location_routes
+from common.catalog.locations import LocationStore, location_routes
+from common.identity import auth
+from common.web.http import App
 
 app = App(
     "savedsearches",

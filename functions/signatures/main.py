@@ -1,6 +1,6 @@
 """signatures: the image signature at a point, and points whose images look alike (SPEC §3).
 
-Reads the layout of common/sigindex.py from SIG_BUCKET: blocks for `atlocation`, and for
+Reads the layout of common/catalog/sigindex.py from SIG_BUCKET: blocks for `atlocation`, and for
 `likelocation` one index partition per mask (four objects) instead of a scan of every record.
 """
 
@@ -10,10 +10,13 @@ import itertools
 import threading
 from typing import Any
 
-from common import auth, authz, blobs, errors, sigindex
-from common.http import App
-from common.locations import LocationQuery, location
+from common import errors
+from common.catalog import sigindex
+from common.catalog.locations import LocationQuery, location
+from common.identity import auth, authz
 from common.models import Public
+from common.storage import blobs
+from common.web.http import App
 
 app = App(
     "signatures",

@@ -21,9 +21,11 @@ from urllib.parse import quote
 
 from pydantic import Field, StringConstraints
 
-from common import auth, authz, blobs, errors, jsonio, queue, store
-from common.http import App, paged
+from common import errors, jsonio
+from common.identity import auth, authz
 from common.models import Coordinate, DatasetName, Paging, Public, Strict
+from common.storage import blobs, pubsub, store
+from common.web.http import App, paged
 from functions.transfer.worker import JOBS, PARTS
 from functions.transfer.worker import work as work  # the worker's entry point (terraform/pubsub.tf)
 
@@ -220,7 +222,7 @@ def start_transfer(req):
         )
     batch.commit()
     try:
-        queue.publish_many(app.settings.transfer_topic, [{"job": job.id, "part": key} for key in parts])
+        pubsub.publish_many(app.settings.transfer_topic, [{"job": job.id, "part": key} for key in parts])
     except errors.ApiError as exc:
         job.update(
             {

@@ -12,8 +12,9 @@ from typing import Any
 
 import functions_framework
 
-from common import logs, queue, store
+from common import logs
 from common.config import settings
+from common.storage import pubsub, store
 
 JOBS, PARTS = "transfer_jobs", "transfer_parts"  # transfer_jobs/{job}/transfer_parts/{key}
 CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus this was abandoned
@@ -28,7 +29,7 @@ class TryAgain(Exception):
 def work(cloud_event):
     """One delivery of `{"job", "part"}`: one attempt at that part (SPEC §3 transfer)."""
     try:
-        message, _ = queue.payload_of(cloud_event)
+        message, _ = pubsub.payload_of(cloud_event)
         job_id, key = str(message["job"]), str(message["part"])
         if "/" in job_id or "/" in key or not job_id or not key:
             raise ValueError("not a document id")

@@ -25,9 +25,11 @@ import time
 import uuid
 from typing import Any
 
-from common import audit, authz, errors, store
+from common import audit, errors
 from common.config import settings
+from common.identity import authz
 from common.logs import log
+from common.storage import store
 from functions.twins import calls, results, sandbox, source
 from functions.twins.calls import clip
 

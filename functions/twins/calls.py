@@ -20,10 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import budget, errors, store
+from common import errors
 from common.config import settings
-from common.exposure import exposed
+from common.identity.exposure import exposed
 from common.logs import log
+from common.storage import deadlines, store
 from functions.twins import ratelimit, sandbox, source
 from functions.twins.state import FirestoreState
 
@@ -271,7 +272,7 @@ def run_code(program: sandbox.Program, args: dict[str, Any], **options: Any) -> 
     result caps: the one place endpoint and request code runs. Its run does not count against
     the request's backend budget (its own `timeout_s` bounds it), so a run longer than
     BACKEND_DEADLINE_SECONDS still has the budget left to record and store what it did."""
-    with budget.paused():
+    with deadlines.paused():
         return sandbox.run(
             program,
             args,

@@ -1,12 +1,12 @@
 """The twins function's role checks: each loads what it authorizes (the endpoint and its side,
-the approval request, the job) and hands it to the handler, or answers 403/404 (common.http.Check)."""
+the approval request, the job) and hands it to the handler, or answers 403/404 (common.web.http.Check)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from common import errors
-from common.http import Check
+from common.web.http import Check
 from functions.twins import approvals, calls, jobs
 
 

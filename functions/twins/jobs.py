@@ -18,9 +18,11 @@ import re
 import uuid
 from typing import Any
 
-from common import authz, errors, jsonio, queue, store
+from common import errors, jsonio
 from common.config import settings
+from common.identity import authz
 from common.logs import log
+from common.storage import pubsub, store
 from functions.twins import approvals, calls, results
 
 JOBS = "twin_jobs"
@@ -92,7 +94,7 @@ def _submit(req, fields: dict[str, Any], job_id: str | None = None, on_failure=N
     ref = store.collection(JOBS).document(job["id"])
     ref.set(job)
     try:
-        queue.publish(settings().twin_jobs_topic, {"job": job["id"]})
+        pubsub.publish(settings().twin_jobs_topic, {"job": job["id"]})
     except Exception as exc:
         log("ERROR", f"twin job {job['id']} not queued: {exc!r}", request_id=req.id)
         ref.update({"status": "failed", "error": _queue_error(job["id"]), "finished_at": store.now()})

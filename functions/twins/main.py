@@ -20,9 +20,11 @@ from typing import Any
 
 import functions_framework
 
-from common import audit, auth, authz, errors, jsonio, queue, store
-from common.http import App, json_response, paged, public_items, streamed
+from common import audit, errors, jsonio
+from common.identity import auth, authz
 from common.models import Paging
+from common.storage import pubsub, store
+from common.web.http import App, json_response, paged, public_items, streamed
 from functions.twins import approvals, calls, jobs, sandbox, source
 from functions.twins.checks import (
     DEFAULT_SIDE,
@@ -493,7 +495,7 @@ def get_job(req, job_id, job):
 def job_work(cloud_event):
     """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
     finished (a redelivered message never completes the work twice)."""
-    job_id = queue.named_id(cloud_event, "job", jobs.ID, "twin job worker")
+    job_id = pubsub.named_id(cloud_event, "job", jobs.ID, "twin job worker")
     if job_id is not None:
         jobs.work(job_id)
 

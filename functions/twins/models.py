@@ -1,5 +1,5 @@
 """The twins function's models: what its routes read (bodies, queries) and answer (`XPublic`),
-checked by pydantic where a request enters and as it is answered (common.http)."""
+checked by pydantic where a request enters and as it is answered (common.web.http)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ import hashlib
 import math
 import time
 
-from common import errors, store
+from common import errors
+from common.storage import store
 
 COLLECTION = "rate_limits"
 

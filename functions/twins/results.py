@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import blobs, jsonio
+from common import jsonio
 from common.config import settings
+from common.storage import blobs
 
 INLINE_LIMIT = 512 << 10  # JSON bytes kept in the document; the rest of it has room for the other fields
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from common import jsonio, store
+from common import jsonio
 from common.models import check_storable
+from common.storage import store
 
 COLLECTION = "twin_state"
 MAX_KEY_BYTES = 512

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from common import apikeys, audit, auth, authz, errors, jsonio, store
-from common.http import App, streamed
+from common import audit, errors, jsonio
+from common.identity import apikeys, auth, authz
 from common.models import (
     DatasetName,
     DeletedPublic,
@@ -20,6 +20,8 @@ from common.models import (
     Strict,
     normalize_email,
 )
+from common.storage import store
+from common.web.http import App, streamed
 
 app = App(
     "users", "User records, their global and per-dataset roles, and API keys.", authenticate=auth.authenticate
@@ -128,7 +130,7 @@ def update_users(req):
             old = before.get(email)
             new = {**user_view(old), **update.model_dump(include=update.model_fields_set)}
             # Each grant is bound to the dataset as it is now, so it never carries over to a new
-            # dataset of the same name (common/authz.py); a grant on a dataset yet to be made is not.
+            # dataset of the same name (common/identity/authz.py); a grant on a dataset yet to be made is not.
             new["grant_generations"] = (
                 {n: generations.get(n) for n in update.datasets}
                 if "datasets" in update.model_fields_set
