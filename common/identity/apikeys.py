@@ -1,4 +1,6 @@
-"""Gatehouse API keys: `ghk_<id>_<secret>`, stored only as a SHA-256 of the secret.
+"""Gatehouse API keys: `ghk_<id>_<secret>`, stored only as a SHA-256 of the secret; here, what
+verifying one needs (common.identity.auth). The users function issues, lists and revokes them
+(functions/users/keys.py).
 
 A key acts as its owner until it expires or is deleted. The secret is 256 random bits, so a
 plain SHA-256 is enough (no password-style stretching needed) and keeps verification fast.
@@ -6,149 +8,29 @@ plain SHA-256 is enough (no password-style stretching needed) and keeps verifica
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import re
-import secrets
 import time
-from collections.abc import Iterator
-from typing import Any
 
-from common import audit, errors
+from common import errors
 from common.storage import store
 
 PREFIX = "ghk_"
 COLLECTION = "api_keys"
-SLOTS = "api_key_slots"  # one per live key, at most MAX_LIVE_KEYS per owner (see `issue`)
-MAX_LIVE_KEYS = 5
 _KEY = re.compile(r"^ghk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _LAST_USED_EVERY = 60.0  # seconds between last_used_at writes for one key on one instance
 _last_used_written: dict[str, float] = {}
 
 
-def _hash(secret: str) -> str:
+def digest(secret: str) -> str:
+    """What a key's record keeps of its secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def public_view(key_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": key_id,
-        "name": record["name"],
-        "created_at": record["created_at"],
-        "expires_at": record["expires_at"],
-        "last_used_at": record.get("last_used_at"),
-    }
-
-
-def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
-    """Create a key for `email`; at most MAX_LIVE_KEYS live ones (409 beyond).
-
-    The cap holds without a transaction over the owner's keys (concurrent transactions on the
-    same documents hold each other's locks, and none would get through): each live key holds one
-    of its owner's MAX_LIVE_KEYS slot documents (`api_key_slots/{owner}-{n}`), written in the
-    same commit as the key, either created (it never existed) or taken over, guarded by its
-    update time, from a key that is no longer live. Two writers never hold one slot, so never
-    more keys than slots; concurrent writers each try the free slots until one is theirs."""
-    import random
-
-    from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
-
-    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    now = store.now()
-    record = {
-        "email": email,
-        "name": name,
-        "hash": _hash(secret),
-        "created_at": now,
-        "expires_at": now + datetime.timedelta(days=expires_in_days),
-        "last_used_at": None,
-    }
-    # The slots are read before the keys: a key committed in between then shows as live with a
-    # slot of its own that this read missed, and that slot's write below fails, as it should.
-    slots = {snap.reference.id: snap for snap in store.db().get_all(_slots(email))}
-    live = {key.id: key.to_dict() for key in _keys_of(email) if key.get("expires_at") > now}
-    held = {snap.get("key") for snap in slots.values() if snap.exists and snap.get("key") in live}
-    free = [snap for snap in slots.values() if not (snap.exists and snap.get("key") in live)]
-    random.shuffle(free)  # concurrent writers mostly try different slots first
-    # Keys issued before slots existed hold none: each takes a free slot first, so they count.
-    pending = [k for k, key in live.items() if not key.get("slot") and k not in held] + [key_id]
-    keys = store.collection(COLLECTION)
-    for slot in free:
-        owner_key = pending[0]
-        batch = store.db().batch()
-        fields = {"email": email, "key": owner_key, "at": now}
-        if slot.exists:
-            batch.update(
-                slot.reference, fields, option=store.db().write_option(last_update_time=slot.update_time)
-            )
-        else:
-            batch.create(slot.reference, fields)
-        if owner_key != key_id:
-            batch.update(keys.document(owner_key), {"slot": slot.reference.id})
-        else:
-            batch.set(keys.document(key_id), {**record, "slot": slot.reference.id})
-            audit.record(
-                batch,
-                req,
-                "key_issue",
-                "api_key",
-                key_id,
-                after={"email": email, "name": name, "expires_at": record["expires_at"]},
-            )
-        try:
-            batch.commit()
-        except (AlreadyExists, FailedPrecondition):  # another writer took this slot first
-            continue
-        except NotFound:  # the old key was revoked meanwhile: it needs no slot
-            pending.pop(0)
-            continue
-        if owner_key == key_id:
-            return {**public_view(key_id, record), "key": f"{PREFIX}{key_id}_{secret}"}
-        pending.pop(0)
-    raise errors.Conflict(f"{email} already has {MAX_LIVE_KEYS} live keys; delete one first")
-
-
-def _slots(email: str) -> list[Any]:
-    owner = hashlib.sha256(email.encode()).hexdigest()[:32]
-    return [store.collection(SLOTS).document(f"{owner}-{n}") for n in range(MAX_LIVE_KEYS)]
-
-
-def _keys_of(email: str) -> Iterator[Any]:
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    return store.collection(COLLECTION).where(filter=FieldFilter("email", "==", email)).stream()
-
-
-def list_for(email: str) -> list[dict[str, Any]]:
-    return sorted((public_view(s.id, s.to_dict()) for s in _keys_of(email)), key=lambda k: k["created_at"])
 
 
 def token_prefix(key_id: str) -> str:
     """What every token of key `key_id` starts with (to drop it from auth's cache)."""
     return f"{PREFIX}{key_id}_"
-
-
-def revoke(req, email: str, key_id: str) -> None:
-    """Delete the key (idempotent for the owner); another user's key id is simply not found.
-    The caller then drops the key from this instance's token cache (`auth.forget`)."""
-    ref = store.document(store.collection(COLLECTION), key_id, "no such key")
-
-    def delete(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        if not snap.exists or snap.get("email") != email:
-            raise errors.NotFound("no such key")
-        transaction.delete(ref)
-        audit.record(
-            transaction,
-            req,
-            "key_revoke",
-            "api_key",
-            key_id,
-            before={"email": email, "name": snap.get("name")},
-        )
-
-    store.transactional(delete)
 
 
 def verify(token: str) -> tuple[str, float]:
@@ -159,7 +41,7 @@ def verify(token: str) -> tuple[str, float]:
     key_id, secret = match.groups()
     snap = store.collection(COLLECTION).document(key_id).get()
     record = snap.to_dict() if snap.exists else None
-    if record is None or not hmac.compare_digest(record["hash"], _hash(secret)):
+    if record is None or not hmac.compare_digest(record["hash"], digest(secret)):
         raise errors.Unauthenticated("the API key is not valid")
     expires_at = record["expires_at"].timestamp()
     if expires_at <= time.time():

@@ -22,6 +22,7 @@ from common.models import (
 )
 from common.storage import store
 from common.web.http import App, streamed
+from functions.users import keys
 
 app = App(
     "users", "User records, their global and per-dataset roles, and API keys.", authenticate=auth.authenticate
@@ -91,7 +92,7 @@ def _email(value: str) -> str:
 
 
 def _revoke(req, email: str, key_id: str) -> None:
-    apikeys.revoke(req, email, key_id)
+    keys.revoke(req, email, key_id)
     auth.forget(apikeys.token_prefix(key_id))  # at once here; other instances within the role window
 
 
@@ -194,13 +195,13 @@ def get_me(req):
 )
 def create_my_key(req):
     """Issue an API key for the caller; the key is shown only in this response."""
-    return apikeys.issue(req, req.caller.email, req.body.name, req.body.expires_in_days)
+    return keys.issue(req, req.caller.email, req.body.name, req.body.expires_in_days)
 
 
 @app.get("/users/me/keys", role=authz.AUTHENTICATED, response=list[KeyPublic])
 def list_my_keys(req):
     """The caller's API keys, without secrets."""
-    return apikeys.list_for(req.caller.email)
+    return keys.list_for(req.caller.email)
 
 
 @app.delete("/users/me/keys/<key_id>", role=authz.AUTHENTICATED, status=204)
@@ -219,13 +220,13 @@ def delete_my_key(req, key_id):
 )
 def create_user_key(req, email):
     """Issue an API key for a user (admin)."""
-    return apikeys.issue(req, _email(email), req.body.name, req.body.expires_in_days)
+    return keys.issue(req, _email(email), req.body.name, req.body.expires_in_days)
 
 
 @app.get("/users/<email>/keys", role=authz.ADMIN, answers=(422,), response=list[KeyPublic])
 def list_user_keys(req, email):
     """A user's API keys, without secrets (admin)."""
-    return apikeys.list_for(_email(email))
+    return keys.list_for(_email(email))
 
 
 @app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204, answers=(422,))
