@@ -33,17 +33,17 @@ from common.storage import store
 from functions.twins import calls, results, sandbox, source
 from functions.twins.calls import clip
 
-REQUESTS = "twin_requests"
+APPROVALS = "twin_requests"  # the collection keeps the HTTP paths' name
 ID = re.compile(r"[0-9a-f]{32}")
 FINISHED = ("done", "failed")
 LEASE_MARGIN_S = 30  # a run still `running` this long past its time limit was interrupted
 POLL_S = 0.2
 
 
-def load(request_id: str) -> dict[str, Any] | None:
-    if not ID.fullmatch(request_id):
+def load(approval_id: str) -> dict[str, Any] | None:
+    if not ID.fullmatch(approval_id):
         return None
-    snap = store.collection(REQUESTS).document(request_id).get()
+    snap = store.collection(APPROVALS).document(approval_id).get()
     return snap.to_dict() if snap.exists else None
 
 
@@ -73,10 +73,10 @@ def sees_outcome(caller, doc: dict[str, Any]) -> bool:
     return doc["requester"] == caller.email or owns_all(caller, doc)
 
 
-def get_visible(caller, request_id: str) -> dict[str, Any]:
-    doc = load(request_id)
+def get_visible(caller, approval_id: str) -> dict[str, Any]:
+    doc = load(approval_id)
     if doc is None or not visible(caller, doc):
-        raise errors.NotFound(f"request {request_id!r} not found")
+        raise errors.NotFound(f"request {approval_id!r} not found")
     return _settled(doc)
 
 
@@ -121,22 +121,22 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
         "modified_at": now,
     }
     batch = store.db().batch()
-    batch.set(store.collection(REQUESTS).document(doc["id"]), doc)
+    batch.set(store.collection(APPROVALS).document(doc["id"]), doc)
     audit.record(batch, req, "twin_request_submit", "twin_request", doc["id"], after=_summary(doc))
     batch.commit()
     return doc
 
 
-def decide(req, request_id: str, *, approve: bool, reason: str) -> dict[str, Any]:
+def decide(req, approval_id: str, *, approve: bool, reason: str) -> dict[str, Any]:
     """Approve (binding the code and the endpoints as they are now) or deny a request that has
     not run. Needs ownership of every endpoint it names (403), else 404 when not visible."""
-    ref = store.collection(REQUESTS).document(request_id)
+    ref = store.collection(APPROVALS).document(approval_id)
     caller = req.caller
 
     def write(transaction) -> dict[str, Any]:
-        snap = ref.get(transaction=transaction) if ID.fullmatch(request_id) else None
+        snap = ref.get(transaction=transaction) if ID.fullmatch(approval_id) else None
         if snap is None or not snap.exists or not visible(caller, snap.to_dict()):
-            raise errors.NotFound(f"request {request_id!r} not found")
+            raise errors.NotFound(f"request {approval_id!r} not found")
         doc = snap.to_dict()
         if not owns_all(caller, doc):
             raise errors.Forbidden(
@@ -162,7 +162,7 @@ def decide(req, request_id: str, *, approve: bool, reason: str) -> dict[str, Any
             req,
             action,
             "twin_request",
-            request_id,
+            approval_id,
             before={"status": doc["status"]},
             after={"status": change["status"], "reason": reason, "approved": change["approved"]},
         )
@@ -189,12 +189,12 @@ def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
     return {name: side["generation"] for name, side in sorted(endpoint_doc["sides"].items())}
 
 
-def _settings_hashes(endpoint_doc: dict[str, Any], request_id: str) -> dict[str, str]:
+def _settings_hashes(endpoint_doc: dict[str, Any], approval_id: str) -> dict[str, str]:
     """Each side's settings as the approval binds them: a hash (salted with the request's id),
     never the settings, which are secrets. A settings-only PATCH keeps the side's generation."""
     return {
         name: hashlib.sha256(
-            (request_id + json.dumps(side.get("settings") or {}, sort_keys=True, default=str)).encode()
+            (approval_id + json.dumps(side.get("settings") or {}, sort_keys=True, default=str)).encode()
         ).hexdigest()
         for name, side in sorted(endpoint_doc["sides"].items())
     }
@@ -252,24 +252,24 @@ def _refused(exc: errors.ApiError) -> dict[str, Any]:
 # -- running -------------------------------------------------------------------------------------
 
 
-def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
+def run(req, approval_id: str) -> tuple[int, dict[str, Any]]:
     """Run an approved request once, for its requester: (status, body). A request that has run
     answers its stored outcome; one running elsewhere is waited for."""
     contained()
-    state, doc, requester = _claim(req, request_id, job_id=None)
+    state, doc, requester = _claim(req, approval_id, job_id=None)
     if state == "claimed":
         doc = execute(doc, requester, req.id)
     elif state != "finished":
-        doc = _wait(request_id, doc)
+        doc = _wait(approval_id, doc)
     return answer(doc, req.caller)
 
 
-def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
+def queue_run(req, approval_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
     """Claim the single run for a job (status `queued`): ("claimed", doc); or the request's state
     when it was claimed before ("queued"/"running" with its job, or "finished"). The job's worker
     checks the requester and the approval again when it starts the run."""
     contained()
-    state, doc, _ = _claim(req, request_id, job_id=job_id)
+    state, doc, _ = _claim(req, approval_id, job_id=job_id)
     return state, doc
 
 
@@ -285,16 +285,16 @@ def contained() -> None:
         )
 
 
-def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any], Any]:
+def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any], Any]:
     """(state, the request, the requester as they are now when "claimed"). An approved request
     is claimed only if its requester may run it now (403, 404, 409 otherwise: nothing runs)."""
-    ref = store.collection(REQUESTS).document(request_id)
+    ref = store.collection(APPROVALS).document(approval_id)
     caller = req.caller
 
     def claim(transaction) -> tuple[str, dict[str, Any], Any]:
-        snap = ref.get(transaction=transaction) if ID.fullmatch(request_id) else None
+        snap = ref.get(transaction=transaction) if ID.fullmatch(approval_id) else None
         if snap is None or not snap.exists or not visible(caller, snap.to_dict()):
-            raise errors.NotFound(f"request {request_id!r} not found")
+            raise errors.NotFound(f"request {approval_id!r} not found")
         doc = snap.to_dict()
         if doc["requester"] != caller.email:
             raise errors.Forbidden("only the requester runs a request")
@@ -316,15 +316,15 @@ def _claim(req, request_id: str, *, job_id: str | None) -> tuple[str, dict[str, 
             run_record.update(started_at=now, lease_until=_lease(doc, now))
         change = {"status": "queued" if job_id else "running", "run": run_record, "modified_at": now}
         transaction.update(ref, change)
-        audit.record(transaction, req, "twin_request_run", "twin_request", request_id, after={"job": job_id})
+        audit.record(transaction, req, "twin_request_run", "twin_request", approval_id, after={"job": job_id})
         return "claimed", {**doc, **change}, requester
 
     return store.transactional(claim)
 
 
-def unqueue(request_id: str, job_id: str) -> None:
+def unqueue(approval_id: str, job_id: str) -> None:
     """Give the run back (approved again) when its job could not be queued."""
-    ref = store.collection(REQUESTS).document(request_id)
+    ref = store.collection(APPROVALS).document(approval_id)
 
     def undo(transaction) -> None:
         snap = ref.get(transaction=transaction)
@@ -335,14 +335,14 @@ def unqueue(request_id: str, job_id: str) -> None:
     store.transactional(undo)
 
 
-def start_queued(request_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:
+def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:
     """The job's worker starts the queued run: ("claimed", doc, requester) to execute it now for
     the requester as they are now; ("finished", doc, None) when it has run, or may not run now
     (the requester disabled 403, an endpoint they may no longer see 404, the approval no longer
     holding 409: it ends `failed` with that error and nothing runs); ("busy", doc, None) while
     another delivery runs it; ("gone", None, None). A run that started and was interrupted is
     not run again (single use): it ends `failed`."""
-    ref = store.collection(REQUESTS).document(request_id)
+    ref = store.collection(APPROVALS).document(approval_id)
 
     def start(transaction) -> tuple[str, dict[str, Any] | None, Any]:
         snap = ref.get(transaction=transaction)
@@ -473,7 +473,7 @@ class _NoState:
 def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
     """Store the run's outcome (the result in Cloud Storage when large), if this run still holds
     the claim; the request as stored."""
-    ref = store.collection(REQUESTS).document(doc["id"])
+    ref = store.collection(APPROVALS).document(doc["id"])
     run_id = doc["run"]["id"]
     now = store.now()
     change: dict[str, Any] = {
@@ -510,17 +510,17 @@ def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
     return store.transactional(write)
 
 
-def _wait(request_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+def _wait(approval_id: str, doc: dict[str, Any]) -> dict[str, Any]:
     """The request once the run in progress elsewhere has finished; 409 when it does not finish
     within the run's time limit (its result is then read with GET)."""
     deadline = time.monotonic() + float(doc["timeout_s"]) + 5
     while time.monotonic() < deadline:
         time.sleep(POLL_S)
-        doc = _settled(load(request_id) or doc)
+        doc = _settled(load(approval_id) or doc)
         if doc["status"] in FINISHED:
             return doc
     raise errors.Conflict(
-        f"the request is {doc['status']}; GET /twins/requests/{request_id} shows its result when it is done"
+        f"the request is {doc['status']}; GET /twins/requests/{approval_id} shows its result when it is done"
     )
 
 
@@ -531,7 +531,7 @@ def _settled(doc: dict[str, Any]) -> dict[str, Any]:
     lease = record.get("lease_until")
     if doc["status"] != "running" or lease is None or store.now() < lease:
         return doc
-    ref = store.collection(REQUESTS).document(doc["id"])
+    ref = store.collection(APPROVALS).document(doc["id"])
 
     def settle(transaction) -> dict[str, Any]:
         current = ref.get(transaction=transaction).to_dict()
@@ -642,7 +642,7 @@ def listed(caller, status: str | None = None) -> list[dict[str, Any]]:
     on a dataset they manage; admins see all."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    coll = store.collection(REQUESTS)
+    coll = store.collection(APPROVALS)
     if caller.is_admin:
         queries = [coll]
     else:

@@ -30,27 +30,29 @@ MOCK_SIDE = _endpoint_check("read on the endpoint's dataset", "mock")
 PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "private")
 
 
-def _request_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
-    """Loads the request (404 unless the caller is its requester or owns an endpoint it names)."""
+def _approval_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
+    """Loads the approval request that `/twins/requests/<request_id>` names (404 unless the caller
+    is its requester or owns an endpoint it names) and hands it to the handler as `approval`, in
+    place of its id."""
 
     def run(req, params: dict[str, Any]) -> None:
-        doc = approvals.get_visible(req.caller, params["request_id"])
-        if owners and not approvals.owns_all(req.caller, doc):
+        approval = approvals.get_visible(req.caller, params.pop("request_id"))
+        if owners and not approvals.owns_all(req.caller, approval):
             raise errors.Forbidden(
                 "this needs admin or manage on the dataset of every endpoint the request names"
             )
-        if requester and doc["requester"] != req.caller.email:
+        if requester and approval["requester"] != req.caller.email:
             raise errors.Forbidden("only the requester runs a request")
-        params["request"] = doc
+        params["approval"] = approval
 
     return Check(describe, run)
 
 
-REQUEST_VISIBLE = _request_check("the requester, or admin or manage on an endpoint the request names")
-REQUEST_OWNERS = _request_check(
+APPROVAL_VISIBLE = _approval_check("the requester, or admin or manage on an endpoint the request names")
+APPROVAL_OWNERS = _approval_check(
     "admin or manage on the dataset of every endpoint the request names", owners=True
 )
-REQUESTER = _request_check("the requester (once the request is approved)", requester=True)
+REQUESTER = _approval_check("the requester (once the request is approved)", requester=True)
 
 
 def _see_job(req, params: dict[str, Any]) -> None:

@@ -54,13 +54,13 @@ def submit_call(req, endpoint: calls.Endpoint, side: str | None, args: dict[str,
     )
 
 
-def submit_run(req, request_id: str) -> dict[str, Any]:
+def submit_run(req, approval_id: str) -> dict[str, Any]:
     """Queue the single run of an approved request; the same job again when it is queued or ran."""
     job_id = uuid.uuid4().hex
-    state, doc = approvals.queue_run(req, request_id, job_id)
-    fields = {"kind": "run", "request": request_id, "timeout_s": float(doc["timeout_s"])}
+    state, doc = approvals.queue_run(req, approval_id, job_id)
+    fields = {"kind": "run", "request": approval_id, "timeout_s": float(doc["timeout_s"])}
     if state == "claimed":
-        return _submit(req, fields, job_id, on_failure=lambda: approvals.unqueue(request_id, job_id))
+        return _submit(req, fields, job_id, on_failure=lambda: approvals.unqueue(approval_id, job_id))
     existing = (doc.get("run") or {}).get("job")
     job = load(existing) if existing else None
     if job is not None:
@@ -68,7 +68,7 @@ def submit_run(req, request_id: str) -> dict[str, Any]:
     # The request ran without a job (a plain run) or its job has expired: a finished job shows it.
     if doc["status"] not in FINISHED:  # a plain run of it is in progress: there is no job to follow
         raise errors.Conflict(
-            f"the request is {doc['status']}; GET /twins/requests/{request_id} shows its result when it is done"
+            f"the request is {doc['status']}; GET /twins/requests/{approval_id} shows its result when it is done"
         )
     job = _job(req, fields, status=doc["status"])
     store.collection(JOBS).document(job["id"]).set(job)
@@ -265,8 +265,8 @@ def _visible(caller, job: dict[str, Any]) -> bool:
     """A run job is seen by whoever sees its request's outcome (the requester, the owners of
     every endpoint it names); a call job by its caller and the endpoint's owners."""
     if job["kind"] == "run":
-        request = approvals.load(job["request"])
-        return request is not None and approvals.sees_outcome(caller, request)
+        approval = approvals.load(job["request"])
+        return approval is not None and approvals.sees_outcome(caller, approval)
     if job["caller"] == caller.email or caller.is_admin:
         return True
     endpoint = calls.load(job["endpoint"])
@@ -299,7 +299,7 @@ def _settled(job: dict[str, Any]) -> dict[str, Any]:
 
 def view(job: dict[str, Any], viewer) -> dict[str, Any]:
     """`{"id", "status", "kind", ..., "result"? | "error"?}`; a run job's result and error come
-    from its request, as that viewer may see them."""
+    from its approval, as that viewer may see them."""
     out: dict[str, Any] = {
         k: job.get(k)
         for k in (
@@ -318,9 +318,9 @@ def view(job: dict[str, Any], viewer) -> dict[str, Any]:
         if k in job
     }
     if job["kind"] == "run" and job["status"] in FINISHED:
-        request = approvals.load(job["request"])
-        if request is not None and request["status"] in approvals.FINISHED:
-            status, body = approvals.answer(request, viewer)
+        approval = approvals.load(job["request"])
+        if approval is not None and approval["status"] in approvals.FINISHED:
+            status, body = approvals.answer(approval, viewer)
             out["status"] = "done" if status == 200 else "failed"
             out["http_status"] = status
             out["result" if status == 200 else "error"] = body["result"] if status == 200 else body

@@ -27,13 +27,13 @@ from common.storage import pubsub, store
 from common.web.http import App, json_response, paged, public_items, streamed
 from functions.twins import approvals, calls, jobs, sandbox, source
 from functions.twins.checks import (
+    APPROVAL_OWNERS,
+    APPROVAL_VISIBLE,
     DEFAULT_SIDE,
     JOB_VISIBLE,
     MOCK_SIDE,
     OWNERS,
     PRIVATE_SIDE,
-    REQUEST_OWNERS,
-    REQUEST_VISIBLE,
     REQUESTER,
     VISIBLE,
 )
@@ -397,16 +397,24 @@ def list_calls(req, path, endpoint, side):
     return paged(req, page, lambda snap: snap.to_dict(), limit)
 
 
-# -- approval requests ---------------------------------------------------------------------------
+# -- approval requests (the HTTP paths' `/twins/requests`; `approval` in the code) ---------------
+# Each route keeps its operation id (`submit_request`, ...): the OpenAPI document is the contract.
 
 
-@app.post("/twins/requests", role=authz.AUTHENTICATED, body=RequestIn, status=201, response=RequestPublic)
-def submit_request(req):
+@app.post(
+    "/twins/requests",
+    role=authz.AUTHENTICATED,
+    body=RequestIn,
+    status=201,
+    response=RequestPublic,
+    operation_id="submit_request",
+)
+def submit_approval(req):
     """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
     -> 201 the request, `pending`. The caller must see every endpoint named (422 otherwise)."""
     body: RequestIn = req.body
-    doc = approvals.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
-    return approvals.view(doc, req.caller)
+    approval = approvals.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
+    return approvals.view(approval, req.caller)
 
 
 @app.get(
@@ -414,51 +422,59 @@ def submit_request(req):
     role=authz.AUTHENTICATED,
     query=RequestsQuery,
     response=list[RequestPublic],
+    operation_id="list_requests",
 )
-def list_requests(req):
+def list_approvals(req):
     """The caller's requests, and those naming an endpoint the caller owns (admins: all), newest first."""
     wanted = req.query.status
-    return [approvals.view(doc, req.caller) for doc in approvals.listed(req.caller, wanted)]
+    return [approvals.view(approval, req.caller) for approval in approvals.listed(req.caller, wanted)]
 
 
-@app.get("/twins/requests/<request_id>", role=REQUEST_VISIBLE, response=RequestPublic)
-def get_request(req, request_id, request):
+@app.get(
+    "/twins/requests/<request_id>",
+    role=APPROVAL_VISIBLE,
+    response=RequestPublic,
+    operation_id="get_request",
+)
+def get_approval(req, approval):
     """The request: status, code, decision, and when it has run its result or error (for the
     requester and the owners of every endpoint it names, who also read the run record `run`:
     captured output, error, the endpoint calls it made). An owner of only some of its endpoints
     sees the request without its result, error or run record."""
-    return approvals.view(request, req.caller)
+    return approvals.view(approval, req.caller)
 
 
 @app.post(
     "/twins/requests/<request_id>/approve",
-    role=REQUEST_OWNERS,
+    role=APPROVAL_OWNERS,
     body=Decision,
     body_required=False,
     answers=(409,),
     response=RequestPublic,
+    operation_id="approve_request",
 )
-def approve_request(req, request_id, request):
+def approve(req, approval):
     """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
-    return _decide(req, request_id, approve=True)
+    return _decide(req, approval["id"], approve=True)
 
 
 @app.post(
     "/twins/requests/<request_id>/deny",
-    role=REQUEST_OWNERS,
+    role=APPROVAL_OWNERS,
     body=Decision,
     body_required=False,
     answers=(409,),
     response=RequestPublic,
+    operation_id="deny_request",
 )
-def deny_request(req, request_id, request):
+def deny(req, approval):
     """Deny the request (`{"reason"?}`); 409 once it has run."""
-    return _decide(req, request_id, approve=False)
+    return _decide(req, approval["id"], approve=False)
 
 
-def _decide(req, request_id: str, *, approve: bool):
+def _decide(req, approval_id: str, *, approve: bool):
     reason = req.body.reason if req.body else ""
-    return approvals.view(approvals.decide(req, request_id, approve=approve, reason=reason), req.caller)
+    return approvals.view(approvals.decide(req, approval_id, approve=approve, reason=reason), req.caller)
 
 
 @app.post(
@@ -467,15 +483,16 @@ def _decide(req, request_id: str, *, approve: bool):
     query=ASYNC,
     answers=(409, *CALL_ANSWERS),
     response=CallResultPublic,
+    operation_id="run_request",
 )
-def run_request(req, request_id, request):
+def run_approval(req, approval):
     """Run the approved request once, each endpoint bound to its private side -> `{"result"}`;
     again -> the same answer without running. 409 when it is not approved or an endpoint
     changed since the approval."""
     if _async(req):
-        return jobs.accepted(jobs.submit_run(req, request_id))
+        return jobs.accepted(jobs.submit_run(req, approval["id"]))
     with calls.running(req.caller):  # before the claim: a run refused here has not started
-        status, body = approvals.run(req, request_id)
+        status, body = approvals.run(req, approval["id"])
     if status == 200:
         return body
     return json_response({**body, "request_id": req.id}, status)
