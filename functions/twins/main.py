@@ -38,19 +38,19 @@ from functions.twins.checks import (
     VISIBLE,
 )
 from functions.twins.models import (
-    ASYNC,
+    ApprovalCreate,
+    ApprovalPublic,
+    ApprovalsQuery,
+    AsyncQuery,
     CallBody,
     CallPublic,
     CallResultPublic,
-    Decision,
-    EndpointIn,
-    EndpointPatch,
+    DecisionCreate,
+    EndpointCreate,
     EndpointPublic,
     EndpointQuery,
-    RequestIn,
-    RequestPublic,
-    RequestsQuery,
-    SideIn,
+    EndpointUpdate,
+    SideCreate,
     TwinJobPublic,
 )
 from functions.twins.state import FirestoreState, delete_generation
@@ -71,7 +71,7 @@ CALL_ANSWERS = (202, 429, 500, 504)
 # -- definitions --------------------------------------------------------------------------------
 
 
-def _analysed(side: SideIn, name: str):
+def _analysed(side: SideCreate, name: str):
     """The side's definition (name, parameters); bad source or a forbidden import is 422 with the line."""
     try:
         return source.analyse(side.code, list(side.helpers), source.allowed_modules_for_endpoints())
@@ -105,7 +105,7 @@ def _same_parameters(mock, private) -> None:
         )
 
 
-def _stored_side(side: SideIn, definition) -> dict[str, Any]:
+def _stored_side(side: SideCreate, definition) -> dict[str, Any]:
     """A side as stored; a new generation id, so its state starts empty."""
     return {
         "code": side.code,
@@ -169,10 +169,12 @@ def view(endpoint: calls.Endpoint, *, full: bool = False) -> dict[str, Any]:
     return out
 
 
-@app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, answers=(409,), response=EndpointPublic)
+@app.post(
+    "/twins", role=authz.ADMIN, body=EndpointCreate, status=201, answers=(409,), response=EndpointPublic
+)
 def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken."""
-    body: EndpointIn = req.body
+    body: EndpointCreate = req.body
     if body.dataset is not None and authz.dataset_record(body.dataset) is None:
         raise errors.ValidationFailed(
             f"dataset {body.dataset!r} does not exist",
@@ -182,7 +184,7 @@ def create(req):
         definition = _analysed(body.public, "public")
         sides = {"public": _stored_side(body.public, definition)}
     else:
-        assert body.mock is not None and body.private is not None  # EndpointIn's validator: both sides
+        assert body.mock is not None and body.private is not None  # EndpointCreate's validator: both sides
         definition, private = _analysed(body.mock, "mock"), _analysed(body.private, "private")
         _same_parameters(definition, private)
         sides = {"mock": _stored_side(body.mock, definition), "private": _stored_side(body.private, private)}
@@ -215,11 +217,11 @@ def create(req):
     return view(calls.Endpoint(body.path, doc))
 
 
-@app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointPatch, response=EndpointPublic)
+@app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointUpdate, response=EndpointPublic)
 def update(req, path):
     """Replace sides, description, timeout_s, rate_limit, hide_mock_definition or settings.
     A replaced side's state starts empty; the other side and the visibility are kept."""
-    body: EndpointPatch = req.body
+    body: EndpointUpdate = req.body
     given = body.model_fields_set
     new_sides = {name: getattr(body, name) for name in SIDES if getattr(body, name) is not None}
     analysed = {name: _analysed(side, name) for name, side in new_sides.items()}
@@ -343,7 +345,7 @@ def _call(req, endpoint, side, asked_side: str | None):
     role=DEFAULT_SIDE,
     body=CallBody,
     body_required=False,
-    query=ASYNC,
+    query=AsyncQuery,
     answers=CALL_ANSWERS,
     response=CallResultPublic,
 )
@@ -358,7 +360,7 @@ def call_default(req, path, endpoint, side):
     role=MOCK_SIDE,
     body=CallBody,
     body_required=False,
-    query=ASYNC,
+    query=AsyncQuery,
     answers=CALL_ANSWERS,
     response=CallResultPublic,
 )
@@ -372,7 +374,7 @@ def call_mock(req, path, endpoint, side):
     role=PRIVATE_SIDE,
     body=CallBody,
     body_required=False,
-    query=ASYNC,
+    query=AsyncQuery,
     answers=CALL_ANSWERS,
     response=CallResultPublic,
 )
@@ -404,15 +406,15 @@ def list_calls(req, path, endpoint, side):
 @app.post(
     "/twins/requests",
     role=authz.AUTHENTICATED,
-    body=RequestIn,
+    body=ApprovalCreate,
     status=201,
-    response=RequestPublic,
+    response=ApprovalPublic,
     operation_id="submit_request",
 )
 def submit_approval(req):
     """Submit code for approval: `{"endpoints": {param: path}, "code", "reason"?, "timeout_s"?}`
     -> 201 the request, `pending`. The caller must see every endpoint named (422 otherwise)."""
-    body: RequestIn = req.body
+    body: ApprovalCreate = req.body
     approval = approvals.submit(req, body.endpoints, body.code, body.reason, body.timeout_s)
     return approvals.view(approval, req.caller)
 
@@ -420,8 +422,8 @@ def submit_approval(req):
 @app.get(
     "/twins/requests",
     role=authz.AUTHENTICATED,
-    query=RequestsQuery,
-    response=list[RequestPublic],
+    query=ApprovalsQuery,
+    response=list[ApprovalPublic],
     operation_id="list_requests",
 )
 def list_approvals(req):
@@ -433,7 +435,7 @@ def list_approvals(req):
 @app.get(
     "/twins/requests/<request_id>",
     role=APPROVAL_VISIBLE,
-    response=RequestPublic,
+    response=ApprovalPublic,
     operation_id="get_request",
 )
 def get_approval(req, approval):
@@ -447,10 +449,10 @@ def get_approval(req, approval):
 @app.post(
     "/twins/requests/<request_id>/approve",
     role=APPROVAL_OWNERS,
-    body=Decision,
+    body=DecisionCreate,
     body_required=False,
     answers=(409,),
-    response=RequestPublic,
+    response=ApprovalPublic,
     operation_id="approve_request",
 )
 def approve(req, approval):
@@ -461,10 +463,10 @@ def approve(req, approval):
 @app.post(
     "/twins/requests/<request_id>/deny",
     role=APPROVAL_OWNERS,
-    body=Decision,
+    body=DecisionCreate,
     body_required=False,
     answers=(409,),
-    response=RequestPublic,
+    response=ApprovalPublic,
     operation_id="deny_request",
 )
 def deny(req, approval):
@@ -480,7 +482,7 @@ def _decide(req, approval_id: str, *, approve: bool):
 @app.post(
     "/twins/requests/<request_id>/run",
     role=REQUESTER,
-    query=ASYNC,
+    query=AsyncQuery,
     answers=(409, *CALL_ANSWERS),
     response=CallResultPublic,
     operation_id="run_request",

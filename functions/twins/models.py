@@ -33,7 +33,7 @@ TwinPath = Annotated[
 Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE)]
 
 
-class SideIn(Strict):
+class SideCreate(Strict):
     """One side: the source of `def name(context, <keyword params>)`, helper function sources
     (reached as `context.code.<name>`) and secret settings (`context.settings`)."""
 
@@ -42,7 +42,7 @@ class SideIn(Strict):
     settings: Payload = {}
 
 
-class RateLimit(Strict):
+class RateLimitCreate(Strict):
     calls: Annotated[int, Field(ge=1, le=1_000_000)]
     per_seconds: Annotated[int, Field(ge=1, le=86_400)]
 
@@ -53,18 +53,18 @@ Description = Annotated[str, StringConstraints(max_length=10_000)]
 TimeoutS = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
 
-class EndpointIn(Strict):
+class EndpointCreate(Strict):
     """A new endpoint: `public`, or `mock` and `private` (with the same parameters)."""
 
     path: TwinPath
     description: Description
     dataset: DatasetName | None = None
     timeout_s: TimeoutS = 60
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitCreate | None = None
     hide_mock_definition: bool = False
-    public: SideIn | None = None
-    mock: SideIn | None = None
-    private: SideIn | None = None
+    public: SideCreate | None = None
+    mock: SideCreate | None = None
+    private: SideCreate | None = None
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -75,17 +75,17 @@ class EndpointIn(Strict):
         return self
 
 
-class EndpointPatch(Strict):
+class EndpointUpdate(Strict):
     """Fields to replace; a side given replaces that side (code, helpers and settings) and resets
     its state; `settings` replaces only the named sides' settings; `rate_limit: null` removes it."""
 
     description: Description | None = None
     timeout_s: TimeoutS | None = None
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitCreate | None = None
     hide_mock_definition: bool | None = None
-    public: SideIn | None = None
-    mock: SideIn | None = None
-    private: SideIn | None = None
+    public: SideCreate | None = None
+    mock: SideCreate | None = None
+    private: SideCreate | None = None
     settings: dict[Literal["mock", "private", "public"], Payload] | None = None
 
 
@@ -106,7 +106,7 @@ ParamName = Annotated[
 Reason = Annotated[str, StringConstraints(max_length=10_000)]
 
 
-class RequestIn(Strict):
+class ApprovalCreate(Strict):
     """Code that takes the named endpoints as arguments: `{param: endpoint path}`."""
 
     endpoints: Annotated[dict[ParamName, TwinPath], Field(min_length=1, max_length=20)]
@@ -115,7 +115,7 @@ class RequestIn(Strict):
     timeout_s: TimeoutS = 60
 
 
-class Decision(Strict):
+class DecisionCreate(Strict):
     reason: Reason = ""
 
 
@@ -126,7 +126,7 @@ class EndpointQuery(Query):
     full: bool = Field(False, description="true: settings, private source and state (admins)")
 
 
-class ASYNC(Query):
+class AsyncQuery(Query):
     run_async: bool = Field(
         False,
         alias="async",
@@ -134,7 +134,7 @@ class ASYNC(Query):
     )
 
 
-class RequestsQuery(Query):
+class ApprovalsQuery(Query):
     status: Literal["pending", "approved", "denied", "queued", "running", "done", "failed"] | None = None
 
 
@@ -211,7 +211,7 @@ class CallPublic(Public):
     stderr: str | None = None
 
 
-class RequestPublic(Public):
+class ApprovalPublic(Public):
     """An approval request as its viewer sees it (`run`, the captured output, for owners only)."""
 
     id: str
