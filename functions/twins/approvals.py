@@ -23,6 +23,7 @@ import json
 import re
 import time
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from common import audit, errors
@@ -35,7 +36,21 @@ from functions.twins.calls import clip
 
 APPROVALS = "twin_requests"  # the collection keeps the HTTP paths' name
 ID = re.compile(r"[0-9a-f]{32}")
-FINISHED = ("done", "failed")
+
+
+class ApprovalStatus(StrEnum):
+    """An approval request's `status`, as stored and answered."""
+
+    PENDING = "pending"  # -> APPROVED | DENIED, by an owner of every endpoint it names
+    APPROVED = "approved"  # -> RUNNING at most once (QUEUED first for a job's run)
+    DENIED = "denied"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINISHED = (ApprovalStatus.DONE, ApprovalStatus.FAILED)
 LEASE_MARGIN_S = 30  # a run still `running` this long past its time limit was interrupted
 POLL_S = 0.2
 
@@ -116,7 +131,7 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
         "code_sha256": _sha256(code),
         "reason": reason,
         "timeout_s": timeout_s,
-        "status": "pending",
+        "status": ApprovalStatus.PENDING,
         "created_at": now,
         "modified_at": now,
     }
@@ -142,13 +157,13 @@ def decide(req, approval_id: str, *, approve: bool, reason: str) -> dict[str, An
             raise errors.Forbidden(
                 "approving or denying needs admin or manage on the dataset of every endpoint it names"
             )
-        if doc["status"] not in ("pending", "approved"):
+        if doc["status"] not in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED):
             raise errors.Conflict(
                 f"the request is {doc['status']}; only a request that has not run is decided"
             )
         now = store.now()
         change = {
-            "status": "approved" if approve else "denied",
+            "status": ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED,
             "decided_by": caller.email,
             "decided_at": now,
             "decision_reason": reason,
@@ -299,12 +314,12 @@ def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str,
         if doc["requester"] != caller.email:
             raise errors.Forbidden("only the requester runs a request")
         status = doc["status"]
-        if status == "pending":
+        if status == ApprovalStatus.PENDING:
             raise errors.Conflict("the request waits for its owners' approval")
-        if status == "denied":
+        if status == ApprovalStatus.DENIED:
             reason = f": {doc['decision_reason']}" if doc.get("decision_reason") else ""
             raise errors.Conflict(f"the request was denied{reason}")
-        if status != "approved":
+        if status != ApprovalStatus.APPROVED:
             return ("finished" if status in FINISHED else status), doc, None
         requester = _requester_now(doc, caller.via)
         refused = _refusal(transaction, doc, requester)
@@ -314,7 +329,11 @@ def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str,
         run_record: dict[str, Any] = {"id": uuid.uuid4().hex, "request_id": req.id, "job": job_id}
         if job_id is None:
             run_record.update(started_at=now, lease_until=_lease(doc, now))
-        change = {"status": "queued" if job_id else "running", "run": run_record, "modified_at": now}
+        change = {
+            "status": ApprovalStatus.QUEUED if job_id else ApprovalStatus.RUNNING,
+            "run": run_record,
+            "modified_at": now,
+        }
         transaction.update(ref, change)
         audit.record(transaction, req, "twin_request_run", "twin_request", approval_id, after={"job": job_id})
         return "claimed", {**doc, **change}, requester
@@ -329,8 +348,10 @@ def unqueue(approval_id: str, job_id: str) -> None:
     def undo(transaction) -> None:
         snap = ref.get(transaction=transaction)
         doc = snap.to_dict() if snap.exists else None
-        if doc and doc["status"] == "queued" and (doc.get("run") or {}).get("job") == job_id:
-            transaction.update(ref, {"status": "approved", "run": None, "modified_at": store.now()})
+        if doc and doc["status"] == ApprovalStatus.QUEUED and (doc.get("run") or {}).get("job") == job_id:
+            transaction.update(
+                ref, {"status": ApprovalStatus.APPROVED, "run": None, "modified_at": store.now()}
+            )
 
     store.transactional(undo)
 
@@ -353,7 +374,7 @@ def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | N
         if doc["status"] in FINISHED or record.get("job") != job_id:
             return "finished", doc, None
         now = store.now()
-        if doc["status"] == "running":
+        if doc["status"] == ApprovalStatus.RUNNING:
             if record.get("lease_until") and now < record["lease_until"]:
                 return "busy", doc, None
             change = _failed({"status": "interrupted"}, now)
@@ -370,7 +391,7 @@ def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | N
             transaction.update(ref, change)
             return "finished", {**doc, **change}, None
         run_record = {**record, "started_at": now, "lease_until": _lease(doc, now)}
-        change = {"status": "running", "run": run_record, "modified_at": now}
+        change = {"status": ApprovalStatus.RUNNING, "run": run_record, "modified_at": now}
         transaction.update(ref, change)
         return "claimed", {**doc, **change}, requester
 
@@ -382,7 +403,7 @@ def _lease(doc: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
 
 
 def _failed(outcome: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
-    return {"status": "failed", "outcome": outcome, "finished_at": now, "modified_at": now}
+    return {"status": ApprovalStatus.FAILED, "outcome": outcome, "finished_at": now, "modified_at": now}
 
 
 def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
@@ -477,7 +498,7 @@ def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
     run_id = doc["run"]["id"]
     now = store.now()
     change: dict[str, Any] = {
-        "status": "done" if outcome.status == "ok" else "failed",
+        "status": ApprovalStatus.DONE if outcome.status == "ok" else ApprovalStatus.FAILED,
         "finished_at": now,
         "modified_at": now,
         "outcome": {
@@ -496,13 +517,13 @@ def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
             change.update(results.stored("requests", doc["id"], outcome.result))
         except Exception as exc:  # the run is single use: its outcome is stored all the same
             log("ERROR", f"the result of twin request {doc['id']} was not stored", exc=exc)
-            change["status"] = "failed"
+            change["status"] = ApprovalStatus.FAILED
             change["outcome"].update(status="result_not_stored", message=f"{type(exc).__name__}: {exc}")
 
     def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
         current = snap.to_dict() if snap.exists else None
-        if current is None or current["status"] != "running" or current["run"]["id"] != run_id:
+        if current is None or current["status"] != ApprovalStatus.RUNNING or current["run"]["id"] != run_id:
             return current or {**doc, **change}  # settled meanwhile (e.g. as interrupted)
         transaction.update(ref, change)
         return {**current, **change}
@@ -529,13 +550,13 @@ def _settled(doc: dict[str, Any]) -> dict[str, Any]:
     `failed` and is not run again."""
     record = doc.get("run") or {}
     lease = record.get("lease_until")
-    if doc["status"] != "running" or lease is None or store.now() < lease:
+    if doc["status"] != ApprovalStatus.RUNNING or lease is None or store.now() < lease:
         return doc
     ref = store.collection(APPROVALS).document(doc["id"])
 
     def settle(transaction) -> dict[str, Any]:
         current = ref.get(transaction=transaction).to_dict()
-        if current["status"] != "running" or current["run"]["id"] != record["id"]:
+        if current["status"] != ApprovalStatus.RUNNING or current["run"]["id"] != record["id"]:
             return current
         change = _failed({"status": "interrupted"}, store.now())
         transaction.update(ref, change)
@@ -549,9 +570,9 @@ def _settled(doc: dict[str, Any]) -> dict[str, Any]:
 
 def answer(doc: dict[str, Any], viewer) -> tuple[int, dict[str, Any]]:
     """The run's answer for `viewer`: (200, {"result"}) or (status, error envelope fields)."""
-    if doc["status"] == "done":
+    if doc["status"] == ApprovalStatus.DONE:
         return 200, {"result": results.loaded(doc)}
-    if doc["status"] != "failed":
+    if doc["status"] != ApprovalStatus.FAILED:
         return 202, {"status": doc["status"]}
     return failure(doc, owns_all(viewer, doc))
 
@@ -619,9 +640,9 @@ def view(doc: dict[str, Any], viewer) -> dict[str, Any]:
     if not sees_outcome(viewer, doc):
         return out
     owner = owns_all(viewer, doc)
-    if doc["status"] == "done":
+    if doc["status"] == ApprovalStatus.DONE:
         out["result"] = results.loaded(doc)
-    elif doc["status"] == "failed":
+    elif doc["status"] == ApprovalStatus.FAILED:
         out["error"] = failure(doc, owner)[1]
     if doc.get("outcome") and owner:
         out["run"] = doc["outcome"]

@@ -16,6 +16,7 @@ import datetime
 import json
 import re
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from common import errors, jsonio
@@ -27,7 +28,18 @@ from functions.twins import approvals, calls, results
 
 JOBS = "twin_jobs"
 ID = re.compile(r"[0-9a-f]{32}")
-FINISHED = ("done", "failed")
+
+
+class JobStatus(StrEnum):
+    """A job's `status`, as stored and answered: PENDING -> RUNNING -> DONE | FAILED."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINISHED = (JobStatus.DONE, JobStatus.FAILED)
 MAX_ATTEMPTS = 3
 LEASE_MARGIN_S = 30
 # A job still `running` this long past its lease gets no more deliveries (its message was
@@ -66,7 +78,7 @@ def submit_run(req, approval_id: str) -> dict[str, Any]:
     if job is not None:
         return job
     # The request ran without a job (a plain run) or its job has expired: a finished job shows it.
-    if doc["status"] not in FINISHED:  # a plain run of it is in progress: there is no job to follow
+    if doc["status"] not in approvals.FINISHED:  # a plain run of it is in progress: there is no job to follow
         raise errors.Conflict(
             f"the request is {doc['status']}; GET /twins/requests/{approval_id} shows its result when it is done"
         )
@@ -75,7 +87,9 @@ def submit_run(req, approval_id: str) -> dict[str, Any]:
     return job
 
 
-def _job(req, fields: dict[str, Any], job_id: str | None = None, status: str = "pending") -> dict[str, Any]:
+def _job(
+    req, fields: dict[str, Any], job_id: str | None = None, status: str = JobStatus.PENDING
+) -> dict[str, Any]:
     now = store.now()
     return {
         "id": job_id or uuid.uuid4().hex,
@@ -97,7 +111,7 @@ def _submit(req, fields: dict[str, Any], job_id: str | None = None, on_failure=N
         pubsub.publish(settings().twin_jobs_topic, {"job": job["id"]})
     except Exception as exc:
         log("ERROR", f"twin job {job['id']} not queued: {exc!r}", request_id=req.id)
-        ref.update({"status": "failed", "error": _queue_error(job["id"]), "finished_at": store.now()})
+        ref.update({"status": JobStatus.FAILED, "error": _queue_error(job["id"]), "finished_at": store.now()})
         if on_failure is not None:
             on_failure()
         raise errors.Unavailable("the job queue did not take the job; try again", retry_after=5) from None
@@ -149,7 +163,7 @@ def _claim(job_id: str) -> tuple[dict[str, Any], int] | None:
             return None
         job = snap.to_dict()
         now = store.now()
-        if job["status"] == "running":
+        if job["status"] == JobStatus.RUNNING:
             if now < job["lease_until"]:
                 raise TryAgain(f"twin job {job_id} is being carried out by another delivery")
             if job["attempts"] >= MAX_ATTEMPTS:
@@ -157,7 +171,7 @@ def _claim(job_id: str) -> tuple[dict[str, Any], int] | None:
                 return None
         attempt = job["attempts"] + 1
         lease = now + datetime.timedelta(seconds=job["timeout_s"] + LEASE_MARGIN_S)
-        change = {"status": "running", "attempts": attempt, "started_at": now, "lease_until": lease}
+        change = {"status": JobStatus.RUNNING, "attempts": attempt, "started_at": now, "lease_until": lease}
         transaction.update(ref, change)
         return {**job, **change}, attempt
 
@@ -173,7 +187,7 @@ def _stopped(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failed_change(error: dict[str, Any], now) -> dict[str, Any]:
-    return {"status": "failed", "error": error, "http_status": _status_of(error), "finished_at": now}
+    return {"status": JobStatus.FAILED, "error": error, "http_status": _status_of(error), "finished_at": now}
 
 
 def _status_of(error: dict[str, Any]) -> int:
@@ -223,7 +237,7 @@ def _work_run(job: dict[str, Any], attempt: int) -> None:
             404,
             {"error": "not_found", "message": "the request no longer exists", "details": {}},
         )
-    elif doc["status"] == "done":
+    elif doc["status"] == approvals.ApprovalStatus.DONE:
         _finish(job, attempt, 200, {}, result_from_request=True)
     else:  # the job keeps the requester's masked error; its view asks the request again
         _finish(job, attempt, *approvals.failure(doc, owner=False))
@@ -236,15 +250,15 @@ def _finish(
     ref = store.collection(JOBS).document(job["id"])
     now = store.now()
     if status == 200:
-        change: dict[str, Any] = {"status": "done", "http_status": 200, "finished_at": now}
+        change: dict[str, Any] = {"status": JobStatus.DONE, "http_status": 200, "finished_at": now}
         if not result_from_request:
             change.update(results.stored("jobs", job["id"], body["result"]))
     else:
-        change = {"status": "failed", "http_status": status, "error": body, "finished_at": now}
+        change = {"status": JobStatus.FAILED, "http_status": status, "error": body, "finished_at": now}
 
     def write(transaction) -> None:
         snap = ref.get(transaction=transaction)
-        if snap.exists and snap.get("status") == "running" and snap.get("attempts") == attempt:
+        if snap.exists and snap.get("status") == JobStatus.RUNNING and snap.get("attempts") == attempt:
             transaction.update(ref, change)
 
     store.transactional(write)
@@ -275,7 +289,7 @@ def _visible(caller, job: dict[str, Any]) -> bool:
 
 def _settled(job: dict[str, Any]) -> dict[str, Any]:
     """A job whose worker stopped and whose message was dead-lettered ends `failed` here."""
-    if job["status"] != "running":
+    if job["status"] != JobStatus.RUNNING:
         return job
     if store.now() < job["lease_until"] + datetime.timedelta(seconds=ABANDONED_AFTER_S):
         return job
@@ -283,7 +297,7 @@ def _settled(job: dict[str, Any]) -> dict[str, Any]:
 
     def settle(transaction) -> dict[str, Any]:
         current = ref.get(transaction=transaction).to_dict()
-        if current["status"] != "running" or current["attempts"] != job["attempts"]:
+        if current["status"] != JobStatus.RUNNING or current["attempts"] != job["attempts"]:
             return current
         error = {
             "error": "internal",
@@ -321,13 +335,13 @@ def view(job: dict[str, Any], viewer) -> dict[str, Any]:
         approval = approvals.load(job["request"])
         if approval is not None and approval["status"] in approvals.FINISHED:
             status, body = approvals.answer(approval, viewer)
-            out["status"] = "done" if status == 200 else "failed"
+            out["status"] = JobStatus.DONE if status == 200 else JobStatus.FAILED
             out["http_status"] = status
             out["result" if status == 200 else "error"] = body["result"] if status == 200 else body
             return out
     out["http_status"] = job.get("http_status")
-    if job["status"] == "done":
+    if job["status"] == JobStatus.DONE:
         out["result"] = results.loaded(job)
-    elif job["status"] == "failed":
+    elif job["status"] == JobStatus.FAILED:
         out["error"] = job.get("error")
     return out

@@ -7,10 +7,11 @@ import datetime
 import keyword
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, model_validator
 
 from common.models import DatasetName, Payload, Public, Query, Strict
 from functions.twins import calls
+from functions.twins.approvals import ApprovalStatus
 
 MAX_SOURCE = 200_000
 MAX_TIMEOUT_S = 280  # under the function's own 300 s request timeout
@@ -134,8 +135,14 @@ class AsyncQuery(Query):
     )
 
 
+# An approval status as a query takes it: inline in the document, a plain enum of strings.
+StatusName = Annotated[
+    ApprovalStatus, WithJsonSchema({"enum": [s.value for s in ApprovalStatus], "type": "string"})
+]
+
+
 class ApprovalsQuery(Query):
-    status: Literal["pending", "approved", "denied", "queued", "running", "done", "failed"] | None = None
+    status: StatusName | None = None
 
 
 # -- answers -------------------------------------------------------------------------------------
