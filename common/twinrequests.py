@@ -44,8 +44,38 @@ def load(request_id: str) -> dict[str, Any] | None:
     return snap.to_dict() if snap.exists else None
 
 
+def live(doc: dict[str, Any]) -> bool:
+    """A request goes with the datasets of the endpoints it names: once one of them is deleted
+    (also when a dataset of the same name is made again) nobody sees it, before the purge
+    (common/purge.py) has reclaimed it."""
+    bound = doc.get("endpoint_datasets")
+    if bound is None:  # submitted before requests recorded their datasets' generations
+        return all(twinrun.dataset_lives(name, None, doc["created_at"]) for name in doc.get("datasets") or ())
+    return all(
+        twinrun.dataset_lives(ds["name"], ds["generation"], doc["created_at"])
+        for ds in bound.values()
+        if ds is not None
+    )
+
+
+def _named(doc: dict[str, Any], param: str, endpoint: twinrun.Endpoint | None) -> bool:
+    """Whether `endpoint` (the one at the path now) is the endpoint the request named for `param`:
+    one that lives, on the dataset it was on when the request was submitted (an endpoint made
+    again at the path on that dataset counts; one made on another dataset does not)."""
+    if endpoint is None or not endpoint.live():
+        return False
+    bound = (doc.get("endpoint_datasets") or {}).get(param, "unrecorded")
+    if bound == "unrecorded":  # submitted before requests recorded it
+        return True
+    if bound is None:
+        return endpoint.dataset is None
+    return endpoint.dataset == bound["name"] and endpoint.doc.get("dataset_generation") == bound["generation"]
+
+
 def _endpoints(doc: dict[str, Any]) -> list[twinrun.Endpoint | None]:
-    return [twinrun.load(path) for path in doc["endpoints"].values()]
+    """The endpoints the request names, as they are now (None for one that is gone)."""
+    found = [(param, twinrun.load(path)) for param, path in doc["endpoints"].items()]
+    return [endpoint if _named(doc, param, endpoint) else None for param, endpoint in found]
 
 
 def owns_all(caller, doc: dict[str, Any]) -> bool:
@@ -61,13 +91,13 @@ def visible(caller, doc: dict[str, Any]) -> bool:
     """The requester and the owners of any endpoint it names see a request; nobody else. An owner
     of some of them sees that it exists (a pending request involves their endpoint), not how it
     ran (see `sees_outcome`)."""
-    return doc["requester"] == caller.email or owns_any(caller, doc)
+    return live(doc) and (doc["requester"] == caller.email or owns_any(caller, doc))
 
 
 def sees_outcome(caller, doc: dict[str, Any]) -> bool:
     """Who sees a request's result (or error) and its job: the requester, and the owners of every
     endpoint it names (admins): the result may hold data of each of them."""
-    return doc["requester"] == caller.email or owns_all(caller, doc)
+    return live(doc) and (doc["requester"] == caller.email or owns_all(caller, doc))
 
 
 def get_visible(caller, request_id: str) -> dict[str, Any]:
@@ -109,6 +139,11 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
         "requester": req.caller.email,
         "endpoints": dict(endpoints),
         "datasets": sorted({e.dataset for e in named.values() if e.dataset}),
+        # The request goes with these datasets as they are now (see `live`).
+        "endpoint_datasets": {
+            param: {"name": e.dataset, "generation": e.doc.get("dataset_generation")} if e.dataset else None
+            for param, e in named.items()
+        },
         "code": code,
         "code_sha256": _sha256(code),
         "reason": reason,
@@ -173,12 +208,19 @@ def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
     each side's settings, read in the transaction (never from a cache that may be seconds old)."""
     generations, settings_hashes = {}, {}
     for param, path in doc["endpoints"].items():
-        snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
-        if not snap.exists:
+        endpoint = _read(transaction, path)
+        if not _named(doc, param, endpoint):
             raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
-        generations[param] = _generations(snap.to_dict())
-        settings_hashes[param] = _settings_hashes(snap.to_dict(), doc["id"])
+        assert endpoint is not None  # _named: it exists
+        generations[param] = _generations(endpoint.doc)
+        settings_hashes[param] = _settings_hashes(endpoint.doc, doc["id"])
     return {"code_sha256": doc["code_sha256"], "generations": generations, "settings": settings_hashes}
+
+
+def _read(transaction, path: str) -> twinrun.Endpoint | None:
+    """The endpoint at `path` as stored, in `transaction` (past the definition cache)."""
+    snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
+    return twinrun.Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
 def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
@@ -226,10 +268,9 @@ def _refusal(transaction, doc: dict[str, Any], requester) -> errors.ApiError | N
     if bound.get("code_sha256") != _sha256(doc["code"]):
         return errors.Conflict("the code is not the code that was approved")
     for param, path in doc["endpoints"].items():
-        snap = store.collection(twinrun.ENDPOINTS).document(path).get(transaction=transaction)
-        if not snap.exists:
+        endpoint = _read(transaction, path)
+        if endpoint is None or not _named(doc, param, endpoint):
             return errors.Conflict(f"twin endpoint {path!r} was deleted after the approval")
-        endpoint = twinrun.Endpoint(path, snap.to_dict())
         if not endpoint.visible_to(requester):
             return errors.NotFound(f"twin endpoint {path!r} not found: the requester may no longer see it")
         why = _changed(doc, param, endpoint.doc)
@@ -444,10 +485,9 @@ def _as_approved(doc: dict[str, Any], param: str, path: str) -> twinrun.Endpoint
     """The endpoint as stored now, read past the per-instance definition cache (which may hold a
     definition seconds old), when its sides and settings are still the ones approved; None
     otherwise."""
-    snap = store.collection(twinrun.ENDPOINTS).document(path).get()
-    if not snap.exists:
+    endpoint = _read(None, path)
+    if endpoint is None or not _named(doc, param, endpoint):
         return None
-    endpoint = twinrun.Endpoint(path, snap.to_dict())
     return endpoint if _changed(doc, param, endpoint.doc) is None else None
 
 

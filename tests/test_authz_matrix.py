@@ -225,10 +225,13 @@ def _reader_request(api, approved: bool) -> str:
 
 
 def _reader_twin_job() -> str:
-    """A finished twin job of READER's on t.priv, written straight into Firestore."""
+    """A finished twin job of READER's on t.priv (this endpoint, by its generation), written
+    straight into Firestore."""
     from common import store
 
+    generation = store.collection("twins").document("t.priv").get().get("generation")
     job = {"id": "0" * 32, "kind": "call", "endpoint": "t.priv", "side": None, "caller": READER}
+    job["endpoint_generation"] = generation
     job.update(status="done", result=1, attempts=1, created_at=store.now())
     store.collection("twin_jobs").document(job["id"]).set(job)
     return job["id"]

@@ -529,6 +529,10 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
             {
                 "kind": "call",
                 "endpoint": "lab.count",
+                "endpoint_generation": store.collection("twins")
+                .document("lab.count")
+                .get()
+                .get("generation"),
                 "side": "private",
                 "args_json": '{"n": 1}',
                 "timeout_s": 1.0,

@@ -391,9 +391,11 @@ def view(endpoint: twinrun.Endpoint, *, full: bool = False) -> dict[str, Any]:
 
 @app.post("/twins", role=authz.ADMIN, body=EndpointIn, status=201, answers=(409,), response=EndpointPublic)
 def create(req):
-    """Create an endpoint (201 with its view); 409 when the path is taken."""
+    """Create an endpoint (201 with its view); 409 when the path is taken (by an endpoint whose
+    dataset still exists: one of a deleted dataset is replaced, its state dropped)."""
     body: EndpointIn = req.body
-    if body.dataset is not None and authz.dataset_record(body.dataset) is None:
+    record = authz.dataset_record(body.dataset) if body.dataset is not None else None
+    if body.dataset is not None and record is None:
         raise errors.ValidationFailed(
             f"dataset {body.dataset!r} does not exist",
             details=[{"loc": ["body", "dataset"], "message": "no such dataset", "type": "not_found"}],
@@ -409,9 +411,13 @@ def create(req):
     now = store.now()
     doc = {
         "path": body.path,
+        # The endpoint's own id and its dataset's: call records and jobs are bound to the first,
+        # the endpoint itself to the second (it goes with its dataset, as the dataset's data does).
+        "generation": uuid.uuid4().hex,
         "description": body.description,
         "kind": "public" if body.public else "twin",
         "dataset": body.dataset,
+        "dataset_generation": authz.generation(record),
         "timeout_s": body.timeout_s,
         "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
         "hide_mock_definition": body.hide_mock_definition,
@@ -422,16 +428,23 @@ def create(req):
         "modified_at": now,
         "modified_by": req.caller.email,
     }
-    from google.api_core.exceptions import AlreadyExists
+    ref = store.collection(twinrun.ENDPOINTS).document(body.path)
 
-    batch = store.db().batch()
-    batch.create(store.collection(twinrun.ENDPOINTS).document(body.path), doc)
-    audit.record(batch, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc))
-    try:
-        batch.commit()
-    except AlreadyExists:
-        raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first") from None
+    def write(transaction) -> dict[str, Any] | None:
+        snap = ref.get(transaction=transaction)
+        old = snap.to_dict() if snap.exists else None
+        if old is not None and twinrun.Endpoint(body.path, old).live():
+            raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first")
+        transaction.set(ref, doc)
+        audit.record(
+            transaction, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc)
+        )
+        return old
+
+    replaced = store.transactional(write)
     twinrun.forget(body.path)
+    for side in (replaced or {}).get("sides", {}).values():  # of a deleted dataset's endpoint
+        delete_generation(side["generation"])
     return view(twinrun.Endpoint(body.path, doc))
 
 
@@ -505,7 +518,8 @@ def update(req, path):
 
 @app.delete("/twins/<path>", role=authz.ADMIN, status=204)
 def remove(req, path):
-    """Delete an endpoint and its state (call records expire on their own)."""
+    """Delete an endpoint and its state. Its call records and jobs are no longer shown, also not
+    for a new endpoint at the path (they expire on their own)."""
     endpoint = twinrun.load(path)
     if endpoint is None or not endpoint.visible_to(req.caller):
         raise errors.NotFound(f"twin endpoint {path!r} not found")
@@ -622,15 +636,20 @@ def call_private(req, path, endpoint, side):
 
 @app.get("/twins/<path>/calls", role=OWNERS, query=Paging, response=list[CallPublic])
 def list_calls(req, path, endpoint, side):
-    """The endpoint's call records, newest first, with the captured output (owners)."""
+    """The endpoint's call records, newest first, with the captured output (owners); not those
+    of an earlier endpoint at the same path."""
     twinrun.flush_records()  # this instance's latest calls are in the list
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     coll = store.collection(twinrun.CALLS)
-    query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
-        "at", direction=firestore.Query.DESCENDING
-    )
+    if endpoint.generation is not None:
+        query = coll.where(filter=FieldFilter("endpoint_generation", "==", endpoint.generation))
+    else:  # made before endpoints had generations: the records since it was made
+        query = coll.where(filter=FieldFilter("endpoint", "==", path))
+        if endpoint.doc.get("created_at") is not None:
+            query = query.where(filter=FieldFilter("at", ">=", endpoint.doc["created_at"]))
+    query = query.order_by("at", direction=firestore.Query.DESCENDING)
     limit = req.query.limit
     page = store.page(query, coll, limit=limit, cursor=req.query.cursor)
     return paged(req, page, lambda snap: snap.to_dict(), limit)
