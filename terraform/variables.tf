@@ -136,6 +136,12 @@ variable "neuroglancer_url" {
   default     = "https://neuroglancer-demo.appspot.com"
 }
 
+variable "transfer_output_public" {
+  description = "Let anyone read transfer volumes (allUsers, objects.get only), as neuroglancer in a browser reads them without credentials. Set false where an organisation policy refuses public access (constraints/storage.publicAccessPrevention, or domain-restricted sharing: constraints/iam.allowedPolicyMemberDomains); the bucket is then private and volumes open only for principals granted read on it."
+  type        = bool
+  default     = true
+}
+
 variable "neuroglancer_origins" {
   description = "Origins allowed by CORS to read the transfer bucket (the neuroglancer instances users open volumes in)."
   type        = list(string)

@@ -249,6 +249,22 @@ def test_twins_vpc_egress_is_optional_and_takes_all_traffic():
     assert re.search(r'variable "twins_vpc_connector" \{[^}]*default\s*=\s*""', config["text"])
 
 
+def test_the_public_transfer_output_can_be_turned_off():
+    """Organisation policies (constraints/storage.publicAccessPrevention, domain-restricted
+    sharing) refuse a grant to allUsers: var.transfer_output_public = false makes none, and the
+    bucket's public access prevention is then enforced like the others'."""
+    config = check_terraform.load(TERRAFORM)
+    assert re.search(
+        r'variable "transfer_output_public" \{[^}]*type\s*=\s*bool[^}]*default\s*=\s*true', config["text"]
+    )
+    resources = config["resource"]
+    public = resources["google_storage_bucket_iam_member"]["transfer_output_public_read"]
+    assert public["member"] == "allUsers"
+    assert public["count"] == "${var.transfer_output_public ? 1 : 0}"
+    bucket = resources["google_storage_bucket"]["transfer_output"]
+    assert bucket["public_access_prevention"] == '${var.transfer_output_public ? "inherited" : "enforced"}'
+
+
 BROKEN_TERRAFORM = {
     "a bucket open to the public": (
         (
@@ -303,6 +319,11 @@ BROKEN_TERRAFORM = {
         "  bucket = google_storage_bucket.transfer_output.name\n"
         '  role   = "roles/storage.objectAdmin"\n  member = "allUsers"\n}\n',
         "google_storage_bucket_iam_member.vandal opens access to the public",
+    ),
+    "the public read not gated by var.transfer_output_public": (
+        ("storage.tf", "  count  = var.transfer_output_public ? 1 : 0\n", ""),
+        "",
+        "not gated by var.transfer_output_public",
     ),
     "the transfer output without CORS": (
         ("storage.tf", "  cors {\n    origin ", '  dynamic "x" {\n    origin '),

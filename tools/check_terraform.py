@@ -5,7 +5,8 @@ every function in functions/ has a Cloud Function (one map, for_each); every bac
 worker (tools/workers.py) has a Cloud Function on its entry point behind a push subscription
 with a retry policy and a dead-letter topic; every bucket has uniform access and enforced
 public-access prevention, except the transfer output, which only neuroglancer's origins may
-read by CORS and only allUsers' get-only read opens; nothing else is granted to allUsers or
+read by CORS and only allUsers' get-only read opens, made only when var.transfer_output_public
+is true (organisation policies may refuse it); nothing else is granted to allUsers or
 allAuthenticatedUsers; the transfer network's service account may write the transfer output;
 every service account is used; no primitive role (owner, editor, viewer) is granted; the
 google providers are ~> 6.
@@ -28,6 +29,7 @@ PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 PUBLIC_READ_BUCKET = "transfer_output"
 PUBLIC_READ_ROLES = ("roles/storage.legacyObjectReader", "roles/storage.objectViewer")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+PUBLIC_SWITCH = "var.transfer_output_public"
 
 
 def _unquote(value: Any) -> Any:
@@ -191,7 +193,8 @@ def _public_bucket_problems(name: str, body: dict[str, Any]) -> list[str]:
 
 
 def _public_member_problems(resources: dict[str, Any]) -> list[str]:
-    """allUsers / allAuthenticatedUsers only as get-only readers of the transfer output."""
+    """allUsers / allAuthenticatedUsers only as get-only readers of the transfer output, and
+    only when var.transfer_output_public is true."""
     found = []
     for rtype, named in resources.items():
         for name, body in named.items():
@@ -208,6 +211,8 @@ def _public_member_problems(resources: dict[str, Any]) -> list[str]:
                     f"{rtype}.{name} opens access to the public; only get-only read of "
                     f"bucket {PUBLIC_READ_BUCKET!r} may"
                 )
+            elif PUBLIC_SWITCH not in str(body.get("count")):
+                found.append(f"{rtype}.{name} is public but not gated by {PUBLIC_SWITCH} (count)")
     return found
 
 
