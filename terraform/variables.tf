@@ -33,7 +33,7 @@ variable "allowed_origins" {
 }
 
 variable "gatehouse_version" {
-  description = "Version shown by /<function>/_health (GATEHOUSE_VERSION); Cloud Build passes the commit."
+  description = "Build label shown by /<function>/_health as <release>+<label> (GATEHOUSE_VERSION); cloudbuild.yaml passes its build id ($BUILD_ID), which `gcloud builds describe` resolves to the build and its source."
   type        = string
   default     = "dev"
 }

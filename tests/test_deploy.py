@@ -429,3 +429,40 @@ def test_cloudbuild_loads_with_gclouds_own_loader(tmp_path):
         path.write_text(broken)
         done = check_cloudbuild.check(str(path))
         assert done.returncode != 0 and message in done.stderr, (name, done.stderr[-500:])
+
+
+def _builder_images(text: str) -> list[str]:
+    """Each step's image in a cloudbuild.yaml text, its substitutions replaced by their defaults."""
+    import yaml
+
+    config = yaml.safe_load(text)
+    defaults = {k: str(v) for k, v in config.get("substitutions", {}).items()}
+    return [
+        re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), step["name"])
+        for step in config["steps"]
+    ]
+
+
+def _unpinned(images: list[str]) -> list[str]:
+    """Images whose tag is not a full version (x.y.z, with an optional -variant)."""
+    return [i for i in images if not re.search(r":\d+\.\d+\.\d+(-[a-z]+)?$", i)]
+
+
+def test_cloudbuild_builder_images_are_pinned_by_version():
+    """A builder image named by a moving tag (latest, emulators, 1.11) changes under the build."""
+    with open(os.path.join(ROOT, "cloudbuild.yaml")) as f:
+        text = f.read()
+    images = _builder_images(text)
+    assert images and _unpinned(images) == [], images
+    assert _unpinned(["gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"])
+    assert _unpinned(["hashicorp/terraform:1.11", "hashicorp/terraform:latest", "hashicorp/terraform"])
+
+
+def test_the_build_label_is_what_the_docs_say():
+    """Cloud Build passes its build id as gatehouse_version ($COMMIT_SHA is empty in a
+    `gcloud builds submit`); the variable and the README say so."""
+    with open(os.path.join(ROOT, "cloudbuild.yaml")) as f:
+        assert "-var=gatehouse_version=$BUILD_ID" in f.read()
+    config = check_terraform.load(TERRAFORM)
+    described = re.search(r'variable "gatehouse_version" \{\s*description\s*=\s*"([^"]*)"', config["text"])
+    assert described and "build id" in described[1] and "commit" not in described[1]
