@@ -265,6 +265,73 @@ def test_the_public_transfer_output_can_be_turned_off():
     assert bucket["public_access_prevention"] == '${var.transfer_output_public ? "inherited" : "enforced"}'
 
 
+# What the build account needs to apply terraform/, by the kind of resource it makes: the
+# predefined role carrying the permissions (roles/editor lacks setIamPolicy on Cloud Run
+# services and Pub/Sub topics and subscriptions). README's Deploy grants these and says why.
+DEPLOYER_ROLES = {
+    "google_project_service": "roles/serviceusage.serviceUsageAdmin",
+    "google_service_account": "roles/iam.serviceAccountAdmin",
+    "google_service_account_iam_member": "roles/iam.serviceAccountAdmin",
+    "google_project_iam_member": "roles/resourcemanager.projectIamAdmin",
+    "google_storage_bucket": "roles/storage.admin",
+    "google_storage_bucket_iam_member": "roles/storage.admin",
+    "google_storage_bucket_object": "roles/storage.admin",
+    "google_firestore_database": "roles/datastore.owner",
+    "google_firestore_index": "roles/datastore.owner",
+    "google_firestore_field": "roles/datastore.owner",
+    "google_cloudfunctions2_function": "roles/cloudfunctions.developer",
+    "google_cloud_run_service_iam_member": "roles/run.admin",
+    "google_pubsub_topic": "roles/pubsub.admin",
+    "google_pubsub_topic_iam_member": "roles/pubsub.admin",
+    "google_pubsub_subscription": "roles/pubsub.admin",
+    "google_pubsub_subscription_iam_member": "roles/pubsub.admin",
+    "google_api_gateway_api": "roles/apigateway.admin",
+    "google_api_gateway_api_config": "roles/apigateway.admin",
+    "google_api_gateway_gateway": "roles/apigateway.admin",
+}
+# Besides: acting as the accounts terraform makes (functions and workers run as them, push
+# subscriptions sign tokens as the pushers, the gateway calls as its account); each function's
+# own source build (Cloud Build); a VPC connector, only with twins_vpc_connector.
+OTHER_BUILD_ROLES = {
+    "roles/iam.serviceAccountUser",
+    "roles/cloudbuild.builds.builder",
+    "roles/vpcaccess.user",
+}
+
+
+def _readme_build_roles() -> set[str]:
+    """The roles README's Deploy grants to the build account ($BUILD_SA)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        blocks = re.findall(r"```text\n(.*?)```", f.read(), re.S)
+    grants = [b for b in blocks if "--member=serviceAccount:$BUILD_SA" in b]
+    assert len(grants) == 1, "one block grants the build account its roles"
+    return set(re.findall(r"roles/[A-Za-z.]+", grants[0]))
+
+
+def test_the_build_account_gets_the_predefined_roles_terraform_needs():
+    resources = check_terraform.load(TERRAFORM)["resource"]
+    assert set(resources) <= set(DEPLOYER_ROLES), f"which role makes {set(resources) - set(DEPLOYER_ROLES)}?"
+    needed = {DEPLOYER_ROLES[kind] for kind in resources}
+    assert _readme_build_roles() == needed | OTHER_BUILD_ROLES
+    with open(os.path.join(ROOT, "README.md")) as f:
+        deploy = f.read().split("\n## Deploy\n", 1)[1]
+    for role in needed | OTHER_BUILD_ROLES:  # each with its reason, in the table below the grant
+        assert re.search(rf"^\| `{re.escape(role)}` \|", deploy, re.M), role
+
+
+def test_no_primitive_role_is_granted_anywhere():
+    """Not to the build account (README, cloudbuild.yaml), not in terraform/."""
+    paths = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "cloudbuild.yaml")]
+    paths += [
+        os.path.join(TERRAFORM, name) for name in os.listdir(TERRAFORM) if name.endswith((".tf", ".tftpl"))
+    ]
+    for path in paths:
+        with open(path) as f:
+            text = f.read()
+        for role in check_terraform.PRIMITIVE_ROLES:
+            assert role not in text, (path, role)
+
+
 BROKEN_TERRAFORM = {
     "a bucket open to the public": (
         (
