@@ -392,6 +392,24 @@ BROKEN_TERRAFORM = {
         "",
         "not gated by var.transfer_output_public",
     ),
+    "an account id Google refuses": (
+        (
+            "pubsub.tf",
+            'account_id   = "gatehouse-${replace(each.key, "_", "-")}-pusher"',
+            'account_id   = "gatehouse-${each.key}-pusher"',
+        ),
+        "",
+        "account id 'gatehouse-twin_jobs-pusher' is not 6-30",
+    ),
+    "a function name Cloud Run refuses": (
+        (
+            "pubsub.tf",
+            'name        = "gatehouse-${replace(each.key, "_", "-")}-worker"',
+            'name        = "gatehouse-${each.key}-worker"',
+        ),
+        "",
+        "name 'gatehouse-twin_jobs-worker' is not a Cloud Run service name",
+    ),
     "the transfer output without CORS": (
         ("storage.tf", "  cors {\n    origin ", '  dynamic "x" {\n    origin '),
         "",
