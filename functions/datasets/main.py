@@ -7,7 +7,6 @@ import re
 import uuid
 from typing import Annotated, Any
 
-import functions_framework
 from pydantic import ConfigDict, Field, model_validator
 
 from common import audit, auth, authz, blobs, errors, jsonio, purge, queue, store
@@ -494,13 +493,13 @@ def handle(request):
     return app(request)
 
 
-@functions_framework.cloud_event
+@queue.worker("datasets")
 def purge_work(cloud_event):
     """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
     deletion_id = queue.named_id(cloud_event, "deletion", DELETION_ID, "purge worker")
-    if deletion_id is None:
-        return
     deletion = purge.step(deletion_id)
-    if deletion is not None and deletion["status"] != "done":
+    if deletion is None:
+        raise queue.Gone(f"no deletion {deletion_id}")
+    if deletion["status"] != "done":
         purge.continue_later(deletion_id)
