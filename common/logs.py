@@ -90,9 +90,7 @@ def request_line(
             "status": status,
             "responseSize": str(response.calculate_content_length() or 0),
             "userAgent": request.headers.get("User-Agent", "")[:256],
-            "remoteIp": request.headers.get("X-Forwarded-For", request.remote_addr or "")
-            .split(",")[0]
-            .strip(),
+            "remoteIp": remote_ip(request),
             "latency": f"{seconds:.6f}s",
             "protocol": request.environ.get("SERVER_PROTOCOL", ""),
         },
@@ -143,6 +141,13 @@ def delivery_line(
         fields["reason"] = reason
     message = f"{function}.{worker} {outcome} {seconds * 1000:.0f} ms"
     log(DELIVERY_SEVERITY[outcome], message, exc=exc, **fields)
+
+
+def remote_ip(request: Any) -> str:
+    """Who connected: the last hop of X-Forwarded-For, the one the platform's front end appended
+    (the hops before it are whatever the caller sent); the socket's peer without the header."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return forwarded.rsplit(",", 1)[-1].strip() or request.remote_addr or ""
 
 
 def _text(entry: dict[str, Any]) -> str:
