@@ -289,6 +289,16 @@ def test_validation_and_roles(api, world):
         api.post("/transfer", user=READER, json={**BODY, "center": [1.0, 2, 3]}), 422, "validation_error"
     )
     assert_error(api.post("/transfer", user=READER, json={**BODY, "extra": 1}), 422, "validation_error")
+    # The cube reaches 128 voxels below its centre and 127 above: it must stay within int32.
+    for center in ([2**31 - 127, 0, 0], [0, -(2**31) + 127, 0], [0, 0, 2**31 - 1]):
+        assert_error(
+            api.post("/transfer", user=READER, json={**BODY, "center": center}), 422, "validation_error"
+        )
+    assert not store.collection("transfer_jobs").get()
+    edge = _start(api, body={**BODY, "center": [2**31 - 128, -(2**31) + 128, 0]})["job"]
+    parts = api.get(f"/transfer/{edge}", user=READER).get_json()["parts"]
+    assert max(p["start"][0] for p in parts.values()) + 127 == 2**31 - 1
+    assert min(p["start"][1] for p in parts.values()) == -(2**31)
     job = _start(api)["job"]
     assert_error(api.get(f"/transfer/{job}", user=STRANGER), 404, "not_found")
     assert api.get(f"/transfer/{job}", user=OWNER).status_code == 200

@@ -25,7 +25,7 @@ from pydantic import Field, StringConstraints
 
 from common import auth, authz, blobs, errors, jsonio, queue, store
 from common.http import App, paged
-from common.models import Coordinate, DatasetName, Paging, Public, Strict, is_gs_location
+from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict, is_gs_location
 
 app = App(
     "transfer",
@@ -79,10 +79,15 @@ class TransferJobDetailPublic(TransferJobPublic):
     parts: dict[str, TransferPartPublic]
 
 
+# The cube reaches CUBE/2 voxels below its centre and CUBE/2 - 1 above: all of it, and so every
+# part the transfer network is sent, stays within the coordinate range (int32).
+CubeCentre = Annotated[int, Field(ge=COORDINATE_RANGE[0] + CUBE // 2, le=COORDINATE_RANGE[1] - CUBE // 2)]
+
+
 class TransferCreate(Strict):
     dataset: DatasetName
     model_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    center: Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
+    center: Annotated[list[CubeCentre], Field(min_length=3, max_length=3)]
 
 
 def precomputed_info() -> dict[str, Any]:
