@@ -370,6 +370,9 @@ class App(_Table):
             return Response(status=204)
         if self._adapter is None:
             self._adapter = self._map.bind("gatehouse", "/")
+        if _ENCODED_SLASH in _raw_path(request):
+            # The server decoded it into the path: routed, it would split a segment in two.
+            raise errors.NotFound("no such route ('/' cannot be sent encoded inside a path segment)")
         try:
             route, params = self._adapter.match(self._path(request), method=request.method)
         except MethodNotAllowed as exc:
@@ -512,6 +515,16 @@ class App(_Table):
         from common import docs  # lazy: only the docs page needs it
 
         return docs.asset(asset)
+
+
+_ENCODED_SLASH = "%2f"
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it, before the server decoded it (lower-cased), where the
+    server keeps it (gunicorn and werkzeug both do); else the decoded one."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    return raw.partition("?")[0].lower()
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

@@ -340,3 +340,22 @@ def test_the_signatures_builder_refuses_bad_names_and_missing_buckets(tmp_path, 
     assert (
         missing.returncode != 0 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+def test_an_encoded_slash_is_never_a_path_separator(api, world):
+    """`%2F` inside a segment is not routed as `/` (mb20%2Fattachments is no dataset name)."""
+    assert api.get("/datasets/mb20/attachments", user=OWNER).status_code == 200
+    for path in ("/datasets/mb20%2Fattachments", "/datasets/mb20%2fattachments", "/users/me%2Fkeys"):
+        assert_error(api.get(path, user=OWNER), 404, "not_found")
+
+
+def test_an_email_a_user_record_cannot_have_is_refused_at_the_door(api, world, keys):
+    """A dev token for an email with "/" (a user record's id cannot hold it) is 401, not a 500."""
+    from common.auth import mint_dev_token
+
+    for email in ("a/b@example.com", "../x@example.com"):
+        token = mint_dev_token(email, keys.dev_key_pem)
+        assert_error(api.get("/roles", token=token), 401, "unauthenticated")
+        assert_error(api.get("/datasets", token=token), 401, "unauthenticated")
+    assert_error(api.post("/users", user=OWNER, json={"a/b@example.com": {}}), 422, "validation_error")
+    assert_error(api.get("/users/a%2Fb@example.com/keys", user=OWNER), 404, "not_found")
