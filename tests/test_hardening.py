@@ -359,3 +359,13 @@ def test_an_email_a_user_record_cannot_have_is_refused_at_the_door(api, world, k
         assert_error(api.get("/datasets", token=token), 401, "unauthenticated")
     assert_error(api.post("/users", user=OWNER, json={"a/b@example.com": {}}), 422, "validation_error")
     assert_error(api.get("/users/a%2Fb@example.com/keys", user=OWNER), 404, "not_found")
+
+
+def test_a_user_name_with_control_characters_is_refused(api, world):
+    for name in ("a\u0000b", "line\nbreak", "bell\u0007", "del\u007f", "c1\u0085"):
+        assert_error(
+            api.post("/users", user=OWNER, json={"x@example.com": {"name": name}}), 422, "validation_error"
+        )
+    assert api.get("/users", user=OWNER).get_json().get("x@example.com") is None
+    ok = api.post("/users", user=OWNER, json={"x@example.com": {"name": "Zoë O'Brien-Ñ (lab 3)"}})
+    assert ok.status_code == 200, ok.get_data(as_text=True)
