@@ -369,3 +369,13 @@ def test_a_user_name_with_control_characters_is_refused(api, world):
     assert api.get("/users", user=OWNER).get_json().get("x@example.com") is None
     ok = api.post("/users", user=OWNER, json={"x@example.com": {"name": "Zoë O'Brien-Ñ (lab 3)"}})
     assert ok.status_code == 200, ok.get_data(as_text=True)
+
+
+def test_v2_annotations_firestore_refuses_answer_in_our_words(api, world):
+    """A value Firestore cannot hold (here an annotation over its 1 MiB document limit) is 422
+    with our own message, never Firestore's."""
+    big = {"kind": "point", "pos": [1, 2, 3], "prop": {"a": "x" * (1100 * 1024)}}
+    body = assert_error(api.post("/annotations/v2/mb20", user=RESEARCHER, json=big), 422, "validation_error")
+    assert "firestore" not in body["message"].lower() and "entity" not in body["message"]
+    assert "limit" in body["message"]
+    assert body["details"] == {"written": [], "not_written": ["Pt1_2_3"]}
