@@ -341,6 +341,7 @@ class App(_Table):
             response = error_response(backend.answer(exc) or errors.ApiError(), request_id)
             failure = exc  # its stack trace goes to the log line, never to the caller
         response.headers["X-Request-Id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         if _REQUEST_ID.fullmatch(client_id):
             response.headers["X-Client-Request-Id"] = client_id
         self._add_cors(request, response)

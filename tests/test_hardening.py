@@ -379,3 +379,36 @@ def test_v2_annotations_firestore_refuses_answer_in_our_words(api, world):
     assert "firestore" not in body["message"].lower() and "entity" not in body["message"]
     assert "limit" in body["message"]
     assert body["details"] == {"written": [], "not_written": ["Pt1_2_3"]}
+
+
+@pytest.mark.parametrize(
+    "filename,mimetype,served",
+    [
+        ("page.html", "text/html", "application/octet-stream"),
+        ("image.svg", "image/svg+xml", "application/octet-stream"),
+        ("notes.txt", "text/plain", "text/plain"),
+        ("figure.png", "image/png", "image/png"),
+    ],
+)
+def test_attachments_download_as_files_of_a_safe_type(api, world, filename, mimetype, served):
+    """An uploaded page is never served as a page: every download is an attachment, of its own
+    type only when that is on a small safe list."""
+    import io
+
+    import requests
+
+    r = api.post(
+        "/datasets/mb20/attachments",
+        user=OWNER,
+        content_type="multipart/form-data",
+        data={"name": filename, "attachment": (io.BytesIO(b"<script>alert(1)</script>"), filename, mimetype)},
+    )
+    assert r.status_code == 201, r.get_data(as_text=True)
+    listed = api.get("/datasets/mb20/attachments", user=OWNER)
+    assert listed.headers["X-Content-Type-Options"] == "nosniff"
+    [attachment] = listed.get_json()
+    download = requests.get(attachment["url"], timeout=10)
+    assert download.content == b"<script>alert(1)</script>"
+    assert download.headers["Content-Type"] == served
+    assert download.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert "response-content-disposition=attachment" in attachment["url"]  # GCS: also for older uploads
