@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from common import errors, jsonio
+from common import errors, jsonio, logs
 from common.config import settings
 
 PUBLISH_TIMEOUT_SECONDS = 10
@@ -179,9 +179,7 @@ def _log_delivery(
     reason: str | None,
     failure: Exception | None,
 ) -> None:
-    import flask
-
-    from common import logs
+    import flask  # the push request, which functions-framework (on Flask) is serving
 
     headers: dict[str, str] = {}
     body: Any = None
@@ -216,7 +214,7 @@ def _redeliver(request_id: str, outcome: str, reason: str | None) -> None:
     `abort`: a response raised so, not an exception Flask would log with its own traceback."""
     from werkzeug.exceptions import abort
 
-    from common.http import error_response
+    from common.http import error_response  # lazy: only a delivery that fails answers so
 
     message = reason if outcome == "retry" else None  # a retry says why; a fault of ours is in the log
     abort(error_response(errors.ApiError(message), request_id))
