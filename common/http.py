@@ -341,6 +341,7 @@ class App(_Table):
             response = error_response(backend.answer(exc) or errors.ApiError(), request_id)
             failure = exc  # its stack trace goes to the log line, never to the caller
         response.headers["X-Request-Id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         if _REQUEST_ID.fullmatch(client_id):
             response.headers["X-Client-Request-Id"] = client_id
         self._add_cors(request, response)
@@ -370,6 +371,9 @@ class App(_Table):
             return Response(status=204)
         if self._adapter is None:
             self._adapter = self._map.bind("gatehouse", "/")
+        if _ENCODED_SLASH in _raw_path(request):
+            # The server decoded it into the path: routed, it would split a segment in two.
+            raise errors.NotFound("no such route ('/' cannot be sent encoded inside a path segment)")
         try:
             route, params = self._adapter.match(self._path(request), method=request.method)
         except MethodNotAllowed as exc:
@@ -512,6 +516,16 @@ class App(_Table):
         from common import docs  # lazy: only the docs page needs it
 
         return docs.asset(asset)
+
+
+_ENCODED_SLASH = "%2f"
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it, before the server decoded it (lower-cased), where the
+    server keeps it (gunicorn and werkzeug both do); else the decoded one."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    return raw.partition("?")[0].lower()
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

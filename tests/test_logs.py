@@ -65,6 +65,17 @@ def test_w3c_traceparent_and_refusals(api, capsys):
     assert "injected" not in json.dumps(second)
 
 
+def test_remote_ip_is_the_hop_the_platform_appended_not_the_callers(api, capsys):
+    """X-Forwarded-For's first hops are whatever the caller sent; the platform's front end appends
+    the address it saw last."""
+    capsys.readouterr()
+    api.get("/roles", user=OWNER, headers={"X-Forwarded-For": "6.6.6.6, 10.1.2.3"})
+    api.get("/roles", user=OWNER)
+    forwarded, direct = request_lines(capsys.readouterr().err)
+    assert forwarded["httpRequest"]["remoteIp"] == "10.1.2.3"
+    assert direct["httpRequest"]["remoteIp"] == "127.0.0.1"
+
+
 def test_a_fault_of_ours_keeps_its_stack_trace_in_the_log_only(test_env, capsys):
     from common.http import App
 

@@ -180,14 +180,15 @@ def test_a_part_that_never_answers_in_time_fails_after_its_attempts(api, world, 
     assert job["parts"]["0_0_128"]["attempts"] == ATTEMPTS
 
 
-def _push(url, message):
+def _push(url, message, message_id="1", **extra):
     """One delivery as the Pub/Sub emulator pushes it."""
     data = base64.b64encode(json.dumps(message).encode()).decode()
     return requests.post(
         url,
         json={
-            "message": {"data": data, "messageId": "1", "attributes": {}},
+            "message": {"data": data, "messageId": message_id, "attributes": {}},
             "subscription": "projects/gatehouse-test/subscriptions/redelivery",
+            **extra,
         },
         timeout=10,
     )
@@ -288,6 +289,16 @@ def test_validation_and_roles(api, world):
         api.post("/transfer", user=READER, json={**BODY, "center": [1.0, 2, 3]}), 422, "validation_error"
     )
     assert_error(api.post("/transfer", user=READER, json={**BODY, "extra": 1}), 422, "validation_error")
+    # The cube reaches 128 voxels below its centre and 127 above: it must stay within int32.
+    for center in ([2**31 - 127, 0, 0], [0, -(2**31) + 127, 0], [0, 0, 2**31 - 1]):
+        assert_error(
+            api.post("/transfer", user=READER, json={**BODY, "center": center}), 422, "validation_error"
+        )
+    assert not store.collection("transfer_jobs").get()
+    edge = _start(api, body={**BODY, "center": [2**31 - 128, -(2**31) + 128, 0]})["job"]
+    parts = api.get(f"/transfer/{edge}", user=READER).get_json()["parts"]
+    assert max(p["start"][0] for p in parts.values()) + 127 == 2**31 - 1
+    assert min(p["start"][1] for p in parts.values()) == -(2**31)
     job = _start(api)["job"]
     assert_error(api.get(f"/transfer/{job}", user=STRANGER), 404, "not_found")
     assert api.get(f"/transfer/{job}", user=OWNER).status_code == 200
@@ -430,3 +441,83 @@ def test_jobs_of_a_dataset_recorded_without_created_at_are_listed(api, world):
     assert [job["id"] for job in listed.get_json()] == ["oldjob"]
     got = api.get("/transfer/oldjob", user=OWNER)
     assert got.status_code == 200 and got.get_json()["dataset"] == "old", got.get_data(as_text=True)
+
+
+def _part_to_send(job_id: str) -> None:
+    """A job of READER's with one part (0_0_0) in the wire format, written straight into Firestore."""
+    from tests.utils import load_function
+
+    request = load_function("transfer").part_requests(
+        "gs://em-data/mb20", "denoise", BODY["center"], f"gs://{BUCKETS[2]}/volumes/{job_id}"
+    )["0_0_0"]
+    job = store.collection("transfer_jobs").document(job_id)
+    job.set({"user": READER, "dataset": "mb20", "status": "running", "created_at": store.now()})
+    job.collection("transfer_parts").document("0_0_0").set(
+        {"request": request, "status": "pending", "attempts": 0, "error": None}
+    )
+
+
+def _delivery_lines(err: str, message_id: str) -> list[dict]:
+    """The worker's lines for one message; nothing else on stderr may hold a traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    loose = [line for line in lines if not line.startswith("{")]
+    assert not any("Traceback" in line for line in loose), err
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return [e for e in entries if e.get("message_id") == message_id]
+
+
+def test_a_part_deleted_while_it_is_sent_is_acknowledged_in_one_line(
+    world, transfer_service, workers, capsys
+):
+    """The job went with its dataset while the part was being sent (DELETE /datasets during a
+    transfer): the worker's last write finds no part, which is done, not a crash."""
+    _part_to_send("gonejob")
+
+    def delete_the_job(offset, attempt):
+        job = store.collection("transfer_jobs").document("gonejob")
+        job.collection("transfer_parts").document("0_0_0").delete()
+        job.delete()
+        return "ok"
+
+    transfer_service.script = delete_the_job
+    capsys.readouterr()
+    r = _push(workers["transfer"].url, {"job": "gonejob", "part": "0_0_0"}, "gone-1", deliveryAttempt=2)
+    assert r.status_code == 200, r.text
+    [line] = _delivery_lines(capsys.readouterr().err, "gone-1")
+    assert (line["severity"], line["outcome"], line["status"], line["attempt"]) == ("INFO", "gone", 200, 2)
+    assert (line["function"], line["worker"]) == ("transfer", "work")
+    assert "deleted meanwhile" in line["reason"] and line["request_id"] and line["latency_ms"] > 0
+    assert line["message"].startswith("transfer.work gone ") and "stack_trace" not in line
+
+
+def test_a_worker_that_fails_logs_its_stack_in_one_line_and_answers_500(world, workers, capsys):
+    """An unexpected failure (here a part record without `attempts`): one structured ERROR line
+    with the stack, never Flask's traceback, and a 500 in the error envelope so Pub/Sub retries."""
+    from google.cloud import firestore
+
+    _part_to_send("brokenjob")
+    part = store.collection("transfer_jobs").document("brokenjob").collection("transfer_parts")
+    part.document("0_0_0").update({"attempts": firestore.DELETE_FIELD})
+    capsys.readouterr()
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    r = requests.post(
+        workers["transfer"].url,
+        json={
+            "message": {
+                "data": base64.b64encode(b'{"job": "brokenjob", "part": "0_0_0"}').decode(),
+                "messageId": "broken-1",
+                "attributes": {},
+            },
+            "subscription": "projects/gatehouse-test/subscriptions/broken",
+        },
+        headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+        timeout=10,
+    )
+    assert r.status_code == 500
+    body = r.json()
+    assert body["error"] == "internal" and body["request_id"] and "Traceback" not in r.text
+    [line] = _delivery_lines(capsys.readouterr().err, "broken-1")
+    assert (line["severity"], line["outcome"], line["status"]) == ("ERROR", "failed", 500)
+    assert line["request_id"] == body["request_id"]
+    assert line["logging.googleapis.com/trace"].endswith(f"/traces/{trace}")
+    assert "KeyError: 'attempts'" in line["stack_trace"]

@@ -18,7 +18,7 @@ from tools.gateway import FUNCTIONS_DIR
 @dataclass(frozen=True)
 class Worker:
     function: str  # functions/<function>/main.py holds the entry point
-    target: str  # the @functions_framework.cloud_event entry point
+    target: str  # the CloudEvent entry point (declared with @queue.worker)
     topic_setting: str  # the common.config.Settings field naming the topic it reads
 
     @property

@@ -22,12 +22,11 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import functions_framework
 from pydantic import Field, StringConstraints
 
-from common import auth, authz, blobs, errors, jsonio, logs, queue, store
+from common import auth, authz, blobs, errors, jsonio, queue, store
 from common.http import App, paged
-from common.models import Coordinate, DatasetName, Paging, Public, Strict
+from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict
 
 app = App(
     "transfer",
@@ -89,10 +88,15 @@ class TransferJobDetailPublic(TransferJobPublic):
     parts: dict[str, TransferPartPublic]
 
 
+# The cube reaches CUBE/2 voxels below its centre and CUBE/2 - 1 above: all of it, and so every
+# part the transfer network is sent, stays within the coordinate range (int32).
+CubeCentre = Annotated[int, Field(ge=COORDINATE_RANGE[0] + CUBE // 2, le=COORDINATE_RANGE[1] - CUBE // 2)]
+
+
 class TransferCreate(Strict):
     dataset: DatasetName
     model_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    center: Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
+    center: Annotated[list[CubeCentre], Field(min_length=3, max_length=3)]
 
 
 def precomputed_info() -> dict[str, Any]:
@@ -305,11 +309,11 @@ def handle(request):
 # -- the worker ---------------------------------------------------------------------------------
 
 
-class TryAgain(Exception):
+class TryAgain(queue.Retry):
     """Raised to have Pub/Sub deliver the message again (after its retry policy's backoff)."""
 
 
-@functions_framework.cloud_event
+@queue.worker("transfer")
 def work(cloud_event):
     """One delivery of `{"job", "part"}`: one attempt at that part (SPEC §3 transfer)."""
     try:
@@ -318,8 +322,7 @@ def work(cloud_event):
         if "/" in job_id or "/" in key or not job_id or not key:
             raise ValueError("not a document id")
     except (ValueError, KeyError) as exc:
-        logs.log("ERROR", f"transfer worker: dropped a message that names no part ({exc})")
-        return  # acknowledged: no redelivery can fix it
+        raise queue.Dropped(f"transfer worker: dropped a message that names no part ({exc})") from None
     job = store.collection(JOBS).document(job_id)
     part = job.collection(PARTS).document(key)
     claimed = _claim(part)
@@ -327,18 +330,31 @@ def work(cloud_event):
         return  # finished already, or the job is gone: a redelivery changes nothing
     request, attempt = claimed
     if request is None:  # an abandoned last attempt
-        part.update({"status": "failed", "error": f"no answer after {attempt} attempts"})
+        _record(part, {"status": "failed", "error": f"no answer after {attempt} attempts"})
         _settle(job)
         return
     error, retry = _send(request)
     if error is None:
-        part.update({"status": "done", "error": None, "finished_at": store.now()})
+        _record(part, {"status": "done", "error": None, "finished_at": store.now()})
     elif retry and attempt < app.settings.transfer_attempts:
-        part.update({"status": "retrying", "error": error})
+        _record(part, {"status": "retrying", "error": error})
         raise TryAgain(f"transfer job {job_id} part {key}, attempt {attempt}: {error}")
     else:
-        part.update({"status": "failed", "error": error, "finished_at": store.now()})
+        _record(part, {"status": "failed", "error": error, "finished_at": store.now()})
     _settle(job)
+
+
+def _record(part, change: dict[str, Any]) -> None:
+    """Write how the attempt went; a part deleted meanwhile (its job went with its dataset) is
+    queue.Gone: nothing is left to do."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        part.update(change)
+    except NotFound:
+        raise queue.Gone(
+            f"transfer job {part.parent.parent.id} part {part.id} was deleted meanwhile"
+        ) from None
 
 
 def _claim(part) -> tuple[dict[str, Any] | None, int] | None:

@@ -17,7 +17,6 @@ import keyword
 import uuid
 from typing import Annotated, Any, Literal
 
-import functions_framework
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from common import (
@@ -778,7 +777,7 @@ def get_job(req, job_id, job):
     return twinjobs.view(job, req.caller)
 
 
-@functions_framework.cloud_event
+@queue.worker("twins", retry=(twinjobs.TryAgain,))
 def job_work(cloud_event):
     """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
     finished (a redelivered message never completes the work twice)."""
