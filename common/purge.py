@@ -123,7 +123,8 @@ def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     query = store.collection("transfer_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
     deleted = 0
     for job in query.select(["created_at"]).stream():
-        if job.get("created_at") >= deletion["deleted_at"]:
+        created = (job.to_dict() or {}).get("created_at")  # older records may lack it: theirs too
+        if created is not None and created >= deletion["deleted_at"]:
             continue
         if deleted >= budget:
             return deleted, False

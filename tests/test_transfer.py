@@ -443,6 +443,17 @@ def test_jobs_of_a_dataset_recorded_without_created_at_are_listed(api, world):
     assert got.status_code == 200 and got.get_json()["dataset"] == "old", got.get_data(as_text=True)
 
 
+def test_deleting_a_dataset_purges_its_jobs_recorded_without_created_at(api, world):
+    """An older job record has no created_at: the dataset's deletion purges it (never a KeyError)."""
+    store.collection("transfer_jobs").document("oldjob").set(
+        {"user": READER, "dataset": "mb20", "status": "done"}
+    )
+    r = api.delete("/datasets", user=OWNER, json=["mb20"])
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert all(d["status"] == "done" for d in r.get_json()["deletions"]), r.get_json()
+    assert not store.collection("transfer_jobs").document("oldjob").get().exists
+
+
 def _part_to_send(job_id: str) -> None:
     """A job of READER's with one part (0_0_0) in the wire format, written straight into Firestore."""
     from tests.utils import load_function
