@@ -35,6 +35,7 @@ ID = re.compile(r"[0-9a-f]{32}")
 FINISHED = ("done", "failed")
 LEASE_MARGIN_S = 30  # a run still `running` this long past its time limit was interrupted
 POLL_S = 0.2
+CLAIM_WAIT_S = 5.0  # how long a run that lost its claim to a concurrent one looks for that one
 
 
 def load(request_id: str) -> dict[str, Any] | None:
@@ -294,12 +295,34 @@ def run(req, request_id: str) -> tuple[int, dict[str, Any]]:
     """Run an approved request once, for its requester: (status, body). A request that has run
     answers its stored outcome; one running elsewhere is waited for."""
     contained()
-    state, doc, requester = _claim(req, request_id, job_id=None)
+    try:
+        state, doc, requester = _claim(req, request_id, job_id=None)
+    except errors.Unavailable as exc:
+        # The claim lost to another one on the same request (a concurrent run of the requester's):
+        # that run's answer is this one's too, once it has claimed it.
+        doc = _claimed_elsewhere(req, request_id, exc)
+        state = "finished" if doc["status"] in FINISHED else doc["status"]
     if state == "claimed":
         doc = execute(doc, requester, req.id)
     elif state != "finished":
         doc = _wait(request_id, doc)
     return answer(doc, req.caller)
+
+
+def _claimed_elsewhere(req, request_id: str, contended: errors.Unavailable) -> dict[str, Any]:
+    """After a claim gave up on contention: the request, if the requester's concurrent run has
+    claimed it meanwhile (running or finished); the contention error otherwise."""
+    if (contended.details or {}).get("reason") != "contention":
+        raise contended
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while time.monotonic() < deadline:
+        doc = load(request_id)
+        if doc is None or doc["requester"] != req.caller.email:
+            break
+        if doc["status"] in ("running", "queued", *FINISHED):
+            return doc
+        time.sleep(POLL_S)
+    raise contended
 
 
 def queue_run(req, request_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
