@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from gatehouse import errors
-from gatehouse.client import segment
+from gatehouse._http import segment
+from gatehouse.records import EndpointInfo, Listing, listing
 
 if TYPE_CHECKING:
     from gatehouse.client import Gatehouse
@@ -216,11 +217,11 @@ class Requests:
     def __repr__(self) -> str:
         return "<twin requests: .list(), .get(id), or iterate>"
 
-    def list(self, status: str | None = None) -> list[Request]:
+    def list(self, status: str | None = None) -> Listing[Request]:
         """Newest first: the caller's own, and those naming an endpoint the caller owns;
         `status` (`pending`, `approved`, `denied`, `done`, ...) filters."""
         records = self._client.get("/twins/requests", params={"status": status})
-        return [Request(self._client, record) for record in records]
+        return Listing((Request(self._client, record) for record in records), "requests")
 
     def __iter__(self) -> Iterator[Request]:
         return iter(self.list())
@@ -249,9 +250,9 @@ class Twins:
     def __getitem__(self, path: str) -> Endpoint:
         return Endpoint(self._client, path)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> Listing[EndpointInfo]:
         """The endpoints the caller may see."""
-        return self._client.get("/twins")
+        return listing(self._client.get("/twins"), EndpointInfo, "twin endpoints")
 
     def define(self, definition: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
         """Creates an endpoint (admins): `path`, `description`, `dataset`, `public` or `mock` +

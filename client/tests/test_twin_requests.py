@@ -26,7 +26,7 @@ def test_submit_approve_and_run(connect, warehouse):
     assert request.record["code"].startswith("def regional_means(query):\n")  # the source, as written
     assert [r.id for r in researcher.twins.requests] == [request.id]
 
-    pending = manager.twins.requests.list(status="pending")
+    pending = manager.twins.requests.list(status="pending").to_list()
     assert [r.id for r in pending] == [request.id] and "avg(synapses)" in pending[0].record["code"]
     with pytest.raises(Conflict):
         request.run()  # not approved yet
