@@ -164,16 +164,19 @@ class Gatehouse:
                 header = self._credentials.header()
                 if header:
                     headers["Authorization"] = header
-            response = self._session.request(
-                method,
-                self.url + path,
-                params=params,
-                json=json,
-                data=data,
-                files=files,
-                headers=headers,
-                timeout=timeout or self.timeout,
-            )
+            try:
+                response = self._session.request(
+                    method,
+                    self.url + path,
+                    params=params,
+                    json=json,
+                    data=data,
+                    files=files,
+                    headers=headers,
+                    timeout=timeout or self.timeout,
+                )
+            except requests.exceptions.ConnectionError as exc:
+                raise self._unreachable(exc) from None
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 wait = retry_after(response)
                 if wait is not None and wait <= self.max_wait:
@@ -198,13 +201,30 @@ class Gatehouse:
         except ValueError:
             body = response.text
         error = errors.from_envelope(response.status_code, body, response)
-        if response.status_code == 401 and self._credentials.kind == "none":
-            error.message += (
-                " (the client found no credentials: pass token= or api_key=, set GATEHOUSE_TOKEN, "
-                "save a key with client.auth.save_key(), or log in with gcloud)"
-            )
-            error.args = (f"{error.status} {error.error}: {error.message}",)
+        if response.status_code == 401:
+            error._reword(error.message + self._credentials.refused_hint())
         return error
+
+    def _unreachable(self, exc: requests.exceptions.ConnectionError) -> errors.Unreachable:
+        """A server that did not answer, said in words a person can act on."""
+        text = str(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            why = "its TLS certificate was not accepted"
+        elif isinstance(exc, requests.exceptions.ConnectTimeout):
+            why = "connecting timed out"
+        elif "refused" in text.lower():
+            why = "the connection was refused: nothing listens there"
+        elif "resolve" in text.lower() or "name or service" in text.lower() or "getaddrinfo" in text.lower():
+            why = "its host name does not resolve"
+        else:
+            why = "the connection failed"
+        message = (
+            f"cannot reach the Gatehouse server at {self.url} ({why}). Check the URL (the "
+            "deployment's gateway URL, or http://127.0.0.1:8080 for the local stack), that the "
+            "server is running (`make dev` in a Gatehouse checkout starts the local one), and any "
+            "proxy or VPN on the way."
+        )
+        return errors.Unreachable(0, "unreachable", message, None, {"url": self.url, "cause": text})
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)
