@@ -24,7 +24,8 @@ def pandas(what: str) -> Any:
 
 class Record(dict[str, Any]):
     """A JSON object of the server's: `record["name"]` or `record.name`. It is a dict, so it
-    compares, prints and serializes as the server's JSON does."""
+    compares and serializes as the server's JSON does; a field named like a dict method
+    (`items`, `keys`, `get`, ...) is read as `record["items"]`."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -133,6 +134,14 @@ class Listing(Iterator[T], Generic[T]):
         shown = ",\n ".join(repr(item) for item in first[: self.SHOWN])
         more = ",\n ... (more: iterate, or .to_list())" if len(first) > self.SHOWN else ""
         return f"Listing of {self._what}: [{shown}{more}]"
+
+    def __getitem__(self, key: Any) -> Any:
+        # `gh.datasets.list()["mb20"]` read a dict before every list() became a Listing.
+        raise TypeError(
+            f"a Listing of {self._what} is an iterator, not a dict or a list: iterate it, take "
+            ".to_list(), or look one up by name with the resource's get() "
+            "(e.g. gh.datasets.get(name), or {d.name: d for d in gh.datasets.list()})"
+        )
 
     def to_list(self) -> builtins.list[T]:
         """Every item not yet read."""

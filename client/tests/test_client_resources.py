@@ -38,6 +38,8 @@ def test_datasets(gh, connect, mb20, tmp_path):
         isinstance(mb20_record, Dataset) and mb20_record.description == mb20_record["description"] == "4nm MB"
     )
     assert gh.datasets.get("mb20").name == "mb20"
+    with pytest.raises(TypeError, match=r"is an iterator, not a dict.*gh\.datasets\.get\(name\)"):
+        gh.datasets.list()["mb20"]  # the shape before every list() was a Listing: a hint
     assert gh.datasets.update("mb20", tags=["fly"])["tags"] == ["fly"]
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"hello")
