@@ -44,7 +44,7 @@ test: venv $(CHECKOV)/.installed browser lint types
 	$(BIN)/python -m pytest -q tests --cov --cov-report=term
 	$(BIN)/python -m pytest -q client/tests
 
-# Types: mypy on common/ and functions/ (configuration in pyproject.toml).
+# Types: mypy on common/, functions/ and the client's package client/gatehouse (configuration in pyproject.toml).
 types: venv
 	$(BIN)/mypy
 

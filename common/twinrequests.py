@@ -476,7 +476,15 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
 
 
 def _bound(
-    endpoint: twinrun.Endpoint, side: str, doc: dict[str, Any], requester, request_id: str, calls: list[str]
+    endpoint: twinrun.Endpoint,
+    side: str,
+    doc: dict[str, Any],
+    requester,
+    request_id: str,
+    calls: list[str],
+    *,
+    origin: str = "request",
+    rate_limited: bool = False,  # the owners approved a run's calls
 ):
     """One side of an endpoint as the request's code calls it: an ordinary call of the
     requester's, answered as they may see it (an error is an EndpointError in the code)."""
@@ -491,8 +499,8 @@ def _bound(
                 requester,
                 kwargs,
                 request_id,
-                origin=f"request:{doc['id']}",
-                rate_limited=False,  # the owners approved these calls
+                origin=f"{origin}:{doc['id']}",
+                rate_limited=rate_limited,
             )
         except errors.ApiError as exc:
             raise sandbox.ServiceError(exc.message, exc.status) from None
@@ -514,7 +522,48 @@ def _as_approved(doc: dict[str, Any], param: str, path: str) -> twinrun.Endpoint
     return endpoint if _changed(doc, param, endpoint.doc) is None else None
 
 
+def try_on_mock(req, doc: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Run a request's code for an owner deciding it, each endpoint (`ep(...)`, `ep.private(...)`
+    and `ep.mock(...)` alike) bound to its MOCK side, in a sandbox worker as a run is: its
+    status, its approval and its single run are untouched. Each call is an ordinary mock call
+    of the owner's (rate limited, recorded with origin `try:<id>`). The owner reads everything:
+    (200, {"result", "stdout", "stderr", "calls"}), or (status, an error envelope with the code's
+    own message and traceback)."""
+    contained()
+    calls: list[str] = []
+    services = {}
+    for param, path in doc["endpoints"].items():
+        endpoint = twinrun.load(path)
+        if endpoint is None:
+            services[param] = services[f"{param}.private"] = services[f"{param}.mock"] = _gone(path)
+            continue
+        mock = "public" if endpoint.kind == "public" else "mock"
+        services[param] = services[f"{param}.private"] = services[f"{param}.mock"] = _bound(
+            endpoint, mock, doc, req.caller, req.id, calls, origin="try", rate_limited=True
+        )
+    outcome = twinrun.run_code(
+        sandbox.Program(code=doc["code"]),
+        {},
+        user={"email": req.caller.email},
+        state=_NoState(),
+        timeout_s=float(doc["timeout_s"]),
+        services=services,
+        handles=list(doc["endpoints"]),
+    )
+    shown = {"stdout": clip(outcome.stdout), "stderr": clip(outcome.stderr), "calls": calls}
+    if outcome.status == "ok":
+        return 200, {"result": outcome.result, **shown}
+    tried = {
+        **doc,
+        "outcome": {"status": outcome.status, "message": outcome.message, "error_type": outcome.error_type},
+    }
+    status, body = failure(tried, owner=True)
+    body["details"].update(shown, traceback=clip(outcome.traceback))
+    return status, body
+
+
 def _gone(path: str):
+
     def call(*args: Any, **kwargs: Any) -> Any:
         raise sandbox.ServiceError(f"twin endpoint {path!r} changed or was deleted after the approval", 409)
 

@@ -767,6 +767,31 @@ def run_request(req, request_id, request):
     return json_response({**body, "request_id": req.id}, status)
 
 
+class TryPublic(CallResultPublic):
+    """A request's code tried on the mock sides, with what it printed and its call records."""
+
+    stdout: str | None = None
+    stderr: str | None = None
+    calls: list[str] = []
+
+
+@app.post(
+    "/twins/requests/<request_id>/try",
+    role=REQUEST_OWNERS,
+    answers=(*CALL_ANSWERS[1:],),
+    response=TryPublic,
+)
+def try_request(req, request_id, request):
+    """Try the request's code before deciding it: it runs in the sandbox as a run would, with
+    every endpoint bound to its mock side, for the owner (their own mock calls) -> `{"result",
+    "stdout", "stderr", "calls"}`. The request's status and its single run are untouched."""
+    with twinrun.running(req.caller):
+        status, body = twinrequests.try_on_mock(req, request)
+    if status == 200:
+        return body
+    return json_response({**body, "request_id": req.id}, status)
+
+
 # -- jobs ----------------------------------------------------------------------------------------
 
 
