@@ -159,6 +159,7 @@ ROUTES = [
     ("GET", "/twins/requests/READER_REQUEST", None, MANAGERS | {"reader"}, 200, 404),
     ("POST", "/twins/requests/READER_REQUEST/approve", None, MANAGERS, 200, {"reader": 403}),
     ("POST", "/twins/requests/READER_REQUEST/deny", None, MANAGERS, 200, {"reader": 403}),
+    ("POST", "/twins/requests/READER_REQUEST/try", None, MANAGERS, 200, {"reader": 403}),
     ("POST", "/twins/requests/READER_APPROVED/run", None, {"reader"}, 200, {p: 403 for p in MANAGERS}),
     ("GET", "/twins/jobs/READER_TWIN_JOB", None, MANAGERS | {"reader"}, 200, 404),
 ]
