@@ -387,10 +387,12 @@ class _Worker:
         parent, child = socket.socketpair()
         python = os.path.realpath(sys.executable)
         sources = sorted({os.path.realpath(p) for p in _package_dirs()})
+        read_only = [sys.base_prefix, *sources]
         spec = {
             "jail": mode is not None,
+            "root": _root_for(["/usr", "/etc", "/dev", *read_only]),
             "network": network,
-            "read_only": [sys.base_prefix, *sources],
+            "read_only": read_only,
             "site_packages": sources,
             "tmp_mb": TMP_MB,
             "uid": NOBODY if mode == "root" else None,
@@ -517,6 +519,19 @@ class _Worker:
             parts.append(chunk)
             left -= len(chunk)
         return b"".join(parts)
+
+
+# Where a jail's root is built: a directory of the host that the jail's own tmpfs covers, so it
+# must not hold anything bound into the jail (a checkout under /tmp, say, holds its virtualenv).
+_ROOT_CANDIDATES = ("/mnt", "/media", "/srv", "/tmp", "/var/tmp", "/opt", "/run")
+
+
+def _root_for(sources: list[str]) -> str:
+    for candidate in _ROOT_CANDIDATES:
+        inside = [s for s in sources if s == candidate or s.startswith(candidate + "/")]
+        if os.path.isdir(candidate) and not os.path.islink(candidate) and not inside:
+            return candidate
+    raise OSError("no directory to build the jail's root in: " + ", ".join(_ROOT_CANDIDATES))
 
 
 def _package_dirs() -> list[str]:

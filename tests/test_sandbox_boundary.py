@@ -565,3 +565,16 @@ def test_as_an_unprivileged_user_the_same_attacks_are_contained(tmp_path):
         assert _sleepers("4321.75") == []
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_jail_root_is_built_where_nothing_bound_into_it_lives():
+    """A checkout (its virtualenv) under /tmp must stay visible in the jail: the root's tmpfs
+    covers a directory that holds none of the directories bound into it."""
+    root = sandbox._root_for(
+        ["/usr", "/etc", "/dev", "/tmp/ci-1/gatehouse/.venv/lib/python3.11/site-packages"]
+    )
+    assert root != "/tmp" and os.path.isdir(root)
+    assert (
+        sandbox._root_for(["/usr", "/root/.pyenv/versions/3.11.7"]) == "/mnt"
+        or os.path.isdir("/mnt") is False
+    )
