@@ -150,14 +150,14 @@ def api(test_env, keys):
 def gateway(test_env, workdir):
     """The local stack `make dev` serves (tools/gateway.py) over HTTP, on the session's
     emulators: its base URL."""
-    from tests.test_e2e import _env, _start
+    from tests.utils import server_env, start_server
     from tools.emulators import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start(
+    process = start_server(
         [sys.executable, "-m", "tools.gateway", "--port", str(port)],
-        _env(test_env),
+        server_env(test_env),
         f"{base}/roles/_health",
         os.path.join(workdir, "gateway.log"),
     )
