@@ -1,5 +1,5 @@
 """docs/api.md is the contract users read: it names every route the functions serve, and no other;
-the OpenAPI documents are complete; the docs pages are served (tests/test_docs_browser.py opens
+the OpenAPI documents are complete; the docs pages are served (tests/system/test_docs_browser.py opens
 them in a browser)."""
 
 from __future__ import annotations
@@ -42,13 +42,6 @@ def test_every_served_route_is_documented_and_every_documented_route_served(api)
     served, documented = _served(api), _documented()
     assert not served - documented, f"routes missing from docs/api.md: {sorted(served - documented)}"
     assert not documented - served, f"docs/api.md names routes nobody serves: {sorted(documented - served)}"
-
-
-def test_the_readme_points_at_the_contract_in_the_repository():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    assert "docs/api.md" in readme
-    assert "../shared" not in readme
 
 
 # -- the OpenAPI documents and the browsable pages ---------------------------------------------

@@ -279,24 +279,3 @@ def test_openapi_documents_bulk_and_optional_bodies(api):
     verify = api.get("/atlas/_openapi.json").get_json()["paths"]["/atlas/verify/{entry}"]["post"]
     assert verify["requestBody"]["required"] is False
     assert verify["x-gatehouse-role"] == "write_others on the entry's dataset"
-
-
-def test_a_misspelt_role_fails_when_the_route_is_declared_not_on_a_request():
-    from common import authz
-
-    with pytest.raises(AttributeError):
-        authz.on_dataset(authz.WRITE_OWNN)  # type: ignore[attr-defined]
-    with pytest.raises(AttributeError):  # a string is not a Need: refused as the route is declared
-        authz.on_dataset("write_own")  # type: ignore[arg-type]
-
-
-def test_a_role_checked_route_needs_an_authentication_step(test_env):
-    from common import authz, http
-
-    probe = http.App("probe")
-    with pytest.raises(ValueError, match="no authenticate step"):
-        probe.get("/probe/x", role=authz.AUTHENTICATED)(lambda req: None)
-    router = http.Router()
-    router.get("/x", role=authz.AUTHENTICATED)(lambda req: None)
-    with pytest.raises(ValueError, match="no authenticate step"):
-        probe.include_router(router, prefix="/probe")
