@@ -306,3 +306,27 @@ def start_server(argv: list[str], env: dict[str, str], health: str, log_path: st
 def server_env(test_env: dict[str, str]) -> dict[str, str]:
     """The environment of a server process of the stack under test."""
     return {**os.environ, **test_env, "PYTHONPATH": ROOT}
+
+
+def wait_until(condition, what: str, timeout: float = 30.0, every: float = 0.05):
+    """Poll `condition` until it returns something true (returned), for at most `timeout` s:
+    to wait on the event that would cause what a test then proves absent, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(every)
+
+
+def acknowledged(running, *, message_id: str | None = None, payload=None) -> bool:
+    """Whether a worker (tools/workers.Running, served with record=True) has acknowledged (2xx)
+    a delivery of that message: Pub/Sub delivers an acknowledged message no more."""
+    return any(
+        200 <= d.status < 300
+        and (message_id is None or d.message_id == message_id)
+        and (payload is None or d.payload == payload)
+        for d in list(running.answered)
+    )

@@ -206,13 +206,14 @@ def test_empty_body_is_400(api):
 
 
 def test_curl_default_form_content_type_is_read_as_json(api):
-    r = api.post(
-        "/datasets",
-        user=OWNER,
-        data='{"mb20": {"description": "x"}}',
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert r.status_code == 200
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
+    r = api.post("/datasets", user=OWNER, data='{"mb20": {"description": "x"}}', headers=form)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json()["mb20"]["name"] == "mb20" and r.get_json()["mb20"]["description"] == "x"
+    assert api.get("/datasets/mb20", user=OWNER).get_json()["description"] == "x"  # written
+    # Read as JSON, never as a form: a form body is malformed JSON, in the error envelope.
+    body = assert_error(api.post("/datasets", user=OWNER, data="mb20=x", headers=form), 400, "bad_request")
+    assert body["message"].startswith("malformed JSON")
 
 
 def test_other_media_types_are_415(api):
