@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 from typing import Any
 
 from common import errors, jsonio
 from common.config import settings
+from common.logs import log
 
 PUBLISH_TIMEOUT_SECONDS = 10
 
@@ -83,8 +85,6 @@ def publish(topic: str, payload: dict[str, Any], attributes: dict[str, str] | No
 def payload_of(cloud_event) -> tuple[dict[str, Any], dict[str, str]]:
     """The JSON payload and attributes of a Pub/Sub message delivered as a CloudEvent
     (`google.cloud.pubsub.topic.v1.messagePublished`: data.message.data is base64)."""
-    import json
-
     message = (cloud_event.data or {}).get("message") or {}
     try:
         payload = json.loads(base64.b64decode(message.get("data") or ""))
@@ -99,8 +99,6 @@ def payload_of(cloud_event) -> tuple[dict[str, Any], dict[str, str]]:
 def named_id(cloud_event, field: str, pattern, worker: str) -> str | None:
     """The id a worker's message names in `field`, when it matches `pattern`; None for a message
     that names none (logged: it is acknowledged, since no redelivery can fix it)."""
-    from common.logs import log  # lazy: only workers read messages
-
     try:
         value = str(payload_of(cloud_event)[0][field])
     except (ValueError, KeyError) as exc:
