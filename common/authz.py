@@ -16,6 +16,7 @@ from common import errors, store
 from common.config import settings
 from common.exposure import exposed
 from common.http import Check, Req
+from common.models import is_dataset_name
 
 READ_ROLES = frozenset({"clio_read", "clio_general", "clio_write", "dataset_admin"})
 WRITE_OWN_ROLES = frozenset({"clio_general", "clio_write", "dataset_admin"})
@@ -74,8 +75,6 @@ def user_record(email: str) -> dict[str, Any] | None:
 def dataset_record(name: str) -> dict[str, Any] | None:
     """The dataset's record; None when it does not exist or this deployment does not serve it
     (EXPOSE), so every route and list answers an unexposed dataset as missing."""
-    from common.models import is_dataset_name  # lazy: common.models loads pydantic, which roles never needs
-
     if not is_dataset_name(name) or not exposed("dataset", name):
         return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
     return _datasets.get(name, _load_dataset)

@@ -19,6 +19,7 @@ import html
 import json
 import os
 
+import flask_swagger_ui  # the pinned package whose folder holds Swagger UI's files
 from werkzeug.wrappers import Response
 
 from common import errors
@@ -119,8 +120,6 @@ _JS = "text/javascript; charset=utf-8"
 
 
 def _dist() -> str:
-    import flask_swagger_ui  # the pinned package whose folder holds Swagger UI's files
-
     return os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
 
 

@@ -9,13 +9,18 @@ knows nothing of tokens or roles) -> role check (may they) -> body model -> hand
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import time
+import typing
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
+import functions_framework
+from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wrappers import Request, Response
@@ -71,21 +76,15 @@ class Route:
         cold start), or None."""
         if self.response is None:
             return None
-        from pydantic import TypeAdapter
-
         return TypeAdapter(self.response)
 
     @functools.cached_property
     def item_adapter(self) -> Any:
         """For a `list[X]` or `dict[str, X]` response, X's adapter: a streamed answer applies
         it item by item (common.http.public_items)."""
-        import typing
-
         origin = typing.get_origin(self.response)
         if origin not in (list, dict):
             return None
-        from pydantic import TypeAdapter
-
         return TypeAdapter(typing.get_args(self.response)[-1])
 
     def public(self, value: Any, adapter: Any = None) -> Any:
@@ -144,8 +143,6 @@ def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> 
     """A JSON response sent as it is produced (see common.jsonio.stream_*). Its first chunk is
     made here, before the status is sent, so a query that fails at once is an error answer; one
     that fails later cuts the body short (never a closed, complete-looking list)."""
-    import itertools
-
     chunks = iter(chunks)
     first = next(chunks, None)
     body = chunks if first is None else itertools.chain([first], chunks)
@@ -170,8 +167,6 @@ def paged(
     cursor = page.next_cursor()
     if not cursor:
         return listed
-    from urllib.parse import urlencode
-
     query = urlencode({**{k: v for k, v in req.args.items() if k != "cursor"}, "cursor": cursor})
     return listed, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
 
@@ -179,7 +174,6 @@ def paged(
 def _answer_unrouted_paths() -> None:
     """A path functions-framework itself cannot route (e.g. one with a newline) gets our 404
     envelope, not its HTML page. Registered on the app functions-framework is creating."""
-    import functions_framework
 
     def not_found(_exc):
         request_id = uuid.uuid4().hex
@@ -308,8 +302,6 @@ class App(_Table):
                 response=response,
             )
             if body is not None:
-                from pydantic import TypeAdapter
-
                 route.adapter = TypeAdapter(body)
             self.routes.append(route)
             self._map.add(Rule(path, methods=[method], endpoint=route))
@@ -419,8 +411,6 @@ class App(_Table):
         a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
         if route.query is None:
             return None
-        from pydantic import ValidationError
-
         given = {name: value for name, value in request.args.items() if value != ""}
         try:
             return route.query.model_validate(given)
@@ -433,8 +423,6 @@ class App(_Table):
             ) from None
 
     def _parse_body(self, request: Request, route: Route) -> Any:
-        from pydantic import ValidationError
-
         data = read_json_body(request, route.max_body, required=route.body_required)
         if not data:
             return None

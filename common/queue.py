@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import flask
+import functions_framework
+from werkzeug.exceptions import abort
+
 from common import errors, jsonio, logs
 from common.config import settings
+from common.http import error_response
 
 PUBLISH_TIMEOUT_SECONDS = 10
 
@@ -90,8 +96,6 @@ def publish(topic: str, payload: dict[str, Any], attributes: dict[str, str] | No
 def payload_of(cloud_event) -> tuple[dict[str, Any], dict[str, str]]:
     """The JSON payload and attributes of a Pub/Sub message delivered as a CloudEvent
     (`google.cloud.pubsub.topic.v1.messagePublished`: data.message.data is base64)."""
-    import json
-
     message = (cloud_event.data or {}).get("message") or {}
     try:
         payload = json.loads(base64.b64decode(message.get("data") or ""))
@@ -139,8 +143,6 @@ def worker(function: str, *, retry: tuple[type[Exception], ...] = ()):
     the worker's own exception classes that mean Retry."""
 
     def wrap(handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        import functions_framework
-
         @functools.wraps(handler)  # functions-framework finds the entry point by its name
         def deliver(cloud_event) -> None:
             request_id, started = uuid.uuid4().hex, time.perf_counter()
@@ -179,8 +181,6 @@ def _log_delivery(
     reason: str | None,
     failure: Exception | None,
 ) -> None:
-    import flask  # the push request, which functions-framework (on Flask) is serving
-
     headers: dict[str, str] = {}
     body: Any = None
     if flask.has_request_context():  # the push request (always, when functions-framework serves it)
@@ -212,9 +212,5 @@ def _log_delivery(
 def _redeliver(request_id: str, outcome: str, reason: str | None) -> None:
     """Answer 500 with the error envelope (Pub/Sub delivers the message again), through werkzeug's
     `abort`: a response raised so, not an exception Flask would log with its own traceback."""
-    from werkzeug.exceptions import abort
-
-    from common.http import error_response  # lazy: only a delivery that fails answers so
-
     message = reason if outcome == "retry" else None  # a retry says why; a fault of ours is in the log
     abort(error_response(errors.ApiError(message), request_id))

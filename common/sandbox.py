@@ -41,6 +41,7 @@ import math
 import os
 import shutil
 import signal
+import site
 import socket
 import struct
 import subprocess
@@ -537,8 +538,6 @@ def _root_for(sources: list[str]) -> str:
 def _package_dirs() -> list[str]:
     """The directories of installed packages code may import from, read-only in the jail (only
     these directories, even where they sit inside a checkout, as a virtualenv does)."""
-    import site
-
     return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 

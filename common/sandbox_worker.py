@@ -16,9 +16,13 @@ worker sends `["state", op, args]`, `["service", name, args, kwargs]` and `["don
 the parent answers `["ok", value]` or `["error", type, text, status]`, and sends `["run", job]`.
 """
 
+import ast
+import ctypes
 import io
 import json
 import os
+import site
+import socket
 import struct
 import sys
 import traceback
@@ -44,8 +48,6 @@ def boot(spec):
         os.environ.clear()
         os.environ.update({"HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
         if spec["site_packages"]:
-            import site
-
             for path in spec["site_packages"]:
                 site.addsitedir(path)
     except BaseException as exc:
@@ -55,8 +57,6 @@ def boot(spec):
 
 
 def _build_jail(spec):
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
 
     def check(result, what):
@@ -151,8 +151,6 @@ class Channel:
     """Length-prefixed JSON frames over a socket: data only, both ways."""
 
     def __init__(self, fd):
-        import socket
-
         self.sock = socket.socket(fileno=fd)
 
     def send(self, message):
@@ -406,8 +404,6 @@ def _text(exc):
 
 def _function_name(source):
     """The name of the one function `source` defines (checked when it was defined)."""
-    import ast
-
     return next(node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import queue
 import re
 import threading
 import time
@@ -379,8 +380,6 @@ class _RecordWriter:
     queued so far is written; it runs before records are read here and when the instance exits."""
 
     def __init__(self):
-        import queue
-
         self._queue: queue.Queue = queue.Queue(maxsize=10_000)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

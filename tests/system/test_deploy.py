@@ -18,7 +18,7 @@ import requests
 
 from common.version import VERSION
 from tests.conftest import ROOT
-from tests.test_e2e import _start
+from tests.utils import start_server
 from tools import check_cloudbuild, check_terraform, package
 from tools.emulators import free_port
 from tools.gateway import function_names
@@ -67,7 +67,7 @@ def test_archive_serves_health_alone(archives, function, tmp_path):
         "--port",
         str(port),
     ]
-    process = _start(
+    process = start_server(
         argv,
         {**env, "PYTHONPATH": folder, "GATEHOUSE_VERSION": "archive"},
         f"http://127.0.0.1:{port}/_health",

@@ -196,36 +196,6 @@ def test_concurrent_changes_of_one_document_never_answer_500(api, world):
     assert len(api.get("/users/me/keys", user=RESEARCHER).get_json()) <= 5  # integrity held
 
 
-def test_a_stream_whose_query_fails_at_once_is_an_error_answer():
-    from common import errors, http, jsonio
-
-    def failing():
-        raise errors.Unavailable("the data store is unreachable", retry_after=2)
-        yield  # pragma: no cover
-
-    with pytest.raises(errors.Unavailable):
-        http.streamed(jsonio.stream_array(failing()))
-
-
-def test_a_stream_that_fails_midway_is_cut_short_not_closed():
-    from common import http, jsonio
-
-    def items():
-        for i in range(300):
-            if i == 290:
-                raise RuntimeError("the query broke")
-            yield {"i": i}
-
-    response = http.streamed(jsonio.stream_array(items(), batch=100))
-    body = b""
-    with pytest.raises(RuntimeError):
-        for chunk in response.response:
-            body += chunk
-    assert body.startswith(b"[") and not body.endswith(b"]")
-    with pytest.raises(ValueError):
-        json.loads(body)
-
-
 def test_attachment_names_ending_in_a_newline_are_refused(api, world):
     import io
 

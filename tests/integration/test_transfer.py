@@ -13,7 +13,7 @@ import requests
 
 from common import blobs, store
 from tests.conftest import BUCKETS, OWNER
-from tests.utils import assert_error
+from tests.utils import acknowledged, assert_error, wait_until
 from tools.transfer_standin import wire_format_problem
 
 READER, STRANGER = "reader@example.com", "stranger@example.com"
@@ -156,7 +156,7 @@ def test_a_part_failing_twice_then_succeeding_ends_done(api, world, transfer_ser
     assert len(_calls(transfer_service, started["source"], (0, 0, 0))) == 3
 
 
-def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_service):
+def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_service, workers):
     transfer_service.script = lambda offset, attempt: "fail" if offset == (0, 128, 0) else "ok"
     started = _start(api)
     job = _wait(api, started["job"], until=_finished)
@@ -169,7 +169,11 @@ def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_s
         "error": "HTTP 500",
     }
     assert sum(p["status"] == "done" for p in job["parts"].values()) == 7
-    time.sleep(0.5)  # no further delivery sends it again
+    # Its last delivery was acknowledged, so Pub/Sub sends it no more: the part is sent no more.
+    message = {"job": started["job"], "part": "0_128_0"}
+    wait_until(lambda: acknowledged(workers["transfer"], payload=message), "the last delivery acknowledged")
+    answers = [d.status for d in workers["transfer"].answered if d.payload == message]
+    assert answers == [500] * (ATTEMPTS - 1) + [200], answers
     assert len(_calls(transfer_service, started["source"], (0, 128, 0))) == ATTEMPTS
 
 
@@ -205,10 +209,14 @@ def test_a_redelivered_message_counts_nothing(api, world, transfer_service, work
     calls = len(_calls(transfer_service, started["source"]))
     url = workers["transfer"].url
     # the same messages again: pushed straight at the worker, and published through Pub/Sub
+    published = []
     for key in ("0_0_0", "128_0_0"):
         assert _push(url, {"job": started["job"], "part": key}).status_code == 200
-        queue.publish("gatehouse-transfer-parts", {"job": started["job"], "part": key})
-    time.sleep(0.5)
+        published.append(queue.publish("gatehouse-transfer-parts", {"job": started["job"], "part": key}))
+    wait_until(
+        lambda: all(acknowledged(workers["transfer"], message_id=m) for m in published),
+        "the published messages delivered and acknowledged",
+    )
     after = api.get(f"/transfer/{started['job']}", user=READER).get_json()
     assert after["parts"] == before["parts"] and after["status"] == before["status"] == "failed"
     assert len(_calls(transfer_service, started["source"])) == calls == 7 + ATTEMPTS

@@ -100,22 +100,3 @@ def test_unrouted_requests_are_logged_without_a_route(api, capsys):
     assert api.get("/datasets/a/b/c/d", user=OWNER).status_code == 404
     [line] = request_lines(capsys.readouterr().err)
     assert line["route"] == "(no route)" and line["caller"] is None
-
-
-def test_make_dev_prints_the_same_line_readably():
-    from common import logs
-
-    entry = {
-        "severity": "ERROR",
-        "message": "GET /roles 500 3 ms",
-        "request_id": "abc",
-        "caller": "a@example.com",
-        "route": "/roles",
-        "httpRequest": {"status": 500},
-        "stack_trace": "Traceback (most recent call last):\nRuntimeError: x\n",
-    }
-    text = logs._text(entry)
-    first, *rest = text.splitlines()
-    assert "ERROR" in first and "GET /roles 500 3 ms" in first and "caller=a@example.com" in first
-    assert "request_id=abc" in first and "httpRequest" not in first
-    assert rest == ["    Traceback (most recent call last):", "    RuntimeError: x"]

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from tests.conftest import OWNER
-from tests.utils import assert_request_logged_without_secrets, load_function
+from tests.utils import app_functions, assert_request_logged_without_secrets, load_function
 
 PRIV, PUB = "priv", "pub"
 PERSONAS = {
@@ -383,11 +383,9 @@ def test_every_role_checked_route_of_every_function_is_in_the_matrix(test_env):
     someone in the matrix (at least the disabled account)."""
     from werkzeug.exceptions import HTTPException
 
-    from tests.test_docs import _functions
-
     covered: dict[tuple[str, str], set[str]] = {}
     unmatched = []
-    apps = {name: load_function(name).app for name in _functions()}
+    apps = {name: load_function(name).app for name in app_functions()}
     for method, path, _body, allowed, _ok, _refused in ROUTES:
         app = apps[path.split("/")[1]]
         adapter = app._map.bind("localhost")
