@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import OWNER
-from tests.test_twin_requests import (
+from tests.integration.test_twin_requests import (
     MANAGER,
     OTHER_MANAGER,
     READER,
