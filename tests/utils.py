@@ -330,3 +330,28 @@ def acknowledged(running, *, message_id: str | None = None, payload=None) -> boo
         and (payload is None or d.payload == payload)
         for d in list(running.answered)
     )
+
+
+class MemoryState:
+    """A thread-safe in-memory StateStore for sandbox tests (the twins function's is on Firestore)."""
+
+    def __init__(self, **values):
+        self.values: dict = dict(values)
+        self.lock = threading.Lock()
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        self.values[key] = value
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+    def increment(self, key, n=1):
+        with self.lock:
+            self.values[key] = self.values.get(key, 0) + n
+            return self.values[key]
+
+    def items(self):
+        return dict(self.values)

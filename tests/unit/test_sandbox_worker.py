@@ -19,27 +19,7 @@ import pytest
 
 from common import sandbox
 from common import sandbox_worker as worker
-
-
-class MemoryState:
-    def __init__(self, **values):
-        self.values = dict(values)
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
-
-    def set(self, key, value):
-        self.values[key] = value
-
-    def delete(self, key):
-        self.values.pop(key, None)
-
-    def increment(self, key, n=1):
-        self.values[key] = self.values.get(key, 0) + n
-        return self.values[key]
-
-    def items(self):
-        return dict(self.values)
+from tests.utils import MemoryState
 
 
 class Parent:
