@@ -7,7 +7,7 @@ OWNER  ?= owner@example.com
 
 CHECKOV := .venv-checkov
 
-.PHONY: venv dev test lint types token bench package clean browser
+.PHONY: venv dev test test-unit lint types token bench package clean browser
 
 # The first install takes minutes: pip shows each package as it goes (no --quiet there).
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
@@ -38,13 +38,17 @@ $(CHROMEDRIVER):
 
 browser: $(CHROMEDRIVER)
 
-# The server's suite (with the coverage floor), then the Python client's (client/tests: its own
-# session on the same stack).
+# The server's suite, every tier (tests/unit, tests/integration, tests/system) with the coverage
+# floor, then the Python client's (client/tests: its own session on the same stack).
 test: venv $(CHECKOV)/.installed browser lint types
 	$(BIN)/python -m pytest -q tests --cov --cov-report=term
 	$(BIN)/python -m pytest -q client/tests
 
-# Types: mypy on common/ and functions/ (configuration in pyproject.toml).
+# The edit loop: tests/unit alone, no emulators, in seconds.
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+# Types: mypy on common/, functions/ and the client's package client/gatehouse (configuration in pyproject.toml).
 types: venv
 	$(BIN)/mypy
 

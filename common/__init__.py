@@ -1,14 +1,15 @@
 """Gatehouse's shared layer: only what two or more functions (or tools) use; a module only one
-function uses lives in its folder, functions/<name>/ (tests/test_imports.py checks both).
+function uses lives in its folder, functions/<name>/ (tests/unit/test_imports.py checks both).
 
 In layers, lowest first; a module imports only from its own layer or lower ones
-(tests/test_layers.py), and nothing makes an import cycle:
+(tests/unit/test_layers.py), and nothing makes an import cycle:
 - the kernel, at this package's top: config (settings), errors (the error envelope's
   exceptions), logs, version, jsonio, models (pydantic bases and shared fields);
 - storage/: store (Firestore), blobs (Cloud Storage), pubsub (Pub/Sub), deadlines (how long a
   request may wait on them), clients (the clients built to keep to it), failures (backend
   failures as answers);
-- web/: http (routing and the request pipeline), openapi, docs; identity/: auth, apikeys,
+- web/: http (routing and the request pipeline), workers (Pub/Sub deliveries), openapi, docs;
+  identity/: auth, apikeys,
   authz, exposure (web never imports identity);
 - catalog/: locations, sigindex; and audit (this package's top).
 """

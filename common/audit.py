@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 from typing import Any
 
 from common import errors, jsonio
@@ -71,8 +72,6 @@ def _bounded(before: Any, after: Any) -> tuple[Any, Any, bool]:
 
 
 def _summarized(value: Any) -> Any:
-    import hashlib
-
     if value is None:
         return None
     items = value.items() if isinstance(value, dict) else [("value", value)]

@@ -3,8 +3,9 @@
 together in the console) and `httpRequest` (shown as the request's own entry).
 
 Every request gets exactly one line (common.web.http.App): who called what route, how it ended and
-how long it took. A failure of ours keeps its stack trace in that line (`stack_trace`, read by
-Error Reporting), never in the answer. Never logged: tokens, API keys, twin settings, request
+how long it took; so does every delivery of a Pub/Sub message to a worker (common.web.workers):
+which message, which attempt, its outcome and how long it took. A failure of ours keeps its
+stack trace in that line (`stack_trace`, read by Error Reporting), never in the answer. Never logged: tokens, API keys, twin settings, request
 or response bodies, query strings.
 
 `LOG_FORMAT=text` (set by `make dev`) prints the same lines for a person to read.
@@ -89,15 +90,64 @@ def request_line(
             "status": status,
             "responseSize": str(response.calculate_content_length() or 0),
             "userAgent": request.headers.get("User-Agent", "")[:256],
-            "remoteIp": request.headers.get("X-Forwarded-For", request.remote_addr or "")
-            .split(",")[0]
-            .strip(),
+            "remoteIp": remote_ip(request),
             "latency": f"{seconds:.6f}s",
             "protocol": request.environ.get("SERVER_PROTOCOL", ""),
         },
     }
     message = f"{request.method} {route_name} {status} {seconds * 1000:.0f} ms"
     log(severity_of(status), message, exc=exc, **fields)
+
+
+# What a worker's delivery came to: acknowledged (done, gone, dropped) or delivered again (retry, failed).
+DELIVERY_SEVERITY = {
+    "done": "INFO",
+    "gone": "INFO",
+    "retry": "WARNING",
+    "dropped": "ERROR",
+    "failed": "ERROR",
+}
+
+
+def delivery_line(
+    *,
+    headers: Any,
+    project: str,
+    function: str,
+    worker: str,
+    message_id: str | None,
+    attempt: int | None,
+    outcome: str,
+    status: int,
+    request_id: str,
+    seconds: float,
+    reason: str | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """The one line of one delivery of a Pub/Sub message to a worker (`headers`: the push
+    request's, plus the CloudEvent's `traceparent`). `reason` says why it was not simply done."""
+    fields: dict[str, Any] = {
+        **trace_fields(headers, project),
+        "request_id": request_id,
+        "function": function,
+        "worker": worker,
+        "message_id": message_id,
+        "attempt": attempt,
+        "outcome": outcome,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    if reason:
+        fields["reason"] = reason
+    message = f"{function}.{worker} {outcome} {seconds * 1000:.0f} ms"
+    log(DELIVERY_SEVERITY[outcome], message, exc=exc, **fields)
+
+
+def remote_ip(request: Any) -> str:
+    """Who connected: the last hop of X-Forwarded-For, the one the platform's front end appended
+    (the hops before it are whatever the caller sent); the socket's peer without the header."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return forwarded.rsplit(",", 1)[-1].strip() or request.remote_addr or ""
 
 
 def _text(entry: dict[str, Any]) -> str:
@@ -112,9 +162,9 @@ def _text(entry: dict[str, Any]) -> str:
         for k, v in entry.items()
         if k not in ("severity", "message", "caller", "request_id", "stack_trace", "httpRequest")
         and not k.startswith("logging.googleapis.com/")
-        and k not in ("function", "method", "route", "status", "latency_ms")
+        and k not in ("function", "method", "route", "status", "latency_ms", "worker", "outcome")
     }
-    parts += [f"{k}={v}" for k, v in extra.items()]
+    parts += [f"{k}={v}" for k, v in extra.items() if v is not None]
     line = "  ".join(parts)
     if entry.get("stack_trace"):
         line += "\n    " + entry["stack_trace"].rstrip().replace("\n", "\n    ")

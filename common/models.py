@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -74,8 +75,6 @@ _LOCATION = r"^(?:" + "|".join(LOCATION_SCHEMES) + r")://[^\x00-\x1f\x7f-\x9f]*$
 
 
 def _location(value: str) -> str:
-    import re
-
     if len(value) > MAX_LOCATION or not re.fullmatch(_LOCATION, value):
         raise ValueError(
             f"a location is a URL of at most {MAX_LOCATION} characters without control characters, "
@@ -88,8 +87,6 @@ Location = Annotated[str, AfterValidator(_location)]
 
 
 def is_dataset_name(value: str) -> bool:
-    import re
-
     return bool(re.fullmatch(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES
 
 

@@ -1,6 +1,6 @@
 """The release: the one place the version is written (CHANGELOG.md names it, `_health` and the
 OpenAPI documents report it, the Python client in client/ is released with the same number;
-tests/test_version.py keeps them in step)."""
+tests/integration/test_version.py keeps them in step)."""
 
 import re
 

@@ -9,3 +9,4 @@ allowed_origins    = ["https://viewer.example.org"]
 # min_instances     = 1
 # transfer_func                    = "https://transfer-xxxx.a.run.app"
 # transfer_network_service_account = "transfer@other-project.iam.gserviceaccount.com"
+# transfer_output_public           = false   # an organisation policy refuses public buckets

@@ -17,7 +17,9 @@ locals {
     atlas_by_dataset_user     = { collection = "atlas", fields = [["dataset", "ASCENDING"], ["user", "ASCENDING"]] }
     atlas_by_dataset_verified = { collection = "atlas", fields = [["dataset", "ASCENDING"], ["verified", "ASCENDING"]] }
     atlas_by_user_verified    = { collection = "atlas", fields = [["user", "ASCENDING"], ["verified", "ASCENDING"]] }
-    # twins: GET /twins/{path}/calls -> twin_calls where endpoint == path order by at desc
+    # twins: GET /twins/{path}/calls -> twin_calls where endpoint_generation == g order by at desc
+    twin_calls_by_endpoint_generation = { collection = "twin_calls", fields = [["endpoint_generation", "ASCENDING"], ["at", "DESCENDING"]] }
+    # ... of an endpoint made before generations: where endpoint == path and at >= its creation order by at desc
     twin_calls_by_endpoint = { collection = "twin_calls", fields = [["endpoint", "ASCENDING"], ["at", "DESCENDING"]] }
   }
 }

@@ -68,8 +68,9 @@ resource "google_project_iam_member" "transfer_worker_firestore" {
 
 resource "google_cloudfunctions2_function" "worker" {
   #checkov:skip=CKV_GCP_124:Pub/Sub push reaches the worker over its URL; IAM lets only the pusher service account invoke it
+  # Cloud Run service names and account ids take hyphens, not underscores (twin_jobs).
   for_each    = local.workers
-  name        = "gatehouse-${each.key}-worker"
+  name        = "gatehouse-${replace(each.key, "_", "-")}-worker"
   location    = var.region
   description = each.value.description
 
@@ -103,7 +104,7 @@ resource "google_cloudfunctions2_function" "worker" {
 
 resource "google_service_account" "pusher" {
   for_each     = local.workers
-  account_id   = "gatehouse-${each.key}-pusher"
+  account_id   = "gatehouse-${replace(each.key, "_", "-")}-pusher"
   display_name = "Pub/Sub push to the Gatehouse ${each.key} worker"
 }
 

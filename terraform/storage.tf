@@ -32,13 +32,15 @@ resource "google_storage_bucket" "bucket" {
 # readable by allUsers with storage.objects.get only (legacyObjectReader: no listing, so a volume
 # is found only through its random 128-bit directory name), and CORS admits the neuroglancer
 # origins, GET and HEAD only. Nothing but transfer volumes is written here, and they expire.
+# var.transfer_output_public = false (where an organisation policy refuses allUsers) makes it
+# private like the others: public access prevention enforced, no public binding.
 resource "google_storage_bucket" "transfer_output" {
   #checkov:skip=CKV_GCP_114:public read of this one bucket is intended (neuroglancer reads volumes without credentials); allUsers gets get-only, no list, see transfer_output_public_read
   #checkov:skip=CKV_GCP_62:access is recorded by Cloud Audit Logs (data access) and the functions' own audit entries; a log bucket per bucket adds nothing
   name                        = "${local.bucket_prefix}-transfer-output"
   location                    = var.region
   uniform_bucket_level_access = true
-  public_access_prevention    = "inherited"
+  public_access_prevention    = var.transfer_output_public ? "inherited" : "enforced"
   force_destroy               = false
   labels                      = { app = "gatehouse", purpose = "neuroglancer-volumes-written-by-transfer" }
 
@@ -83,6 +85,7 @@ moved {
 
 resource "google_storage_bucket_iam_member" "transfer_output_public_read" {
   #checkov:skip=CKV_GCP_28:the transfer output is read by neuroglancer without credentials by design; objects get only (no list), CORS limited to var.neuroglancer_origins
+  count  = var.transfer_output_public ? 1 : 0
   bucket = google_storage_bucket.transfer_output.name
   role   = "roles/storage.legacyObjectReader"
   member = "allUsers"

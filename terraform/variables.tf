@@ -33,7 +33,7 @@ variable "allowed_origins" {
 }
 
 variable "gatehouse_version" {
-  description = "Version shown by /<function>/_health (GATEHOUSE_VERSION); Cloud Build passes the commit."
+  description = "Build label shown by /<function>/_health as <release>+<label> (GATEHOUSE_VERSION); cloudbuild.yaml passes its build id ($BUILD_ID), which `gcloud builds describe` resolves to the build and its source."
   type        = string
   default     = "dev"
 }
@@ -134,6 +134,12 @@ variable "neuroglancer_url" {
   description = "The neuroglancer a transfer's `addr` link opens (NEUROGLANCER_URL)."
   type        = string
   default     = "https://neuroglancer-demo.appspot.com"
+}
+
+variable "transfer_output_public" {
+  description = "Let anyone read transfer volumes (allUsers, objects.get only), as neuroglancer in a browser reads them without credentials. Set false where an organisation policy refuses public access (constraints/storage.publicAccessPrevention, or domain-restricted sharing: constraints/iam.allowedPolicyMemberDomains); the bucket is then private and volumes open only for principals granted read on it."
+  type        = bool
+  default     = true
 }
 
 variable "neuroglancer_origins" {

@@ -1,5 +1,14 @@
-"""The test session: real emulators, real token verification, functions called in-process
-through functions-framework's `create_app(...).test_client()` and over HTTP (tests/e2e).
+"""The test session, in three tiers (a directory and a marker each, set here):
+
+- tests/unit: no emulators, seconds (`make test-unit`): the code itself, its sources, documents;
+- tests/integration: the emulator stack, functions called in-process through functions-framework's
+  `create_app(...).test_client()`, the sandbox's real workers;
+- tests/system: whole processes: over HTTP, the browser, faults, deploy, the dev stack.
+
+The stack (real emulators, real token verification) is made of the session fixtures here; they
+start on first use, once per session whichever tiers run, and each test of the integration and
+system tiers (and client/tests) starts from a clean stack (`clean_state`, autouse in their
+conftests). A unit test cannot ask for the stack (tests/unit/conftest.py).
 
 Nothing here can reach a real project: the emulators are started by the session and the
 session refuses to run if the environment does not point at them.
@@ -10,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +40,28 @@ BUCKETS = (
 )
 TEST_AUDIENCE = "gatehouse-test-audience"
 ORIGIN = "https://viewer.example.org"
+TIERS = ("unit", "integration", "system")  # tests/<tier>/, and the marker of each test there
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test of tests/ carries its tier's marker (`-m unit`, `-m "not system"`...); a test
+    outside the tiers is refused, so that none runs without the state its tier gives it."""
+    tests = Path(__file__).parent
+    outside = set()
+    for item in items:
+        try:
+            tier = item.path.relative_to(tests).parts[0]
+        except ValueError:
+            continue  # client/tests use these fixtures, not the tiers
+        if tier in TIERS:
+            item.add_marker(tier)
+        else:
+            outside.add(os.path.relpath(item.path, ROOT))
+    if outside:
+        raise pytest.UsageError(
+            f"tests outside tests/{{{','.join(TIERS)}}}: {sorted(outside)}; move each to its tier "
+            "(unit: no emulators; integration: the emulator stack; system: whole processes)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -114,21 +146,29 @@ def workers(emulators, test_env):
     from tools import workers
 
     running = workers.serve_all(
-        emulators, min_backoff="0.1s", max_backoff="0.2s", max_delivery_attempts=5, ack_deadline_seconds=10
+        emulators,
+        min_backoff="0.1s",
+        max_backoff="0.2s",
+        max_delivery_attempts=5,
+        ack_deadline_seconds=10,
+        record=True,  # tests wait until a message has been answered (Running.answered)
     )
     yield {r.worker.function: r for r in running}
     for r in running:
         r.stop()
 
 
-@pytest.fixture(autouse=True)
-def clean_state(request, emulators, test_env, transfer_service, workers):
-    """Every test starts from empty emulators, cold per-instance caches and a transfer
-    service that answers every part."""
+@pytest.fixture
+def clean_state(emulators, test_env, transfer_service, workers):
+    """Empty emulators, cold per-instance caches, workers with no deliveries answered yet and a
+    transfer service that answers every part: where each test of the integration and system
+    tiers starts (autouse in their conftests, and in client/tests)."""
     from functions.twins import calls
 
     calls.flush_records()  # the last test's call records are written before the wipe
     emulators.wipe(*BUCKETS)
+    for running in workers.values():
+        running.answered.clear()
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
@@ -151,14 +191,14 @@ def api(test_env, keys):
 def gateway(test_env, workdir):
     """The local stack `make dev` serves (tools/gateway.py) over HTTP, on the session's
     emulators: its base URL."""
-    from tests.test_e2e import _env, _start
+    from tests.utils import server_env, start_server
     from tools.emulators import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start(
+    process = start_server(
         [sys.executable, "-m", "tools.gateway", "--port", str(port)],
-        _env(test_env),
+        server_env(test_env),
         f"{base}/roles/_health",
         os.path.join(workdir, "gateway.log"),
     )

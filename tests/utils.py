@@ -6,18 +6,22 @@ import datetime
 import functools
 import json
 import os
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from tools.devkeys import new_rsa_pem, write_service_account
 from tools.emulators import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def self_signed_cert(private_pem: bytes) -> bytes:
@@ -207,9 +211,8 @@ def load_function(name: str):
     """A function's main.py as a module of its own (for its helpers), apart from `main`."""
     import importlib.util
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
-        f"function_{name}", os.path.join(root, "functions", name, "main.py")
+        f"function_{name}", os.path.join(ROOT, "functions", name, "main.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -266,3 +269,89 @@ _REQUEST_FIELDS = {
     "logging.googleapis.com/spanId",
     "logging.googleapis.com/trace_sampled",
 }
+
+
+def app_functions() -> list[str]:
+    """The functions whose main.py serves an `App` (a route table)."""
+    base = os.path.join(ROOT, "functions")
+    return sorted(
+        name for name in os.listdir(base) if "App(" in open(os.path.join(base, name, "main.py")).read()
+    )
+
+
+def start_server(argv: list[str], env: dict[str, str], health: str, log_path: str) -> subprocess.Popen:
+    """A server process (its output to `log_path`), once `health` answers 200."""
+    log = open(log_path, "ab")
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{argv} exited; see {log_path}")
+        try:
+            if requests.get(health, timeout=1).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{health} did not come up; see {log_path}")
+
+
+def server_env(test_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a server process of the stack under test."""
+    return {**os.environ, **test_env, "PYTHONPATH": ROOT}
+
+
+def wait_until(condition, what: str, timeout: float = 30.0, every: float = 0.05):
+    """Poll `condition` until it returns something true (returned), for at most `timeout` s:
+    to wait on the event that would cause what a test then proves absent, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(every)
+
+
+def acknowledged(running, *, message_id: str | None = None, payload=None) -> bool:
+    """Whether a worker (tools/workers.Running, served with record=True) has acknowledged (2xx)
+    a delivery of that message: Pub/Sub delivers an acknowledged message no more."""
+    return any(
+        200 <= d.status < 300
+        and (message_id is None or d.message_id == message_id)
+        and (payload is None or d.payload == payload)
+        for d in list(running.answered)
+    )
+
+
+class MemoryState:
+    """A thread-safe in-memory StateStore for sandbox tests (the twins function's is on Firestore)."""
+
+    def __init__(self, **values):
+        self.values: dict = dict(values)
+        self.lock = threading.Lock()
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        self.values[key] = value
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+    def increment(self, key, n=1):
+        with self.lock:
+            self.values[key] = self.values.get(key, 0) + n
+            return self.values[key]
+
+    def items(self):
+        return dict(self.values)

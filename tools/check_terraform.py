@@ -5,9 +5,11 @@ every function in functions/ has a Cloud Function (one map, for_each); every bac
 worker (tools/workers.py) has a Cloud Function on its entry point behind a push subscription
 with a retry policy and a dead-letter topic; every bucket has uniform access and enforced
 public-access prevention, except the transfer output, which only neuroglancer's origins may
-read by CORS and only allUsers' get-only read opens; nothing else is granted to allUsers or
+read by CORS and only allUsers' get-only read opens, made only when var.transfer_output_public
+is true (organisation policies may refuse it); nothing else is granted to allUsers or
 allAuthenticatedUsers; the transfer network's service account may write the transfer output;
-every service account is used; no primitive role (owner, editor, viewer) is granted; the
+every service account is used; service account ids and function names are ones Google accepts
+(checked for each key of their for_each map); no primitive role (owner, editor, viewer) is granted; the
 google providers are ~> 6.
 `python -m tools.check_terraform [dir]` prints the problems and exits 1 if there are any.
 """
@@ -28,6 +30,7 @@ PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 PUBLIC_READ_BUCKET = "transfer_output"
 PUBLIC_READ_ROLES = ("roles/storage.legacyObjectReader", "roles/storage.objectViewer")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+PUBLIC_SWITCH = "var.transfer_output_public"
 
 
 def _unquote(value: Any) -> Any:
@@ -110,6 +113,19 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
         if not any(address in text for other, text in serialized.items() if other != address):
             found.append(f"service account {name!r} is used by nothing")
 
+    # Names Google refuses at plan time, for each key of their for_each map.
+    for name, body in resources.get("google_service_account", {}).items():
+        for account_id in _expanded(body.get("account_id", ""), body.get("for_each"), config["locals"]):
+            if not re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account_id):
+                found.append(
+                    f"service account {name!r}: account id {account_id!r} is not 6-30 lowercase "
+                    "letters, digits and hyphens"
+                )
+    for name, body in resources.get("google_cloudfunctions2_function", {}).items():
+        for function in _expanded(body.get("name", ""), body.get("for_each"), config["locals"]):
+            if not re.fullmatch(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?", function):
+                found.append(f"function {name!r}: name {function!r} is not a Cloud Run service name")
+
     # No primitive roles, anywhere.
     for role in PRIMITIVE_ROLES:
         if re.search(rf'"{re.escape(role)}"', config["text"]):
@@ -124,6 +140,17 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
         if not re.fullmatch(r"~>\s*6(\.\d+)*", versions.get(provider) or ""):
             found.append(f"provider {provider} must be pinned ~> 6, not {versions.get(provider)!r}")
     return found
+
+
+def _expanded(template: str, for_each: Any, local_values: dict[str, Any]) -> list[str]:
+    """`template` for each key of a `for_each = local.<map>`: `${each.key}` and
+    `${replace(each.key, "_", "-")}` filled in (other expressions are left as they are)."""
+    match = re.fullmatch(r"\$\{local\.(\w+)\}", str(for_each))
+    keys = list(local_values.get(match[1], {})) if match else [""]
+    return [
+        template.replace("${each.key}", key).replace('${replace(each.key, "_", "-")}', key.replace("_", "-"))
+        for key in keys
+    ]
 
 
 def _worker_problems(resources: dict[str, Any], workers: dict[str, Any]) -> list[str]:
@@ -191,7 +218,8 @@ def _public_bucket_problems(name: str, body: dict[str, Any]) -> list[str]:
 
 
 def _public_member_problems(resources: dict[str, Any]) -> list[str]:
-    """allUsers / allAuthenticatedUsers only as get-only readers of the transfer output."""
+    """allUsers / allAuthenticatedUsers only as get-only readers of the transfer output, and
+    only when var.transfer_output_public is true."""
     found = []
     for rtype, named in resources.items():
         for name, body in named.items():
@@ -208,6 +236,8 @@ def _public_member_problems(resources: dict[str, Any]) -> list[str]:
                     f"{rtype}.{name} opens access to the public; only get-only read of "
                     f"bucket {PUBLIC_READ_BUCKET!r} may"
                 )
+            elif PUBLIC_SWITCH not in str(body.get("count")):
+                found.append(f"{rtype}.{name} is public but not gated by {PUBLIC_SWITCH} (count)")
     return found
 
 

@@ -7,9 +7,13 @@ Used by the test session and by `make dev`. A new kind of background job adds on
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tools.emulators import Emulators, free_port
 from tools.gateway import FUNCTIONS_DIR
@@ -18,7 +22,7 @@ from tools.gateway import FUNCTIONS_DIR
 @dataclass(frozen=True)
 class Worker:
     function: str  # functions/<function>/main.py holds the entry point
-    target: str  # the @functions_framework.cloud_event entry point
+    target: str  # the CloudEvent entry point (declared with @workers.worker)
     topic_setting: str  # the common.config.Settings field naming the topic it reads
 
     @property
@@ -35,14 +39,47 @@ WORKERS = [
 ]
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One push delivery the worker answered: Pub/Sub acknowledges a 2xx, redelivers anything else."""
+
+    message_id: str | None
+    payload: Any  # the message's JSON data (None when it is not JSON)
+    status: int
+
+
 @dataclass
 class Running:
     worker: Worker
     url: str
     server: object
+    answered: list[Delivery] = field(default_factory=list)  # in order, when served with record=True
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+def _recording(app: Any, answered: list[Delivery]) -> Any:
+    """`app`, keeping each delivery it answers (once its handler has run) in `answered`."""
+
+    def recorded(environ: dict[str, Any], start_response: Any) -> Any:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        message_id, payload = None, None
+        try:
+            message = json.loads(body)["message"]
+            message_id = message.get("messageId")
+            payload = json.loads(base64.b64decode(message["data"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+
+        def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            answered.append(Delivery(message_id, payload, int(status.split()[0])))
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return recorded
 
 
 def serve(
@@ -53,9 +90,12 @@ def serve(
     max_backoff: str = "600s",
     max_delivery_attempts: int = 10,
     ack_deadline_seconds: int = 300,
+    record: bool = False,
 ) -> Running:
     """Serve the worker on a free port (a thread of this process) and point a push
-    subscription of its topic at it. The environment must already point at the emulators."""
+    subscription of its topic at it. The environment must already point at the emulators.
+    With `record`, the deliveries it answers are kept in `Running.answered` (the tests wait on
+    them)."""
     from functions_framework import create_app
     from werkzeug.serving import make_server
 
@@ -68,7 +108,10 @@ def serve(
         os.environ.pop("FUNCTION_SIGNATURE_TYPE", None)
     else:
         os.environ["FUNCTION_SIGNATURE_TYPE"] = before
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    answered: list[Delivery] = []
+    server = make_server(
+        "127.0.0.1", free_port(), _recording(app, answered) if record else app, threaded=True
+    )
     threading.Thread(target=server.serve_forever, daemon=True, name=f"worker-{worker.topic}").start()
     url = f"http://127.0.0.1:{server.server_port}/"
     emulators.create_push_subscription(
@@ -81,7 +124,7 @@ def serve(
         max_backoff=max_backoff,
         ack_deadline_seconds=ack_deadline_seconds,
     )
-    return Running(worker, url, server)
+    return Running(worker, url, server, answered)
 
 
 def serve_all(emulators: Emulators, **policy) -> list[Running]:

@@ -1,8 +1,10 @@
 """The Python client of Gatehouse: governed HTTPS access to research datasets.
 
-from gatehouse import Gatehouse
-gh = Gatehouse("http://127.0.0.1:8080")
-gh.datasets.list()
+    from gatehouse import Gatehouse
+    with Gatehouse("http://127.0.0.1:8080") as gh:
+        print(gh.datasets.list())
+
+`help(Gatehouse)` lists the resources; `gh.twins.<TAB>` the twin endpoints.
 """
 
 from gatehouse._version import __version__
@@ -23,10 +25,12 @@ from gatehouse.errors import (
     Timeout,
     Unauthenticated,
     Unavailable,
+    Unreachable,
     UnsupportedMediaType,
     ValidationError,
     VersionMismatchWarning,
 )
+from gatehouse.records import Listing, Record, Table
 
 __all__ = [
     "BadGateway",
@@ -37,14 +41,18 @@ __all__ = [
     "Gatehouse",
     "GatehouseError",
     "JobFailed",
+    "Listing",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "Record",
     "ServerError",
+    "Table",
     "Timeout",
     "Unauthenticated",
     "Unavailable",
+    "Unreachable",
     "UnsupportedMediaType",
     "ValidationError",
     "VersionMismatchWarning",

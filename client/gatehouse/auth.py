@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from gatehouse.client import Gatehouse
@@ -42,8 +43,43 @@ def key_file() -> Path:
     return Path(config) / "gatehouse" / "keys.json"
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 def _server_id(url: str) -> str:
-    return url.rstrip("/")
+    """The server a URL names, as saved keys are matched: scheme and host lower-cased, the
+    loopback names (`localhost`, `127.0.0.1`, `::1`) as one, no trailing slash."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if host in LOOPBACK:
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    if not parts.scheme or not host:
+        return url.strip().rstrip("/")
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
+
+
+def saved_key(url: str, path: Path | None = None) -> str | None:
+    """The API key saved for the server `url` names (however its URL was written), or None."""
+    wanted = _server_id(url)
+    for saved_url, key in saved_keys(path).items():
+        if _server_id(saved_url) == wanted and isinstance(key, str):
+            return key
+    return None
+
+
+def store_key(url: str, key: str, path: Path | None = None) -> Path:
+    """Saves `key` for the server `url` names (replacing any saved for it), mode 0600."""
+    path = path or key_file()
+    wanted = _server_id(url)
+    keys = {u: k for u, k in saved_keys(path).items() if _server_id(u) != wanted}
+    keys[wanted] = key
+    return write_keys(keys, path)
 
 
 def saved_keys(path: Path | None = None) -> dict[str, str]:
@@ -94,20 +130,43 @@ class Credentials:
         self._token: str | None = None
         self._expires = float("inf")
         self.kind = "unresolved"
-        for kind, value in (
-            ("token", token),
-            ("api_key", api_key),
-            ("token", os.environ.get("GATEHOUSE_TOKEN")),
-            ("api_key", os.environ.get("GATEHOUSE_API_KEY")),
-            ("api_key", saved_keys().get(self.url)),
+        self.source = "none"
+        for kind, value, source in (
+            ("token", token, "the token= argument"),
+            ("api_key", api_key, "the api_key= argument"),
+            ("token", os.environ.get("GATEHOUSE_TOKEN"), "the environment variable GATEHOUSE_TOKEN"),
+            ("api_key", os.environ.get("GATEHOUSE_API_KEY"), "the environment variable GATEHOUSE_API_KEY"),
+            ("api_key", saved_key(self.url), f"the API key saved for {self.url} in {key_file()}"),
         ):
             if value:
-                self.use(kind, value.strip())
+                self.use(kind, value.strip(), source)
                 break
 
-    def use(self, kind: str, token: str) -> None:
+    def use(self, kind: str, token: str, source: str = "") -> None:
         with self._lock:
             self.kind, self._token, self._expires = kind, token, float("inf")
+            self.source = source or kind
+
+    def refused_hint(self) -> str:
+        """What to do when the server answers 401 to these credentials."""
+        if self.kind == "none":
+            return (
+                " (the client found no credentials: pass token= or api_key=, set GATEHOUSE_TOKEN, "
+                "save a key with client.auth.save_key(), or log in with gcloud; client.auth.login() "
+                "prints the steps)"
+            )
+        if self.source.startswith("the API key saved"):
+            return (
+                f" (the client sent {self.source}: it was revoked or has expired. Replace it: "
+                "connect once with another credential, Gatehouse(url, token=...) or api_key=..., "
+                "and call client.auth.save_key(); or drop it with client.auth.forget_key(revoke=False))"
+            )
+        if self.kind in ("google", "gcloud"):
+            return (
+                f" (the client sent a Google ID token from {self.source}: the deployment does not "
+                "accept this account or audience; ask its admin, or use an API key)"
+            )
+        return f" (the client sent {self.source}: it is not valid here, or has expired; client.auth.login() prints how to get one)"
 
     def header(self) -> str | None:
         """`Bearer <token>`, fetching a Google token when there is none yet or it is about to expire."""
@@ -142,6 +201,10 @@ class Credentials:
                 break
         self.kind, self._token = (kind, token) if token else ("none", None)
         self._expires = _expiry(token) if token else float("inf")
+        self.source = {
+            "gcloud": "gcloud auth print-identity-token",
+            "google": "google-auth (GOOGLE_APPLICATION_CREDENTIALS or the metadata server)",
+        }.get(kind, "none")
 
 
 def _google_id_token(audience: str) -> tuple[str | None, str]:
@@ -176,15 +239,82 @@ def _gcloud_id_token(audience: str) -> tuple[str | None, str]:
     return (token, "gcloud") if done.returncode == 0 and token.count(".") == 2 else (None, "none")
 
 
+LOGIN_STEPS = """\
+To use {url} this client needs a credential; it found none that works{why}.
+This deployment has no browser or device-code sign-in configured for the client, so:
+
+  1. Without the gcloud CLI: ask an admin of the deployment for an API key (they run
+     gh.keys.create("your-laptop", 90, user="you@example.org"), or POST /users/you@example.org/keys).
+     Then, once:
+         >>> Gatehouse("{url}").auth.login(api_key="ghk_...")   # checks it, saves it (0600)
+     Later clients of this server find it alone (in {keys}),
+     or set GATEHOUSE_API_KEY=ghk_... in the environment.
+
+  2. With the gcloud CLI (here, or anywhere you can copy from): gcloud auth login, then
+         export GATEHOUSE_TOKEN=$(gcloud auth print-identity-token)     # lasts an hour
+     (the client runs that command itself when gcloud is on PATH), and make it last with
+         >>> Gatehouse("{url}").auth.save_key()       # an API key, saved for this server
+
+  3. The local stack (make dev): make token EMAIL=you@example.org prints a dev token for
+     GATEHOUSE_TOKEN; make dev prints the owner's.
+"""
+
+
 class Auth:
-    """`client.auth`: which credentials are in use, and API keys saved for this server."""
+    """`client.auth`: which credentials are in use (`kind`, `source`), signing in (`login()`),
+    and API keys saved for this server (`save_key()`, `forget_key()`)."""
 
     def __init__(self, client: Gatehouse):
         self._client = client
 
+    def __repr__(self) -> str:
+        return f"<gatehouse auth: {self.kind} from {self.source}>"
+
     @property
     def kind(self) -> str:
         return self._client._credentials.kind
+
+    @property
+    def source(self) -> str:
+        """Where the credential in use came from (an argument, a variable, the key file...)."""
+        return self._client._credentials.source
+
+    def login(
+        self, *, api_key: str | None = None, token: str | None = None, save: bool = True, quiet: bool = False
+    ) -> str | None:
+        """Signs in without the gcloud CLI -> the caller's email, or None (with the steps to get
+        a credential printed).
+
+        With `api_key=` (an admin gave you one) or `token=`: checks it with the server and
+        uses it; an API key is also saved for this server (unless `save=False`) so later
+        clients find it. Without either: the credentials already found are checked, and when
+        there are none that work, the exact steps to get one are printed. (A browser or
+        device-code sign-in needs an OAuth client of the deployment's, which Gatehouse does not
+        configure yet: the steps are an API key from an admin, or gcloud.)"""
+        from gatehouse.errors import Unauthenticated
+
+        credentials = self._client._credentials
+        if api_key or token:
+            kind, value = ("api_key", api_key) if api_key else ("token", token)
+            credentials.use(kind, str(value).strip(), f"the {kind}= given to login()")
+        why = ""
+        try:
+            email = str(self._client.whoami()["email"])
+        except Unauthenticated as exc:
+            why = (
+                f" ({credentials.source} was refused: {exc.message.split(' (')[0]})"
+                if credentials.kind != "none"
+                else ""
+            )
+            if not quiet:
+                print(LOGIN_STEPS.format(url=self._client.url, why=why, keys=key_file()))
+            return None
+        if api_key and save:
+            where = store_key(credentials.url, api_key.strip())
+            credentials.source = f"the API key saved for {credentials.url} in {where}"
+        if not quiet:
+            print(f"Signed in to {self._client.url} as {email} ({credentials.source}).")
+        return email
 
     def save_key(
         self,
@@ -200,20 +330,25 @@ class Auth:
         if expires_in_days is not None:
             body["expires_in_days"] = expires_in_days
         record = self._client.keys.create(**body)
-        path = Path(path).expanduser() if path else key_file()
-        keys = saved_keys(path)
-        keys[self._client._credentials.url] = record["key"]
-        write_keys(keys, path)
-        self._client._credentials.use("api_key", record["key"])
-        return {**record, "path": str(path)}
+        where = store_key(
+            self._client._credentials.url, record["key"], Path(path).expanduser() if path else None
+        )
+        self._client._credentials.use(
+            "api_key", record["key"], f"the API key saved for {self._client._credentials.url} in {where}"
+        )
+        return {**record, "path": str(where)}
 
     def forget_key(self, *, revoke: bool = True, path: str | Path | None = None) -> bool:
         """Removes this server's saved key (and revokes it on the server unless `revoke=False`)."""
         path = Path(path).expanduser() if path else key_file()
         keys = saved_keys(path)
-        key = keys.pop(self._client._credentials.url, None)
-        if key is None:
+        server = self._client._credentials.url
+        matching = [u for u in keys if _server_id(u) == server]
+        if not matching:
             return False
+        key = keys[matching[0]]
+        for u in matching:
+            del keys[u]
         if revoke and key.startswith("ghk_") and key.count("_") >= 2:
             from gatehouse.errors import NotFound
 
@@ -224,5 +359,5 @@ class Auth:
         write_keys(keys, path)
         credentials = self._client._credentials
         if credentials.kind == "api_key" and credentials._token == key:
-            credentials.use("unresolved", "")  # Google credentials next, if there are any
+            credentials.use("unresolved", "", "none")  # Google credentials next, if there are any
         return True

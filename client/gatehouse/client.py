@@ -3,44 +3,22 @@ http://127.0.0.1:8080), with each resource as an attribute."""
 
 from __future__ import annotations
 
-import email.utils
 import time
 import warnings
 from collections.abc import Iterator
+from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, quote, urlparse
 
 import requests
 
-from gatehouse import errors
+from gatehouse import errors, resources, twins
+from gatehouse._http import RETRY_STATUSES, next_cursor, pages, retry_after, segment
 from gatehouse._version import __version__
 from gatehouse.auth import Auth, Credentials
 
-RETRY_STATUSES = (429, 503)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Retry-After in seconds (delta or HTTP date), None when absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-def _next_cursor(response: requests.Response) -> str | None:
-    """The cursor of `Link: <...?cursor=...>; rel="next"` (taken alone, so the next request goes
-    to this client's URL whatever host the server saw)."""
-    link = response.links.get("next")
-    if not link:
-        return None
-    cursor = parse_qs(urlparse(link["url"]).query).get("cursor")
-    return cursor[0] if cursor else None
+# The names this module had before `_http.py` (kept for code that imported them from here).
+_retry_after, _next_cursor = retry_after, next_cursor
+__all__ = ["Gatehouse", "RETRY_STATUSES", "segment"]
 
 
 def _series(version: str) -> tuple[int, ...] | None:
@@ -59,11 +37,28 @@ class Gatehouse:
     >>> gh = Gatehouse("http://127.0.0.1:8080")            # token from the environment, a saved key or gcloud
     >>> gh = Gatehouse(url, token="...")                     # or api_key="ghk_..."
     >>> gh.datasets.list(); gh.annotations.list("manc"); gh.twins.warehouse.query(sql="SELECT 1")
+    >>> with Gatehouse(url) as gh: ...                       # closes its connections at the end
+
+    Its resources, each an attribute (`help(gh.datasets)` and so on):
+
+    - `datasets`: dataset metadata, attachments, finalize, audit logs, deletion
+    - `annotations`: typed annotations (version 2; version 1 as `annotations.v1`), data frames
+    - `savedsearches`: the caller's saved searches
+    - `atlas`: notable places, verified by curators
+    - `signatures`: the nearest point's signature, and points of similar signature
+    - `transfer`: transfer-network jobs shown in neuroglancer
+    - `users`, `keys`: who may do what; API keys
+    - `twins`: twin endpoints (`gh.twins.<TAB>`), code requests to their owners
+    - `auth`: which credentials are in use, saved keys, `login()`
+
+    Every `list()` returns a `Listing`: an iterator of records (dicts whose fields also read as
+    attributes), fetched a page at a time where the server pages.
 
     `retries` bounds the polite retries of 429 and 503 answers that carry Retry-After (each
     wait at most `max_wait` seconds); `timeout` is each request's, in seconds. The server's
     version is read from `/roles/_health` when the client is made (`check_version=False` skips
-    it); a server of another release series is warned about (VersionMismatchWarning).
+    it); a server of another release series is warned about (VersionMismatchWarning). A server
+    that cannot be reached raises `gatehouse.Unreachable`, naming the URL.
     """
 
     def __init__(
@@ -87,8 +82,6 @@ class Gatehouse:
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"gatehouse-python/{__version__}"
 
-        from gatehouse import resources, twins
-
         self.auth = Auth(self)
         self.datasets = resources.Datasets(self)
         self.annotations = resources.Annotations(self)
@@ -100,7 +93,26 @@ class Gatehouse:
         self.keys = resources.Keys(self)
         self.twins = twins.Twins(self)
         if check_version:
-            self.check_version()
+            try:
+                self.check_version()
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        """Closes the client's HTTP connections (a closed client opens new ones if used again)."""
+        self._session.close()
+
+    def __enter__(self) -> Gatehouse:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"Gatehouse({self.url!r}, credentials={self._credentials.kind!r})"
@@ -152,18 +164,21 @@ class Gatehouse:
                 header = self._credentials.header()
                 if header:
                     headers["Authorization"] = header
-            response = self._session.request(
-                method,
-                self.url + path,
-                params=params,
-                json=json,
-                data=data,
-                files=files,
-                headers=headers,
-                timeout=timeout or self.timeout,
-            )
+            try:
+                response = self._session.request(
+                    method,
+                    self.url + path,
+                    params=params,
+                    json=json,
+                    data=data,
+                    files=files,
+                    headers=headers,
+                    timeout=timeout or self.timeout,
+                )
+            except requests.exceptions.ConnectionError as exc:
+                raise self._unreachable(exc) from None
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                wait = _retry_after(response)
+                wait = retry_after(response)
                 if wait is not None and wait <= self.max_wait:
                     attempt += 1
                     time.sleep(wait)
@@ -186,13 +201,30 @@ class Gatehouse:
         except ValueError:
             body = response.text
         error = errors.from_envelope(response.status_code, body, response)
-        if response.status_code == 401 and self._credentials.kind == "none":
-            error.message += (
-                " (the client found no credentials: pass token= or api_key=, set GATEHOUSE_TOKEN, "
-                "save a key with client.auth.save_key(), or log in with gcloud)"
-            )
-            error.args = (f"{error.status} {error.error}: {error.message}",)
+        if response.status_code == 401:
+            error._reword(error.message + self._credentials.refused_hint())
         return error
+
+    def _unreachable(self, exc: requests.exceptions.ConnectionError) -> errors.Unreachable:
+        """A server that did not answer, said in words a person can act on."""
+        text = str(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            why = "its TLS certificate was not accepted"
+        elif isinstance(exc, requests.exceptions.ConnectTimeout):
+            why = "connecting timed out"
+        elif "refused" in text.lower():
+            why = "the connection was refused: nothing listens there"
+        elif "resolve" in text.lower() or "name or service" in text.lower() or "getaddrinfo" in text.lower():
+            why = "its host name does not resolve"
+        else:
+            why = "the connection failed"
+        message = (
+            f"cannot reach the Gatehouse server at {self.url} ({why}). Check the URL (the "
+            "deployment's gateway URL, or http://127.0.0.1:8080 for the local stack), that the "
+            "server is running (`make dev` in a Gatehouse checkout starts the local one), and any "
+            "proxy or VPN on the way."
+        )
+        return errors.Unreachable(0, "unreachable", message, None, {"url": self.url, "cause": text})
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)
@@ -211,16 +243,4 @@ class Gatehouse:
 
     def pages(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000) -> Iterator[Any]:
         """Every item of a paged list, fetched a page at a time by following its cursors."""
-        params = dict(params or {}, limit=page_size)
-        while True:
-            response = self.request("GET", path, params=params, raw=True)
-            yield from response.json()
-            cursor = _next_cursor(response)
-            if not cursor:
-                return
-            params["cursor"] = cursor
-
-
-def segment(value: str) -> str:
-    """One path segment, escaped (names never contain "/", but an email may hold "+")."""
-    return quote(str(value), safe="@")
+        return pages(self.request, path, params, page_size)

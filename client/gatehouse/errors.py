@@ -19,9 +19,51 @@ class GatehouseError(Exception):
         details: Any = None,
         response: Any = None,
     ):
-        super().__init__(f"{status} {error}: {message}" + (f" (request {request_id})" if request_id else ""))
         self.status, self.error, self.message = status, error, message
         self.request_id, self.details, self.response = request_id, details, response
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        text = f"{self.status} {self.error}: {self.message}" if self.status else self.message
+        problems = problem_lines(self.details)
+        if problems:
+            text += "\n" + "\n".join(f"  {line}" for line in problems)
+        if self.request_id:
+            text += ("\n" if problems else " ") + f"(request {self.request_id})"
+        return text
+
+    def _reword(self, message: str) -> None:
+        """Replaces the message (and so what `print(e)` shows)."""
+        self.message = message
+        self.args = (self._text(),)
+
+
+SHOWN_PROBLEMS = 5
+# The tag a route's body of "one item or a list" puts first in each problem's place (pydantic's
+# tagged union): `one.pos.0` is shown as `pos.0`, `list.3.pos.0` as `3.pos.0`.
+BODY_TAGS = ("one", "list")
+
+
+def problem_lines(details: Any) -> list[str]:
+    """The first problems of a `details` list (`[{"loc", "message"}]`, as a 422 gives) as
+    `pos.0: Input should be a valid integer` lines; empty when details is not such a list."""
+    if not isinstance(details, list):
+        return []
+    lines = []
+    for problem in details:
+        if not isinstance(problem, dict) or "message" not in problem:
+            continue
+        loc = [str(part) for part in problem.get("loc") or []]
+        if loc and loc[0] in ("body", "query"):
+            loc = loc[1:]
+        if loc and loc[0] in BODY_TAGS:
+            loc = loc[1:]
+        where = ".".join(loc)
+        line = f" (line {problem['line']})" if problem.get("line") else ""
+        lines.append(f"{where}: {problem['message']}{line}" if where else f"{problem['message']}{line}")
+    if len(lines) > SHOWN_PROBLEMS:
+        lines = lines[:SHOWN_PROBLEMS] + [f"... and {len(lines) - SHOWN_PROBLEMS} more (see .details)"]
+    return lines
 
 
 class BadRequest(GatehouseError):
@@ -86,6 +128,11 @@ class Timeout(GatehouseError):
 
 class JobFailed(GatehouseError):
     """An asynchronous twin job that ended `failed`; `details` holds the job."""
+
+
+class Unreachable(GatehouseError, ConnectionError):
+    """The server could not be reached (refused, no such host, timed out connecting): the
+    message names the URL and what to check. `status` is 0: no HTTP answer came."""
 
 
 class VersionMismatchWarning(UserWarning):

@@ -1,16 +1,31 @@
 """The resources of a Gatehouse client: `client.datasets`, `client.annotations`, ... Each method
-is one route of the HTTP contract (docs/api.md); answers are the server's JSON as plain dicts
-and lists."""
+is one route of the HTTP contract (docs/api.md); answers are the server's JSON, objects as
+`Record`s (dicts whose fields read as attributes too), and every `list()` a `Listing` (an
+iterator of records)."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gatehouse import errors
-from gatehouse.client import segment
+from gatehouse._http import Resource, segment
+from gatehouse.records import (
+    Annotation,
+    ApiKey,
+    Dataset,
+    Listing,
+    Located,
+    Record,
+    TransferRecord,
+    User,
+    keyed,
+    listing,
+    pandas,
+)
 
 if TYPE_CHECKING:
     from gatehouse.client import Gatehouse
@@ -33,20 +48,15 @@ def _bar(client: Gatehouse, progress: bool | None, **kw: Any):
     return tqdm(disable=not (client.progress if progress is None else progress), **kw)
 
 
-class Resource:
-    def __init__(self, client: Gatehouse):
-        self._client = client
-
-
 class Datasets(Resource):
     """`/datasets`: metadata, attachments, finalize, audit logs, deletion."""
 
-    def list(self) -> dict[str, dict[str, Any]]:
-        """`{name: dataset}` for every dataset the caller may read."""
-        return self._client.get("/datasets")
+    def list(self) -> Listing[Dataset]:
+        """Every dataset the caller may read, each with its `name`."""
+        return keyed(self._client.get("/datasets"), Dataset, "name", "datasets")
 
-    def get(self, name: str) -> dict[str, Any]:
-        return self._client.get(f"/datasets/{segment(name)}")
+    def get(self, name: str) -> Dataset:
+        return Dataset({"name": name, **self._client.get(f"/datasets/{segment(name)}")})
 
     def create(self, name: str, description: str = "", **fields: Any) -> dict[str, Any]:
         """Creates (or replaces) one dataset: `location`, `public`, `tags`, `transfer`, ... (admin)."""
@@ -67,9 +77,9 @@ class Datasets(Resource):
         """The dataset's audit entries, newest first, fetched a page at a time."""
         return self._client.pages(f"/datasets/{segment(name)}/logs", page_size=page_size)
 
-    def attachments(self, name: str) -> list[dict[str, Any]]:
+    def attachments(self, name: str) -> builtins.list[Record]:
         """`[{"name", "size", "modified", "url"}]`, each URL signed for 5 minutes."""
-        return self._client.get(f"/datasets/{segment(name)}/attachments")
+        return [Record(a) for a in self._client.get(f"/datasets/{segment(name)}/attachments")]
 
     def attach(
         self, name: str, file: str | os.PathLike | bytes | BinaryIO, filename: str | None = None
@@ -95,9 +105,9 @@ class Datasets(Resource):
     def detach(self, name: str, filename: str) -> None:
         self._client.delete(f"/datasets/{segment(name)}/attachments/{segment(filename)}")
 
-    def deletions(self) -> list[dict[str, Any]]:
+    def deletions(self) -> builtins.list[Record]:
         """Deleted datasets and how far each purge got (admin)."""
-        return self._client.get("/datasets/_deletions")
+        return [Record(d) for d in self._client.get("/datasets/_deletions")]
 
     def deletion(self, deletion_id: str) -> dict[str, Any]:
         return self._client.get(f"/datasets/_deletions/{segment(deletion_id)}")
@@ -109,9 +119,10 @@ class Datasets(Resource):
 class AnnotationsV1(Resource):
     """Version 1: one free-form object per user and location."""
 
-    def list(self, dataset: str) -> dict[str, dict[str, Any]]:
-        """The caller's `{"x_y_z": {...}}`."""
-        return self._client.get(f"/annotations/{segment(dataset)}")
+    def list(self, dataset: str) -> Listing[Located]:
+        """The caller's annotations, each with its `locationkey` `"x_y_z"`."""
+        answer = self._client.get(f"/annotations/{segment(dataset)}")
+        return keyed(answer, Located, "locationkey", f"version 1 annotations of {dataset}")
 
     def put(self, dataset: str, location: Location, value: dict[str, Any]) -> dict[str, Any]:
         return self._client.post(f"/annotations/{segment(dataset)}", params=_xyz(location), json=value)
@@ -139,10 +150,11 @@ class Annotations(Resource):
         kind: str | None = None,
         tag: str | None = None,
         page_size: int = 1000,
-    ) -> Iterator[dict[str, Any]]:
-        """Every matching annotation, fetched `page_size` at a time as the iterator is read."""
+    ) -> Listing[Annotation]:
+        """Every matching annotation, fetched `page_size` at a time as the listing is read."""
         params = {"user": user, "groups": _csv(groups), "kind": kind, "tag": tag}
-        return self._client.pages(f"/annotations/v2/{segment(dataset)}", params, page_size)
+        pages = self._client.pages(f"/annotations/v2/{segment(dataset)}", params, page_size)
+        return listing(pages, Annotation, f"annotations of {dataset}")
 
     def add(
         self,
@@ -171,7 +183,7 @@ class Annotations(Resource):
         replace: bool = True,
         conditional: Iterable[str] | None = None,
         progress: bool | None = None,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """Writes many annotations, `chunk_size` per request (at most 10,000), with a progress
         bar -> their keys. Each chunk is validated whole before it is written and writes are
         idempotent by key, so after a failure the same upload may simply be run again."""
@@ -197,12 +209,9 @@ class Annotations(Resource):
 
     def as_dataframe(self, dataset: str, **filters: Any):
         """The annotations `list()` gives, as a pandas DataFrame (`prop` flattened to `prop.<name>`
-        columns). Needs pandas: `pip install './client[pandas]'`."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("as_dataframe() needs pandas: pip install 'gatehouse-client[pandas]'") from None
-        records = list(self.list(dataset, **filters))
+        columns). Needs pandas: `pip install "./client[pandas]"`."""
+        pd = pandas("as_dataframe()")
+        records = self.list(dataset, **filters).to_list()
         columns = ["key", "user", "kind", "pos"]
         if not records:
             return pd.DataFrame(columns=columns)
@@ -214,8 +223,10 @@ class Annotations(Resource):
 class SavedSearches(Resource):
     """`/savedsearches`: the caller's saved searches, one per location."""
 
-    def list(self, dataset: str) -> dict[str, dict[str, Any]]:
-        return self._client.get(f"/savedsearches/{segment(dataset)}")
+    def list(self, dataset: str) -> Listing[Located]:
+        """The caller's saved searches, each with its `locationkey` `"x_y_z"`."""
+        answer = self._client.get(f"/savedsearches/{segment(dataset)}")
+        return keyed(answer, Located, "locationkey", f"saved searches of {dataset}")
 
     def save(self, dataset: str, location: Location, search: dict[str, Any]) -> dict[str, Any]:
         return self._client.post(f"/savedsearches/{segment(dataset)}", params=_xyz(location), json=search)
@@ -227,13 +238,14 @@ class SavedSearches(Resource):
 class Atlas(Resource):
     """`/atlas`: notable places, verified by curators."""
 
-    def list(self, dataset: str) -> dict[str, dict[str, Any]]:
-        """The caller's entries, `{"x_y_z": entry}`."""
-        return self._client.get(f"/atlas/{segment(dataset)}")
+    def list(self, dataset: str) -> Listing[Located]:
+        """The caller's entries, each with its `locationkey` `"x_y_z"`."""
+        answer = self._client.get(f"/atlas/{segment(dataset)}")
+        return keyed(answer, Located, "locationkey", f"atlas entries of {dataset}")
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> Listing[Record]:
         """Verified entries of readable datasets, the caller's own, and what the caller curates."""
-        return self._client.get("/atlas/all")
+        return listing(self._client.get("/atlas/all"), Record, "atlas entries")
 
     def add(
         self, dataset: str, location: Location, title: str, description: str | None = None, **fields: Any
@@ -324,19 +336,20 @@ class Transfer(Resource):
     def get(self, job_id: str) -> dict[str, Any]:
         return self.job(job_id).status()
 
-    def list(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+    def list(self, *, page_size: int = 100) -> Listing[TransferRecord]:
         """The caller's jobs (an admin's: everyone's), newest first."""
-        return self._client.pages("/transfer", page_size=page_size)
+        return listing(self._client.pages("/transfer", page_size=page_size), TransferRecord, "transfer jobs")
 
 
 class Users(Resource):
     """`/users`: who may do what (admin), and the caller's own record."""
 
-    def me(self) -> dict[str, Any]:
-        return self._client.get("/users/me")
+    def me(self) -> User:
+        return User(self._client.get("/users/me"))
 
-    def list(self) -> dict[str, dict[str, Any]]:
-        return self._client.get("/users")
+    def list(self) -> Listing[User]:
+        """Every user (admin), each with its `email`."""
+        return keyed(self._client.get("/users"), User, "email", "users")
 
     def update(self, email: str, **fields: Any) -> dict[str, Any]:
         """Creates or updates one user: `name`, `global_roles`, `datasets={name: [roles]}`,
@@ -362,8 +375,9 @@ class Keys(Resource):
             body["expires_in_days"] = expires_in_days
         return self._client.post(self._base(user), json=body)
 
-    def list(self, *, user: str | None = None) -> list[dict[str, Any]]:
-        return self._client.get(self._base(user))
+    def list(self, *, user: str | None = None) -> Listing[ApiKey]:
+        """The keys (without their secrets), with `last_used_at`."""
+        return listing(self._client.get(self._base(user)), ApiKey, "API keys")
 
     def revoke(self, key_id: str, *, user: str | None = None) -> None:
         self._client.delete(f"{self._base(user)}/{segment(key_id)}")

@@ -20,6 +20,12 @@ MANAGER = "manager@example.com"  # dataset_admin on manc in the warehouse fixtur
 
 
 @pytest.fixture(autouse=True)
+def clean_stack(clean_state):
+    """Every client test starts from a clean stack (tests/conftest.py's clean_state)."""
+    return clean_state
+
+
+@pytest.fixture(autouse=True)
 def no_ambient_credentials(monkeypatch, tmp_path):
     """No credentials of the machine's leak in: no saved keys, no gcloud, no metadata server."""
     for name in (

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import gatehouse
 import pytest
 from conftest import OWNER, RESEARCHER, ROOT
-from gatehouse import Gatehouse, Unauthenticated, VersionMismatchWarning
+from gatehouse import Gatehouse, Table, Unauthenticated, Unreachable, ValidationError, VersionMismatchWarning
 
 
 def test_version_is_the_servers_release(gh):
@@ -167,3 +167,85 @@ def test_google_auth_id_token_for_the_configured_audience(gateway, api):
     assert done.stdout.split() == ["runner@example.com", "google"]
     assert metadata.audiences == ["gatehouse-test-audience"]
     metadata.server.shutdown()
+
+
+def test_a_validation_error_prints_its_first_problems(gh):
+    gh.datasets.create("errs", "errors")
+    with pytest.raises(ValidationError) as caught:
+        gh.annotations.add("errs", kind="point", pos=["a", 2, 3])
+    printed = str(caught.value)
+    assert printed.startswith("422 validation_error: ")
+    assert "\n  pos.0: Input should be a valid integer" in printed, printed
+    assert printed.endswith(f"(request {caught.value.request_id})")
+    many = [{"kind": "point", "pos": ["x", "y", "z"]} for _ in range(3)]
+    with pytest.raises(ValidationError) as caught:
+        gh.annotations.upload("errs", many)
+    assert "... and 4 more (see .details)" in str(caught.value) and len(caught.value.details) == 9
+
+
+def test_a_server_that_cannot_be_reached_says_which_url_and_what_to_check():
+    with pytest.raises(Unreachable) as caught:
+        Gatehouse("http://127.0.0.1:9")  # nothing listens on the discard port
+    err = caught.value
+    assert isinstance(err, ConnectionError) and isinstance(err, gatehouse.GatehouseError)
+    text = str(err)
+    assert "cannot reach the Gatehouse server at http://127.0.0.1:9 (the connection was refused" in text
+    assert "make dev" in text and "Max retries" not in text
+    assert err.details["url"] == "http://127.0.0.1:9" and "Max retries" in err.details["cause"]
+
+
+def test_a_refused_saved_key_says_where_it_came_from_and_how_to_replace_it(connect, gateway, tmp_path):
+    saved = connect(RESEARCHER).auth.save_key("old laptop")
+    connect(RESEARCHER).keys.revoke(saved["id"])
+    client = Gatehouse(gateway)
+    assert client.auth.kind == "api_key" and client.auth.source.startswith("the API key saved for")
+    with pytest.raises(Unauthenticated) as caught:
+        client.whoami()
+    text = str(caught.value)
+    assert f"the API key saved for {gateway} in {tmp_path / 'keys.json'}" in text
+    assert "save_key()" in text and "forget_key(revoke=False)" in text
+
+
+def test_saved_keys_match_localhost_and_a_trailing_slash(connect, gateway, tmp_path):
+    port = gateway.rsplit(":", 1)[1]
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({f"http://localhost:{port}/": connect(RESEARCHER).keys.create("k")["key"]}))
+    for url in (gateway, gateway + "/", f"http://localhost:{port}", f"HTTP://LOCALHOST:{port}/"):
+        assert Gatehouse(url).whoami()["email"] == RESEARCHER, url
+    assert (
+        Gatehouse(f"http://127.0.0.2:{port}", check_version=False).auth.kind == "unresolved"
+    )  # another host
+    Gatehouse(f"http://localhost:{port}").auth.forget_key()  # the saved entry, however it was written
+    assert json.loads(path.read_text()) == {}
+
+
+def test_the_pandas_hint_names_the_install_that_works(gh, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if pandas were not installed
+    gh.datasets.create("nopandas", "x")
+    with pytest.raises(ImportError, match=r'pip install "\./client\[pandas\]"'):
+        gh.annotations.as_dataframe("nopandas")
+    with pytest.raises(
+        ImportError, match=r'to_dataframe\(\) needs pandas: pip install "\./client\[pandas\]"'
+    ):
+        Table({"columns": ["a"], "rows": [[1]]}).to_dataframe()
+
+
+def test_login_without_gcloud_prints_the_steps_then_saves_a_given_key(connect, gateway, tmp_path, capsys):
+    client = Gatehouse(gateway)  # no token, no saved key, no gcloud
+    assert client.auth.login() is None
+    steps = capsys.readouterr().out
+    assert f"To use {gateway} this client needs a credential" in steps
+    assert (
+        "ask an admin of the deployment for an API key" in steps
+        and "gcloud auth print-identity-token" in steps
+    )
+    assert f'Gatehouse("{gateway}").auth.login(api_key="ghk_...")' in steps and "make token EMAIL=" in steps
+
+    key = connect(OWNER).keys.create("from the admin", 7, user=RESEARCHER)["key"]  # what an admin hands out
+    assert client.auth.login(api_key=key) == RESEARCHER
+    assert f"Signed in to {gateway} as {RESEARCHER}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "keys.json").read_text()) == {gateway: key}
+    assert Gatehouse(gateway).whoami()["email"] == RESEARCHER  # later clients find it
+
+    assert Gatehouse(gateway, api_key="ghk_x_nope").auth.login() is None  # a refused key: the steps
+    assert "(the api_key= argument was refused" in capsys.readouterr().out

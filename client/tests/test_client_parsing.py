@@ -8,7 +8,8 @@ import time
 
 import requests
 from gatehouse import BadGateway, EndpointError, GatehouseError, NotFound
-from gatehouse.client import _retry_after, _series
+from gatehouse._http import retry_after as _retry_after
+from gatehouse.client import _series
 from gatehouse.errors import from_envelope
 
 

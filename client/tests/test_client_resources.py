@@ -20,6 +20,7 @@ from gatehouse import (
     RateLimited,
     ValidationError,
 )
+from gatehouse.records import Annotation, Dataset, User
 
 
 @pytest.fixture
@@ -30,7 +31,15 @@ def mb20(gh):
 
 
 def test_datasets(gh, connect, mb20, tmp_path):
-    assert gh.datasets.list()["mb20"]["description"] == "4nm MB"
+    listed = gh.datasets.list()
+    assert iter(listed) is listed  # every list() is an iterator of typed records
+    [mb20_record] = [d for d in listed if d.name == "mb20"]
+    assert (
+        isinstance(mb20_record, Dataset) and mb20_record.description == mb20_record["description"] == "4nm MB"
+    )
+    assert gh.datasets.get("mb20").name == "mb20"
+    with pytest.raises(TypeError, match=r"is an iterator, not a dict.*gh\.datasets\.get\(name\)"):
+        gh.datasets.list()["mb20"]  # the shape before every list() was a Listing: a hint
     assert gh.datasets.update("mb20", tags=["fly"])["tags"] == ["fly"]
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"hello")
@@ -76,15 +85,16 @@ def test_errors_are_typed_and_carry_the_envelope(gh, connect, mb20):
 
 def test_users_and_keys(gh, connect):
     gh.users.update("someone@example.com", name="Some One", global_roles=["clio_general"])
-    assert gh.users.list()["someone@example.com"]["name"] == "Some One"
-    assert gh.users.me()["email"] == OWNER
+    users = {u.email: u for u in gh.users.list()}
+    assert isinstance(users["someone@example.com"], User) and users["someone@example.com"].name == "Some One"
+    assert gh.users.me().email == OWNER
     created = gh.keys.create("pipeline", 30, user="someone@example.com")
-    assert [k["name"] for k in gh.keys.list(user="someone@example.com")] == ["pipeline"]
-    assert "key" not in gh.keys.list(user="someone@example.com")[0]  # shown once only
+    assert [k.name for k in gh.keys.list(user="someone@example.com")] == ["pipeline"]
+    assert "key" not in next(gh.keys.list(user="someone@example.com"))  # shown once only
     someone = connect("someone@example.com")
-    assert someone.keys.list()[0]["id"] == created["id"]
+    assert next(someone.keys.list()).id == created["id"]
     someone.keys.revoke(created["id"])
-    assert gh.keys.list(user="someone@example.com") == []
+    assert gh.keys.list(user="someone@example.com").to_list() == []
     assert gh.users.delete("someone@example.com") == {"deleted": ["someone@example.com"]}
 
 
@@ -100,7 +110,9 @@ def test_annotations_v2_page_transparently(gh, mb20):
 
     iterator = gh.annotations.list(mb20, page_size=10)
     first = next(iterator)  # lazily: one page fetched so far
-    assert first["kind"] == "point"
+    assert isinstance(first, Annotation) and first.kind == first["kind"] == "point"
+    assert "Listing of annotations of mb20: [Annotation({'key': " in repr(iterator)  # peeks, keeps
+    assert len(list(iterator)) == 24
 
     key = gh.annotations.add(mb20, kind="sphere", pos=[5, 5, 5, 9, 9, 9], title="soma")
     assert key == "Sp5_5_5_9_9_9"
@@ -142,23 +154,25 @@ def test_annotations_as_dataframe(gh, mb20):
 
 def test_annotations_v1_savedsearches_and_atlas(gh, connect, mb20):
     gh.annotations.v1.put(mb20, (50, 30, 50), {"foo": "bar"})
-    assert gh.annotations.v1.list(mb20)["50_30_50"]["foo"] == "bar"
+    [v1] = gh.annotations.v1.list(mb20)
+    assert (v1.locationkey, v1.foo) == ("50_30_50", "bar")
     gh.annotations.v1.delete(mb20, (50, 30, 50))
-    assert gh.annotations.v1.list(mb20) == {}
+    assert gh.annotations.v1.list(mb20).to_list() == []
 
     gh.savedsearches.save(mb20, (1, 2, 3), {"query": "kc"})
-    assert gh.savedsearches.list(mb20)["1_2_3"]["query"] == "kc"
+    [search] = gh.savedsearches.list(mb20)
+    assert (search.locationkey, search["query"]) == ("1_2_3", "kc")
     gh.savedsearches.delete(mb20, (1, 2, 3))
-    assert gh.savedsearches.list(mb20) == {}
+    assert list(gh.savedsearches.list(mb20)) == []
 
     entry = gh.atlas.add(mb20, (50, 30, 50), "weird point", "it is really strange")
     assert entry["verified"] is False and entry["title"] == "weird point"
-    assert "50_30_50" in gh.atlas.list(mb20)
+    assert [e.locationkey for e in gh.atlas.list(mb20)] == ["50_30_50"]
     assert gh.atlas.verify(entry["id"])["verified"] is True
     assert gh.atlas.verify(entry["id"], verified=True)["verified"] is True
     assert [e["id"] for e in connect(RESEARCHER).atlas.all()] == [entry["id"]]  # verified: visible
     gh.atlas.delete(mb20, (50, 30, 50))
-    assert gh.atlas.all() == []
+    assert gh.atlas.all().to_list() == []
 
 
 def test_signatures(gh, workdir):

@@ -25,6 +25,7 @@ from werkzeug.wrappers import Request
 from common import errors
 from common.config import DEV_AUDIENCE, DEV_ISSUER, settings
 from common.identity import apikeys, authz
+from common.storage import store
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEV_KEY_ID = "gatehouse-dev-1"
@@ -104,7 +105,10 @@ def _verify(token: str) -> Identity:
         raise errors.Unauthenticated("the token carries no email")
     if claims.get("email_verified") is not True:
         raise errors.Unauthenticated("the token's email is not verified")
-    return Identity(email.strip().lower(), via, float(claims["exp"]))
+    email = email.strip().lower()
+    if not store.valid_id(email):  # e.g. "/" in it: a user record (users/{email}) cannot have it
+        raise errors.Unauthenticated("the token's email cannot be a Gatehouse user")
+    return Identity(email, via, float(claims["exp"]))
 
 
 MAX_TOKEN_BYTES = 8192  # Google ID tokens and dev tokens are about 1 KiB

@@ -15,6 +15,7 @@ from typing import Any
 from common import errors
 from common.config import settings
 from common.identity.exposure import exposed
+from common.models import is_dataset_name
 from common.storage import store
 from common.web.http import Check, Req
 
@@ -75,8 +76,6 @@ def user_record(email: str) -> dict[str, Any] | None:
 def dataset_record(name: str) -> dict[str, Any] | None:
     """The dataset's record; None when it does not exist or this deployment does not serve it
     (EXPOSE), so every route and list answers an unexposed dataset as missing."""
-    from common.models import is_dataset_name  # lazy: common.models loads pydantic, which roles never needs
-
     if not is_dataset_name(name) or not exposed("dataset", name):
         return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
     return _datasets.get(name, _load_dataset)

@@ -47,15 +47,16 @@ def _default_credentials():
     return google.auth.default()[0]
 
 
-def signed_url(blob, *, minutes: int = 5, method: str = "GET") -> str:
+def signed_url(blob, *, minutes: int = 5, method: str = "GET", **response: str) -> str:
     """A V4 signed URL. With SIGNER_KEY_FILE the key signs locally; otherwise (in the cloud)
-    the instance's service account signs through the IAM signBlob API."""
+    the instance's service account signs through the IAM signBlob API. `response`:
+    `response_disposition`, `response_type`, the headers Cloud Storage answers the URL with."""
     expiration = datetime.timedelta(minutes=minutes)
     if settings().signer_key_file:
         # Only the signing call gets these credentials: a client built with them would try
         # to reach Google's token endpoint.
         return blob.generate_signed_url(
-            version="v4", expiration=expiration, method=method, credentials=_key_signer()
+            version="v4", expiration=expiration, method=method, credentials=_key_signer(), **response
         )
     import google.auth.transport.requests
 
@@ -68,4 +69,5 @@ def signed_url(blob, *, minutes: int = 5, method: str = "GET") -> str:
         method=method,
         service_account_email=credentials.service_account_email,
         access_token=credentials.token,
+        **response,
     )

@@ -1,9 +1,5 @@
-"""Pub/Sub for background work: publish JSON messages to a topic; read them back in a worker.
-
-A worker is a CloudEvent function (`@functions_framework.cloud_event`) behind a push
-subscription with a retry policy and a dead-letter topic: raising makes Pub/Sub deliver the
-message again later; returning acknowledges it. Delivery is at least once, so a worker must be
-idempotent (keep the state of each piece of work in Firestore and skip what is finished).
+"""Pub/Sub for background work: publish JSON messages to a topic (a worker receives them,
+common.web.workers).
 
 Publishing uses Pub/Sub's REST API (one HTTPS call for a batch of messages) through the
 instance's default credentials, or the emulator (`PUBSUB_EMULATOR_HOST`) without any.
@@ -78,32 +74,3 @@ def publish_many(
 def publish(topic: str, payload: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
     """Publish one JSON message; its id."""
     return publish_many(topic, [payload], attributes)[0]
-
-
-def payload_of(cloud_event) -> tuple[dict[str, Any], dict[str, str]]:
-    """The JSON payload and attributes of a Pub/Sub message delivered as a CloudEvent
-    (`google.cloud.pubsub.topic.v1.messagePublished`: data.message.data is base64)."""
-    import json
-
-    message = (cloud_event.data or {}).get("message") or {}
-    try:
-        payload = json.loads(base64.b64decode(message.get("data") or ""))
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict):
-        # Redelivery cannot fix it: the worker should log it and acknowledge it.
-        raise ValueError("the message is not a JSON object")
-    return payload, dict(message.get("attributes") or {})
-
-
-def named_id(cloud_event, field: str, pattern, worker: str) -> str | None:
-    """The id a worker's message names in `field`, when it matches `pattern`; None for a message
-    that names none (logged: it is acknowledged, since no redelivery can fix it)."""
-    from common.logs import log  # lazy: only workers read messages
-
-    try:
-        value = str(payload_of(cloud_event)[0][field])
-    except (ValueError, KeyError) as exc:
-        log("ERROR", f"{worker}: dropped a message that names no {field} ({exc})")
-        return None
-    return value if pattern.fullmatch(value) else None

@@ -11,6 +11,8 @@ import datetime
 import functools
 import heapq
 import itertools
+import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,9 +61,6 @@ def transactional(fn, *, patience: float = CONTENTION_SECONDS):
     503 with Retry-After. At least two attempts are made: a contended commit may first wait for a
     lock (about 2 s in the emulator, where concurrent transactions on one document queue up).
     A hot document with many concurrent writers wants `guarded_update` or per-writer documents."""
-    import random
-    import time
-
     from google.api_core.exceptions import Aborted
     from google.cloud import firestore
 
@@ -98,9 +97,6 @@ def guarded_update(ref, change_for, *, patience: float = CONTENTION_SECONDS):
     still contended -> 503 with Retry-After. No lock is held between the read and the commit, so
     concurrent writers get through one after another (one wins each round) instead of holding
     each other's locks as transactions on one document do. Returns `result`."""
-    import random
-    import time
-
     from google.api_core.exceptions import FailedPrecondition, NotFound
 
     started = time.monotonic()

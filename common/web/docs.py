@@ -19,6 +19,7 @@ import html
 import json
 import os
 
+import flask_swagger_ui  # the pinned package whose folder holds Swagger UI's files
 from werkzeug.wrappers import Response
 
 from common import errors
@@ -82,7 +83,7 @@ OWN_ASSETS = {"gatehouse-docs.js": INIT_SCRIPT.encode()}
 # Scripts and styles from this origin only, no inline script; requests (the document, "Try it
 # out") to this origin; images from it and data: URLs (Swagger UI's icons); never framed. The
 # one inline style allowed, by its hash, is the <style> inside Swagger UI 5.34's logo (SVG);
-# tests/test_docs_browser.py fails on any style or script the policy blocks.
+# tests/system/test_docs_browser.py fails on any style or script the policy blocks.
 SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -119,8 +120,6 @@ _JS = "text/javascript; charset=utf-8"
 
 
 def _dist() -> str:
-    import flask_swagger_ui  # the pinned package whose folder holds Swagger UI's files
-
     return os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
 
 

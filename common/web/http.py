@@ -9,13 +9,18 @@ knows nothing of tokens or roles) -> role check (may they) -> body model -> hand
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import time
+import typing
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
+import functions_framework
+from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wrappers import Request, Response
@@ -73,21 +78,15 @@ class Route:
         cold start), or None."""
         if self.response is None:
             return None
-        from pydantic import TypeAdapter
-
         return TypeAdapter(self.response)
 
     @functools.cached_property
     def item_adapter(self) -> Any:
         """For a `list[X]` or `dict[str, X]` response, X's adapter: a streamed answer applies
         it item by item (common.web.http.public_items)."""
-        import typing
-
         origin = typing.get_origin(self.response)
         if origin not in (list, dict):
             return None
-        from pydantic import TypeAdapter
-
         return TypeAdapter(typing.get_args(self.response)[-1])
 
     def public(self, value: Any, adapter: Any = None) -> Any:
@@ -146,8 +145,6 @@ def streamed(chunks: Iterable[bytes], headers: dict[str, str] | None = None) -> 
     """A JSON response sent as it is produced (see common.jsonio.stream_*). Its first chunk is
     made here, before the status is sent, so a query that fails at once is an error answer; one
     that fails later cuts the body short (never a closed, complete-looking list)."""
-    import itertools
-
     chunks = iter(chunks)
     first = next(chunks, None)
     body = chunks if first is None else itertools.chain([first], chunks)
@@ -172,8 +169,6 @@ def paged(
     cursor = page.next_cursor()
     if not cursor:
         return listed
-    from urllib.parse import urlencode
-
     query = urlencode({**{k: v for k, v in req.args.items() if k != "cursor"}, "cursor": cursor})
     return listed, 200, {"Link": f'<{req.raw.base_url}?{query}>; rel="next"'}
 
@@ -181,7 +176,6 @@ def paged(
 def _answer_unrouted_paths() -> None:
     """A path functions-framework itself cannot route (e.g. one with a newline) gets our 404
     envelope, not its HTML page. Registered on the app functions-framework is creating."""
-    import functions_framework
 
     def not_found(_exc):
         request_id = uuid.uuid4().hex
@@ -310,8 +304,6 @@ class App(_Table):
                 response=response,
             )
             if body is not None:
-                from pydantic import TypeAdapter
-
                 route.adapter = TypeAdapter(body)
             self.routes.append(route)
             self._map.add(Rule(path, methods=[method], endpoint=route))
@@ -343,6 +335,7 @@ class App(_Table):
             response = error_response(failures.answer(exc) or errors.ApiError(), request_id)
             failure = exc  # its stack trace goes to the log line, never to the caller
         response.headers["X-Request-Id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         if _REQUEST_ID.fullmatch(client_id):
             response.headers["X-Client-Request-Id"] = client_id
         self._add_cors(request, response)
@@ -372,6 +365,9 @@ class App(_Table):
             return Response(status=204)
         if self._adapter is None:
             self._adapter = self._map.bind("gatehouse", "/")
+        if _ENCODED_SLASH in _raw_path(request):
+            # The server decoded it into the path: routed, it would split a segment in two.
+            raise errors.NotFound("no such route ('/' cannot be sent encoded inside a path segment)")
         try:
             route, params = self._adapter.match(self._path(request), method=request.method)
         except MethodNotAllowed as exc:
@@ -417,8 +413,6 @@ class App(_Table):
         a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
         if route.query is None:
             return None
-        from pydantic import ValidationError
-
         given = {name: value for name, value in request.args.items() if value != ""}
         try:
             return route.query.model_validate(given)
@@ -431,8 +425,6 @@ class App(_Table):
             ) from None
 
     def _parse_body(self, request: Request, route: Route) -> Any:
-        from pydantic import ValidationError
-
         data = read_json_body(request, route.max_body, required=route.body_required)
         if not data:
             return None
@@ -514,6 +506,16 @@ class App(_Table):
         from common.web import docs  # lazy: only the docs page needs it
 
         return docs.asset(asset)
+
+
+_ENCODED_SLASH = "%2f"
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it, before the server decoded it (lower-cased), where the
+    server keeps it (gunicorn and werkzeug both do); else the decoded one."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    return raw.partition("?")[0].lower()
 
 
 def read_json_body(request: Request, limit: int, *, required: bool = True) -> bytes:

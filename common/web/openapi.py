@@ -15,6 +15,8 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, TypeAdapter
+
 if TYPE_CHECKING:  # the type only: common.web.http imports this module
     from common.web.http import App, Route
 
@@ -117,8 +119,6 @@ def _schema_of(
     model: Any, schemas: dict[str, Any], mode: Literal["validation", "serialization"]
 ) -> dict[str, Any]:
     """A pydantic type's JSON schema; its definitions go to `schemas`, a model class by name."""
-    from pydantic import BaseModel, TypeAdapter
-
     schema = TypeAdapter(model).json_schema(ref_template=_REF + "{model}", mode=mode)
     schemas.update(schema.pop("$defs", {}))
     if isinstance(model, type) and issubclass(model, BaseModel):

@@ -284,7 +284,9 @@ def _write_all(
             }
             if isinstance(exc, exceptions.InvalidArgument):
                 raise errors.ValidationFailed(
-                    f"Firestore refused the annotations: {exc.message}", details=details
+                    "the data store cannot hold these annotations (a field name, size or nesting "
+                    "limit; an annotation is at most 1 MiB stored); what was written is listed",
+                    details=details,
                 ) from None
             raise errors.Unavailable(
                 "the annotation store failed part-way; what was written is listed, "

@@ -7,14 +7,14 @@ import re
 import uuid
 from typing import Annotated, Any
 
-import functions_framework
 from pydantic import ConfigDict, Field, model_validator
 
 from common import audit, errors, jsonio
 from common.identity import auth, authz
 from common.identity.exposure import exposed
 from common.models import DatasetName, FreeForm, Location, Paging, Public, check_storable, is_dataset_name
-from common.storage import blobs, pubsub, store
+from common.storage import blobs, store
+from common.web import workers
 from common.web.http import App, paged, public_item, public_items, streamed
 from functions.datasets import purge
 
@@ -41,6 +41,20 @@ EDITABLE_AFTER_FINALIZE = {"description", "tags"}
 # A plain file name: no path separators, no leading dot (so no "." or ".."), no control characters.
 DELETION_ID = re.compile(r"^[0-9a-f]{32}$")
 ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
+# Types a download keeps (none a browser runs as a page or a script); any other is served as
+# application/octet-stream. Every download is a file to save (Content-Disposition: attachment).
+SAFE_ATTACHMENT_TYPES = frozenset(
+    {
+        "text/plain",
+        "text/csv",
+        "application/json",
+        "application/pdf",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+    }
+)
 
 
 class _Metadata(FreeForm):
@@ -463,9 +477,8 @@ def upload_attachment(req, name):
         raise errors.PayloadTooLarge(f"an attachment is at most {ATTACHMENT_LIMIT} bytes")
     upload.stream.seek(0)
     blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{filename}")
-    blob.upload_from_file(
-        upload.stream, size=size, content_type=upload.mimetype or "application/octet-stream"
-    )
+    blob.content_disposition = _disposition(filename)
+    blob.upload_from_file(upload.stream, size=size, content_type=_safe_type(upload.mimetype))
     audit.write(
         req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=name, after={"size": size}
     )
@@ -478,9 +491,28 @@ def list_attachments(req, name):
     bucket = blobs.bucket(app.settings.attachments_bucket)
     prefix = authz.data_key(name) + "/"
     return [
-        {"name": b.name[len(prefix) :], "size": b.size, "modified": b.updated, "url": blobs.signed_url(b)}
+        {
+            "name": b.name[len(prefix) :],
+            "size": b.size,
+            "modified": b.updated,
+            # Cloud Storage serves what the URL asks for, also for a file stored before uploads
+            # were given a safe type and disposition.
+            "url": blobs.signed_url(
+                b,
+                response_disposition=_disposition(b.name[len(prefix) :]),
+                response_type=_safe_type(b.content_type),
+            ),
+        }
         for b in blobs.client().list_blobs(bucket, prefix=prefix)
     ]
+
+
+def _safe_type(content_type: str | None) -> str:
+    return content_type if content_type in SAFE_ATTACHMENT_TYPES else "application/octet-stream"
+
+
+def _disposition(filename: str) -> str:
+    return f'attachment; filename="{filename}"'  # ATTACHMENT_NAME holds no quote or control character
 
 
 @app.delete(
@@ -502,13 +534,13 @@ def handle(request):
     return app(request)
 
 
-@functions_framework.cloud_event
+@workers.worker("datasets")
 def purge_work(cloud_event):
     """One step of a dataset's purge per Pub/Sub delivery, queueing the next until it is done.
     Steps are idempotent, so a redelivered or duplicate message only repeats a step."""
-    deletion_id = pubsub.named_id(cloud_event, "deletion", DELETION_ID, "purge worker")
-    if deletion_id is None:
-        return
+    deletion_id = workers.named_id(cloud_event, "deletion", DELETION_ID, "purge worker")
     deletion = purge.step(deletion_id)
-    if deletion is not None and deletion["status"] != "done":
+    if deletion is None:
+        raise workers.Gone(f"no deletion {deletion_id}")
+    if deletion["status"] != "done":
         purge.continue_later(deletion_id)

@@ -3,7 +3,8 @@
 The record and a deletion record (`dataset_deletions/{id}`) change in one transaction, so from
 then on nothing of the dataset is reachable: every stored thing and every grant is bound to the
 dataset's generation (see common.identity.authz.generation), and a new dataset of the same name gets a new
-one. The purge only reclaims the space, in steps of a bounded size that can be repeated at any
+one. Twin endpoints made on the dataset go with it, with their state, call records, jobs and the
+approval requests naming them (functions/twins/calls.py hides them at once). The purge only reclaims the space, in steps of a bounded size that can be repeated at any
 time (idempotent: each step deletes what is still there) until every part is done; the deletion
 record shows the progress. Audit entries are kept until their retention ends.
 """
@@ -63,7 +64,8 @@ def step(deletion_id: str, budget: int | None = None) -> dict[str, Any] | None:
     deletion = snap.to_dict()
     left = INLINE_BUDGET if budget is None else budget
     for part, purge in PARTS.items():
-        progress = deletion["parts"][part]
+        # A deletion begun before a part existed purges it too.
+        progress = deletion["parts"].setdefault(part, {"deleted": 0, "done": False})
         if progress["done"] or left <= 0:
             continue
         deleted, done = purge(deletion, left)
@@ -123,7 +125,8 @@ def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     query = store.collection("transfer_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
     deleted = 0
     for job in query.select(["created_at"]).stream():
-        if job.get("created_at") >= deletion["deleted_at"]:
+        created = (job.to_dict() or {}).get("created_at")  # older records may lack it: theirs too
+        if created is not None and created >= deletion["deleted_at"]:
             continue
         if deleted >= budget:
             return deleted, False
@@ -182,6 +185,122 @@ def _objects(
     return purge
 
 
+# -- twins: endpoints made on the dataset, their state, call records and jobs, and the approval
+# requests naming them (each bound to the dataset's generation; functions/twins/calls.py hides them
+# from the moment the dataset is deleted, this reclaims them).
+
+
+def _made_on(doc: dict[str, Any], deletion: dict[str, Any], made_at: str) -> bool:
+    """Whether a twin document belongs to the deleted dataset: by the dataset generation it
+    recorded, or (made before generations were recorded) by being older than the deletion."""
+    if "dataset_generation" in doc:
+        return doc["dataset_generation"] == deletion["generation"]
+    return doc.get(made_at) is not None and doc[made_at] < deletion["deleted_at"]
+
+
+def _twin_endpoints(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    """Each endpoint with the state of its sides (the state first: an endpoint is deleted last)."""
+    from google.api_core.exceptions import FailedPrecondition
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query = store.collection("twins").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    deleted = 0
+    for snap in query.stream():
+        doc = snap.to_dict()
+        if not _made_on(doc, deletion, "created_at"):
+            continue
+        for side in doc["sides"].values():
+            keys = store.collection("twin_state").document(side["generation"]).collection("keys")
+            count, done = _delete_docs(keys.limit(budget - deleted + 1).select([]).stream(), budget - deleted)
+            deleted += count
+            if not done:
+                return deleted, False
+        if deleted >= budget:
+            return deleted, False
+        try:  # only if it was not replaced meanwhile by a new endpoint at the path
+            snap.reference.delete(option=store.db().write_option(last_update_time=snap.update_time))
+        except FailedPrecondition:
+            continue
+        deleted += 1
+    return deleted, True
+
+
+def _results(docs: Iterable[Any]) -> None:
+    """Delete the results of twin jobs and requests kept in Cloud Storage (the large ones)."""
+    from google.api_core.exceptions import NotFound
+
+    for doc in docs:
+        if doc.get("result_blob"):
+            try:
+                blobs.bucket(settings().twin_results_bucket).blob(doc["result_blob"]).delete()
+            except NotFound:
+                pass
+
+
+def _twin_calls(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query = store.collection("twin_calls").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    owned = (
+        s
+        for s in query.select(["dataset_generation", "at"]).stream()
+        if _made_on(s.to_dict(), deletion, "at")
+    )
+    return _delete_docs(owned, budget)
+
+
+def _twin_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    """Call jobs of the dataset's endpoints, with their results (a request's run job goes with it)."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query = store.collection("twin_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    deleted = 0
+    for snap in query.select(["dataset_generation", "created_at", "result_blob"]).stream():
+        if not _made_on(snap.to_dict(), deletion, "created_at"):
+            continue
+        if deleted >= budget:
+            return deleted, False
+        _results([snap.to_dict()])
+        snap.reference.delete()
+        deleted += 1
+    return deleted, True
+
+
+def _named_the_dataset(request: dict[str, Any], deletion: dict[str, Any]) -> bool:
+    bound = request.get("endpoint_datasets")
+    if bound is None:  # submitted before requests recorded their datasets' generations
+        return request["created_at"] < deletion["deleted_at"]
+    return any(
+        ds is not None and ds["name"] == deletion["name"] and ds["generation"] == deletion["generation"]
+        for ds in bound.values()
+    )
+
+
+def _twin_requests(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
+    """Approval requests naming an endpoint of the dataset, with their results and run jobs."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query = store.collection("twin_requests").where(
+        filter=FieldFilter("datasets", "array_contains", deletion["name"])
+    )
+    deleted = 0
+    for snap in query.select(["endpoint_datasets", "created_at", "result_blob"]).stream():
+        request = snap.to_dict()
+        if not _named_the_dataset(request, deletion):
+            continue
+        if deleted >= budget:
+            return deleted, False
+        jobs = store.collection("twin_jobs").where(filter=FieldFilter("request", "==", snap.id))
+        for job in jobs.select(["result_blob"]).stream():
+            _results([job.to_dict()])
+            job.reference.delete()
+            deleted += 1
+        _results([request])
+        snap.reference.delete()
+        deleted += 1
+    return deleted, True
+
+
 PARTS: dict[str, Callable[[dict[str, Any], int], tuple[int, bool]]] = {
     "grants": _grants,
     "annotations_v1": _subcollection("annotations", "v1_annotations"),
@@ -193,4 +312,8 @@ PARTS: dict[str, Callable[[dict[str, Any], int], tuple[int, bool]]] = {
         lambda: settings().attachments_bucket, lambda d: d["data_key"] + "/", older_only=False
     ),
     "signatures": _objects(lambda: settings().sig_bucket, lambda d: d["name"].lower() + "/", older_only=True),
+    "twin_requests": _twin_requests,
+    "twin_jobs": _twin_jobs,
+    "twin_calls": _twin_calls,
+    "twin_endpoints": _twin_endpoints,
 }

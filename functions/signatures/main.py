@@ -6,8 +6,11 @@ Reads the layout of common/catalog/sigindex.py from SIG_BUCKET: blocks for `atlo
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from common import errors
@@ -36,8 +39,6 @@ def _executor():
     global _pool
     with _pool_lock:
         if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sig-read")
     return _pool
 
@@ -63,8 +64,6 @@ def _read_all(paths: list[str]):
 
 
 def _load_info(dataset: str) -> dict[str, Any] | None:
-    import json
-
     data = _read(sigindex.info_path(dataset))
     return json.loads(data) if data else None
 
@@ -84,8 +83,6 @@ def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
     built_at = info.get("built_at")
     if not isinstance(built_at, str):
         return False
-    import datetime
-
     try:
         return datetime.datetime.fromisoformat(built_at) >= record["created_at"]
     except (TypeError, ValueError):

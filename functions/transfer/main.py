@@ -23,7 +23,7 @@ from pydantic import Field, StringConstraints
 
 from common import errors, jsonio
 from common.identity import auth, authz
-from common.models import Coordinate, DatasetName, Paging, Public, Strict
+from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict
 from common.storage import blobs, pubsub, store
 from common.web.http import App, paged
 from functions.transfer.worker import JOBS, PARTS
@@ -86,10 +86,15 @@ class TransferJobDetailPublic(TransferJobPublic):
     parts: dict[str, TransferPartPublic]
 
 
+# The cube reaches CUBE/2 voxels below its centre and CUBE/2 - 1 above: all of it, and so every
+# part the transfer network is sent, stays within the coordinate range (int32).
+CubeCentre = Annotated[int, Field(ge=COORDINATE_RANGE[0] + CUBE // 2, le=COORDINATE_RANGE[1] - CUBE // 2)]
+
+
 class TransferCreate(Strict):
     dataset: DatasetName
     model_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    center: Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
+    center: Annotated[list[CubeCentre], Field(min_length=3, max_length=3)]
 
 
 def precomputed_info() -> dict[str, Any]:

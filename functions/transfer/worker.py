@@ -10,32 +10,29 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-import functions_framework
-
-from common import logs
 from common.config import settings
-from common.storage import pubsub, store
+from common.storage import store
+from common.web import workers
 
 JOBS, PARTS = "transfer_jobs", "transfer_parts"  # transfer_jobs/{job}/transfer_parts/{key}
 CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus this was abandoned
 FINISHED = ("done", "failed")
 
 
-class TryAgain(Exception):
+class TryAgain(workers.Retry):
     """Raised to have Pub/Sub deliver the message again (after its retry policy's backoff)."""
 
 
-@functions_framework.cloud_event
+@workers.worker("transfer")
 def work(cloud_event):
     """One delivery of `{"job", "part"}`: one attempt at that part (SPEC §3 transfer)."""
     try:
-        message, _ = pubsub.payload_of(cloud_event)
+        message, _ = workers.payload_of(cloud_event)
         job_id, key = str(message["job"]), str(message["part"])
         if "/" in job_id or "/" in key or not job_id or not key:
             raise ValueError("not a document id")
     except (ValueError, KeyError) as exc:
-        logs.log("ERROR", f"transfer worker: dropped a message that names no part ({exc})")
-        return  # acknowledged: no redelivery can fix it
+        raise workers.Dropped(f"transfer worker: dropped a message that names no part ({exc})") from None
     job = store.collection(JOBS).document(job_id)
     part = job.collection(PARTS).document(key)
     claimed = _claim(part)
@@ -43,18 +40,31 @@ def work(cloud_event):
         return  # finished already, or the job is gone: a redelivery changes nothing
     request, attempt = claimed
     if request is None:  # an abandoned last attempt
-        part.update({"status": "failed", "error": f"no answer after {attempt} attempts"})
+        _record(part, {"status": "failed", "error": f"no answer after {attempt} attempts"})
         _settle(job)
         return
     error, retry = _send(request)
     if error is None:
-        part.update({"status": "done", "error": None, "finished_at": store.now()})
+        _record(part, {"status": "done", "error": None, "finished_at": store.now()})
     elif retry and attempt < settings().transfer_attempts:
-        part.update({"status": "retrying", "error": error})
+        _record(part, {"status": "retrying", "error": error})
         raise TryAgain(f"transfer job {job_id} part {key}, attempt {attempt}: {error}")
     else:
-        part.update({"status": "failed", "error": error, "finished_at": store.now()})
+        _record(part, {"status": "failed", "error": error, "finished_at": store.now()})
     _settle(job)
+
+
+def _record(part, change: dict[str, Any]) -> None:
+    """Write how the attempt went; a part deleted meanwhile (its job went with its dataset) is
+    workers.Gone: nothing is left to do."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        part.update(change)
+    except NotFound:
+        raise workers.Gone(
+            f"transfer job {part.parent.parent.id} part {part.id} was deleted meanwhile"
+        ) from None
 
 
 def _claim(part) -> tuple[dict[str, Any] | None, int] | None:

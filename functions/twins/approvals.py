@@ -53,6 +53,7 @@ class ApprovalStatus(StrEnum):
 FINISHED = (ApprovalStatus.DONE, ApprovalStatus.FAILED)
 LEASE_MARGIN_S = 30  # a run still `running` this long past its time limit was interrupted
 POLL_S = 0.2
+CLAIM_WAIT_S = 5.0  # how long a run that lost its claim to a concurrent one looks for that one
 
 
 def load(approval_id: str) -> dict[str, Any] | None:
@@ -62,8 +63,38 @@ def load(approval_id: str) -> dict[str, Any] | None:
     return snap.to_dict() if snap.exists else None
 
 
+def live(doc: dict[str, Any]) -> bool:
+    """A request goes with the datasets of the endpoints it names: once one of them is deleted
+    (also when a dataset of the same name is made again) nobody sees it, before the purge
+    (functions/datasets/purge.py) has reclaimed it."""
+    bound = doc.get("endpoint_datasets")
+    if bound is None:  # submitted before requests recorded their datasets' generations
+        return all(calls.dataset_lives(name, None, doc["created_at"]) for name in doc.get("datasets") or ())
+    return all(
+        calls.dataset_lives(ds["name"], ds["generation"], doc["created_at"])
+        for ds in bound.values()
+        if ds is not None
+    )
+
+
+def _named(doc: dict[str, Any], param: str, endpoint: calls.Endpoint | None) -> bool:
+    """Whether `endpoint` (the one at the path now) is the endpoint the request named for `param`:
+    one that lives, on the dataset it was on when the request was submitted (an endpoint made
+    again at the path on that dataset counts; one made on another dataset does not)."""
+    if endpoint is None or not endpoint.live():
+        return False
+    bound = (doc.get("endpoint_datasets") or {}).get(param, "unrecorded")
+    if bound == "unrecorded":  # submitted before requests recorded it
+        return True
+    if bound is None:
+        return endpoint.dataset is None
+    return endpoint.dataset == bound["name"] and endpoint.doc.get("dataset_generation") == bound["generation"]
+
+
 def _endpoints(doc: dict[str, Any]) -> list[calls.Endpoint | None]:
-    return [calls.load(path) for path in doc["endpoints"].values()]
+    """The endpoints the request names, as they are now (None for one that is gone)."""
+    found = [(param, calls.load(path)) for param, path in doc["endpoints"].items()]
+    return [endpoint if _named(doc, param, endpoint) else None for param, endpoint in found]
 
 
 def owns_all(caller, doc: dict[str, Any]) -> bool:
@@ -79,13 +110,13 @@ def visible(caller, doc: dict[str, Any]) -> bool:
     """The requester and the owners of any endpoint it names see a request; nobody else. An owner
     of some of them sees that it exists (a pending request involves their endpoint), not how it
     ran (see `sees_outcome`)."""
-    return doc["requester"] == caller.email or owns_any(caller, doc)
+    return live(doc) and (doc["requester"] == caller.email or owns_any(caller, doc))
 
 
 def sees_outcome(caller, doc: dict[str, Any]) -> bool:
     """Who sees a request's result (or error) and its job: the requester, and the owners of every
     endpoint it names (admins): the result may hold data of each of them."""
-    return doc["requester"] == caller.email or owns_all(caller, doc)
+    return live(doc) and (doc["requester"] == caller.email or owns_all(caller, doc))
 
 
 def get_visible(caller, approval_id: str) -> dict[str, Any]:
@@ -127,6 +158,11 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
         "requester": req.caller.email,
         "endpoints": dict(endpoints),
         "datasets": sorted({e.dataset for e in named.values() if e.dataset}),
+        # The request goes with these datasets as they are now (see `live`).
+        "endpoint_datasets": {
+            param: {"name": e.dataset, "generation": e.doc.get("dataset_generation")} if e.dataset else None
+            for param, e in named.items()
+        },
         "code": code,
         "code_sha256": _sha256(code),
         "reason": reason,
@@ -191,12 +227,19 @@ def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
     each side's settings, read in the transaction (never from a cache that may be seconds old)."""
     generations, settings_hashes = {}, {}
     for param, path in doc["endpoints"].items():
-        snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
-        if not snap.exists:
+        endpoint = _read(transaction, path)
+        if not _named(doc, param, endpoint):
             raise errors.Conflict(f"twin endpoint {path!r} no longer exists")
-        generations[param] = _generations(snap.to_dict())
-        settings_hashes[param] = _settings_hashes(snap.to_dict(), doc["id"])
+        assert endpoint is not None  # _named: it exists
+        generations[param] = _generations(endpoint.doc)
+        settings_hashes[param] = _settings_hashes(endpoint.doc, doc["id"])
     return {"code_sha256": doc["code_sha256"], "generations": generations, "settings": settings_hashes}
+
+
+def _read(transaction, path: str) -> calls.Endpoint | None:
+    """The endpoint at `path` as stored, in `transaction` (past the definition cache)."""
+    snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
+    return calls.Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
 def _generations(endpoint_doc: dict[str, Any]) -> dict[str, str]:
@@ -244,10 +287,9 @@ def _refusal(transaction, doc: dict[str, Any], requester) -> errors.ApiError | N
     if bound.get("code_sha256") != _sha256(doc["code"]):
         return errors.Conflict("the code is not the code that was approved")
     for param, path in doc["endpoints"].items():
-        snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
-        if not snap.exists:
+        endpoint = _read(transaction, path)
+        if endpoint is None or not _named(doc, param, endpoint):
             return errors.Conflict(f"twin endpoint {path!r} was deleted after the approval")
-        endpoint = calls.Endpoint(path, snap.to_dict())
         if not endpoint.visible_to(requester):
             return errors.NotFound(f"twin endpoint {path!r} not found: the requester may no longer see it")
         why = _changed(doc, param, endpoint.doc)
@@ -271,12 +313,34 @@ def run(req, approval_id: str) -> tuple[int, dict[str, Any]]:
     """Run an approved request once, for its requester: (status, body). A request that has run
     answers its stored outcome; one running elsewhere is waited for."""
     contained()
-    state, doc, requester = _claim(req, approval_id, job_id=None)
+    try:
+        state, doc, requester = _claim(req, approval_id, job_id=None)
+    except errors.Unavailable as exc:
+        # The claim lost to another one on the same request (a concurrent run of the requester's):
+        # that run's answer is this one's too, once it has claimed it.
+        doc = _claimed_elsewhere(req, approval_id, exc)
+        state = "finished" if doc["status"] in FINISHED else doc["status"]
     if state == "claimed":
         doc = execute(doc, requester, req.id)
     elif state != "finished":
         doc = _wait(approval_id, doc)
     return answer(doc, req.caller)
+
+
+def _claimed_elsewhere(req, approval_id: str, contended: errors.Unavailable) -> dict[str, Any]:
+    """After a claim gave up on contention: the request, if the requester's concurrent run has
+    claimed it meanwhile (running or finished); the contention error otherwise."""
+    if (contended.details or {}).get("reason") != "contention":
+        raise contended
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while time.monotonic() < deadline:
+        doc = load(approval_id)
+        if doc is None or doc["requester"] != req.caller.email:
+            break
+        if doc["status"] in ("running", "queued", *FINISHED):
+            return doc
+        time.sleep(POLL_S)
+    raise contended
 
 
 def queue_run(req, approval_id: str, job_id: str) -> tuple[str, dict[str, Any]]:
@@ -436,7 +500,15 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
 
 
 def _bound(
-    endpoint: calls.Endpoint, side: str, doc: dict[str, Any], requester, request_id: str, made: list[str]
+    endpoint: calls.Endpoint,
+    side: str,
+    doc: dict[str, Any],
+    requester,
+    request_id: str,
+    made: list[str],
+    *,
+    origin: str = "request",
+    rate_limited: bool = False,  # the owners approved a run's calls
 ):
     """One side of an endpoint as the request's code calls it: an ordinary call of the
     requester's, answered as they may see it (an error is an EndpointError in the code)."""
@@ -451,8 +523,8 @@ def _bound(
                 requester,
                 kwargs,
                 request_id,
-                origin=f"request:{doc['id']}",
-                rate_limited=False,  # the owners approved these calls
+                origin=f"{origin}:{doc['id']}",
+                rate_limited=rate_limited,
             )
         except errors.ApiError as exc:
             raise sandbox.ServiceError(exc.message, exc.status) from None
@@ -468,14 +540,54 @@ def _as_approved(doc: dict[str, Any], param: str, path: str) -> calls.Endpoint |
     """The endpoint as stored now, read past the per-instance definition cache (which may hold a
     definition seconds old), when its sides and settings are still the ones approved; None
     otherwise."""
-    snap = store.collection(calls.ENDPOINTS).document(path).get()
-    if not snap.exists:
+    endpoint = _read(None, path)
+    if endpoint is None or not _named(doc, param, endpoint):
         return None
-    endpoint = calls.Endpoint(path, snap.to_dict())
     return endpoint if _changed(doc, param, endpoint.doc) is None else None
 
 
+def try_on_mock(req, doc: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Run a request's code for an owner deciding it, each endpoint (`ep(...)`, `ep.private(...)`
+    and `ep.mock(...)` alike) bound to its MOCK side, in a sandbox worker as a run is: its
+    status, its approval and its single run are untouched. Each call is an ordinary mock call
+    of the owner's (rate limited, recorded with origin `try:<id>`). The owner reads everything:
+    (200, {"result", "stdout", "stderr", "calls"}), or (status, an error envelope with the code's
+    own message and traceback)."""
+    contained()
+    made: list[str] = []
+    services = {}
+    for param, path in doc["endpoints"].items():
+        endpoint = calls.load(path)
+        if endpoint is None:
+            services[param] = services[f"{param}.private"] = services[f"{param}.mock"] = _gone(path)
+            continue
+        mock = "public" if endpoint.kind == "public" else "mock"
+        services[param] = services[f"{param}.private"] = services[f"{param}.mock"] = _bound(
+            endpoint, mock, doc, req.caller, req.id, made, origin="try", rate_limited=True
+        )
+    outcome = calls.run_code(
+        sandbox.Program(code=doc["code"]),
+        {},
+        user={"email": req.caller.email},
+        state=_NoState(),
+        timeout_s=float(doc["timeout_s"]),
+        services=services,
+        handles=list(doc["endpoints"]),
+    )
+    shown = {"stdout": clip(outcome.stdout), "stderr": clip(outcome.stderr), "calls": made}
+    if outcome.status == "ok":
+        return 200, {"result": outcome.result, **shown}
+    tried = {
+        **doc,
+        "outcome": {"status": outcome.status, "message": outcome.message, "error_type": outcome.error_type},
+    }
+    status, body = failure(tried, owner=True)
+    body["details"].update(shown, traceback=clip(outcome.traceback))
+    return status, body
+
+
 def _gone(path: str):
+
     def call(*args: Any, **kwargs: Any) -> Any:
         raise sandbox.ServiceError(f"twin endpoint {path!r} changed or was deleted after the approval", 409)
 

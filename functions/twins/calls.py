@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import queue
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from common import errors
 from common.config import settings
+from common.identity import authz
 from common.identity.exposure import exposed
 from common.logs import log
 from common.storage import deadlines, store
@@ -72,17 +74,47 @@ class Endpoint:
     def dataset(self) -> str | None:
         return self.doc.get("dataset")
 
+    @property
+    def generation(self) -> str | None:
+        """The endpoint's own id, new each time an endpoint is made at its path (None for one made
+        before): its call records and jobs are bound to it, so a path reused shows none of them."""
+        return self.doc.get("generation")
+
     def side(self, name: str) -> dict[str, Any]:
         return self.doc["sides"][name]
+
+    def live(self) -> bool:
+        """An endpoint lives as long as the dataset it was made on: once that dataset is deleted
+        it is gone (also when a dataset of the same name is made again), before the purge
+        (functions/datasets/purge.py) has reclaimed it."""
+        if self.dataset is None:
+            return True
+        return dataset_lives(self.dataset, self.doc.get("dataset_generation"), self.doc.get("created_at"))
 
     def owned_by(self, caller) -> bool:
         """Owners (admins, `manage` on the endpoint's dataset) run the private side and see errors."""
         return caller.is_admin or bool(self.dataset and caller.can_manage(self.dataset))
 
     def visible_to(self, caller) -> bool:
-        if not exposed("twin", self.path):
+        if not exposed("twin", self.path) or not self.live():
             return False
         return self.dataset is None or caller.can_read(self.dataset)
+
+
+def dataset_lives(name: str, generation: str | None, made_at: Any) -> bool:
+    """Whether dataset `name` is still the dataset a twin thing was made on: the one of
+    `generation` (for a thing made before generations were recorded, one created no later than
+    `made_at`). A dataset this deployment does not serve (EXPOSE) is not judged here: what it
+    holds is hidden where it is read."""
+    if not exposed("dataset", name):
+        return True
+    record = authz.dataset_record(name)
+    if record is None:
+        return False
+    if generation is not None:
+        return authz.generation(record) == generation
+    created = record.get("created_at")
+    return made_at is None or created is None or created <= made_at
 
 
 # Definitions are kept per instance for a few seconds, which saves a Firestore read on every
@@ -92,18 +124,20 @@ _definitions: dict[str, tuple[float, Endpoint | None]] = {}
 
 
 def load(path: str) -> Endpoint | None:
+    """The endpoint at `path`; None when there is none, or its dataset was deleted."""
     if not valid_path(path):
         return None
     now = time.monotonic()
     hit = _definitions.get(path)
     if hit is not None and hit[0] > now:
-        return hit[1]
-    snap = store.collection(ENDPOINTS).document(path).get()
-    endpoint = Endpoint(path, snap.to_dict()) if snap.exists else None
-    if len(_definitions) >= 1000:
-        _definitions.clear()
-    _definitions[path] = (now + DEFINITION_CACHE_SECONDS, endpoint)
-    return endpoint
+        endpoint = hit[1]
+    else:
+        snap = store.collection(ENDPOINTS).document(path).get()
+        endpoint = Endpoint(path, snap.to_dict()) if snap.exists else None
+        if len(_definitions) >= 1000:
+            _definitions.clear()
+        _definitions[path] = (now + DEFINITION_CACHE_SECONDS, endpoint)
+    return endpoint if endpoint is not None and endpoint.live() else None
 
 
 def forget(path: str | None = None) -> None:
@@ -349,8 +383,6 @@ class _RecordWriter:
     queued so far is written; it runs before records are read here and when the instance exits."""
 
     def __init__(self):
-        import queue
-
         self._queue: queue.Queue = queue.Queue(maxsize=10_000)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -400,7 +432,9 @@ def _record(
             "endpoint": endpoint.path,
             "side": side,
             "generation": endpoint.side(side)["generation"],
+            "endpoint_generation": endpoint.generation,
             "dataset": endpoint.dataset,
+            "dataset_generation": endpoint.doc.get("dataset_generation"),
             "caller": caller.email,
             "status": outcome.status,
             "http_status": answer.status,

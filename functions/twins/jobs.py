@@ -58,7 +58,9 @@ def submit_call(req, endpoint: calls.Endpoint, side: str | None, args: dict[str,
         {
             "kind": "call",
             "endpoint": endpoint.path,
+            "endpoint_generation": endpoint.generation,  # a job of an earlier endpoint at the path is gone
             "dataset": endpoint.dataset,
+            "dataset_generation": endpoint.doc.get("dataset_generation"),
             "side": side,
             "args_json": jsonio.dumps(args),  # as text: Firestore holds no array in an array
             "timeout_s": float(endpoint.doc["timeout_s"]),
@@ -200,6 +202,8 @@ def _work_call(job: dict[str, Any], attempt: int) -> None:
     try:
         caller = authz.caller_for(job["caller"], "job")
         endpoint, side = calls.resolve(caller, job["endpoint"], job["side"])
+        if not _same_endpoint(job, endpoint):
+            raise errors.NotFound(f"twin endpoint {job['endpoint']!r} was deleted since the job was queued")
         answer = calls.invoke(
             endpoint,
             side,
@@ -277,14 +281,20 @@ def get_visible(caller, job_id: str) -> dict[str, Any]:
 
 def _visible(caller, job: dict[str, Any]) -> bool:
     """A run job is seen by whoever sees its request's outcome (the requester, the owners of
-    every endpoint it names); a call job by its caller and the endpoint's owners."""
+    every endpoint it names); a call job by its caller and the endpoint's owners, while the
+    endpoint it called exists."""
     if job["kind"] == "run":
         approval = approvals.load(job["request"])
         return approval is not None and approvals.sees_outcome(caller, approval)
-    if job["caller"] == caller.email or caller.is_admin:
-        return True
     endpoint = calls.load(job["endpoint"])
-    return endpoint is not None and endpoint.owned_by(caller)
+    if endpoint is None or not _same_endpoint(job, endpoint):
+        return False  # its endpoint was deleted (or its dataset): the job went with it
+    return job["caller"] == caller.email or endpoint.owned_by(caller)
+
+
+def _same_endpoint(job: dict[str, Any], endpoint: calls.Endpoint) -> bool:
+    """Whether a call job was queued for this endpoint, not an earlier one at the same path."""
+    return job.get("endpoint_generation") == endpoint.generation
 
 
 def _settled(job: dict[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import functions_framework
-
 from common import audit, errors, jsonio
 from common.identity import auth, authz
 from common.models import Paging
-from common.storage import pubsub, store
+from common.storage import store
+from common.web import workers
 from common.web.http import App, json_response, paged, public_items, streamed
 from functions.twins import approvals, calls, jobs, sandbox, source
 from functions.twins.checks import (
@@ -51,6 +50,7 @@ from functions.twins.models import (
     EndpointQuery,
     EndpointUpdate,
     SideCreate,
+    TryPublic,
     TwinJobPublic,
 )
 from functions.twins.state import FirestoreState, delete_generation
@@ -173,9 +173,11 @@ def view(endpoint: calls.Endpoint, *, full: bool = False) -> dict[str, Any]:
     "/twins", role=authz.ADMIN, body=EndpointCreate, status=201, answers=(409,), response=EndpointPublic
 )
 def create(req):
-    """Create an endpoint (201 with its view); 409 when the path is taken."""
+    """Create an endpoint (201 with its view); 409 when the path is taken (by an endpoint whose
+    dataset still exists: one of a deleted dataset is replaced, its state dropped)."""
     body: EndpointCreate = req.body
-    if body.dataset is not None and authz.dataset_record(body.dataset) is None:
+    record = authz.dataset_record(body.dataset) if body.dataset is not None else None
+    if body.dataset is not None and record is None:
         raise errors.ValidationFailed(
             f"dataset {body.dataset!r} does not exist",
             details=[{"loc": ["body", "dataset"], "message": "no such dataset", "type": "not_found"}],
@@ -191,9 +193,13 @@ def create(req):
     now = store.now()
     doc = {
         "path": body.path,
+        # The endpoint's own id and its dataset's: call records and jobs are bound to the first,
+        # the endpoint itself to the second (it goes with its dataset, as the dataset's data does).
+        "generation": uuid.uuid4().hex,
         "description": body.description,
         "kind": "public" if body.public else "twin",
         "dataset": body.dataset,
+        "dataset_generation": authz.generation(record),
         "timeout_s": body.timeout_s,
         "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
         "hide_mock_definition": body.hide_mock_definition,
@@ -204,16 +210,23 @@ def create(req):
         "modified_at": now,
         "modified_by": req.caller.email,
     }
-    from google.api_core.exceptions import AlreadyExists
+    ref = store.collection(calls.ENDPOINTS).document(body.path)
 
-    batch = store.db().batch()
-    batch.create(store.collection(calls.ENDPOINTS).document(body.path), doc)
-    audit.record(batch, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc))
-    try:
-        batch.commit()
-    except AlreadyExists:
-        raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first") from None
+    def write(transaction) -> dict[str, Any] | None:
+        snap = ref.get(transaction=transaction)
+        old = snap.to_dict() if snap.exists else None
+        if old is not None and calls.Endpoint(body.path, old).live():
+            raise errors.Conflict(f"twin endpoint {body.path!r} exists; PATCH it or DELETE it first")
+        transaction.set(ref, doc)
+        audit.record(
+            transaction, req, "twin_create", "twin", body.path, dataset=body.dataset, after=_summary(doc)
+        )
+        return old
+
+    replaced = store.transactional(write)
     calls.forget(body.path)
+    for side in (replaced or {}).get("sides", {}).values():  # of a deleted dataset's endpoint
+        delete_generation(side["generation"])
     return view(calls.Endpoint(body.path, doc))
 
 
@@ -283,7 +296,8 @@ def update(req, path):
 
 @app.delete("/twins/<path>", role=authz.ADMIN, status=204)
 def remove(req, path):
-    """Delete an endpoint and its state (call records expire on their own)."""
+    """Delete an endpoint and its state. Its call records and jobs are no longer shown, also not
+    for a new endpoint at the path (they expire on their own)."""
     endpoint = calls.load(path)
     if endpoint is None or not endpoint.visible_to(req.caller):
         raise errors.NotFound(f"twin endpoint {path!r} not found")
@@ -385,15 +399,20 @@ def call_private(req, path, endpoint, side):
 
 @app.get("/twins/<path>/calls", role=OWNERS, query=Paging, response=list[CallPublic])
 def list_calls(req, path, endpoint, side):
-    """The endpoint's call records, newest first, with the captured output (owners)."""
+    """The endpoint's call records, newest first, with the captured output (owners); not those
+    of an earlier endpoint at the same path."""
     calls.flush_records()  # this instance's latest calls are in the list
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     coll = store.collection(calls.CALLS)
-    query = coll.where(filter=FieldFilter("endpoint", "==", path)).order_by(
-        "at", direction=firestore.Query.DESCENDING
-    )
+    if endpoint.generation is not None:
+        query = coll.where(filter=FieldFilter("endpoint_generation", "==", endpoint.generation))
+    else:  # made before endpoints had generations: the records since it was made
+        query = coll.where(filter=FieldFilter("endpoint", "==", path))
+        if endpoint.doc.get("created_at") is not None:
+            query = query.where(filter=FieldFilter("at", ">=", endpoint.doc["created_at"]))
+    query = query.order_by("at", direction=firestore.Query.DESCENDING)
     limit = req.query.limit
     page = store.page(query, coll, limit=limit, cursor=req.query.cursor)
     return paged(req, page, lambda snap: snap.to_dict(), limit)
@@ -500,6 +519,24 @@ def run_approval(req, approval):
     return json_response({**body, "request_id": req.id}, status)
 
 
+@app.post(
+    "/twins/requests/<request_id>/try",
+    role=APPROVAL_OWNERS,
+    answers=(*CALL_ANSWERS[1:],),
+    response=TryPublic,
+    operation_id="try_request",
+)
+def try_approval(req, approval):
+    """Try the request's code before deciding it: it runs in the sandbox as a run would, with
+    every endpoint bound to its mock side, for the owner (their own mock calls) -> `{"result",
+    "stdout", "stderr", "calls"}`. The request's status and its single run are untouched."""
+    with calls.running(req.caller):
+        status, body = approvals.try_on_mock(req, approval)
+    if status == 200:
+        return body
+    return json_response({**body, "request_id": req.id}, status)
+
+
 # -- jobs ----------------------------------------------------------------------------------------
 
 
@@ -510,13 +547,11 @@ def get_job(req, job_id, job):
     return jobs.view(job, req.caller)
 
 
-@functions_framework.cloud_event
+@workers.worker("twins", retry=(jobs.TryAgain,))
 def job_work(cloud_event):
     """One delivery of `{"job"}` from TWIN_JOBS_TOPIC: carry the job out, or nothing when it has
     finished (a redelivered message never completes the work twice)."""
-    job_id = pubsub.named_id(cloud_event, "job", jobs.ID, "twin job worker")
-    if job_id is not None:
-        jobs.work(job_id)
+    jobs.work(workers.named_id(cloud_event, "job", jobs.ID, "twin job worker"))
 
 
 def handle(request):

@@ -195,6 +195,14 @@ class CallResultPublic(Public):
     result: Any = Field(description="what the endpoint's (or the request's) code returned")
 
 
+class TryPublic(CallResultPublic):
+    """A request's code tried on the mock sides, with what it printed and its call records."""
+
+    stdout: str | None = None
+    stderr: str | None = None
+    calls: list[str] = []
+
+
 class CallPublic(Public):
     """A call record, with the captured output (owners)."""
 

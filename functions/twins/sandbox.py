@@ -41,6 +41,7 @@ import math
 import os
 import shutil
 import signal
+import site
 import socket
 import struct
 import subprocess
@@ -387,10 +388,12 @@ class _Worker:
         parent, child = socket.socketpair()
         python = os.path.realpath(sys.executable)
         sources = sorted({os.path.realpath(p) for p in _package_dirs()})
+        read_only = [sys.base_prefix, *sources]
         spec = {
             "jail": mode is not None,
+            "root": _root_for(["/usr", "/etc", "/dev", *read_only]),
             "network": network,
-            "read_only": [sys.base_prefix, *sources],
+            "read_only": read_only,
             "site_packages": sources,
             "tmp_mb": TMP_MB,
             "uid": NOBODY if mode == "root" else None,
@@ -519,11 +522,22 @@ class _Worker:
         return b"".join(parts)
 
 
+# Where a jail's root is built: a directory of the host that the jail's own tmpfs covers, so it
+# must not hold anything bound into the jail (a checkout under /tmp, say, holds its virtualenv).
+_ROOT_CANDIDATES = ("/mnt", "/media", "/srv", "/tmp", "/var/tmp", "/opt", "/run")
+
+
+def _root_for(sources: list[str]) -> str:
+    for candidate in _ROOT_CANDIDATES:
+        inside = [s for s in sources if s == candidate or s.startswith(candidate + "/")]
+        if os.path.isdir(candidate) and not os.path.islink(candidate) and not inside:
+            return candidate
+    raise OSError("no directory to build the jail's root in: " + ", ".join(_ROOT_CANDIDATES))
+
+
 def _package_dirs() -> list[str]:
     """The directories of installed packages code may import from, read-only in the jail (only
     these directories, even where they sit inside a checkout, as a virtualenv does)."""
-    import site
-
     return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 

@@ -16,9 +16,13 @@ worker sends `["state", op, args]`, `["service", name, args, kwargs]` and `["don
 the parent answers `["ok", value]` or `["error", type, text, status]`, and sends `["run", job]`.
 """
 
+import ast
+import ctypes
 import io
 import json
 import os
+import site
+import socket
 import struct
 import sys
 import traceback
@@ -44,8 +48,6 @@ def boot(spec):
         os.environ.clear()
         os.environ.update({"HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
         if spec["site_packages"]:
-            import site
-
             for path in spec["site_packages"]:
                 site.addsitedir(path)
     except BaseException as exc:
@@ -55,8 +57,6 @@ def boot(spec):
 
 
 def _build_jail(spec):
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
 
     def check(result, what):
@@ -77,9 +77,11 @@ def _build_jail(spec):
         )
 
     mount("none", "/", None, _MS_REC | _MS_PRIVATE)  # nothing here propagates to the host
-    mount("gatehouse-jail", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=512k")
-    os.chdir("/tmp")
-    root = "/tmp"  # the host's /tmp, covered (in this mount namespace only) by the new root's tmpfs
+    # The new root is a tmpfs over a directory of the host's (covered in this mount namespace
+    # only) that holds none of the directories bound into it: the parent chose it.
+    root = spec["root"]
+    mount("gatehouse-jail", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=512k")
+    os.chdir(root)
     for name in ("usr", "proc", "tmp", "dev", "etc", ".old"):
         os.mkdir(f"{root}/{name}")
     for link in ("bin", "lib", "lib64", "sbin"):
@@ -92,6 +94,15 @@ def _build_jail(spec):
         mount(path, inside, None, _MS_BIND | _MS_REC)
         mount("none", inside, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
+    # The private /tmp first: a directory bound below (a checkout's virtualenv may live under
+    # /tmp) then shows on top of it instead of being covered by it.
+    mount(
+        "scratch",
+        f"{root}/tmp",
+        "tmpfs",
+        _MS_NOSUID | _MS_NODEV,
+        f"mode=1777,size={int(spec['tmp_mb'])}m",
+    )
     bind_ro("/usr")
     if spec["network"]:
         bind_ro("/etc")  # name resolution and CA certificates for the platform endpoint code calls
@@ -100,13 +111,6 @@ def _build_jail(spec):
     for device in ("null", "zero", "random", "urandom"):
         open(f"{root}/dev/{device}", "w").close()
         mount(f"/dev/{device}", f"{root}/dev/{device}", None, _MS_BIND)
-    mount(
-        "scratch",
-        f"{root}/tmp",
-        "tmpfs",
-        _MS_NOSUID | _MS_NODEV,
-        f"mode=1777,size={int(spec['tmp_mb'])}m",
-    )
     number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         raise OSError(f"no pivot_root for {os.uname().machine}")
@@ -147,8 +151,6 @@ class Channel:
     """Length-prefixed JSON frames over a socket: data only, both ways."""
 
     def __init__(self, fd):
-        import socket
-
         self.sock = socket.socket(fileno=fd)
 
     def send(self, message):
@@ -402,8 +404,6 @@ def _text(exc):
 
 def _function_name(source):
     """The name of the one function `source` defines (checked when it was defined)."""
-    import ast
-
     return next(node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef))
 
 

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, TypeVar
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -151,8 +152,6 @@ def allowed_modules_for_endpoints() -> frozenset[str]:
 
 def _import_names(distribution: str) -> str:
     """The top-level import name of a distribution (boto3 -> boto3, PyYAML -> yaml)."""
-    from importlib import metadata
-
     wanted = distribution.lower().replace("_", "-")
     for module, dists in metadata.packages_distributions().items():
         if any(d.lower().replace("_", "-") == wanted for d in dists) and not module.startswith("_"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import random
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -38,8 +39,6 @@ def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
     same commit as the key, either created (it never existed) or taken over, guarded by its
     update time, from a key that is no longer live. Two writers never hold one slot, so never
     more keys than slots; concurrent writers each try the free slots until one is theirs."""
-    import random
-
     from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)

@@ -32,8 +32,12 @@ MAX_USERS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-w
 USER_FIELDS = ("name", "global_roles", "datasets", "groups", "disabled")
 
 
+# A name is shown and logged as text: no control characters (NUL, line breaks, escapes).
+PrintableName = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+
+
 class UserUpdate(Strict):
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
+    name: PrintableName = ""
     global_roles: list[RoleName] = []
     datasets: dict[DatasetName, list[RoleName]] = {}
     groups: list[GroupName] = []

@@ -3,14 +3,14 @@ errors, logs, version, jsonio, models) <- storage (common/storage/) <- web and i
 (common/web/, common/identity/) <- catalog and audit (common/catalog/, common/audit.py) <- the
 functions (functions/<name>/). A module imports only from its own layer or lower ones, web never
 from identity (`http` knows nothing of tokens or roles), and nothing makes an import cycle.
-Read from the source, as tests/test_imports.py reads it (an import inside a function counts)."""
+Read from the source, as tests/unit/test_imports.py reads it (an import inside a function counts)."""
 
 from __future__ import annotations
 
 import os
 
 from tests.conftest import ROOT
-from tests.test_imports import import_graph
+from tests.unit.test_imports import import_graph
 
 LAYERS = ["kernel", "storage", "web/identity", "catalog/audit", "functions"]
 KERNEL = {"config", "errors", "logs", "version", "jsonio", "models"}

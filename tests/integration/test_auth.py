@@ -188,58 +188,6 @@ def test_disabled_user_is_403_whatever_the_token(api):
 # -- start-up refuses configurations that must never run ---------------------------------------
 
 
-def _load(monkeypatch, **env):
-    from common import config
-
-    for name in (
-        "FIRESTORE_EMULATOR_HOST",
-        "STORAGE_EMULATOR_HOST",
-        "K_SERVICE",
-        "GOOGLE_CERTS_URL",
-        "GATEHOUSE_DEV_MODE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return config.load()
-
-
-def test_dev_mode_without_emulators_is_refused(monkeypatch):
-    from common.config import ConfigError
-
-    with pytest.raises(ConfigError):
-        _load(monkeypatch, GATEHOUSE_DEV_MODE="1")
-    with pytest.raises(ConfigError):
-        _load(monkeypatch, GATEHOUSE_DEV_MODE="1", FIRESTORE_EMULATOR_HOST="127.0.0.1:1")
-
-
-def test_dev_mode_in_the_cloud_is_refused(monkeypatch):
-    from common.config import ConfigError
-
-    with pytest.raises(ConfigError):
-        _load(
-            monkeypatch,
-            GATEHOUSE_DEV_MODE="1",
-            FIRESTORE_EMULATOR_HOST="127.0.0.1:1",
-            STORAGE_EMULATOR_HOST="http://127.0.0.1:2",
-            K_SERVICE="roles",
-        )
-
-
-def test_certs_url_override_off_emulators_is_refused(monkeypatch):
-    from common.config import ConfigError
-
-    with pytest.raises(ConfigError):
-        _load(monkeypatch, GOOGLE_CERTS_URL="http://127.0.0.1:9/certs")
-
-
-def test_production_settings_load(monkeypatch):
-    monkeypatch.delenv("ALLOWED_AUDIENCES", raising=False)
-    s = _load(monkeypatch, OWNER="Boss@Example.org")
-    assert not s.dev_mode and s.owner == "boss@example.org"
-    assert s.allowed_audiences == ("32555940559.apps.googleusercontent.com",)  # gcloud's own client
-
-
 def test_function_start_up_refuses_dev_mode_without_emulators(monkeypatch, api):
     from functions_framework import create_app
 

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from tests.conftest import OWNER
-from tests.utils import assert_request_logged_without_secrets, load_function
+from tests.utils import app_functions, assert_request_logged_without_secrets, load_function
 
 PRIV, PUB = "priv", "pub"
 PERSONAS = {
@@ -159,6 +159,7 @@ ROUTES = [
     ("GET", "/twins/requests/READER_REQUEST", None, MANAGERS | {"reader"}, 200, 404),
     ("POST", "/twins/requests/READER_REQUEST/approve", None, MANAGERS, 200, {"reader": 403}),
     ("POST", "/twins/requests/READER_REQUEST/deny", None, MANAGERS, 200, {"reader": 403}),
+    ("POST", "/twins/requests/READER_REQUEST/try", None, MANAGERS, 200, {"reader": 403}),
     ("POST", "/twins/requests/READER_APPROVED/run", None, {"reader"}, 200, {p: 403 for p in MANAGERS}),
     ("GET", "/twins/jobs/READER_TWIN_JOB", None, MANAGERS | {"reader"}, 200, 404),
 ]
@@ -225,10 +226,13 @@ def _reader_request(api, approved: bool) -> str:
 
 
 def _reader_twin_job() -> str:
-    """A finished twin job of READER's on t.priv, written straight into Firestore."""
+    """A finished twin job of READER's on t.priv (this endpoint, by its generation), written
+    straight into Firestore."""
     from common.storage import store
 
+    generation = store.collection("twins").document("t.priv").get().get("generation")
     job = {"id": "0" * 32, "kind": "call", "endpoint": "t.priv", "side": None, "caller": READER}
+    job["endpoint_generation"] = generation
     job.update(status="done", result=1, attempts=1, created_at=store.now())
     store.collection("twin_jobs").document(job["id"]).set(job)
     return job["id"]
@@ -381,11 +385,9 @@ def test_every_role_checked_route_of_every_function_is_in_the_matrix(test_env):
     someone in the matrix (at least the disabled account)."""
     from werkzeug.exceptions import HTTPException
 
-    from tests.test_docs import _functions
-
     covered: dict[tuple[str, str], set[str]] = {}
     unmatched = []
-    apps = {name: load_function(name).app for name in _functions()}
+    apps = {name: load_function(name).app for name in app_functions()}
     for method, path, _body, allowed, _ok, _refused in ROUTES:
         app = apps[path.split("/")[1]]
         adapter = app._map.bind("localhost")

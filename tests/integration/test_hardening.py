@@ -196,38 +196,6 @@ def test_concurrent_changes_of_one_document_never_answer_500(api, world):
     assert len(api.get("/users/me/keys", user=RESEARCHER).get_json()) <= 5  # integrity held
 
 
-def test_a_stream_whose_query_fails_at_once_is_an_error_answer():
-    from common import errors, jsonio
-    from common.web import http
-
-    def failing():
-        raise errors.Unavailable("the data store is unreachable", retry_after=2)
-        yield  # pragma: no cover
-
-    with pytest.raises(errors.Unavailable):
-        http.streamed(jsonio.stream_array(failing()))
-
-
-def test_a_stream_that_fails_midway_is_cut_short_not_closed():
-    from common import jsonio
-    from common.web import http
-
-    def items():
-        for i in range(300):
-            if i == 290:
-                raise RuntimeError("the query broke")
-            yield {"i": i}
-
-    response = http.streamed(jsonio.stream_array(items(), batch=100))
-    body = b""
-    with pytest.raises(RuntimeError):
-        for chunk in response.response:
-            body += chunk
-    assert body.startswith(b"[") and not body.endswith(b"]")
-    with pytest.raises(ValueError):
-        json.loads(body)
-
-
 def test_attachment_names_ending_in_a_newline_are_refused(api, world):
     import io
 
@@ -342,3 +310,75 @@ def test_the_signatures_builder_refuses_bad_names_and_missing_buckets(tmp_path, 
     assert (
         missing.returncode != 0 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+def test_an_encoded_slash_is_never_a_path_separator(api, world):
+    """`%2F` inside a segment is not routed as `/` (mb20%2Fattachments is no dataset name)."""
+    assert api.get("/datasets/mb20/attachments", user=OWNER).status_code == 200
+    for path in ("/datasets/mb20%2Fattachments", "/datasets/mb20%2fattachments", "/users/me%2Fkeys"):
+        assert_error(api.get(path, user=OWNER), 404, "not_found")
+
+
+def test_an_email_a_user_record_cannot_have_is_refused_at_the_door(api, world, keys):
+    """A dev token for an email with "/" (a user record's id cannot hold it) is 401, not a 500."""
+    from common.identity.auth import mint_dev_token
+
+    for email in ("a/b@example.com", "../x@example.com"):
+        token = mint_dev_token(email, keys.dev_key_pem)
+        assert_error(api.get("/roles", token=token), 401, "unauthenticated")
+        assert_error(api.get("/datasets", token=token), 401, "unauthenticated")
+    assert_error(api.post("/users", user=OWNER, json={"a/b@example.com": {}}), 422, "validation_error")
+    assert_error(api.get("/users/a%2Fb@example.com/keys", user=OWNER), 404, "not_found")
+
+
+def test_a_user_name_with_control_characters_is_refused(api, world):
+    for name in ("a\u0000b", "line\nbreak", "bell\u0007", "del\u007f", "c1\u0085"):
+        assert_error(
+            api.post("/users", user=OWNER, json={"x@example.com": {"name": name}}), 422, "validation_error"
+        )
+    assert api.get("/users", user=OWNER).get_json().get("x@example.com") is None
+    ok = api.post("/users", user=OWNER, json={"x@example.com": {"name": "Zoë O'Brien-Ñ (lab 3)"}})
+    assert ok.status_code == 200, ok.get_data(as_text=True)
+
+
+def test_v2_annotations_firestore_refuses_answer_in_our_words(api, world):
+    """A value Firestore cannot hold (here an annotation over its 1 MiB document limit) is 422
+    with our own message, never Firestore's."""
+    big = {"kind": "point", "pos": [1, 2, 3], "prop": {"a": "x" * (1100 * 1024)}}
+    body = assert_error(api.post("/annotations/v2/mb20", user=RESEARCHER, json=big), 422, "validation_error")
+    assert "firestore" not in body["message"].lower() and "entity" not in body["message"]
+    assert "limit" in body["message"]
+    assert body["details"] == {"written": [], "not_written": ["Pt1_2_3"]}
+
+
+@pytest.mark.parametrize(
+    "filename,mimetype,served",
+    [
+        ("page.html", "text/html", "application/octet-stream"),
+        ("image.svg", "image/svg+xml", "application/octet-stream"),
+        ("notes.txt", "text/plain", "text/plain"),
+        ("figure.png", "image/png", "image/png"),
+    ],
+)
+def test_attachments_download_as_files_of_a_safe_type(api, world, filename, mimetype, served):
+    """An uploaded page is never served as a page: every download is an attachment, of its own
+    type only when that is on a small safe list."""
+    import io
+
+    import requests
+
+    r = api.post(
+        "/datasets/mb20/attachments",
+        user=OWNER,
+        content_type="multipart/form-data",
+        data={"name": filename, "attachment": (io.BytesIO(b"<script>alert(1)</script>"), filename, mimetype)},
+    )
+    assert r.status_code == 201, r.get_data(as_text=True)
+    listed = api.get("/datasets/mb20/attachments", user=OWNER)
+    assert listed.headers["X-Content-Type-Options"] == "nosniff"
+    [attachment] = listed.get_json()
+    download = requests.get(attachment["url"], timeout=10)
+    assert download.content == b"<script>alert(1)</script>"
+    assert download.headers["Content-Type"] == served
+    assert download.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert "response-content-disposition=attachment" in attachment["url"]  # GCS: also for older uploads

@@ -18,7 +18,7 @@ import requests
 
 from common.version import VERSION
 from tests.conftest import ROOT
-from tests.test_e2e import _start
+from tests.utils import start_server
 from tools import check_cloudbuild, check_terraform, package
 from tools.emulators import free_port
 from tools.gateway import function_names
@@ -67,7 +67,7 @@ def test_archive_serves_health_alone(archives, function, tmp_path):
         "--port",
         str(port),
     ]
-    process = _start(
+    process = start_server(
         argv,
         {**env, "PYTHONPATH": folder, "GATEHOUSE_VERSION": "archive"},
         f"http://127.0.0.1:{port}/_health",
@@ -255,6 +255,89 @@ def test_twins_vpc_egress_is_optional_and_takes_all_traffic():
     assert re.search(r'variable "twins_vpc_connector" \{[^}]*default\s*=\s*""', config["text"])
 
 
+def test_the_public_transfer_output_can_be_turned_off():
+    """Organisation policies (constraints/storage.publicAccessPrevention, domain-restricted
+    sharing) refuse a grant to allUsers: var.transfer_output_public = false makes none, and the
+    bucket's public access prevention is then enforced like the others'."""
+    config = check_terraform.load(TERRAFORM)
+    assert re.search(
+        r'variable "transfer_output_public" \{[^}]*type\s*=\s*bool[^}]*default\s*=\s*true', config["text"]
+    )
+    resources = config["resource"]
+    public = resources["google_storage_bucket_iam_member"]["transfer_output_public_read"]
+    assert public["member"] == "allUsers"
+    assert public["count"] == "${var.transfer_output_public ? 1 : 0}"
+    bucket = resources["google_storage_bucket"]["transfer_output"]
+    assert bucket["public_access_prevention"] == '${var.transfer_output_public ? "inherited" : "enforced"}'
+
+
+# What the build account needs to apply terraform/, by the kind of resource it makes: the
+# predefined role carrying the permissions (roles/editor lacks setIamPolicy on Cloud Run
+# services and Pub/Sub topics and subscriptions). README's Deploy grants these and says why.
+DEPLOYER_ROLES = {
+    "google_project_service": "roles/serviceusage.serviceUsageAdmin",
+    "google_service_account": "roles/iam.serviceAccountAdmin",
+    "google_service_account_iam_member": "roles/iam.serviceAccountAdmin",
+    "google_project_iam_member": "roles/resourcemanager.projectIamAdmin",
+    "google_storage_bucket": "roles/storage.admin",
+    "google_storage_bucket_iam_member": "roles/storage.admin",
+    "google_storage_bucket_object": "roles/storage.admin",
+    "google_firestore_database": "roles/datastore.owner",
+    "google_firestore_index": "roles/datastore.owner",
+    "google_firestore_field": "roles/datastore.owner",
+    "google_cloudfunctions2_function": "roles/cloudfunctions.developer",
+    "google_cloud_run_service_iam_member": "roles/run.admin",
+    "google_pubsub_topic": "roles/pubsub.admin",
+    "google_pubsub_topic_iam_member": "roles/pubsub.admin",
+    "google_pubsub_subscription": "roles/pubsub.admin",
+    "google_pubsub_subscription_iam_member": "roles/pubsub.admin",
+    "google_api_gateway_api": "roles/apigateway.admin",
+    "google_api_gateway_api_config": "roles/apigateway.admin",
+    "google_api_gateway_gateway": "roles/apigateway.admin",
+}
+# Besides: acting as the accounts terraform makes (functions and workers run as them, push
+# subscriptions sign tokens as the pushers, the gateway calls as its account); each function's
+# own source build (Cloud Build); a VPC connector, only with twins_vpc_connector.
+OTHER_BUILD_ROLES = {
+    "roles/iam.serviceAccountUser",
+    "roles/cloudbuild.builds.builder",
+    "roles/vpcaccess.user",
+}
+
+
+def _readme_build_roles() -> set[str]:
+    """The roles README's Deploy grants to the build account ($BUILD_SA)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        blocks = re.findall(r"```text\n(.*?)```", f.read(), re.S)
+    grants = [b for b in blocks if "--member=serviceAccount:$BUILD_SA" in b]
+    assert len(grants) == 1, "one block grants the build account its roles"
+    return set(re.findall(r"roles/[A-Za-z.]+", grants[0]))
+
+
+def test_the_build_account_gets_the_predefined_roles_terraform_needs():
+    resources = check_terraform.load(TERRAFORM)["resource"]
+    assert set(resources) <= set(DEPLOYER_ROLES), f"which role makes {set(resources) - set(DEPLOYER_ROLES)}?"
+    needed = {DEPLOYER_ROLES[kind] for kind in resources}
+    assert _readme_build_roles() == needed | OTHER_BUILD_ROLES
+    with open(os.path.join(ROOT, "README.md")) as f:
+        deploy = f.read().split("\n## Deploy\n", 1)[1]
+    for role in needed | OTHER_BUILD_ROLES:  # each with its reason, in the table below the grant
+        assert re.search(rf"^\| `{re.escape(role)}` \|", deploy, re.M), role
+
+
+def test_no_primitive_role_is_granted_anywhere():
+    """Not to the build account (README, cloudbuild.yaml), not in terraform/."""
+    paths = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "cloudbuild.yaml")]
+    paths += [
+        os.path.join(TERRAFORM, name) for name in os.listdir(TERRAFORM) if name.endswith((".tf", ".tftpl"))
+    ]
+    for path in paths:
+        with open(path) as f:
+            text = f.read()
+        for role in check_terraform.PRIMITIVE_ROLES:
+            assert role not in text, (path, role)
+
+
 BROKEN_TERRAFORM = {
     "a bucket open to the public": (
         (
@@ -309,6 +392,29 @@ BROKEN_TERRAFORM = {
         "  bucket = google_storage_bucket.transfer_output.name\n"
         '  role   = "roles/storage.objectAdmin"\n  member = "allUsers"\n}\n',
         "google_storage_bucket_iam_member.vandal opens access to the public",
+    ),
+    "the public read not gated by var.transfer_output_public": (
+        ("storage.tf", "  count  = var.transfer_output_public ? 1 : 0\n", ""),
+        "",
+        "not gated by var.transfer_output_public",
+    ),
+    "an account id Google refuses": (
+        (
+            "pubsub.tf",
+            'account_id   = "gatehouse-${replace(each.key, "_", "-")}-pusher"',
+            'account_id   = "gatehouse-${each.key}-pusher"',
+        ),
+        "",
+        "account id 'gatehouse-twin_jobs-pusher' is not 6-30",
+    ),
+    "a function name Cloud Run refuses": (
+        (
+            "pubsub.tf",
+            'name        = "gatehouse-${replace(each.key, "_", "-")}-worker"',
+            'name        = "gatehouse-${each.key}-worker"',
+        ),
+        "",
+        "name 'gatehouse-twin_jobs-worker' is not a Cloud Run service name",
     ),
     "the transfer output without CORS": (
         ("storage.tf", "  cors {\n    origin ", '  dynamic "x" {\n    origin '),
@@ -414,3 +520,40 @@ def test_cloudbuild_loads_with_gclouds_own_loader(tmp_path):
         path.write_text(broken)
         done = check_cloudbuild.check(str(path))
         assert done.returncode != 0 and message in done.stderr, (name, done.stderr[-500:])
+
+
+def _builder_images(text: str) -> list[str]:
+    """Each step's image in a cloudbuild.yaml text, its substitutions replaced by their defaults."""
+    import yaml
+
+    config = yaml.safe_load(text)
+    defaults = {k: str(v) for k, v in config.get("substitutions", {}).items()}
+    return [
+        re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), step["name"])
+        for step in config["steps"]
+    ]
+
+
+def _unpinned(images: list[str]) -> list[str]:
+    """Images whose tag is not a full version (x.y.z, with an optional -variant)."""
+    return [i for i in images if not re.search(r":\d+\.\d+\.\d+(-[a-z]+)?$", i)]
+
+
+def test_cloudbuild_builder_images_are_pinned_by_version():
+    """A builder image named by a moving tag (latest, emulators, 1.11) changes under the build."""
+    with open(os.path.join(ROOT, "cloudbuild.yaml")) as f:
+        text = f.read()
+    images = _builder_images(text)
+    assert images and _unpinned(images) == [], images
+    assert _unpinned(["gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"])
+    assert _unpinned(["hashicorp/terraform:1.11", "hashicorp/terraform:latest", "hashicorp/terraform"])
+
+
+def test_the_build_label_is_what_the_docs_say():
+    """Cloud Build passes its build id as gatehouse_version ($COMMIT_SHA is empty in a
+    `gcloud builds submit`); the variable and the README say so."""
+    with open(os.path.join(ROOT, "cloudbuild.yaml")) as f:
+        assert "-var=gatehouse_version=$BUILD_ID" in f.read()
+    config = check_terraform.load(TERRAFORM)
+    described = re.search(r'variable "gatehouse_version" \{\s*description\s*=\s*"([^"]*)"', config["text"])
+    assert described and "build id" in described[1] and "commit" not in described[1]

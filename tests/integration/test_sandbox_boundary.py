@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -149,19 +150,13 @@ def test_no_file_of_the_stack(api, lab, test_env):
     for path in paths:
         assert seen[path] == "No such file or directory", (path, seen[path])
     assert seen["write"] == "Read-only file system"
-    assert set(seen["root"]) <= {
-        "bin",
-        "dev",
-        "etc",
-        "lib",
-        "lib64",
-        "proc",
-        "root",
-        "sbin",
-        "tmp",
-        "usr",
-        "work",
-    }
+    # The jail's root holds the system's directories and the first part of the paths bound for
+    # Python (its prefix and the installed packages: /work in a clone under /work, /check elsewhere).
+    bound = {path.split(os.sep)[1] for path in (sys.base_prefix, *site.getsitepackages())}
+    assert (
+        set(seen["root"])
+        <= {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "sbin", "tmp", "usr"} | bound
+    )
     assert seen["cwd"] == "/"
 
 
@@ -567,3 +562,16 @@ def test_as_an_unprivileged_user_the_same_attacks_are_contained(tmp_path):
         assert _sleepers("4321.75") == []
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_jail_root_is_built_where_nothing_bound_into_it_lives():
+    """A checkout (its virtualenv) under /tmp must stay visible in the jail: the root's tmpfs
+    covers a directory that holds none of the directories bound into it."""
+    root = sandbox._root_for(
+        ["/usr", "/etc", "/dev", "/tmp/ci-1/gatehouse/.venv/lib/python3.11/site-packages"]
+    )
+    assert root != "/tmp" and os.path.isdir(root)
+    assert (
+        sandbox._root_for(["/usr", "/root/.pyenv/versions/3.11.7"]) == "/mnt"
+        or os.path.isdir("/mnt") is False
+    )

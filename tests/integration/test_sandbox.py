@@ -3,7 +3,6 @@ timeout, capped in memory, result and output, and reach state and services only 
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,31 +10,7 @@ import pytest
 
 from functions.twins import sandbox
 from functions.twins.sandbox import Program
-
-
-class MemoryState:
-    """A thread-safe StateStore for these tests (the twins function's is on Firestore)."""
-
-    def __init__(self):
-        self.values: dict = {}
-        self.lock = threading.Lock()
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
-
-    def set(self, key, value):
-        self.values[key] = value
-
-    def delete(self, key):
-        self.values.pop(key, None)
-
-    def increment(self, key, n=1):
-        with self.lock:
-            self.values[key] = self.values.get(key, 0) + n
-            return self.values[key]
-
-    def items(self):
-        return dict(self.values)
+from tests.utils import MemoryState
 
 
 def run(code: str, state=None, helpers=(), settings=None, timeout_s=10.0, **kw):

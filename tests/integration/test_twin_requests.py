@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import BUCKETS, OWNER
-from tests.utils import assert_error
+from tests.utils import acknowledged, assert_error, wait_until
 
 READER = "reader@example.com"  # clio_read on lab and on other
 MANAGER = "manager@example.com"  # dataset_admin on lab
@@ -506,16 +506,16 @@ def test_a_job_whose_code_raises_fails_with_a_masked_error(api, world):
     assert [c for c in calls if c["id"] == reference][0]["origin"] == f"job:{job['id']}"
 
 
-def test_a_redelivered_message_does_not_run_the_work_again(api, world):
+def test_a_redelivered_message_does_not_run_the_work_again(api, world, workers):
     from common.storage import pubsub
     from functions.twins import jobs
 
     r = api.post("/twins/lab.count/private?async=1", user=MANAGER, json={"n": 1})
     job, _ = wait_job(api, r.headers["Location"], user=MANAGER)
     assert job["result"]["runs"] == 1
-    pubsub.publish("gatehouse-twin-jobs", {"job": job["id"]})  # delivered again by Pub/Sub
+    again = pubsub.publish("gatehouse-twin-jobs", {"job": job["id"]})  # delivered again by Pub/Sub
     jobs.work(job["id"])  # and once more, directly
-    time.sleep(1.0)
+    wait_until(lambda: acknowledged(workers["twins"], message_id=again), "the redelivery acknowledged")
     assert runs(api) == 1 and api.get(r.headers["Location"], user=MANAGER).get_json()["attempts"] == 1
 
 
@@ -532,6 +532,10 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
             {
                 "kind": "call",
                 "endpoint": "lab.count",
+                "endpoint_generation": store.collection("twins")
+                .document("lab.count")
+                .get()
+                .get("generation"),
                 "side": "private",
                 "args_json": '{"n": 1}',
                 "timeout_s": 1.0,

@@ -1,5 +1,5 @@
 """docs/api.md is the contract users read: it names every route the functions serve, and no other;
-the OpenAPI documents are complete; the docs pages are served (tests/test_docs_browser.py opens
+the OpenAPI documents are complete; the docs pages are served (tests/system/test_docs_browser.py opens
 them in a browser)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.conftest import ROOT
+from tests.utils import app_functions
 
 DOC = os.path.join(ROOT, "docs", "api.md")
 _ROUTE = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)")
@@ -17,16 +18,9 @@ _PARAM = re.compile(r"\{[^}]*\}")
 _META = ("/_health", "/_openapi.json")
 
 
-def _functions() -> list[str]:
-    base = os.path.join(ROOT, "functions")
-    return sorted(
-        name for name in os.listdir(base) if "App(" in open(os.path.join(base, name, "main.py")).read()
-    )
-
-
 def _served(api) -> set[tuple[str, str]]:
     served = set()
-    for function in _functions():
+    for function in app_functions():
         document = api.get(f"/{function}/_openapi.json").get_json()
         for path, operations in document["paths"].items():
             if path.endswith(_META):
@@ -50,13 +44,6 @@ def test_every_served_route_is_documented_and_every_documented_route_served(api)
     assert not documented - served, f"docs/api.md names routes nobody serves: {sorted(documented - served)}"
 
 
-def test_the_readme_points_at_the_contract_in_the_repository():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    assert "docs/api.md" in readme
-    assert "../shared" not in readme
-
-
 # -- the OpenAPI documents and the browsable pages ---------------------------------------------
 
 
@@ -65,7 +52,7 @@ def test_every_operation_is_documented_completely(api):
     parameters with schemas, a server, and a summary that is a whole sentence."""
     from common.web.openapi import ERRORS
 
-    for function in _functions():
+    for function in app_functions():
         document = api.get(f"/{function}/_openapi.json").get_json()
         assert document["servers"] and document["servers"][0]["url"]
         responses = document["components"]["responses"]
@@ -105,7 +92,7 @@ def test_every_document_is_valid_openapi(api, gateway):
     import requests
     from openapi_spec_validator import validate
 
-    for function in _functions():
+    for function in app_functions():
         validate(api.get(f"/{function}/_openapi.json").get_json())
     validate(requests.get(gateway + "/_openapi.json", timeout=10).json())
 
@@ -192,7 +179,7 @@ def test_the_local_stack_serves_the_bundle_page_and_document(gateway, api):
         {"url": "/", "description": "This deployment."}
     ]
     ids = []
-    for function in _functions():
+    for function in app_functions():
         own = api.get(f"/{function}/_openapi.json").get_json()
         for path, operations in own["paths"].items():
             assert set(combined["paths"][path]) == set(operations)

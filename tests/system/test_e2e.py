@@ -10,46 +10,18 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 from common.version import VERSION
 from tests.conftest import BUCKETS, OWNER, ROOT
-from tests.utils import load_function
+from tests.utils import load_function, server_env, start_server
 from tools import build_signatures, dev
 from tools.emulators import free_port
 from tools.gateway import function_names
 
 FUNCTIONS = function_names()  # every functions/<name>/main.py
-
-
-def _start(argv: list[str], env: dict[str, str], health: str, log_path: str) -> subprocess.Popen:
-    log = open(log_path, "ab")
-    process = subprocess.Popen(
-        argv,
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{argv} exited; see {log_path}")
-        try:
-            if requests.get(health, timeout=1).status_code == 200:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{health} did not come up; see {log_path}")
-
-
-def _env(test_env):
-    return {**os.environ, **test_env, "PYTHONPATH": ROOT}
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +45,9 @@ def servers(test_env, workdir):
             ]
             base = f"http://127.0.0.1:{port}"
             processes.append(
-                _start(argv, _env(test_env), f"{base}/_health", os.path.join(workdir, f"{name}.log"))
+                start_server(
+                    argv, server_env(test_env), f"{base}/_health", os.path.join(workdir, f"{name}.log")
+                )
             )
             urls[name] = base
         yield urls
