@@ -111,7 +111,7 @@ def location_routes(store: LocationStore, noun: str) -> Router:
 
     @router.post(
         "/<name>",
-        role=authz.on_dataset(authz.WRITE_OWN),
+        check=authz.on_dataset(authz.WRITE_OWN),
         body=Payload,
         query=LocationQuery,
         summary=f"Store the caller's {noun} at x, y, z, replacing the one there.",
@@ -122,7 +122,7 @@ def location_routes(store: LocationStore, noun: str) -> Router:
 
     @router.get(
         "/<name>",
-        role=authz.on_dataset(authz.READ),
+        check=authz.on_dataset(authz.READ),
         summary=f'The caller\'s {noun}s in the dataset, by "x_y_z".',
         operation_id=f"list_{kind}",
     )
@@ -131,7 +131,7 @@ def location_routes(store: LocationStore, noun: str) -> Router:
 
     @router.delete(
         "/<name>",
-        role=authz.on_dataset(authz.WRITE_OWN),
+        check=authz.on_dataset(authz.WRITE_OWN),
         query=LocationQuery,
         summary=f"Delete the caller's {noun} at x, y, z (404 when there is none).",
         operation_id=f"delete_{kind}",

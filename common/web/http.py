@@ -1,9 +1,10 @@
 """Routing, request and response, the error envelope, CORS and request ids, for every function.
 
-A function builds one `App`, declares its routes as a table (`@app.get(path, role=...)`) and
+A function builds one `App`, declares its routes as a table (`@app.get(path, check=...)`) and
 exposes `handle(request)` to functions-framework. The flow of one request:
 route match -> CORS preflight -> authentication (who; a step the app is given, so this module
-knows nothing of tokens or roles) -> role check (may they) -> body model -> handler.
+knows nothing of tokens or roles) -> the route's check (may they; it hands the handler what it
+loaded to decide) -> body model -> handler.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import time
 import typing
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ from common.storage import deadlines, failures
 from common.web import openapi
 
 # Who is calling: the app's authentication step (common.identity.auth.authenticate), run before a route's
-# role check. It returns the caller the checks and handlers read as `req.caller`, or raises.
+# check. It returns the caller the checks and handlers read as `req.caller`, or raises.
 Authenticate = Callable[[Request], Any]
 
 JSON_LIMIT = 1 << 20  # SPEC §1: request bodies above 1 MiB -> 413
@@ -46,9 +47,12 @@ _ROUTE, _CALLER = "gatehouse.route", "gatehouse.caller"  # set in the WSGI envir
 
 
 class Check:
-    """A role check run after authentication: raises Forbidden/NotFound, or returns."""
+    """A route's check, run after authentication with the path parameters: raises
+    Forbidden/NotFound, or returns what it loaded to decide (the dataset, the endpoint, the
+    request), by name. The handler receives each as a keyword argument beside the path
+    parameters, so what was checked is what is used, and nothing is looked up twice."""
 
-    def __init__(self, describe: str, run: Callable[[Req, dict[str, Any]], None]):
+    def __init__(self, describe: str, run: Callable[[Req, dict[str, Any]], Mapping[str, Any] | None]):
         self.describe = describe
         self.run = run
 
@@ -58,7 +62,7 @@ class Route:
     method: str
     path: str
     handler: Callable[..., Any]
-    role: Check | None  # None only for the public meta routes
+    check: Check | None  # None only for the public meta routes
     body: Any = None  # a pydantic type; validated strictly into req.body
     status: int = 200
     max_body: int = JSON_LIMIT
@@ -264,7 +268,7 @@ class App(_Table):
         method: str,
         path: str,
         *,
-        role: Check | None = None,
+        check: Check | None = None,
         public: bool = False,
         body: Any = None,
         status: int = 200,
@@ -280,17 +284,17 @@ class App(_Table):
     ):
         if not path.startswith(self.prefix):
             raise ValueError(f"{path} is outside {self.prefix}")
-        if role is None and not public:
-            raise ValueError(f"{method} {path} has no role check")
-        if role is not None and self.authenticate is None:
-            raise ValueError(f"{method} {path} has a role check, but the app has no authenticate step")
+        if check is None and not public:
+            raise ValueError(f"{method} {path} has no check")
+        if check is not None and self.authenticate is None:
+            raise ValueError(f"{method} {path} has a check, but the app has no authenticate step")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = Route(
                 method,
                 path,
                 handler,
-                role,
+                check,
                 body,
                 status,
                 max_body,
@@ -313,7 +317,7 @@ class App(_Table):
         return register
 
     def include_router(self, router: Router, prefix: str = "") -> None:
-        """Add `router`'s routes at `prefix` + their paths (each with its own role check)."""
+        """Add `router`'s routes at `prefix` + their paths (each with its own check)."""
         for method, path, kw, handler in router.routes:
             self.route(method, prefix + path, **kw)(handler)
 
@@ -378,10 +382,10 @@ class App(_Table):
         request.environ[_ROUTE] = route.path  # for the log line: the template, not the raw path
         self._check_query_names(request, route)
         req = Req(request, request_id, route)
-        if route.role is not None and self.authenticate is not None:
+        if route.check is not None and self.authenticate is not None:
             req.caller = self.authenticate(request)
             request.environ[_CALLER] = req.caller.email
-            route.role.run(req, params)
+            params = {**params, **(route.check.run(req, params) or {})}
         req.query = self._parse_query(request, route)
         if route.adapter is not None:
             req.body = self._parse_body(request, route)
@@ -409,7 +413,7 @@ class App(_Table):
 
     @staticmethod
     def _parse_query(request: Request, route: Route) -> Any:
-        """The route's query model from the query string (after the role check, like the body):
+        """The route's query model from the query string (after the check, like the body):
         a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
         if route.query is None:
             return None

@@ -107,7 +107,7 @@ def route_errors(route: Route) -> list[int]:
     found = {400}  # any route: an unknown or malformed query parameter
     if _PARAM.search(route.path):
         found.add(404)  # the thing the path names may not exist
-    if route.role is not None:
+    if route.check is not None:
         found |= {401, 403, 503}  # the token; the role (or a disabled account); the user store
     if route.adapter is not None or route.multipart:
         found |= {413, 415, 422}
@@ -223,9 +223,9 @@ def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str])
         str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"} for status in route_errors(route)
     }
     op["responses"] = responses
-    if route.role is not None:
+    if route.check is not None:
         op["security"] = [{"bearer": []}]
-        op["x-gatehouse-role"] = route.role.describe
+        op["x-gatehouse-role"] = route.check.describe
     else:
         op["security"] = []  # public
     return op

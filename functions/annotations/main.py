@@ -187,7 +187,7 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
 
 @app.post(
     "/annotations/v2/<name>",
-    role=authz.on_dataset(authz.WRITE_OWN),
+    check=authz.on_dataset(authz.WRITE_OWN),
     body=AnnotationsCreate,
     max_items=MAX_PER_REQUEST,
     max_body=BULK_BODY_LIMIT,
@@ -299,7 +299,7 @@ def _write_all(
 
 @app.get(
     "/annotations/v2/<name>",
-    role=authz.on_dataset(authz.READ),
+    check=authz.on_dataset(authz.READ),
     query=ListQuery,
     response=list[AnnotationPublic],
 )
@@ -341,7 +341,7 @@ def _group_members(req) -> list[str]:
 
 @app.delete(
     "/annotations/v2/<name>/<key>",
-    role=authz.on_dataset(authz.WRITE_OWN),
+    check=authz.on_dataset(authz.WRITE_OWN),
     status=204,
     query=WhoseQuery,
 )

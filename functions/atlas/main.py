@@ -118,7 +118,7 @@ def _query(**equal: Any):
     return query
 
 
-@app.get("/atlas/all", role=authz.AUTHENTICATED, response=list[AtlasEntryPublic])
+@app.get("/atlas/all", check=authz.AUTHENTICATED, response=list[AtlasEntryPublic])
 def list_all(req):
     """Entries across the datasets the caller may read: the verified ones, the caller's own,
     and every entry of datasets where the caller has write_others."""
@@ -153,7 +153,7 @@ def list_all(req):
 
 @app.post(
     "/atlas/<name>",
-    role=authz.on_dataset(authz.WRITE_OWN),
+    check=authz.on_dataset(authz.WRITE_OWN),
     body=AtlasEntryCreate,
     query=LocationQuery,
     response=AtlasEntryPublic,
@@ -202,7 +202,7 @@ def put_entry(req, name):
     return store.transactional(write)
 
 
-@app.get("/atlas/<name>", role=authz.on_dataset(authz.READ), response=dict[str, AtlasEntryPublic])
+@app.get("/atlas/<name>", check=authz.on_dataset(authz.READ), response=dict[str, AtlasEntryPublic])
 def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
     record = authz.dataset_record(name)
@@ -215,7 +215,7 @@ def list_own(req, name):
 
 
 @app.delete(
-    "/atlas/<name>", role=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery, response=AtlasDeletedPublic
+    "/atlas/<name>", check=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery, response=AtlasDeletedPublic
 )
 def delete_entry(req, name):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
@@ -248,7 +248,7 @@ def _may_verify(req, params: dict[str, Any]) -> None:
 
 @app.post(
     "/atlas/verify/<entry>",
-    role=Check("write_others on the entry's dataset", _may_verify),
+    check=Check("write_others on the entry's dataset", _may_verify),
     body=VerifyUpdate,
     body_required=False,
     response=AtlasEntryPublic,

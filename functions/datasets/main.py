@@ -173,7 +173,7 @@ def _forget(names) -> None:
         authz.forget_dataset(name)
 
 
-@app.get("/datasets", role=authz.AUTHENTICATED, response=dict[str, DatasetPublic])
+@app.get("/datasets", check=authz.AUTHENTICATED, response=dict[str, DatasetPublic])
 def list_datasets(req):
     """Every dataset the caller may read."""
     caller = req.caller
@@ -186,7 +186,7 @@ def list_datasets(req):
 
 
 @app.post(
-    "/datasets", role=authz.ADMIN, body=DatasetsCreate, answers=(409,), response=dict[str, DatasetPublic]
+    "/datasets", check=authz.ADMIN, body=DatasetsCreate, answers=(409,), response=dict[str, DatasetPublic]
 )
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
@@ -246,7 +246,7 @@ def create_datasets(req):
     return stored
 
 
-@app.delete("/datasets", role=authz.ADMIN, body=NameList, response=DatasetsDeletedPublic)
+@app.delete("/datasets", check=authz.ADMIN, body=NameList, response=DatasetsDeletedPublic)
 def delete_datasets(req):
     """Delete datasets with everything stored under them and every grant on them (admin); names
     that do not exist are skipped. The data is purged in the background when large: see
@@ -289,7 +289,7 @@ def _deletion_view(deletion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@app.get("/datasets/_deletions", role=authz.ADMIN, response=list[DeletionPublic])
+@app.get("/datasets/_deletions", check=authz.ADMIN, response=list[DeletionPublic])
 def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
@@ -311,13 +311,13 @@ def _deletion(deletion_id: str) -> dict[str, Any]:
     return {"id": snap.id, **snap.to_dict()}
 
 
-@app.get("/datasets/_deletions/<deletion_id>", role=authz.ADMIN, response=DeletionPublic)
+@app.get("/datasets/_deletions/<deletion_id>", check=authz.ADMIN, response=DeletionPublic)
 def get_deletion(req, deletion_id):
     """One deletion and the progress of its purge (admin)."""
     return _deletion_view(_deletion(deletion_id))
 
 
-@app.post("/datasets/_deletions/<deletion_id>/resume", role=authz.ADMIN, response=DeletionPublic)
+@app.post("/datasets/_deletions/<deletion_id>/resume", check=authz.ADMIN, response=DeletionPublic)
 def resume_deletion(req, deletion_id):
     """Purge more of a deleted dataset (admin); repeat until its status is `done` (idempotent)."""
     _deletion(deletion_id)
@@ -329,7 +329,7 @@ def resume_deletion(req, deletion_id):
 
 @app.get(
     "/datasets/_deletions/<deletion_id>/logs",
-    role=authz.ADMIN,
+    check=authz.ADMIN,
     query=Paging,
     response=list[AuditEntryPublic],
 )
@@ -339,7 +339,7 @@ def deletion_logs(req, deletion_id):
     return _log(req, deletion["name"], deletion.get("generation"))
 
 
-@app.get("/datasets/<name>", role=authz.on_dataset(authz.READ), response=DatasetPublic)
+@app.get("/datasets/<name>", check=authz.on_dataset(authz.READ), response=DatasetPublic)
 def get_dataset(req, name):
     """One dataset (404 when missing or not readable by the caller)."""
     return _view(name, authz.dataset_record(name) or {})  # the role check found it
@@ -369,7 +369,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
 
 @app.put(
     "/datasets/<name>",
-    role=authz.on_dataset(authz.MANAGE),
+    check=authz.on_dataset(authz.MANAGE),
     body=DatasetUpdate,
     answers=(409,),
     response=DatasetPublic,
@@ -398,7 +398,7 @@ def update_dataset(req, name):
 
 
 @app.post(
-    "/datasets/<name>/finalize", role=authz.on_dataset(authz.MANAGE), answers=(409,), response=DatasetPublic
+    "/datasets/<name>/finalize", check=authz.on_dataset(authz.MANAGE), answers=(409,), response=DatasetPublic
 )
 def finalize_dataset(req, name):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
@@ -413,7 +413,7 @@ def finalize_dataset(req, name):
 
 @app.get(
     "/datasets/<name>/logs",
-    role=authz.on_dataset(authz.MANAGE),
+    check=authz.on_dataset(authz.MANAGE),
     query=Paging,
     response=list[AuditEntryPublic],
 )
@@ -459,7 +459,7 @@ def _attachment_name(value: str) -> str:
 
 @app.post(
     "/datasets/<name>/attachments",
-    role=authz.on_dataset(authz.MANAGE),
+    check=authz.on_dataset(authz.MANAGE),
     status=201,
     multipart=True,
     max_body=ATTACHMENT_LIMIT + (64 << 10),
@@ -485,7 +485,7 @@ def upload_attachment(req, name):
     return {"name": filename, "size": size}
 
 
-@app.get("/datasets/<name>/attachments", role=authz.on_dataset(authz.READ), response=list[AttachmentPublic])
+@app.get("/datasets/<name>/attachments", check=authz.on_dataset(authz.READ), response=list[AttachmentPublic])
 def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
@@ -516,7 +516,7 @@ def _disposition(filename: str) -> str:
 
 
 @app.delete(
-    "/datasets/<name>/attachments/<file>", role=authz.on_dataset(authz.MANAGE), status=204, answers=(422,)
+    "/datasets/<name>/attachments/<file>", check=authz.on_dataset(authz.MANAGE), status=204, answers=(422,)
 )
 def delete_attachment(req, name, file):
     """Delete an attachment (204 also when it does not exist)."""

@@ -7,7 +7,7 @@ from common.web.http import App
 app = App("roles", "The caller's global and per-dataset roles.", authenticate=auth.authenticate)
 
 
-@app.get("/roles", role=authz.AUTHENTICATED, response=ProfilePublic)
+@app.get("/roles", check=authz.AUTHENTICATED, response=ProfilePublic)
 def get_roles(req):
     """The caller's roles: global, per dataset (public grants not listed) and groups."""
     return req.caller.profile()

@@ -148,7 +148,7 @@ def _record_view(record) -> tuple[list[int], int]:
 
 @app.get(
     "/signatures/atlocation/<name>",
-    role=authz.on_dataset(authz.READ),
+    check=authz.on_dataset(authz.READ),
     query=LocationQuery,
     response=SignaturePublic,
 )
@@ -202,7 +202,7 @@ def suppress(point: tuple[int, int, int], found, dist) -> list[dict[str, Any]]:
 
 @app.get(
     "/signatures/likelocation/<name>",
-    role=authz.on_dataset(authz.READ),
+    check=authz.on_dataset(authz.READ),
     query=LocationQuery,
     response=MatchesPublic,
 )

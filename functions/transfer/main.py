@@ -162,7 +162,11 @@ def _split_gs(url: str) -> tuple[str, str]:
 
 
 @app.post(
-    "/transfer", role=authz.AUTHENTICATED, body=TransferCreate, answers=(404,), response=TransferStartedPublic
+    "/transfer",
+    check=authz.AUTHENTICATED,
+    body=TransferCreate,
+    answers=(404,),
+    response=TransferStartedPublic,
 )
 def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
@@ -258,7 +262,7 @@ def _served(snap) -> bool:
 
 @app.get(
     "/transfer",
-    role=authz.AUTHENTICATED,
+    check=authz.AUTHENTICATED,
     query=Paging,
     response=list[TransferJobPublic],
 )
@@ -275,7 +279,7 @@ def list_jobs(req):
     return paged(req, page, _job_view, limit, keep=_served)
 
 
-@app.get("/transfer/<job_id>", role=authz.AUTHENTICATED, response=TransferJobDetailPublic)
+@app.get("/transfer/<job_id>", check=authz.AUTHENTICATED, response=TransferJobDetailPublic)
 def get_job(req, job_id):
     """A transfer job and each part's status, attempts and last error (its requester's and
     admins' only)."""

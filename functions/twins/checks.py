@@ -1,4 +1,4 @@
-"""The twins function's role checks: each loads what it authorizes (the endpoint and its side,
+"""The twins function's route checks: each loads what it authorizes (the endpoint and its side,
 the approval request, the job) and hands it to the handler, or answers 403/404 (common.web.http.Check)."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from functions.twins import approvals, calls, jobs
 
 
 def _endpoint_check(describe: str, side: str | None = None, *, owners: bool = False) -> Check:
-    def run(req, params: dict[str, Any]) -> None:
+    def run(req, params: dict[str, Any]) -> dict[str, Any]:
         endpoint, chosen = calls.resolve(req.caller, params["path"], side)
         if owners and not endpoint.owned_by(req.caller):
             raise errors.Forbidden("this needs admin or manage on the endpoint's dataset")
-        params["endpoint"], params["side"] = endpoint, chosen
+        return {"endpoint": endpoint, "side": chosen}
 
     return Check(describe, run)
 
@@ -32,18 +32,17 @@ PRIVATE_SIDE = _endpoint_check("admin or manage on the endpoint's dataset", "pri
 
 def _approval_check(describe: str, *, owners: bool = False, requester: bool = False) -> Check:
     """Loads the approval request that `/twins/requests/<request_id>` names (404 unless the caller
-    is its requester or owns an endpoint it names) and hands it to the handler as `approval`, in
-    place of its id."""
+    is its requester or owns an endpoint it names) and hands it to the handler as `approval`."""
 
-    def run(req, params: dict[str, Any]) -> None:
-        approval = approvals.get_visible(req.caller, params.pop("request_id"))
+    def run(req, params: dict[str, Any]) -> dict[str, Any]:
+        approval = approvals.get_visible(req.caller, params["request_id"])
         if owners and not approvals.owns_all(req.caller, approval):
             raise errors.Forbidden(
                 "this needs admin or manage on the dataset of every endpoint the request names"
             )
         if requester and approval["requester"] != req.caller.email:
             raise errors.Forbidden("only the requester runs a request")
-        params["approval"] = approval
+        return {"approval": approval}
 
     return Check(describe, run)
 
@@ -55,8 +54,8 @@ APPROVAL_OWNERS = _approval_check(
 REQUESTER = _approval_check("the requester (once the request is approved)", requester=True)
 
 
-def _see_job(req, params: dict[str, Any]) -> None:
-    params["job"] = jobs.get_visible(req.caller, params["job_id"])
+def _see_job(req, params: dict[str, Any]) -> dict[str, Any]:
+    return {"job": jobs.get_visible(req.caller, params["job_id"])}
 
 
 JOB_VISIBLE = Check(

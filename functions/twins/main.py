@@ -10,7 +10,7 @@ their owners approve it; `?async=1` queues a call or a run as a job (functions/t
 the `job_work` worker carries out from Pub/Sub.
 
 This module is the route table and its handlers; what the routes read and answer is in
-functions/twins/models.py, their role checks in functions/twins/checks.py.
+functions/twins/models.py, their route checks in functions/twins/checks.py.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def view(endpoint: calls.Endpoint, *, full: bool = False) -> dict[str, Any]:
 
 
 @app.post(
-    "/twins", role=authz.ADMIN, body=EndpointCreate, status=201, answers=(409,), response=EndpointPublic
+    "/twins", check=authz.ADMIN, body=EndpointCreate, status=201, answers=(409,), response=EndpointPublic
 )
 def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken (by an endpoint whose
@@ -230,7 +230,7 @@ def create(req):
     return view(calls.Endpoint(body.path, doc))
 
 
-@app.patch("/twins/<path>", role=authz.ADMIN, body=EndpointUpdate, response=EndpointPublic)
+@app.patch("/twins/<path>", check=authz.ADMIN, body=EndpointUpdate, response=EndpointPublic)
 def update(req, path):
     """Replace sides, description, timeout_s, rate_limit, hide_mock_definition or settings.
     A replaced side's state starts empty; the other side and the visibility are kept."""
@@ -294,7 +294,7 @@ def update(req, path):
     return view(calls.Endpoint(path, result["new"]))
 
 
-@app.delete("/twins/<path>", role=authz.ADMIN, status=204)
+@app.delete("/twins/<path>", check=authz.ADMIN, status=204)
 def remove(req, path):
     """Delete an endpoint and its state. Its call records and jobs are no longer shown, also not
     for a new endpoint at the path (they expire on their own)."""
@@ -318,7 +318,7 @@ def remove(req, path):
     return None
 
 
-@app.get("/twins", role=authz.AUTHENTICATED, response=list[EndpointPublic])
+@app.get("/twins", check=authz.AUTHENTICATED, response=list[EndpointPublic])
 def list_endpoints(req):
     """The endpoints the caller may see (their dataset readable, or none), as views."""
     snaps = store.collection(calls.ENDPOINTS).order_by("__name__").stream()
@@ -328,7 +328,7 @@ def list_endpoints(req):
     )
 
 
-@app.get("/twins/<path>", role=VISIBLE, query=EndpointQuery, response=EndpointPublic)
+@app.get("/twins/<path>", check=VISIBLE, query=EndpointQuery, response=EndpointPublic)
 def get_endpoint(req, path, endpoint, side):
     """The endpoint's view; `?full=true` (admins) adds each side's source, settings and state."""
     if req.query.full:
@@ -356,7 +356,7 @@ def _call(req, endpoint, side, asked_side: str | None):
 
 @app.post(
     "/twins/<path>",
-    role=DEFAULT_SIDE,
+    check=DEFAULT_SIDE,
     body=CallBody,
     body_required=False,
     query=AsyncQuery,
@@ -371,7 +371,7 @@ def call_default(req, path, endpoint, side):
 
 @app.post(
     "/twins/<path>/mock",
-    role=MOCK_SIDE,
+    check=MOCK_SIDE,
     body=CallBody,
     body_required=False,
     query=AsyncQuery,
@@ -385,7 +385,7 @@ def call_mock(req, path, endpoint, side):
 
 @app.post(
     "/twins/<path>/private",
-    role=PRIVATE_SIDE,
+    check=PRIVATE_SIDE,
     body=CallBody,
     body_required=False,
     query=AsyncQuery,
@@ -397,7 +397,7 @@ def call_private(req, path, endpoint, side):
     return _call(req, endpoint, side, "private")
 
 
-@app.get("/twins/<path>/calls", role=OWNERS, query=Paging, response=list[CallPublic])
+@app.get("/twins/<path>/calls", check=OWNERS, query=Paging, response=list[CallPublic])
 def list_calls(req, path, endpoint, side):
     """The endpoint's call records, newest first, with the captured output (owners); not those
     of an earlier endpoint at the same path."""
@@ -424,7 +424,7 @@ def list_calls(req, path, endpoint, side):
 
 @app.post(
     "/twins/requests",
-    role=authz.AUTHENTICATED,
+    check=authz.AUTHENTICATED,
     body=ApprovalCreate,
     status=201,
     response=ApprovalPublic,
@@ -440,7 +440,7 @@ def submit_approval(req):
 
 @app.get(
     "/twins/requests",
-    role=authz.AUTHENTICATED,
+    check=authz.AUTHENTICATED,
     query=ApprovalsQuery,
     response=list[ApprovalPublic],
     operation_id="list_requests",
@@ -453,11 +453,11 @@ def list_approvals(req):
 
 @app.get(
     "/twins/requests/<request_id>",
-    role=APPROVAL_VISIBLE,
+    check=APPROVAL_VISIBLE,
     response=ApprovalPublic,
     operation_id="get_request",
 )
-def get_approval(req, approval):
+def get_approval(req, request_id, approval):
     """The request: status, code, decision, and when it has run its result or error (for the
     requester and the owners of every endpoint it names, who also read the run record `run`:
     captured output, error, the endpoint calls it made). An owner of only some of its endpoints
@@ -467,28 +467,28 @@ def get_approval(req, approval):
 
 @app.post(
     "/twins/requests/<request_id>/approve",
-    role=APPROVAL_OWNERS,
+    check=APPROVAL_OWNERS,
     body=DecisionCreate,
     body_required=False,
     answers=(409,),
     response=ApprovalPublic,
     operation_id="approve_request",
 )
-def approve(req, approval):
+def approve(req, request_id, approval):
     """Approve the request as its code and endpoints are now (`{"reason"?}`); 409 once it has run."""
     return _decide(req, approval["id"], approve=True)
 
 
 @app.post(
     "/twins/requests/<request_id>/deny",
-    role=APPROVAL_OWNERS,
+    check=APPROVAL_OWNERS,
     body=DecisionCreate,
     body_required=False,
     answers=(409,),
     response=ApprovalPublic,
     operation_id="deny_request",
 )
-def deny(req, approval):
+def deny(req, request_id, approval):
     """Deny the request (`{"reason"?}`); 409 once it has run."""
     return _decide(req, approval["id"], approve=False)
 
@@ -500,13 +500,13 @@ def _decide(req, approval_id: str, *, approve: bool):
 
 @app.post(
     "/twins/requests/<request_id>/run",
-    role=REQUESTER,
+    check=REQUESTER,
     query=AsyncQuery,
     answers=(409, *CALL_ANSWERS),
     response=CallResultPublic,
     operation_id="run_request",
 )
-def run_approval(req, approval):
+def run_approval(req, request_id, approval):
     """Run the approved request once, each endpoint bound to its private side -> `{"result"}`;
     again -> the same answer without running. 409 when it is not approved or an endpoint
     changed since the approval."""
@@ -521,12 +521,12 @@ def run_approval(req, approval):
 
 @app.post(
     "/twins/requests/<request_id>/try",
-    role=APPROVAL_OWNERS,
+    check=APPROVAL_OWNERS,
     answers=(*CALL_ANSWERS[1:],),
     response=TryPublic,
     operation_id="try_request",
 )
-def try_approval(req, approval):
+def try_approval(req, request_id, approval):
     """Try the request's code before deciding it: it runs in the sandbox as a run would, with
     every endpoint bound to its mock side, for the owner (their own mock calls) -> `{"result",
     "stdout", "stderr", "calls"}`. The request's status and its single run are untouched."""
@@ -540,7 +540,7 @@ def try_approval(req, approval):
 # -- jobs ----------------------------------------------------------------------------------------
 
 
-@app.get("/twins/jobs/<job_id>", role=JOB_VISIBLE, response=TwinJobPublic)
+@app.get("/twins/jobs/<job_id>", check=JOB_VISIBLE, response=TwinJobPublic)
 def get_job(req, job_id, job):
     """The job: `pending`, `running`, `done` with `result`, or `failed` with `error` (masked as
     for its caller)."""

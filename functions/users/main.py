@@ -100,14 +100,14 @@ def _revoke(req, email: str, key_id: str) -> None:
     auth.forget(apikeys.token_prefix(key_id))  # at once here; other instances within the role window
 
 
-@app.get("/users", role=authz.ADMIN, response=dict[str, UserPublic])
+@app.get("/users", check=authz.ADMIN, response=dict[str, UserPublic])
 def list_users(req):
     """Every user record."""
     snaps = store.collection("users").stream()
     return streamed(jsonio.stream_object((s.id, user_view(s.to_dict())) for s in snaps))
 
 
-@app.post("/users", role=authz.ADMIN, body=UsersUpdate, response=dict[str, UserPublic])
+@app.post("/users", check=authz.ADMIN, body=UsersUpdate, response=dict[str, UserPublic])
 def update_users(req):
     """Create or update users: a field present replaces that field, a field absent is kept."""
     users = store.collection("users")
@@ -160,7 +160,7 @@ def update_users(req):
     return stored
 
 
-@app.delete("/users", role=authz.ADMIN, body=EmailList, response=DeletedPublic)
+@app.delete("/users", check=authz.ADMIN, body=EmailList, response=DeletedPublic)
 def delete_users(req):
     """Delete users (their roles go with them); emails that have no record are skipped."""
     users = store.collection("users")
@@ -183,7 +183,7 @@ def delete_users(req):
     return {"deleted": sorted(deleted)}
 
 
-@app.get("/users/me", role=authz.AUTHENTICATED, response=ProfilePublic)
+@app.get("/users/me", check=authz.AUTHENTICATED, response=ProfilePublic)
 def get_me(req):
     """The caller's own record, as /roles shows it."""
     return req.caller.profile()
@@ -191,7 +191,7 @@ def get_me(req):
 
 @app.post(
     "/users/me/keys",
-    role=authz.AUTHENTICATED,
+    check=authz.AUTHENTICATED,
     body=KeyCreate,
     status=201,
     answers=(409,),
@@ -202,13 +202,13 @@ def create_my_key(req):
     return keys.issue(req, req.caller.email, req.body.name, req.body.expires_in_days)
 
 
-@app.get("/users/me/keys", role=authz.AUTHENTICATED, response=list[KeyPublic])
+@app.get("/users/me/keys", check=authz.AUTHENTICATED, response=list[KeyPublic])
 def list_my_keys(req):
     """The caller's API keys, without secrets."""
     return keys.list_for(req.caller.email)
 
 
-@app.delete("/users/me/keys/<key_id>", role=authz.AUTHENTICATED, status=204)
+@app.delete("/users/me/keys/<key_id>", check=authz.AUTHENTICATED, status=204)
 def delete_my_key(req, key_id):
     """Revoke one of the caller's API keys."""
     _revoke(req, req.caller.email, key_id)
@@ -216,7 +216,7 @@ def delete_my_key(req, key_id):
 
 @app.post(
     "/users/<email>/keys",
-    role=authz.ADMIN,
+    check=authz.ADMIN,
     body=KeyCreate,
     status=201,
     answers=(409, 422),
@@ -227,13 +227,13 @@ def create_user_key(req, email):
     return keys.issue(req, _email(email), req.body.name, req.body.expires_in_days)
 
 
-@app.get("/users/<email>/keys", role=authz.ADMIN, answers=(422,), response=list[KeyPublic])
+@app.get("/users/<email>/keys", check=authz.ADMIN, answers=(422,), response=list[KeyPublic])
 def list_user_keys(req, email):
     """A user's API keys, without secrets (admin)."""
     return keys.list_for(_email(email))
 
 
-@app.delete("/users/<email>/keys/<key_id>", role=authz.ADMIN, status=204, answers=(422,))
+@app.delete("/users/<email>/keys/<key_id>", check=authz.ADMIN, status=204, answers=(422,))
 def delete_user_key(req, email, key_id):
     """Revoke a user's API key (admin)."""
     _revoke(req, _email(email), key_id)

@@ -398,7 +398,7 @@ def test_every_role_checked_route_of_every_function_is_in_the_matrix(test_env):
             continue
         covered.setdefault((route.method, route.path), set()).update(allowed)
     assert not unmatched, f"ROUTES rows no function serves: {unmatched}"
-    checked = {(r.method, r.path) for app in apps.values() for r in app.routes if r.role is not None}
+    checked = {(r.method, r.path) for app in apps.values() for r in app.routes if r.check is not None}
     assert not checked - set(covered), (
         f"role-checked routes missing from ROUTES: {sorted(checked - set(covered))}"
     )

@@ -41,10 +41,10 @@ def test_openapi_is_generated_from_the_route_table(api, function):
         op = served[key]
         first_sentence = openapi.sentences(route.doc or route.handler.__doc__ or route.handler.__name__)[0]
         assert op["summary"] == first_sentence and op["operationId"].startswith(route.name)
-        if route.role is None:
+        if route.check is None:
             assert op["security"] == [] and "x-gatehouse-role" not in op, key
         else:
-            assert op["x-gatehouse-role"] == route.role.describe
+            assert op["x-gatehouse-role"] == route.check.describe
             assert op["security"] == [{"bearer": []}]
         params = {(p["in"], p["name"]): p for p in op.get("parameters", [])}
         assert {n for kind, n in params if kind == "path"} == set(re.findall(r"<(?:\w+:)?(\w+)>", route.path))

@@ -50,14 +50,33 @@ def test_a_misspelt_role_fails_when_the_route_is_declared_not_on_a_request():
         authz.on_dataset("write_own")  # type: ignore[arg-type]
 
 
-def test_a_role_checked_route_needs_an_authentication_step():
+def test_a_checked_route_needs_an_authentication_step():
     from common.identity import authz
     from common.web import http
 
     probe = http.App("probe")
     with pytest.raises(ValueError, match="no authenticate step"):
-        probe.get("/probe/x", role=authz.AUTHENTICATED)(lambda req: None)
+        probe.get("/probe/x", check=authz.AUTHENTICATED)(lambda req: None)
     router = http.Router()
-    router.get("/x", role=authz.AUTHENTICATED)(lambda req: None)
+    router.get("/x", check=authz.AUTHENTICATED)(lambda req: None)
     with pytest.raises(ValueError, match="no authenticate step"):
         probe.include_router(router, prefix="/probe")
+
+
+def test_a_check_hands_the_handler_what_it_loaded():
+    from types import SimpleNamespace
+
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from common.web import http
+
+    probe = http.App("probe", authenticate=lambda request: SimpleNamespace(email="a@example.com"))
+    owner = http.Check("the thing's owner", lambda req, params: {"thing": {"of": params["name"]}})
+
+    @probe.get("/probe/<name>", check=owner)
+    def get_thing(req, name, thing):
+        return {"name": name, "thing": thing}
+
+    response = probe(Request(EnvironBuilder(path="/probe/x").get_environ()))
+    assert json.loads(response.get_data()) == {"name": "x", "thing": {"of": "x"}}
