@@ -20,13 +20,14 @@ def entry(
     target_type: str,
     target_id: str,
     *,
-    dataset: str | None = None,
+    dataset: authz.Dataset | str | None = None,
     generation: str | None = None,
     before: Any = None,
     after: Any = None,
 ) -> dict[str, Any]:
-    """An entry; one about a dataset also keeps the dataset's generation (given, or the current
-    one), so a new dataset of a deleted one's name starts with an empty log."""
+    """An entry; one about a dataset also keeps the dataset's generation (given, the one of the
+    Dataset a route's check found, or else the current one), so a new dataset of a deleted one's
+    name starts with an empty log."""
     at = store.now()
     record = {
         "at": at,
@@ -38,10 +39,13 @@ def entry(
         # Firestore's TTL policy on `expire_at` (terraform/firestore.tf) deletes the entry then.
         "expire_at": at + datetime.timedelta(days=settings().audit_retention_days),
     }
+    if isinstance(dataset, authz.Dataset):
+        generation = generation or dataset.generation
+        dataset = dataset.name
+    elif dataset is not None and generation is None:
+        generation = authz.generation(authz.dataset_record(dataset))
     if dataset is not None:
         record["dataset"] = dataset
-        if generation is None:
-            generation = authz.generation(authz.dataset_record(dataset))
         if generation is not None:
             record["generation"] = generation
     before, after, compacted = _bounded(before, after)
@@ -99,7 +103,7 @@ def delete_existing(
     action: str,
     target_type: str,
     target_id: str,
-    dataset: str | None = None,
+    dataset: authz.Dataset | str | None = None,
     before=lambda snap: snap.to_dict(),
 ) -> None:
     """Delete one document with its audit entry, in a transaction: 404 (`missing`) when it is

@@ -49,8 +49,8 @@ class LocationStore:
     def __init__(self, root: str, collection: str, target_type: str):
         self.root, self.collection, self.target_type = root, collection, target_type
 
-    def _coll(self, dataset: str):
-        return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
+    def _coll(self, dataset: authz.Dataset):
+        return store.collection(self.root).document(dataset.data_key).collection(self.collection)
 
     @staticmethod
     def view(record: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class LocationStore:
             "timestamp": record["timestamp"],
         }
 
-    def put(self, req: Req, dataset: str) -> dict[str, str]:
+    def put(self, req: Req, dataset: authz.Dataset) -> dict[str, str]:
         point = location(req)
         key = location_key(point)
         record = {
@@ -80,7 +80,7 @@ class LocationStore:
         batch.commit()
         return {"key": key}
 
-    def list(self, req: Req, dataset: str):
+    def list(self, req: Req, dataset: authz.Dataset):
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self._coll(dataset).where(filter=FieldFilter("user", "==", req.caller.email))
@@ -88,7 +88,7 @@ class LocationStore:
             jsonio.stream_object((s.get("locationkey"), self.view(s.to_dict())) for s in query.stream())
         )
 
-    def delete(self, req: Req, dataset: str) -> dict[str, str]:
+    def delete(self, req: Req, dataset: authz.Dataset) -> dict[str, str]:
         key = location_key(location(req))
         ref = self._coll(dataset).document(user_doc_id(req.caller.email, key))
         audit.delete_existing(
@@ -117,8 +117,8 @@ def location_routes(store: LocationStore, noun: str) -> Router:
         summary=f"Store the caller's {noun} at x, y, z, replacing the one there.",
         operation_id=f"put_{kind}",
     )
-    def put_at_location(req: Req, name: str) -> dict[str, str]:
-        return store.put(req, name)
+    def put_at_location(req: Req, name: str, dataset: authz.Dataset) -> dict[str, str]:
+        return store.put(req, dataset)
 
     @router.get(
         "/<name>",
@@ -126,8 +126,8 @@ def location_routes(store: LocationStore, noun: str) -> Router:
         summary=f'The caller\'s {noun}s in the dataset, by "x_y_z".',
         operation_id=f"list_{kind}",
     )
-    def list_at_locations(req: Req, name: str):
-        return store.list(req, name)
+    def list_at_locations(req: Req, name: str, dataset: authz.Dataset):
+        return store.list(req, dataset)
 
     @router.delete(
         "/<name>",
@@ -136,7 +136,7 @@ def location_routes(store: LocationStore, noun: str) -> Router:
         summary=f"Delete the caller's {noun} at x, y, z (404 when there is none).",
         operation_id=f"delete_{kind}",
     )
-    def delete_at_location(req: Req, name: str) -> dict[str, str]:
-        return store.delete(req, name)
+    def delete_at_location(req: Req, name: str, dataset: authz.Dataset) -> dict[str, str]:
+        return store.delete(req, dataset)
 
     return router

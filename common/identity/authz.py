@@ -87,10 +87,29 @@ def generation(record: dict[str, Any] | None) -> str | None:
     return (record or {}).get("generation")
 
 
-def data_key(name: str) -> str:
-    """Where the data of dataset `name` is stored: its generation (its name, for a dataset made
-    before generations)."""
-    return generation(dataset_record(name)) or name
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as a route's check found it: its name and the record it was authorized on,
+    handed to the handler (`dataset`) so the request reads the record once and uses that one."""
+
+    name: str
+    record: dict[str, Any]
+
+    @property
+    def generation(self) -> str | None:
+        return generation(self.record)
+
+    @property
+    def data_key(self) -> str:
+        """Where its data is stored: its generation (its name, for one made before generations)."""
+        return self.generation or self.name
+
+
+def data_key(dataset: Dataset | str) -> str:
+    """Where the data of `dataset` is stored (see Dataset.data_key); a name is looked up."""
+    if isinstance(dataset, Dataset):
+        return dataset.data_key
+    return generation(dataset_record(dataset)) or dataset
 
 
 def forget_user(email: str) -> None:
@@ -228,25 +247,30 @@ WRITE_OTHERS = Need("write_others", Caller.can_write_others)
 MANAGE = Need("manage", Caller.can_manage)
 
 
-def require_dataset(caller: Caller, name: str, need: Need) -> dict[str, Any]:
-    """The dataset's record if the caller has `need` on it.
+def require_dataset(caller: Caller, name: str, need: Need) -> Dataset:
+    """The dataset, if the caller has `need` on it (one lookup of its record).
 
     A dataset the caller may not read is answered as missing (404), so names do not leak;
     one they may read but not act on is 403.
     """
-    record = dataset_record(name)
+    return require(caller, name, dataset_record(name), need)
+
+
+def require(caller: Caller, name: str, record: dict[str, Any] | None, need: Need) -> Dataset:
+    """require_dataset on a record already at hand."""
     if record is None or not caller.can_read(name, record):
         raise errors.NotFound(f"dataset {name!r} not found")
     if not need.test(caller, name, record):
         raise errors.Forbidden(f"this needs {need.name.replace('_', ' ')} on dataset {name!r}")
-    return record
+    return Dataset(name, record)
 
 
 def on_dataset(need: Need, param: str = "name") -> Check:
-    """A route check: the caller needs `need` (READ, WRITE_OWN, ...) on the path's dataset."""
+    """A route check: the caller needs `need` (READ, WRITE_OWN, ...) on the path's dataset,
+    which the handler receives as `dataset` (a Dataset)."""
 
-    def run(req: Req, params: dict[str, Any]) -> None:
-        require_dataset(req.caller, params[param], need)
+    def run(req: Req, params: dict[str, Any]) -> dict[str, Dataset]:
+        return {"dataset": require_dataset(req.caller, params[param], need)}
 
     return Check(f"{need.name} on the dataset", run)
 

@@ -111,8 +111,8 @@ app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 # -- v2 -------------------------------------------------------------------------------------
 
 
-def _v2(dataset: str):
-    return store.collection("annotations").document(authz.data_key(dataset)).collection(V2_COLLECTION)
+def _v2(dataset: authz.Dataset):
+    return store.collection("annotations").document(dataset.data_key).collection(V2_COLLECTION)
 
 
 def _comma_list(value: object) -> object:
@@ -160,12 +160,12 @@ class ListQuery(Paging):
     tag: str | None = Field(None, description="only annotations with this tag")
 
 
-def _whose(req, dataset: str) -> str:
+def _whose(req, dataset: authz.Dataset) -> str:
     """The `user` query value (the caller by default); another user's data needs write_others."""
     email = req.query.user
     if not email:
         return req.caller.email
-    if email != req.caller.email and not req.caller.can_write_others(dataset):
+    if email != req.caller.email and not req.caller.can_write_others(dataset.name, dataset.record):
         raise errors.Forbidden("another user's annotations need write_others on the dataset")
     return email
 
@@ -194,7 +194,7 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
     query=WriteQuery,
     response=AnnotationWrittenPublic | AnnotationsWrittenPublic,  # as one was written, or a list
 )
-def write_v2(req, name):
+def write_v2(req, name, dataset):
     """Write one annotation or a list of up to 10,000, validated as a whole before any write."""
     single = not isinstance(req.body, list)
     items: list[AnnotationCreate] = [req.body] if single else req.body
@@ -202,7 +202,9 @@ def write_v2(req, name):
     if move_key is not None and not single:
         raise errors.BadRequest("move_key takes the key of one annotation, with a single annotation")
     caller = req.caller
-    if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(name):
+    if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(
+        name, dataset.record
+    ):
         raise errors.Forbidden("writing another user's annotations needs write_others on the dataset")
 
     stamp = store.now()
@@ -221,14 +223,14 @@ def write_v2(req, name):
     moved = (
         user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
     )
-    _write_all(req, name, pending, replace, keep, moved)
+    _write_all(req, dataset, pending, replace, keep, moved)
     keys = [a.key for a in items]
     return {"key": keys[0]} if single else {"keys": keys}
 
 
 def _write_all(
     req,
-    dataset: str,
+    dataset: authz.Dataset,
     pending: dict[str, list[dict[str, Any]]],
     replace: bool,
     keep: tuple[str, ...],
@@ -303,17 +305,17 @@ def _write_all(
     query=ListQuery,
     response=list[AnnotationPublic],
 )
-def list_v2(req, name):
+def list_v2(req, name, dataset):
     """Annotations of the dataset: the caller's, another user's, or a group's."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     if req.query.user and req.query.groups is not None:
         raise errors.BadRequest("give user or groups, not both")
-    users = _group_members(req) if req.query.groups is not None else [_whose(req, name)]
+    users = _group_members(req) if req.query.groups is not None else [_whose(req, dataset)]
     kind, tag, limit = req.query.kind, req.query.tag, req.query.limit
     queries = []
     for chunk in store.chunks(sorted(users), store.MAX_IN_VALUES):
-        query = _v2(name).where(
+        query = _v2(dataset).where(
             filter=FieldFilter("user", "==", chunk[0])
             if len(chunk) == 1
             else FieldFilter("user", "in", chunk)
@@ -345,12 +347,12 @@ def _group_members(req) -> list[str]:
     status=204,
     query=WhoseQuery,
 )
-def delete_v2(req, name, key):
+def delete_v2(req, name, key, dataset):
     """Delete one annotation by key (404 when there is none)."""
-    user = _whose(req, name)
+    user = _whose(req, dataset)
     if not KEY.fullmatch(key):
         raise errors.NotFound(f"no annotation {key!r}")
-    ref = _v2(name).document(user_doc_id(user, key))
+    ref = _v2(dataset).document(user_doc_id(user, key))
     audit.delete_existing(
         req,
         ref,
@@ -358,7 +360,7 @@ def delete_v2(req, name, key):
         action="annotation_delete",
         target_type="annotation",
         target_id=key,
-        dataset=name,
+        dataset=dataset,
         before=lambda snap: {"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")},
     )
 

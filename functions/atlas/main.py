@@ -85,7 +85,7 @@ def _entries():
     return store.collection("atlas")
 
 
-def entry_id(dataset: str, user: str, key: str) -> str:
+def entry_id(dataset: authz.Dataset | str, user: str, key: str) -> str:
     """The id of an entry: derived from the dataset's generation (authz.data_key), so a new
     dataset of a deleted one's name never meets the old entries."""
     return hashlib.sha256(f"{authz.data_key(dataset)}\0{user}\0{key}".encode()).hexdigest()[:32]
@@ -158,13 +158,13 @@ def list_all(req):
     query=LocationQuery,
     response=AtlasEntryPublic,
 )
-def put_entry(req, name):
+def put_entry(req, name, dataset):
     """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
     point = location(req)
     key = location_key(point)
     payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
-    ref = _entries().document(entry_id(name, req.caller.email, key))
-    generation = authz.generation(authz.dataset_record(name))
+    ref = _entries().document(entry_id(dataset, req.caller.email, key))
+    generation = dataset.generation
 
     def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
@@ -193,7 +193,7 @@ def put_entry(req, name):
             "atlas_update" if old else "atlas_create",
             "atlas",
             ref.id,
-            dataset=name,
+            dataset=dataset,
             before=old,
             after=entry,
         )
@@ -203,13 +203,12 @@ def put_entry(req, name):
 
 
 @app.get("/atlas/<name>", check=authz.on_dataset(authz.READ), response=dict[str, AtlasEntryPublic])
-def list_own(req, name):
+def list_own(req, name, dataset):
     """The caller's entries in the dataset, by "x_y_z"."""
-    record = authz.dataset_record(name)
     snaps = _query(dataset=name, user=req.caller.email).stream()
     return streamed(
         jsonio.stream_object(
-            (s.get("locationref"), public_item(req, _view(s))) for s in snaps if _current(s, record)
+            (s.get("locationref"), public_item(req, _view(s))) for s in snaps if _current(s, dataset.record)
         )
     )
 
@@ -217,10 +216,10 @@ def list_own(req, name):
 @app.delete(
     "/atlas/<name>", check=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery, response=AtlasDeletedPublic
 )
-def delete_entry(req, name):
+def delete_entry(req, name, dataset):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
     key = location_key(location(req))
-    ref = _entries().document(entry_id(name, req.caller.email, key))
+    ref = _entries().document(entry_id(dataset, req.caller.email, key))
     audit.delete_existing(
         req,
         ref,
@@ -228,22 +227,24 @@ def delete_entry(req, name):
         action="atlas_delete",
         target_type="atlas",
         target_id=ref.id,
-        dataset=name,
+        dataset=dataset,
     )
     return {"deleted": ref.id}
 
 
-def _may_verify(req, params: dict[str, Any]) -> None:
-    """write_others on the entry's dataset; an entry in a dataset the caller cannot read is 404."""
+def _may_verify(req, params: dict[str, Any]) -> dict[str, authz.Dataset]:
+    """write_others on the entry's dataset (handed to the handler); an entry in a dataset the
+    caller cannot read is 404."""
     entry = params["entry"]
     missing = errors.NotFound(f"no atlas entry {entry!r}")  # the same whatever the reason: no leaks
     snap = _entries().document(entry).get() if ENTRY_ID.fullmatch(entry) else None
     if snap is None or not snap.exists:
         raise missing
-    record = authz.dataset_record(snap.get("dataset"))
-    if not _current(snap, record) or not req.caller.can_read(snap.get("dataset"), record):
+    name = snap.get("dataset")
+    record = authz.dataset_record(name)
+    if not _current(snap, record) or not req.caller.can_read(name, record):
         raise missing
-    authz.require_dataset(req.caller, snap.get("dataset"), authz.WRITE_OTHERS)
+    return {"dataset": authz.require(req.caller, name, record, authz.WRITE_OTHERS)}
 
 
 @app.post(
@@ -253,7 +254,7 @@ def _may_verify(req, params: dict[str, Any]) -> None:
     body_required=False,
     response=AtlasEntryPublic,
 )
-def verify(req, entry):
+def verify(req, entry, dataset):
     """Toggle an entry's `verified`, or set it with `{"verified": bool}`. Each change is written
     only if the entry is as it was read (else it is read and decided again), so concurrent calls
     never lose one; past about 2 s of contention 503 with Retry-After, nothing changed."""
@@ -271,7 +272,7 @@ def verify(req, entry):
             "verify",
             "atlas",
             entry,
-            dataset=snap.get("dataset"),
+            dataset=dataset,
             before={"verified": old},
             after={"verified": new},
         )

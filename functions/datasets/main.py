@@ -340,9 +340,9 @@ def deletion_logs(req, deletion_id):
 
 
 @app.get("/datasets/<name>", check=authz.on_dataset(authz.READ), response=DatasetPublic)
-def get_dataset(req, name):
+def get_dataset(req, name, dataset):
     """One dataset (404 when missing or not readable by the caller)."""
-    return _view(name, authz.dataset_record(name) or {})  # the role check found it
+    return _view(name, dataset.record)  # the record the check authorized
 
 
 def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
@@ -359,7 +359,16 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         old = snap.to_dict()
         record = {**change(old), "modified_at": store.now(), "modified_by": req.caller.email}
         transaction.set(ref, record)
-        audit.record(transaction, req, action, "dataset", name, dataset=name, before=old, after=record)
+        audit.record(
+            transaction,
+            req,
+            action,
+            "dataset",
+            name,
+            dataset=authz.Dataset(name, old),  # as read here: its generation too
+            before=old,
+            after=record,
+        )
         return _view(name, record)
 
     result = store.transactional(write)
@@ -374,7 +383,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
     answers=(409,),
     response=DatasetPublic,
 )
-def update_dataset(req, name):
+def update_dataset(req, name, dataset):
     """Merge metadata into a dataset. After finalize only description and tags may change;
     only admins change `location` (403)."""
     extra = req.body.model_extra or {}
@@ -400,7 +409,7 @@ def update_dataset(req, name):
 @app.post(
     "/datasets/<name>/finalize", check=authz.on_dataset(authz.MANAGE), answers=(409,), response=DatasetPublic
 )
-def finalize_dataset(req, name):
+def finalize_dataset(req, name, dataset):
     """Finalize a dataset: its metadata is frozen but for description and tags (again: 409)."""
 
     def finalize(old: dict[str, Any]) -> dict[str, Any]:
@@ -417,10 +426,10 @@ def finalize_dataset(req, name):
     query=Paging,
     response=list[AuditEntryPublic],
 )
-def dataset_logs(req, name):
+def dataset_logs(req, name, dataset):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
     not among them: see `/datasets/_deletions/{id}/logs`)."""
-    return _log(req, name, authz.generation(authz.dataset_record(name)))
+    return _log(req, name, dataset.generation)
 
 
 def _log(req, name: str, generation: str | None):
@@ -465,7 +474,7 @@ def _attachment_name(value: str) -> str:
     max_body=ATTACHMENT_LIMIT + (64 << 10),
     response=AttachmentCreatedPublic,
 )
-def upload_attachment(req, name):
+def upload_attachment(req, name, dataset):
     """Upload a file (multipart fields `name` and `attachment`, at most 32 MiB)."""
     upload = req.raw.files.get("attachment")
     if upload is None:
@@ -476,20 +485,20 @@ def upload_attachment(req, name):
     if size > ATTACHMENT_LIMIT:
         raise errors.PayloadTooLarge(f"an attachment is at most {ATTACHMENT_LIMIT} bytes")
     upload.stream.seek(0)
-    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{filename}")
+    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{dataset.data_key}/{filename}")
     blob.content_disposition = _disposition(filename)
     blob.upload_from_file(upload.stream, size=size, content_type=_safe_type(upload.mimetype))
     audit.write(
-        req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=name, after={"size": size}
+        req, "attachment_upload", "attachment", f"{name}/{filename}", dataset=dataset, after={"size": size}
     )
     return {"name": filename, "size": size}
 
 
 @app.get("/datasets/<name>/attachments", check=authz.on_dataset(authz.READ), response=list[AttachmentPublic])
-def list_attachments(req, name):
+def list_attachments(req, name, dataset):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
-    prefix = authz.data_key(name) + "/"
+    prefix = dataset.data_key + "/"
     return [
         {
             "name": b.name[len(prefix) :],
@@ -518,16 +527,16 @@ def _disposition(filename: str) -> str:
 @app.delete(
     "/datasets/<name>/attachments/<file>", check=authz.on_dataset(authz.MANAGE), status=204, answers=(422,)
 )
-def delete_attachment(req, name, file):
+def delete_attachment(req, name, file, dataset):
     """Delete an attachment (204 also when it does not exist)."""
     from google.api_core.exceptions import NotFound
 
     target = f"{name}/{_attachment_name(file)}"
     try:
-        blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{file}").delete()
+        blobs.bucket(app.settings.attachments_bucket).blob(f"{dataset.data_key}/{file}").delete()
     except NotFound:
         return
-    audit.write(req, "attachment_delete", "attachment", target, dataset=name)
+    audit.write(req, "attachment_delete", "attachment", target, dataset=dataset)
 
 
 def handle(request):

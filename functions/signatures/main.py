@@ -68,10 +68,10 @@ def _load_info(dataset: str) -> dict[str, Any] | None:
     return json.loads(data) if data else None
 
 
-def _info(dataset: str) -> dict[str, Any]:
-    info = sigindex.cached_info(dataset, _load_info)
-    if info is None or not _built_for(info, authz.dataset_record(dataset)):
-        raise errors.NotFound(f"dataset {dataset!r} has no signatures")
+def _info(dataset: authz.Dataset) -> dict[str, Any]:
+    info = sigindex.cached_info(dataset.name, _load_info)
+    if info is None or not _built_for(info, dataset.record):
+        raise errors.NotFound(f"dataset {dataset.name!r} has no signatures")
     return info
 
 
@@ -107,14 +107,14 @@ def _squared_distances(records, point):
     return sum((records[axis].astype(np.int64) - c) ** 2 for axis, c in zip("xyz", point))
 
 
-def nearest(dataset: str, point: tuple[int, int, int]):
+def nearest(dataset: authz.Dataset, point: tuple[int, int, int]):
     """The stored record nearest to `point` within NEAR voxels (ties: lowest x, y, z), or None."""
     import numpy as np
 
     info = _info(dataset)
     blocks = _blocks_near(point, info["block_size"])
     records: Any = (
-        np.concatenate(_read_all([sigindex.block_path(dataset, *b) for b in blocks])) if blocks else []
+        np.concatenate(_read_all([sigindex.block_path(dataset.name, *b) for b in blocks])) if blocks else []
     )
     if not len(records):
         return None
@@ -152,16 +152,16 @@ def _record_view(record) -> tuple[list[int], int]:
     query=LocationQuery,
     response=SignaturePublic,
 )
-def at_location(req, name):
+def at_location(req, name, dataset):
     """The signature of the stored point nearest to x, y, z (within 100 voxels)."""
-    record = nearest(name, location(req))
+    record = nearest(dataset, location(req))
     if record is None:
         raise errors.NotFound("point not found")
     point, signature = _record_view(record)
     return {"point": point, "signature": str(signature)}
 
 
-def candidates(dataset: str, signature: int):
+def candidates(dataset: authz.Dataset, signature: int):
     """Records sharing at least one masked hash with `signature`, at Hamming distance < 8, by
     (distance, x, y, z), at most 200: the index's four partitions, not a scan."""
     import numpy as np
@@ -169,7 +169,7 @@ def candidates(dataset: str, signature: int):
     info = _info(dataset)
     masks = [info[f"ham_{i}"] for i in range(sigindex.MASKS)]
     parts = _read_all(
-        [sigindex.index_path(dataset, i, sigindex.partition(m, signature)) for i, m in enumerate(masks)]
+        [sigindex.index_path(dataset.name, i, sigindex.partition(m, signature)) for i, m in enumerate(masks)]
     )
     # Same partition is not enough (4000 partitions share hashes); the masked bits must agree.
     shared = [
@@ -206,13 +206,13 @@ def suppress(point: tuple[int, int, int], found, dist) -> list[dict[str, Any]]:
     query=LocationQuery,
     response=MatchesPublic,
 )
-def like_location(req, name):
+def like_location(req, name, dataset):
     """Points whose signature is within Hamming distance 8 of the one at x, y, z, best first."""
     point = location(req)
-    origin = nearest(name, point)
+    origin = nearest(dataset, point)
     if origin is None:
         raise errors.NotFound("point not found")
-    found, dist = candidates(name, _record_view(origin)[1])
+    found, dist = candidates(dataset, _record_view(origin)[1])
     matches = suppress(point, found, dist)
     return {"matches": matches} if matches else {"matches": [], "message": "no matches"}
 

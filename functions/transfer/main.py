@@ -172,7 +172,7 @@ def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the
     neuroglancer link (the volume fills in as parts finish; poll GET /transfer/{job})."""
     body: TransferCreate = req.body
-    dataset = authz.require_dataset(req.caller, body.dataset, authz.READ)
+    dataset = authz.require_dataset(req.caller, body.dataset, authz.READ).record
     if not dataset.get("location"):
         raise errors.BadRequest(f"dataset {body.dataset!r} has no location")
     if not readable_location(dataset["location"]):
