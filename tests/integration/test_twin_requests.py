@@ -558,6 +558,39 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
     assert runs(api) == 1
 
 
+def test_a_run_whose_instance_stopped_is_interrupted_and_never_runs_again(api, world):
+    """A run's claim lasts its time limit plus a margin: a job's delivery while it lasts is sent
+    back (busy); once it has run out the run ends `failed` (interrupted), read or delivered."""
+    import datetime
+
+    from common.storage import store
+    from functions.twins import approvals
+
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    ref = store.collection(approvals.APPROVALS).document(request["id"])
+    now = store.now()
+    run = {"id": "r1", "request_id": "req", "job": "j1", "started_at": now, "lease_until": now}
+    ref.update({"status": "running", "run": {**run, "lease_until": now + datetime.timedelta(minutes=5)}})
+    assert approvals.start_queued(request["id"], "j1")[0] == "busy"
+    assert approvals.start_queued(request["id"], "j2")[0] == "finished"  # not that job's run
+    assert ref.get().get("status") == "running"
+    ref.update({"run": run})  # its lease ran out: the worker's instance stopped
+    state, doc, requester = approvals.start_queued(request["id"], "j1")
+    assert (state, doc["status"], doc["outcome"], requester) == (
+        "finished",
+        "failed",
+        {"status": "interrupted"},
+        None,
+    )
+    ref.update({"status": "running", "run": {**run, "job": None}, "outcome": None})  # a plain run's
+    got = api.get(f"/twins/requests/{request['id']}", user=READER).get_json()
+    assert got["status"] == "failed" and got["error"]["details"]["reason"] == "interrupted"
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 500 and r.get_json()["details"]["reason"] == "interrupted"
+    assert runs(api) == 0
+
+
 def test_a_result_over_a_mebibyte_goes_to_cloud_storage_and_comes_back_intact(api, world):
     from common.storage import blobs
 
