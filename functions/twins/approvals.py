@@ -58,6 +58,10 @@ CLAIM_WAIT_S = 5.0  # how long a run that lost its claim to a concurrent one loo
 RUN = jobs.Kind(
     lease_ends=lambda doc: (doc.get("run") or {}).get("lease_until"), holder="run.id", attempts=None
 )
+# A run queued for a job is held by that job (no lease: its worker starts it, or gives it back).
+QUEUED = jobs.Kind(
+    lease_ends=lambda doc: None, running=ApprovalStatus.QUEUED, holder="run.job", attempts=None
+)
 
 
 def load(approval_id: str) -> dict[str, Any] | None:
@@ -410,18 +414,9 @@ def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str,
 
 
 def unqueue(approval_id: str, job_id: str) -> None:
-    """Give the run back (approved again) when its job could not be queued."""
-    ref = store.collection(APPROVALS).document(approval_id)
-
-    def undo(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        doc = snap.to_dict() if snap.exists else None
-        if doc and doc["status"] == ApprovalStatus.QUEUED and (doc.get("run") or {}).get("job") == job_id:
-            transaction.update(
-                ref, {"status": ApprovalStatus.APPROVED, "run": None, "modified_at": store.now()}
-            )
-
-    store.transactional(undo)
+    """Give the run back (approved again) when its job could not be queued, if it still holds it."""
+    change = {"status": ApprovalStatus.APPROVED, "run": None, "modified_at": store.now()}
+    jobs.finish(store.collection(APPROVALS).document(approval_id), QUEUED, job_id, change)
 
 
 def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:

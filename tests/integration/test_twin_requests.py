@@ -558,6 +558,24 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
     assert runs(api) == 1
 
 
+def test_a_run_whose_job_the_queue_refused_is_given_back(api, world, monkeypatch):
+    """The run is held by its job from the moment it is queued; a job Pub/Sub did not take gives
+    it back (approved again, 503), so the single run is not used up."""
+    from common.storage import pubsub
+
+    def refuse(topic, message):
+        raise RuntimeError("the queue is down")
+
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    monkeypatch.setattr(pubsub, "publish", refuse)
+    assert_error(api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER), 503, "unavailable")
+    assert api.get(f"/twins/requests/{request['id']}", user=READER).get_json()["status"] == "approved"
+    monkeypatch.undo()
+    assert api.post(f"/twins/requests/{request['id']}/run", user=READER).status_code == 200
+    assert runs(api) == 1
+
+
 def test_a_run_whose_instance_stopped_is_interrupted_and_never_runs_again(api, world):
     """A run's claim lasts its time limit plus a margin: a job's delivery while it lasts is sent
     back (busy); once it has run out the run ends `failed` (interrupted), read or delivered."""
