@@ -2,7 +2,8 @@
 Pub/Sub push subscription on TRANSFER_TOPIC): one delivery is one attempt at one part, bounded
 by TRANSFER_TIMEOUT_SECONDS. A failed attempt raises, so Pub/Sub delivers the message again after
 its retry policy's backoff; after TRANSFER_ATTEMPTS the part is `failed` and so is the job. The
-part's record decides what a delivery does, so a redelivered message never counts twice.
+part's record decides what a delivery does (a claim with a lease, common/storage/jobs.py), so a
+redelivered message never counts twice.
 """
 
 from __future__ import annotations

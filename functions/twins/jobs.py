@@ -3,10 +3,11 @@ with `Location: /twins/jobs/{id}`; a message on TWIN_JOBS_TOPIC carries the job 
 function's `job_work` worker (Pub/Sub push, with retries and a dead-letter topic).
 
 A job goes pending -> running -> done | failed. Each delivery claims it in a transaction with a
-lease (its time limit plus a margin): a duplicate delivery while it runs is sent back (Pub/Sub
-delivers it again later), one after it finished changes nothing, and one after the lease ran out
-(the worker died) runs it again, at most MAX_ATTEMPTS times before the job ends `failed`. Only
-the attempt that holds the claim stores the outcome, so the work completes once. A request's
+lease (its time limit plus a margin; common/storage/jobs.py): a duplicate delivery while it runs
+is sent back (Pub/Sub delivers it again later), one after it finished changes nothing, and one
+after the lease ran out (the worker died) runs it again, at most MAX_ATTEMPTS times before the
+job ends `failed`. Only the attempt that holds the claim stores the outcome, so the work
+completes once. A request's
 run is single use: it is never started twice (functions/twins/approvals.py).
 """
 
