@@ -7,8 +7,8 @@ lease (its time limit plus a margin; common/storage/jobs.py): a duplicate delive
 is sent back (Pub/Sub delivers it again later), one after it finished changes nothing, and one
 after the lease ran out (the worker died) runs it again, at most MAX_ATTEMPTS times before the
 job ends `failed`. Only the attempt that holds the claim stores the outcome, so the work
-completes once. A request's
-run is single use: it is never started twice (functions/twins/approvals.py).
+completes once. A request's run is single use: it is never started twice
+(functions/twins/approvals.py).
 """
 
 from __future__ import annotations
