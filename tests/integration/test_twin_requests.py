@@ -609,6 +609,43 @@ def test_a_run_whose_instance_stopped_is_interrupted_and_never_runs_again(api, w
     assert runs(api) == 0
 
 
+def test_a_job_whose_message_was_dead_lettered_ends_failed_when_it_is_read(api, world):
+    """A job `running` well past its lease (ABANDONED_AFTER_S) gets no more deliveries: reading it
+    ends it `failed` (dead-lettered); one whose lease ran out only lately is still waited for."""
+    import datetime
+
+    from common.storage import store
+    from functions.twins import jobs
+
+    def running(lease_ran_out_s_ago):
+        job = jobs._job(
+            type("Req", (), {"caller": type("C", (), {"email": MANAGER})(), "id": "req"})(),
+            {
+                "kind": "call",
+                "endpoint": "lab.count",
+                "endpoint_generation": store.collection("twins")
+                .document("lab.count")
+                .get()
+                .get("generation"),
+                "side": "private",
+                "args_json": '{"n": 1}',
+                "timeout_s": 1.0,
+            },
+        )
+        lease = store.now() - datetime.timedelta(seconds=lease_ran_out_s_ago)
+        job.update(status="running", attempts=1, started_at=lease, lease_until=lease)
+        store.collection(jobs.JOBS).document(job["id"]).set(job)
+        return job["id"]
+
+    lately = running(60)
+    assert api.get(f"/twins/jobs/{lately}", user=MANAGER).get_json()["status"] == "running"
+    gone = running(jobs.ABANDONED_AFTER_S + 60)
+    job = api.get(f"/twins/jobs/{gone}", user=MANAGER).get_json()
+    assert job["status"] == "failed" and job["error"]["details"]["reason"] == "dead_lettered"
+    assert store.collection(jobs.JOBS).document(gone).get().get("status") == "failed"
+    assert runs(api) == 0
+
+
 def test_a_result_over_a_mebibyte_goes_to_cloud_storage_and_comes_back_intact(api, world):
     from common.storage import blobs
 
