@@ -7,7 +7,7 @@ In layers, lowest first; a module imports only from its own layer or lower ones
   exceptions), logs, version, jsonio, models (pydantic bases and shared fields);
 - storage/: store (Firestore), blobs (Cloud Storage), pubsub (Pub/Sub), deadlines (how long a
   request may wait on them), clients (the clients built to keep to it), failures (backend
-  failures as answers);
+  failures as answers), jobs (background work: claim with a lease, finish, settle);
 - web/: http (routing and the request pipeline), workers (Pub/Sub deliveries), openapi, docs;
   identity/: auth, apikeys,
   authz, exposure (web never imports identity);

@@ -1,3 +1,3 @@
 """The backends: Firestore (store), Cloud Storage (blobs), Pub/Sub (pubsub); how long a request
-may wait on them (deadlines), the clients built to honour that (clients), and the one place
-their failures become answers (failures)."""
+may wait on them (deadlines), the clients built to honour that (clients), the one place
+their failures become answers (failures), and background work kept in Firestore (jobs)."""

@@ -2,7 +2,8 @@
 Pub/Sub push subscription on TRANSFER_TOPIC): one delivery is one attempt at one part, bounded
 by TRANSFER_TIMEOUT_SECONDS. A failed attempt raises, so Pub/Sub delivers the message again after
 its retry policy's backoff; after TRANSFER_ATTEMPTS the part is `failed` and so is the job. The
-part's record decides what a delivery does, so a redelivered message never counts twice.
+part's record decides what a delivery does (a claim with a lease, common/storage/jobs.py), so a
+redelivered message never counts twice.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import datetime
 from typing import Any
 
 from common.config import settings
-from common.storage import store
+from common.storage import jobs, store
 from common.web import workers
 
 JOBS, PARTS = "transfer_jobs", "transfer_parts"  # transfer_jobs/{job}/transfer_parts/{key}
 CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus this was abandoned
-FINISHED = ("done", "failed")
 
 
 class TryAgain(workers.Retry):
@@ -36,62 +36,58 @@ def work(cloud_event):
     job = store.collection(JOBS).document(job_id)
     part = job.collection(PARTS).document(key)
     claimed = _claim(part)
-    if claimed is None:
+    if claimed.outcome in (jobs.Outcome.GONE, jobs.Outcome.FINISHED):
         return  # finished already, or the job is gone: a redelivery changes nothing
-    request, attempt = claimed
-    if request is None:  # an abandoned last attempt
-        _record(part, {"status": "failed", "error": f"no answer after {attempt} attempts"})
+    if claimed.outcome == jobs.Outcome.HELD:
+        raise TryAgain(f"part {key} is being sent by another delivery")
+    if claimed.outcome == jobs.Outcome.ABANDONED:  # its last attempt was: the part failed
         _settle(job)
         return
-    error, retry = _send(request)
+    assert claimed.record is not None  # claimed: the part as it is now
+    attempt = claimed.attempt
+    error, retry = _send(claimed.record["request"])
     if error is None:
-        _record(part, {"status": "done", "error": None, "finished_at": store.now()})
+        _record(part, attempt, {"status": "done", "error": None, "finished_at": store.now()})
     elif retry and attempt < settings().transfer_attempts:
-        _record(part, {"status": "retrying", "error": error})
+        _record(part, attempt, {"status": "retrying", "error": error})
         raise TryAgain(f"transfer job {job_id} part {key}, attempt {attempt}: {error}")
     else:
-        _record(part, {"status": "failed", "error": error, "finished_at": store.now()})
+        _record(part, attempt, {"status": "failed", "error": error, "finished_at": store.now()})
     _settle(job)
 
 
-def _record(part, change: dict[str, Any]) -> None:
-    """Write how the attempt went; a part deleted meanwhile (its job went with its dataset) is
-    workers.Gone: nothing is left to do."""
-    from google.api_core.exceptions import NotFound
-
-    try:
-        part.update(change)
-    except NotFound:
-        raise workers.Gone(
-            f"transfer job {part.parent.parent.id} part {part.id} was deleted meanwhile"
-        ) from None
+def _lease_ends(part: dict[str, Any]) -> datetime.datetime:
+    limit = settings().transfer_timeout_seconds + CLAIM_MARGIN_SECONDS
+    return part["claimed_at"] + datetime.timedelta(seconds=limit)
 
 
-def _claim(part) -> tuple[dict[str, Any] | None, int] | None:
-    """Count one attempt at the part, in a transaction on its own record: None when there is
-    nothing to do; (None, attempts) when its last attempt was abandoned. TryAgain while
-    another delivery of it is still sending."""
-    from google.cloud import firestore
+# A part's claim: "sending" by one delivery, told apart by its attempt count.
+PART = jobs.Kind(lease_ends=_lease_ends, running="sending")
 
-    now = store.now()
 
-    @firestore.transactional
-    def claim(transaction):
-        snap = part.get(transaction=transaction)
-        if not snap.exists or snap.get("status") in FINISHED:
-            return None
-        record = snap.to_dict()
-        if record["status"] == "sending":
-            limit = settings().transfer_timeout_seconds + CLAIM_MARGIN_SECONDS
-            if now - record["claimed_at"] < datetime.timedelta(seconds=limit):
-                raise TryAgain(f"part {part.id} is being sent by another delivery")
-            if record["attempts"] >= settings().transfer_attempts:
-                return None, record["attempts"]
-        attempt = record["attempts"] + 1
-        transaction.update(part, {"status": "sending", "attempts": attempt, "claimed_at": now})
-        return record["request"], attempt
+def _claim(part) -> jobs.Claim:
+    """Count one attempt at the part, in a transaction on its own record."""
+    return jobs.claim(
+        part,
+        PART,
+        start=lambda transaction, record, now: {"claimed_at": now},
+        abandon=lambda record, now: {
+            "status": "failed",
+            "error": f"no answer after {record['attempts']} attempts",
+        },
+        max_attempts=settings().transfer_attempts,
+    )
 
-    return claim(store.db().transaction())
+
+def _record(part, attempt: int, change: dict[str, Any]) -> None:
+    """Write how the attempt went, if it still holds the part. A part deleted meanwhile (its
+    job went with its dataset) is workers.Gone: nothing is left to do; a part claimed by a
+    later delivery (this one outlived its lease) is that delivery's: this message comes again."""
+    held, record = jobs.finish(part, PART, attempt, change)
+    if record is None:
+        raise workers.Gone(f"transfer job {part.parent.parent.id} part {part.id} was deleted meanwhile")
+    if not held:
+        raise TryAgain(f"part {part.id} was claimed by another delivery after this one's lease ran out")
 
 
 def _id_token() -> str | None:

@@ -30,7 +30,7 @@ from common import audit, errors
 from common.config import settings
 from common.identity import authz
 from common.logs import log
-from common.storage import store
+from common.storage import jobs, store
 from functions.twins import calls, results, sandbox, source
 from functions.twins.calls import clip
 
@@ -54,6 +54,14 @@ FINISHED = (ApprovalStatus.DONE, ApprovalStatus.FAILED)
 LEASE_MARGIN_S = 30  # a run still `running` this long past its time limit was interrupted
 POLL_S = 0.2
 CLAIM_WAIT_S = 5.0  # how long a run that lost its claim to a concurrent one looks for that one
+# A run's claim: `running` until its run record's `lease_until`, by that run (its id); single use.
+RUN = jobs.Kind(
+    lease_ends=lambda doc: (doc.get("run") or {}).get("lease_until"), holder="run.id", attempts=None
+)
+# A run queued for a job is held by that job (no lease: its worker starts it, or gives it back).
+QUEUED = jobs.Kind(
+    lease_ends=lambda doc: None, running=ApprovalStatus.QUEUED, holder="run.job", attempts=None
+)
 
 
 def load(approval_id: str) -> dict[str, Any] | None:
@@ -406,18 +414,9 @@ def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str,
 
 
 def unqueue(approval_id: str, job_id: str) -> None:
-    """Give the run back (approved again) when its job could not be queued."""
-    ref = store.collection(APPROVALS).document(approval_id)
-
-    def undo(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        doc = snap.to_dict() if snap.exists else None
-        if doc and doc["status"] == ApprovalStatus.QUEUED and (doc.get("run") or {}).get("job") == job_id:
-            transaction.update(
-                ref, {"status": ApprovalStatus.APPROVED, "run": None, "modified_at": store.now()}
-            )
-
-    store.transactional(undo)
+    """Give the run back (approved again) when its job could not be queued, if it still holds it."""
+    change = {"status": ApprovalStatus.APPROVED, "run": None, "modified_at": store.now()}
+    jobs.finish(store.collection(APPROVALS).document(approval_id), QUEUED, job_id, change)
 
 
 def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:
@@ -427,39 +426,31 @@ def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | N
     holding 409: it ends `failed` with that error and nothing runs); ("busy", doc, None) while
     another delivery runs it; ("gone", None, None). A run that started and was interrupted is
     not run again (single use): it ends `failed`."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    requester = None
 
-    def start(transaction) -> tuple[str, dict[str, Any] | None, Any]:
-        snap = ref.get(transaction=transaction)
-        if not snap.exists:
-            return "gone", None, None
-        doc = snap.to_dict()
-        record = doc.get("run") or {}
-        if doc["status"] in FINISHED or record.get("job") != job_id:
-            return "finished", doc, None
-        now = store.now()
-        if doc["status"] == ApprovalStatus.RUNNING:
-            if record.get("lease_until") and now < record["lease_until"]:
-                return "busy", doc, None
-            change = _failed({"status": "interrupted"}, now)
-            transaction.update(ref, change)
-            return "finished", {**doc, **change}, None
-        requester = None
+    def start(transaction, doc: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        nonlocal requester
         try:
             requester = _requester_now(doc, "job")
             refused = _refusal(transaction, doc, requester)
         except errors.Forbidden as exc:  # the account was disabled since the run was queued
             refused = exc
         if refused is not None:
-            change = _failed(_refused(refused), now)
-            transaction.update(ref, change)
-            return "finished", {**doc, **change}, None
-        run_record = {**record, "started_at": now, "lease_until": _lease(doc, now)}
-        change = {"status": ApprovalStatus.RUNNING, "run": run_record, "modified_at": now}
-        transaction.update(ref, change)
-        return "claimed", {**doc, **change}, requester
+            requester = None
+            return _failed(_refused(refused), now)
+        return {"run": {**doc["run"], "started_at": now, "lease_until": _lease(doc, now)}, "modified_at": now}
 
-    return store.transactional(start)
+    claimed = jobs.claim(
+        store.collection(APPROVALS).document(approval_id),
+        RUN,
+        start=start,
+        abandon=_interrupted,
+        claimable=lambda doc: (doc.get("run") or {}).get("job") == job_id,
+    )
+    if claimed.outcome == jobs.Outcome.CLAIMED:
+        return "claimed", claimed.record, requester
+    state = {jobs.Outcome.HELD: "busy", jobs.Outcome.GONE: "gone"}.get(claimed.outcome, "finished")
+    return state, claimed.record, None
 
 
 def _lease(doc: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
@@ -468,6 +459,11 @@ def _lease(doc: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
 
 def _failed(outcome: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
     return {"status": ApprovalStatus.FAILED, "outcome": outcome, "finished_at": now, "modified_at": now}
+
+
+def _interrupted(doc: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    """A run whose instance stopped: it ends `failed` and is not run again (single use)."""
+    return _failed({"status": "interrupted"}, now)
 
 
 def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
@@ -606,8 +602,6 @@ class _NoState:
 def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
     """Store the run's outcome (the result in Cloud Storage when large), if this run still holds
     the claim; the request as stored."""
-    ref = store.collection(APPROVALS).document(doc["id"])
-    run_id = doc["run"]["id"]
     now = store.now()
     change: dict[str, Any] = {
         "status": ApprovalStatus.DONE if outcome.status == "ok" else ApprovalStatus.FAILED,
@@ -631,16 +625,9 @@ def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
             log("ERROR", f"the result of twin request {doc['id']} was not stored", exc=exc)
             change["status"] = ApprovalStatus.FAILED
             change["outcome"].update(status="result_not_stored", message=f"{type(exc).__name__}: {exc}")
-
-    def write(transaction) -> dict[str, Any]:
-        snap = ref.get(transaction=transaction)
-        current = snap.to_dict() if snap.exists else None
-        if current is None or current["status"] != ApprovalStatus.RUNNING or current["run"]["id"] != run_id:
-            return current or {**doc, **change}  # settled meanwhile (e.g. as interrupted)
-        transaction.update(ref, change)
-        return {**current, **change}
-
-    return store.transactional(write)
+    ref = store.collection(APPROVALS).document(doc["id"])
+    # Not written when settled meanwhile (e.g. as interrupted); the request as stored then.
+    return jobs.finish(ref, RUN, doc["run"]["id"], change).record or {**doc, **change}
 
 
 def _wait(approval_id: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -660,21 +647,7 @@ def _wait(approval_id: str, doc: dict[str, Any]) -> dict[str, Any]:
 def _settled(doc: dict[str, Any]) -> dict[str, Any]:
     """A run still `running` well past its lease was interrupted (its instance stopped): it ends
     `failed` and is not run again."""
-    record = doc.get("run") or {}
-    lease = record.get("lease_until")
-    if doc["status"] != ApprovalStatus.RUNNING or lease is None or store.now() < lease:
-        return doc
-    ref = store.collection(APPROVALS).document(doc["id"])
-
-    def settle(transaction) -> dict[str, Any]:
-        current = ref.get(transaction=transaction).to_dict()
-        if current["status"] != ApprovalStatus.RUNNING or current["run"]["id"] != record["id"]:
-            return current
-        change = _failed({"status": "interrupted"}, store.now())
-        transaction.update(ref, change)
-        return {**current, **change}
-
-    return store.transactional(settle)
+    return jobs.settle(store.collection(APPROVALS).document(doc["id"]), RUN, doc, _interrupted)
 
 
 # -- what callers see ----------------------------------------------------------------------------

@@ -3,11 +3,12 @@ with `Location: /twins/jobs/{id}`; a message on TWIN_JOBS_TOPIC carries the job 
 function's `job_work` worker (Pub/Sub push, with retries and a dead-letter topic).
 
 A job goes pending -> running -> done | failed. Each delivery claims it in a transaction with a
-lease (its time limit plus a margin): a duplicate delivery while it runs is sent back (Pub/Sub
-delivers it again later), one after it finished changes nothing, and one after the lease ran out
-(the worker died) runs it again, at most MAX_ATTEMPTS times before the job ends `failed`. Only
-the attempt that holds the claim stores the outcome, so the work completes once. A request's
-run is single use: it is never started twice (functions/twins/approvals.py).
+lease (its time limit plus a margin; common/storage/jobs.py): a duplicate delivery while it runs
+is sent back (Pub/Sub delivers it again later), one after it finished changes nothing, and one
+after the lease ran out (the worker died) runs it again, at most MAX_ATTEMPTS times before the
+job ends `failed`. Only the attempt that holds the claim stores the outcome, so the work
+completes once. A request's run is single use: it is never started twice
+(functions/twins/approvals.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import datetime
 import json
 import re
 import uuid
-from enum import StrEnum
 from typing import Any
 
 from common import errors, jsonio
 from common.config import settings
 from common.identity import authz
 from common.logs import log
+from common.storage import jobs as leases  # the kernel of background work (this module is twins')
 from common.storage import pubsub, store
 from functions.twins import approvals, calls, results
 
@@ -30,21 +31,15 @@ JOBS = "twin_jobs"
 ID = re.compile(r"[0-9a-f]{32}")
 
 
-class JobStatus(StrEnum):
-    """A job's `status`, as stored and answered: PENDING -> RUNNING -> DONE | FAILED."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-FINISHED = (JobStatus.DONE, JobStatus.FAILED)
+JobStatus = leases.Status  # as stored and answered: PENDING -> RUNNING -> DONE | FAILED
+FINISHED = leases.FINISHED
 MAX_ATTEMPTS = 3
 LEASE_MARGIN_S = 30
 # A job still `running` this long past its lease gets no more deliveries (its message was
 # dead-lettered): it ends `failed` when it is next read.
 ABANDONED_AFTER_S = 900
+# A job's claim: `running` until `lease_until`, by the attempt it counts.
+JOB = leases.Kind(lease_ends=lambda job: job["lease_until"])
 
 
 class TryAgain(Exception):
@@ -146,38 +141,25 @@ def load(job_id: str) -> dict[str, Any] | None:
 
 def work(job_id: str) -> None:
     """One delivery of a job: claim it and carry it out, or nothing when it has finished."""
-    claimed = _claim(job_id)
-    if claimed is None:
+    claimed = leases.claim(
+        store.collection(JOBS).document(job_id),
+        JOB,
+        start=lambda transaction, job, now: {
+            "started_at": now,
+            "lease_until": now + datetime.timedelta(seconds=job["timeout_s"] + LEASE_MARGIN_S),
+        },
+        abandon=lambda job, now: _failed_change(_stopped(job), now),
+        max_attempts=MAX_ATTEMPTS,
+    )
+    if claimed.outcome == leases.Outcome.HELD:
+        raise TryAgain(f"twin job {job_id} is being carried out by another delivery")
+    if claimed.outcome != leases.Outcome.CLAIMED:
         return
-    job, attempt = claimed
-    if job["kind"] == "run":
-        _work_run(job, attempt)
+    assert claimed.record is not None  # claimed: the job as it is now
+    if claimed.record["kind"] == "run":
+        _work_run(claimed.record, claimed.attempt)
     else:
-        _work_call(job, attempt)
-
-
-def _claim(job_id: str) -> tuple[dict[str, Any], int] | None:
-    ref = store.collection(JOBS).document(job_id)
-
-    def claim(transaction) -> tuple[dict[str, Any], int] | None:
-        snap = ref.get(transaction=transaction)
-        if not snap.exists or snap.get("status") in FINISHED:
-            return None
-        job = snap.to_dict()
-        now = store.now()
-        if job["status"] == JobStatus.RUNNING:
-            if now < job["lease_until"]:
-                raise TryAgain(f"twin job {job_id} is being carried out by another delivery")
-            if job["attempts"] >= MAX_ATTEMPTS:
-                transaction.update(ref, _failed_change(_stopped(job), now))
-                return None
-        attempt = job["attempts"] + 1
-        lease = now + datetime.timedelta(seconds=job["timeout_s"] + LEASE_MARGIN_S)
-        change = {"status": JobStatus.RUNNING, "attempts": attempt, "started_at": now, "lease_until": lease}
-        transaction.update(ref, change)
-        return {**job, **change}, attempt
-
-    return store.transactional(claim)
+        _work_call(claimed.record, claimed.attempt)
 
 
 def _stopped(job: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +233,6 @@ def _finish(
     job: dict[str, Any], attempt: int, status: int, body: dict[str, Any], *, result_from_request: bool = False
 ) -> None:
     """Store the outcome if this attempt still holds the job (a late attempt changes nothing)."""
-    ref = store.collection(JOBS).document(job["id"])
     now = store.now()
     if status == 200:
         change: dict[str, Any] = {"status": JobStatus.DONE, "http_status": 200, "finished_at": now}
@@ -259,13 +240,7 @@ def _finish(
             change.update(results.stored("jobs", job["id"], body["result"]))
     else:
         change = {"status": JobStatus.FAILED, "http_status": status, "error": body, "finished_at": now}
-
-    def write(transaction) -> None:
-        snap = ref.get(transaction=transaction)
-        if snap.exists and snap.get("status") == JobStatus.RUNNING and snap.get("attempts") == attempt:
-            transaction.update(ref, change)
-
-    store.transactional(write)
+    leases.finish(store.collection(JOBS).document(job["id"]), JOB, attempt, change)
 
 
 # -- what callers see ----------------------------------------------------------------------------
@@ -299,26 +274,13 @@ def _same_endpoint(job: dict[str, Any], endpoint: calls.Endpoint) -> bool:
 
 def _settled(job: dict[str, Any]) -> dict[str, Any]:
     """A job whose worker stopped and whose message was dead-lettered ends `failed` here."""
-    if job["status"] != JobStatus.RUNNING:
-        return job
-    if store.now() < job["lease_until"] + datetime.timedelta(seconds=ABANDONED_AFTER_S):
-        return job
+    error = {
+        "error": "internal",
+        "message": "the job's worker stopped and its message was not delivered again (dead-lettered)",
+        "details": {"reference": job["id"], "reason": "dead_lettered"},
+    }
     ref = store.collection(JOBS).document(job["id"])
-
-    def settle(transaction) -> dict[str, Any]:
-        current = ref.get(transaction=transaction).to_dict()
-        if current["status"] != JobStatus.RUNNING or current["attempts"] != job["attempts"]:
-            return current
-        error = {
-            "error": "internal",
-            "message": "the job's worker stopped and its message was not delivered again (dead-lettered)",
-            "details": {"reference": job["id"], "reason": "dead_lettered"},
-        }
-        change = _failed_change(error, store.now())
-        transaction.update(ref, change)
-        return {**current, **change}
-
-    return store.transactional(settle)
+    return leases.settle(ref, JOB, job, lambda job, now: _failed_change(error, now), grace=ABANDONED_AFTER_S)
 
 
 def view(job: dict[str, Any], viewer) -> dict[str, Any]:

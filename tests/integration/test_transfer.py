@@ -545,3 +545,21 @@ def test_a_worker_that_fails_logs_its_stack_in_one_line_and_answers_500(world, w
     assert line["request_id"] == body["request_id"]
     assert line["logging.googleapis.com/trace"].endswith(f"/traces/{trace}")
     assert "KeyError: 'attempts'" in line["stack_trace"]
+
+
+def test_a_delivery_that_outlived_its_lease_leaves_the_part_to_the_one_that_took_it_over(world):
+    """Only the delivery that holds a part writes how its attempt went: an earlier one, whose
+    lease ran out and whose part a later delivery claimed, writes nothing and is delivered again
+    (then it finds the later attempt's outcome)."""
+    from functions.transfer import worker
+
+    _part_to_send("takenjob")
+    part = (
+        store.collection("transfer_jobs").document("takenjob").collection("transfer_parts").document("0_0_0")
+    )
+    part.update({"status": "sending", "attempts": 2, "claimed_at": store.now()})
+    with pytest.raises(worker.TryAgain, match="claimed by another delivery"):
+        worker._record(part, 1, {"status": "failed", "error": "HTTP 500", "finished_at": store.now()})
+    assert (part.get().get("status"), part.get().get("error")) == ("sending", None)
+    worker._record(part, 2, {"status": "done", "error": None, "finished_at": store.now()})
+    assert part.get().get("status") == "done"

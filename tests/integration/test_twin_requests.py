@@ -558,6 +558,94 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
     assert runs(api) == 1
 
 
+def test_a_run_whose_job_the_queue_refused_is_given_back(api, world, monkeypatch):
+    """The run is held by its job from the moment it is queued; a job Pub/Sub did not take gives
+    it back (approved again, 503), so the single run is not used up."""
+    from common.storage import pubsub
+
+    def refuse(topic, message):
+        raise RuntimeError("the queue is down")
+
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    monkeypatch.setattr(pubsub, "publish", refuse)
+    assert_error(api.post(f"/twins/requests/{request['id']}/run?async=1", user=READER), 503, "unavailable")
+    assert api.get(f"/twins/requests/{request['id']}", user=READER).get_json()["status"] == "approved"
+    monkeypatch.undo()
+    assert api.post(f"/twins/requests/{request['id']}/run", user=READER).status_code == 200
+    assert runs(api) == 1
+
+
+def test_a_run_whose_instance_stopped_is_interrupted_and_never_runs_again(api, world):
+    """A run's claim lasts its time limit plus a margin: a job's delivery while it lasts is sent
+    back (busy); once it has run out the run ends `failed` (interrupted), read or delivered."""
+    import datetime
+
+    from common.storage import store
+    from functions.twins import approvals
+
+    request = submit(api, USE_COUNT, {"count": "lab.count"})
+    approve(api, request["id"])
+    ref = store.collection(approvals.APPROVALS).document(request["id"])
+    now = store.now()
+    run = {"id": "r1", "request_id": "req", "job": "j1", "started_at": now, "lease_until": now}
+    ref.update({"status": "running", "run": {**run, "lease_until": now + datetime.timedelta(minutes=5)}})
+    assert approvals.start_queued(request["id"], "j1")[0] == "busy"
+    assert approvals.start_queued(request["id"], "j2")[0] == "finished"  # not that job's run
+    assert ref.get().get("status") == "running"
+    ref.update({"run": run})  # its lease ran out: the worker's instance stopped
+    state, doc, requester = approvals.start_queued(request["id"], "j1")
+    assert (state, doc["status"], doc["outcome"], requester) == (
+        "finished",
+        "failed",
+        {"status": "interrupted"},
+        None,
+    )
+    ref.update({"status": "running", "run": {**run, "job": None}, "outcome": None})  # a plain run's
+    got = api.get(f"/twins/requests/{request['id']}", user=READER).get_json()
+    assert got["status"] == "failed" and got["error"]["details"]["reason"] == "interrupted"
+    r = api.post(f"/twins/requests/{request['id']}/run", user=READER)
+    assert r.status_code == 500 and r.get_json()["details"]["reason"] == "interrupted"
+    assert runs(api) == 0
+
+
+def test_a_job_whose_message_was_dead_lettered_ends_failed_when_it_is_read(api, world):
+    """A job `running` well past its lease (ABANDONED_AFTER_S) gets no more deliveries: reading it
+    ends it `failed` (dead-lettered); one whose lease ran out only lately is still waited for."""
+    import datetime
+
+    from common.storage import store
+    from functions.twins import jobs
+
+    def running(lease_ran_out_s_ago):
+        job = jobs._job(
+            type("Req", (), {"caller": type("C", (), {"email": MANAGER})(), "id": "req"})(),
+            {
+                "kind": "call",
+                "endpoint": "lab.count",
+                "endpoint_generation": store.collection("twins")
+                .document("lab.count")
+                .get()
+                .get("generation"),
+                "side": "private",
+                "args_json": '{"n": 1}',
+                "timeout_s": 1.0,
+            },
+        )
+        lease = store.now() - datetime.timedelta(seconds=lease_ran_out_s_ago)
+        job.update(status="running", attempts=1, started_at=lease, lease_until=lease)
+        store.collection(jobs.JOBS).document(job["id"]).set(job)
+        return job["id"]
+
+    lately = running(60)
+    assert api.get(f"/twins/jobs/{lately}", user=MANAGER).get_json()["status"] == "running"
+    gone = running(jobs.ABANDONED_AFTER_S + 60)
+    job = api.get(f"/twins/jobs/{gone}", user=MANAGER).get_json()
+    assert job["status"] == "failed" and job["error"]["details"]["reason"] == "dead_lettered"
+    assert store.collection(jobs.JOBS).document(gone).get().get("status") == "failed"
+    assert runs(api) == 0
+
+
 def test_a_result_over_a_mebibyte_goes_to_cloud_storage_and_comes_back_intact(api, world):
     from common.storage import blobs
 
