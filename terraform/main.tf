@@ -17,6 +17,22 @@ locals {
     twins         = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = ["twin-results"], sign_urls = false }
   }
 
+  # clio's /v2/<resource> API: the function that serves each resource (the gateway routes
+  # /v2/<resource>/** there; tools/check_terraform.py keeps it equal to common.web.clio.RESOURCES).
+  clio_resources = {
+    server         = "users"
+    users          = "users"
+    roles          = "roles"
+    datasets       = "datasets"
+    annotations    = "annotations"
+    atlas          = "atlas"
+    savedsearches  = "savedsearches"
+    signatures     = "signatures"
+    transfer       = "transfer"
+    kv             = "kv"
+    "pull-request" = "kv"
+  }
+
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
   # The transfer output is not here: it is the one bucket neuroglancer reads (storage.tf).
   buckets = {
