@@ -89,3 +89,24 @@ def epoch(value: Any) -> Any:
 def with_epochs(record: dict[str, Any], *fields: str) -> dict[str, Any]:
     """`record` with each of `fields` it has as epoch seconds (see `epoch`)."""
     return {k: epoch(v) if k in fields else v for k, v in record.items()}
+
+
+class UserPublic(BaseModel):
+    """A user as clio's `User` model answered it (`GET /v2/roles`, `GET /v2/users`): Gatehouse's
+    fields, and clio's that Gatehouse does not keep (`org`, `picture`, terms of service) empty."""
+
+    email: str
+    name: str = ""
+    org: str = ""
+    picture: str = ""
+    disabled: bool = False
+    global_roles: list[str] = []
+    datasets: dict[str, list[str]] = {}
+    datasets_ignore_tos: dict[str, Any] = {}
+    missing_tos: list[str] = []
+    groups: list[str] = []
+
+
+def user(email: str, view: dict[str, Any]) -> dict[str, Any]:
+    """clio's `User` from Gatehouse's view of a user (the roles profile or a user record)."""
+    return UserPublic(email=email, **{k: v for k, v in view.items() if k != "email"}).model_dump()
