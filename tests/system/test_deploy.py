@@ -294,6 +294,7 @@ DEPLOYER_ROLES = {
     "google_api_gateway_api": "roles/apigateway.admin",
     "google_api_gateway_api_config": "roles/apigateway.admin",
     "google_api_gateway_gateway": "roles/apigateway.admin",
+    "google_secret_manager_secret_iam_member": "roles/secretmanager.admin",
 }
 # Besides: acting as the accounts terraform makes (functions and workers run as them, push
 # subscriptions sign tokens as the pushers, the gateway calls as its account); each function's
