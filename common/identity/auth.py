@@ -225,7 +225,7 @@ def _verify_dev(token: str) -> dict[str, Any]:
 
 def _verify_clio(token: str, header: dict[str, Any]) -> dict[str, Any]:
     """A clio token's claims, its signature and expiry checked: RS256 by the signer account (the
-    local issuer's key in dev mode), or HS256 with FLYEM_SECRET where one is configured."""
+    local issuer's key in dev mode without one), or HS256 with FLYEM_SECRET where configured."""
     from google.auth import exceptions, jwt
     from google.oauth2 import id_token
 
@@ -233,21 +233,21 @@ def _verify_clio(token: str, header: dict[str, Any]) -> dict[str, Any]:
     alg = header.get("alg")
     if alg == "HS256" and s.flyem_secret:
         return hs256_decode(token, s.flyem_secret)
-    if alg != "RS256" or not (s.dev_mode or s.clio_token_signer):
+    if alg != "RS256" or not (s.clio_token_signer or s.dev_mode):
         raise errors.Unauthenticated("the token's issuer is not accepted by this deployment")
     try:
-        if s.dev_mode:
-            return jwt.decode(
-                token, certs={CLIO_DEV_KEY_ID: _dev_public_key()}, clock_skew_in_seconds=CLOCK_SKEW_SECONDS
+        if s.clio_token_signer:
+            return dict(
+                id_token.verify_token(
+                    token,
+                    _certs_request(),
+                    audience=None,  # clio tokens name no audience: the issuer and the key say who made them
+                    certs_url=SIGNER_CERTS_URL.format(account=s.clio_token_signer),
+                    clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+                )
             )
-        return dict(
-            id_token.verify_token(
-                token,
-                _certs_request(),
-                audience=None,  # clio tokens name no audience: the issuer and the key say who made them
-                certs_url=SIGNER_CERTS_URL.format(account=s.clio_token_signer),
-                clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
-            )
+        return jwt.decode(
+            token, certs={CLIO_DEV_KEY_ID: _dev_public_key()}, clock_skew_in_seconds=CLOCK_SKEW_SECONDS
         )
     except exceptions.TransportError:
         raise errors.Unavailable(

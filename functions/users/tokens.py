@@ -78,11 +78,11 @@ def sign(claims: dict[str, Any]) -> str:
     s = settings()
     if s.flyem_secret:
         return auth.hs256_encode(claims, s.flyem_secret)
+    if s.clio_token_signer:
+        return _sign_by_iam(claims, s.clio_token_signer)
     if s.dev_mode:
         return _sign_locally(claims)
-    if not s.clio_token_signer:
-        raise errors.Unavailable("this deployment mints no clio tokens (CLIO_TOKEN_SIGNER is not set)")
-    return _sign_by_iam(claims, s.clio_token_signer)
+    raise errors.Unavailable("this deployment mints no clio tokens (CLIO_TOKEN_SIGNER is not set)")
 
 
 def _sign_locally(claims: dict[str, Any]) -> str:

@@ -290,3 +290,46 @@ def test_clio_names_are_stored_and_served(api, world):
         r = api.post("/users", user=ADMIN, json={"x@example.com": {"groups": [name]}})
         assert r.status_code == 422, name
     assert api.post("/datasets", user=ADMIN, json={"a b": {"description": "d"}}).status_code == 422
+
+
+class _IamCredentials:
+    """IAM Credentials' signBlob, signing as the signer account with `key` (google-auth's
+    AuthorizedSession stands in: the same call the users function makes in the cloud)."""
+
+    def __init__(self, key_pem: bytes):
+        from google.auth import crypt
+
+        self.signer, self.calls = crypt.RSASigner.from_string(key_pem), []
+
+    def post(self, url, json, timeout):
+        from types import SimpleNamespace
+
+        self.calls.append(url)
+        signed = self.signer.sign(base64.b64decode(json["payload"]))
+        answer = {"keyId": "k", "signedBlob": base64.b64encode(signed).decode()}
+        return SimpleNamespace(status_code=200, json=lambda: answer)
+
+
+def test_in_the_cloud_the_signer_account_signs_and_its_certificates_verify(
+    api, world, setting, keys, certs_server, monkeypatch
+):
+    """RS256 by the signer account through signBlob (no key id in the header), verified against
+    the account's published certificates (here the test certificate server's)."""
+    from common.identity import auth
+    from functions.users import tokens
+
+    iam = _IamCredentials(keys.google_key_pem)
+    monkeypatch.setattr(tokens, "_session", lambda: iam)
+    monkeypatch.setattr(auth, "SIGNER_CERTS_URL", certs_server.url)
+    setting("CLIO_TOKEN_SIGNER", "clio-signer@project.iam.gserviceaccount.com")
+    token = _mint(api, user=ALICE)
+    assert iam.calls == [tokens.IAM_CREDENTIALS.format(account="clio-signer@project.iam.gserviceaccount.com")]
+    assert _header(token) == {"alg": "RS256", "typ": "JWT"}
+    clients_accept(token)
+    assert api.get("/roles", token=token).get_json()["email"] == ALICE
+    # The local issuer's key no longer signs for this deployment.
+    setting("CLIO_TOKEN_SIGNER", "")
+    local = _mint(api, user=ALICE)
+    setting("CLIO_TOKEN_SIGNER", "clio-signer@project.iam.gserviceaccount.com")
+    auth._verified.clear()
+    assert api.get("/roles", token=local).status_code == 401
