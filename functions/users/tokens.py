@@ -64,6 +64,7 @@ def mint(req, identity: auth.Identity) -> str:
         "created_at": at,
         "expires_at": until,
         "last_used_at": None,
+        "expire_at": until,  # Firestore's TTL policy deletes the record once the token is dead
     }
     batch = store.db().batch()
     batch.create(store.collection(apikeys.COLLECTION).document(jti), record)

@@ -65,6 +65,7 @@ def _mint(api, **kw):
     assert r.mimetype == "application/json"
     token = r.get_json()
     assert isinstance(token, str) and r.get_data(as_text=True) == json.dumps(token)
+    assert r.get_data(as_text=True).strip('"') == token  # the 2021 clio-py's r.text.strip('"')
     return token
 
 
@@ -108,6 +109,10 @@ def test_a_token_is_listed_with_the_keys_and_revoked_like_one(api, world):
     jti = _claims(token)["jti"]
     [listed] = api.get("/users/me/keys", token=token).get_json()
     assert listed["id"] == jti and listed["name"] == "clio token"
+    from common.storage import store
+
+    record = store.collection("api_keys").document(jti).get().to_dict()
+    assert record["expire_at"].timestamp() == _claims(token)["exp"]  # the TTL policy removes it then
     # Tokens hold none of the five key slots.
     for n in range(5):
         assert api.post("/users/me/keys", user=ALICE, json={"name": f"k{n}"}).status_code == 201
