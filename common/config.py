@@ -14,6 +14,10 @@ GCLOUD_CLI_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 DEV_ISSUER = "gatehouse-dev"
 DEV_AUDIENCE = "gatehouse-dev"
+# clio's tokens (POST /v2/server/token): the clients check this issuer, and refetch a token with
+# fewer than 4 h left, so none is ever minted shorter.
+CLIO_ISSUER = "flyem-clio-store"
+CLIO_TOKEN_MIN_SECONDS = 4 * 3600
 
 
 class ConfigError(RuntimeError):
@@ -76,6 +80,11 @@ class Settings:
     twin_max_result_mb: int = 16
     twin_calls_per_caller: int = 2
     twin_default_rate_limit: tuple[int, int] | None = (600, 60)
+    clio_token_signer: str = ""  # the service account whose Google-held key signs clio tokens
+    clio_token_ttl: int = 21 * 86400  # three weeks, as clio-store
+    clio_token_max_chain: int = 90 * 86400  # a token re-minted from a token never outlives this
+    flyem_secret: str = ""  # clio-store's HS256 secret: tokens Janelia's DVID also accepts
+    accept_legacy_flyem_tokens: bool = False
 
     @property
     def on_emulators(self) -> bool:
@@ -118,7 +127,19 @@ def load() -> Settings:
         twin_max_result_mb=int(env.get("TWIN_MAX_RESULT_MB", "16")),
         twin_calls_per_caller=int(env.get("TWIN_CALLS_PER_CALLER", "2")),
         twin_default_rate_limit=_rate("TWIN_DEFAULT_RATE_LIMIT", "600/60"),
+        clio_token_signer=env.get("CLIO_TOKEN_SIGNER", "").strip(),
+        clio_token_ttl=int(env.get("CLIO_TOKEN_TTL", str(21 * 86400))),
+        clio_token_max_chain=int(env.get("CLIO_TOKEN_MAX_CHAIN", str(90 * 86400))),
+        flyem_secret=env.get("FLYEM_SECRET", ""),
+        accept_legacy_flyem_tokens=env.get("ACCEPT_LEGACY_FLYEM_TOKENS", "").lower() in ("1", "true", "yes"),
     )
+    if s.clio_token_ttl < CLIO_TOKEN_MIN_SECONDS or s.clio_token_max_chain < s.clio_token_ttl:
+        raise ConfigError(
+            f"CLIO_TOKEN_TTL must be at least {CLIO_TOKEN_MIN_SECONDS} s (clio's clients refetch a "
+            "token with less left) and CLIO_TOKEN_MAX_CHAIN at least CLIO_TOKEN_TTL"
+        )
+    if s.accept_legacy_flyem_tokens and not s.flyem_secret:
+        raise ConfigError("ACCEPT_LEGACY_FLYEM_TOKENS needs FLYEM_SECRET (clio-store signed them with it)")
     if s.twin_calls_per_caller < 1:
         raise ConfigError("TWIN_CALLS_PER_CALLER must be at least 1")
     if not 0 < s.backend_deadline_seconds <= 240:

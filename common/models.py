@@ -10,10 +10,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from common import errors, jsonio
 from common.config import settings
 
-DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# clio's names are storable: dataset names carry versions (`manc:v1.0`), group names may have
+# spaces (`UK Drosophila Connectomics`) and the clio website hides groups whose name starts
+# with `.`. A name is a Firestore document id or a field, never a path: `/` stays out.
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 RESERVED_DATASET_NAMES = frozenset({"all", "v2"})
 ROLE_NAME = r"^[a-z][a-z0-9_:-]{0,63}$"
-GROUP_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+GROUP_NAME = r"^[A-Za-z0-9.](?:[A-Za-z0-9_.:@ -]{0,126}[A-Za-z0-9_.:@-])?$"
 
 
 def _dataset_name(value: str) -> str:

@@ -12,9 +12,9 @@ resource "google_firestore_database" "default" {
 
 # TTL policies: documents are deleted after their `expire_at` (audit entries after
 # AUDIT_RETENTION_DAYS; transfer jobs, their parts and twin call records when their function sets
-# it; rate limit windows a day after they end).
+# it; rate limit windows a day after they end; clio tokens' records when the token expires).
 resource "google_firestore_field" "ttl" {
-  for_each   = toset(["audit", "transfer_jobs", "transfer_parts", "twin_calls", "twin_jobs", "rate_limits"])
+  for_each   = toset(["audit", "transfer_jobs", "transfer_parts", "twin_calls", "twin_jobs", "rate_limits", "api_keys"])
   database   = google_firestore_database.default.name
   collection = each.key
   field      = "expire_at"

@@ -18,6 +18,12 @@ resource "google_api_gateway_api_config" "config" {
       contents = base64encode(templatefile("${path.module}/gateway.yaml.tftpl", {
         functions = { for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri }
         methods   = ["get", "post", "put", "patch", "delete", "options"]
+        # clio's /v2/<resource> at the root of the host (neuroglancer's clio URLs allow exactly
+        # one path segment, v2, between the host and the dataset).
+        clio = {
+          for resource, function in local.clio_resources : resource => google_cloudfunctions2_function.function[function].service_config[0].uri
+          if contains(keys(local.functions), function)
+        }
       }))
     }
   }

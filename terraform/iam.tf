@@ -23,6 +23,28 @@ resource "google_service_account_iam_member" "sign_urls" {
   member             = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
+# clio tokens are signed by this account's Google-held key (no key leaves Google): only the
+# users function may sign as it (signBlob), every function verifies with its public keys.
+resource "google_service_account" "clio_signer" {
+  account_id   = "gatehouse-clio-signer"
+  display_name = "Gatehouse clio token signer (no function runs as it)"
+}
+
+resource "google_service_account_iam_member" "clio_signer_users" {
+  service_account_id = google_service_account.clio_signer.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.function["users"].email}"
+}
+
+# Only with var.flyem_secret (HS256 tokens DVID accepts): every function verifies with it.
+resource "google_secret_manager_secret_iam_member" "flyem_secret" {
+  for_each  = var.flyem_secret != "" ? local.functions : {}
+  project   = var.project
+  secret_id = var.flyem_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
 resource "google_service_account" "gateway" {
   account_id   = "gatehouse-gateway"
   display_name = "Gatehouse API gateway (invokes the functions)"

@@ -17,6 +17,22 @@ locals {
     twins         = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = ["twin-results"], sign_urls = false }
   }
 
+  # clio's /v2/<resource> API: the function that serves each resource (the gateway routes
+  # /v2/<resource>/** there; tools/check_terraform.py keeps it equal to common.web.clio.RESOURCES).
+  clio_resources = {
+    server         = "users"
+    users          = "users"
+    roles          = "roles"
+    datasets       = "datasets"
+    annotations    = "annotations"
+    atlas          = "atlas"
+    savedsearches  = "savedsearches"
+    signatures     = "signatures"
+    transfer       = "transfer"
+    kv             = "kv"
+    "pull-request" = "kv"
+  }
+
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
   # The transfer output is not here: it is the one bucket neuroglancer reads (storage.tf).
   buckets = {
@@ -45,6 +61,12 @@ locals {
     GATEHOUSE_VERSION        = var.gatehouse_version
     AUDIT_RETENTION_DAYS     = tostring(var.audit_retention_days)
     EXPOSE                   = join(",", var.expose)
+    # clio tokens (POST /v2/server/token): only users may sign as the signer (iam.tf); every
+    # function verifies with its published keys.
+    CLIO_TOKEN_SIGNER          = google_service_account.clio_signer.email
+    CLIO_TOKEN_TTL             = tostring(var.clio_token_ttl)
+    CLIO_TOKEN_MAX_CHAIN       = tostring(var.clio_token_max_chain)
+    ACCEPT_LEGACY_FLYEM_TOKENS = var.accept_legacy_flyem_tokens ? "1" : ""
     # glibc's per-thread arenas otherwise raise memory each time a new thread serves a request.
     MALLOC_ARENA_MAX = "2"
   }
@@ -55,12 +77,12 @@ locals {
 }
 
 resource "google_project_service" "api" {
-  for_each = toset([
+  for_each = toset(concat([
     "apigateway.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com", "firestore.googleapis.com", "iam.googleapis.com",
     "iamcredentials.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com",
     "servicecontrol.googleapis.com", "servicemanagement.googleapis.com", "storage.googleapis.com",
-  ])
+  ], var.flyem_secret != "" ? ["secretmanager.googleapis.com"] : []))
   service            = each.value
   disable_on_destroy = false
 }
@@ -107,11 +129,23 @@ resource "google_cloudfunctions2_function" "function" {
     timeout_seconds                = 300
     all_traffic_on_latest_revision = true
     environment_variables          = local.common_env
+    # Off by default: clio-store's shared secret, only where DVID must accept Gatehouse's tokens.
+    dynamic "secret_environment_variables" {
+      for_each = var.flyem_secret != "" ? [var.flyem_secret] : []
+      content {
+        key        = "FLYEM_SECRET"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
     # Optional VPC egress for twins (var.twins_vpc_connector): all of its traffic leaves through
     # the connector, so endpoint code reaches private data platforms without public addresses.
     vpc_connector                 = each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null
     vpc_connector_egress_settings = each.key == "twins" && var.twins_vpc_connector != "" ? "ALL_TRAFFIC" : null
   }
 
-  depends_on = [google_project_service.api, google_project_iam_member.firestore_user]
+  depends_on = [
+    google_project_service.api, google_project_iam_member.firestore_user, google_secret_manager_secret_iam_member.flyem_secret
+  ]
 }

@@ -159,6 +159,30 @@ variable "expose" {
   default     = []
 }
 
+variable "clio_token_ttl" {
+  description = "Seconds a clio token (POST /v2/server/token) lasts (CLIO_TOKEN_TTL); at least 14400: clio's clients refetch a token with less left."
+  type        = number
+  default     = 1814400
+}
+
+variable "clio_token_max_chain" {
+  description = "Seconds after a sign-in past which tokens renewed from tokens end (CLIO_TOKEN_MAX_CHAIN)."
+  type        = number
+  default     = 7776000
+}
+
+variable "flyem_secret" {
+  description = "Secret Manager secret id holding clio-store's FLYEM_SECRET: clio tokens are then HS256 with it, so Janelia's DVID accepts them, and every function can read it. Empty (the default): RS256 by the signer account, no shared secret."
+  type        = string
+  default     = ""
+}
+
+variable "accept_legacy_flyem_tokens" {
+  description = "Accept tokens clio-store minted (no jti; needs flyem_secret) until they expire (ACCEPT_LEGACY_FLYEM_TOKENS)."
+  type        = bool
+  default     = false
+}
+
 variable "twins_memory" {
   description = "Memory of each twins instance: the function plus its endpoint worker processes (each capped at TWIN_MEMORY_MB, default 512 MiB)."
   type        = string

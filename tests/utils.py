@@ -159,6 +159,10 @@ class Api:
         **kw,
     ):
         function = path.lstrip("/").split("/")[0].split("?")[0]
+        if function == "v2":  # clio's /v2/<resource>: the function that serves the resource
+            from common.web import clio
+
+            function = clio.RESOURCES[path.lstrip("/").split("/")[1].split("?")[0]]
         headers = dict(headers or {})
         if token is None and user is not None:
             token = self.token(user)

@@ -85,6 +85,13 @@ def problems(directory: str, functions_dir: str = os.path.join(ROOT, "functions"
 
     found += _worker_problems(resources, config["locals"].get("workers", {}))
 
+    # clio's /v2/<resource> routes go to the functions that serve them (common.web.clio).
+    from common.web import clio
+
+    routed = config["locals"].get("clio_resources", {})
+    if routed != clio.RESOURCES:
+        found.append(f"local.clio_resources is {routed}, not common.web.clio.RESOURCES {clio.RESOURCES}")
+
     # Buckets: uniform access, always; public-access prevention but on the transfer output.
     for name, body in resources.get("google_storage_bucket", {}).items():
         if body.get("uniform_bucket_level_access") is not True:

@@ -1,6 +1,8 @@
-"""The local gateway: every function in functions/ mounted at /<name> on one port.
+"""The local gateway: every function in functions/ mounted at /<name> on one port, and clio's
+/v2/<resource> at the function that serves it (common.web.clio.RESOURCES).
 
-In the cloud the API gateway maps /<function>/** to each function; this does the same locally
+In the cloud the API gateway maps /<function>/** (and /v2/<resource>/**) to each function; this
+does the same locally
 with werkzeug's DispatcherMiddleware over functions-framework apps. Its root is the documentation
 of the whole bundle: Swagger UI at /, the combined OpenAPI document at /_openapi.json.
 `python -m tools.gateway --port 8080` serves it (the emulator environment must be set);
@@ -89,12 +91,20 @@ def _bundle_docs(mounts: dict[str, object]):
 
 
 def mounts() -> dict[str, object]:
+    """/<function> for each function, and clio's /v2/<resource> for each resource a function
+    serves (the same app: it routes on the full path, common.web.clio)."""
     from functions_framework import create_app
 
-    return {
+    from common.web import clio
+
+    apps = {
         f"/{name}": _root_path(create_app("handle", os.path.join(FUNCTIONS_DIR, name, "main.py")))
         for name in function_names()
     }
+    for resource, function in clio.RESOURCES.items():
+        if f"/{function}" in apps:
+            apps[f"{clio.ROOT}/{resource}"] = apps[f"/{function}"]
+    return apps
 
 
 def build():

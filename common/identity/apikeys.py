@@ -18,7 +18,11 @@ from common.storage import store
 
 PREFIX = "ghk_"
 COLLECTION = "api_keys"
-_KEY = re.compile(r"^ghk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# A clio token (POST /v2/server/token) is kept as a record here too, under its `jti`, without a
+# secret: listed and revoked with its owner's keys, never counted against their key limit.
+TOKEN_KIND = "clio_token"
+_KEY_ID = r"[0-9a-f]{16}"
+_KEY = re.compile(rf"^ghk_({_KEY_ID})_([A-Za-z0-9_-]{{43}})$")
 _LAST_USED_EVERY = 60.0  # seconds between last_used_at writes for one key on one instance
 _last_used_written: dict[str, float] = {}
 
@@ -28,9 +32,13 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_prefix(key_id: str) -> str:
-    """What every token of key `key_id` starts with (to drop it from auth's cache)."""
-    return f"{PREFIX}{key_id}_"
+def is_key_id(value: str) -> bool:
+    return re.fullmatch(_KEY_ID, value) is not None
+
+
+def key_id(token: str) -> str:
+    """The id of a well-formed key (`ghk_<id>_<secret>`)."""
+    return token[len(PREFIX) : len(PREFIX) + 16]
 
 
 def verify(token: str) -> tuple[str, float]:
@@ -41,13 +49,21 @@ def verify(token: str) -> tuple[str, float]:
     key_id, secret = match.groups()
     snap = store.collection(COLLECTION).document(key_id).get()
     record = snap.to_dict() if snap.exists else None
-    if record is None or not hmac.compare_digest(record["hash"], digest(secret)):
+    if record is None or not hmac.compare_digest(record.get("hash") or "", digest(secret)):
         raise errors.Unauthenticated("the API key is not valid")
     expires_at = record["expires_at"].timestamp()
     if expires_at <= time.time():
         raise errors.Unauthenticated("the API key has expired")
     _touch(snap.reference, key_id)
     return record["email"], expires_at
+
+
+def verify_token_id(jti: str, email: str) -> None:
+    """Unauthenticated unless clio token `jti` of `email` is still on record (not revoked)."""
+    snap = store.collection(COLLECTION).document(jti).get()
+    record = snap.to_dict() if snap.exists else None
+    if record is None or record.get("kind") != TOKEN_KIND or record.get("email") != email:
+        raise errors.Unauthenticated("the token has been revoked; sign in again")
 
 
 def _touch(ref, key_id: str) -> None:

@@ -1,10 +1,16 @@
 """Who is calling: bearer tokens -> a verified, lower-cased email.
 
-Three kinds of token (SPEC §1):
+Four kinds of token (SPEC §1):
 - Google ID tokens, verified by google-auth against Google's certs (fetched through one cached
   session per instance), with the issuer, audience, expiry and `email_verified` checked;
 - Gatehouse API keys (`ghk_...`), see common.identity.apikeys;
-- dev tokens from the local issuer, accepted only in dev mode, which only runs on emulators.
+- clio tokens (issuer `flyem-clio-store`), minted by the users function for clio's clients
+  (`POST /v2/server/token`): RS256 by the signer service account's Google-held key, verified
+  against its published certificates (cached like Google's), or HS256 with clio-store's
+  FLYEM_SECRET where an operator configured it; each carries a `jti` kept as an API-key-like
+  record, so revoking it works as for keys;
+- dev tokens from the local issuer, accepted only in dev mode, which only runs on emulators
+  (there the local issuer's key also signs clio tokens).
 
 A token that passed every check is remembered until it expires (bounded), so a warm request
 costs a dictionary lookup; a changed token is a different string and is verified afresh.
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -23,12 +31,14 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from common import errors
-from common.config import DEV_AUDIENCE, DEV_ISSUER, settings
+from common.config import CLIO_ISSUER, DEV_AUDIENCE, DEV_ISSUER, settings
 from common.identity import apikeys, authz
 from common.storage import store
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEV_KEY_ID = "gatehouse-dev-1"
+CLIO_DEV_KEY_ID = "gatehouse-dev-clio"  # the local issuer's key, signing clio tokens in dev mode
+SIGNER_CERTS_URL = "https://www.googleapis.com/service_accounts/v1/metadata/x509/{account}"
 CLOCK_SKEW_SECONDS = 10
 _VERIFIED_MAX = 10_000
 
@@ -36,8 +46,10 @@ _VERIFIED_MAX = 10_000
 @dataclass(frozen=True)
 class Identity:
     email: str
-    via: str  # "google" | "api_key" | "dev"
+    via: str  # "google" | "api_key" | "clio_token" | "dev"
     expires_at: float  # when this proof of identity must be checked again
+    key_id: str | None = None  # the API key or clio token (`jti`) it is: revoking that forgets it
+    auth_time: float | None = None  # a clio token's: when its chain of tokens began (a sign-in)
 
 
 _verified: dict[str, Identity] = {}
@@ -63,21 +75,24 @@ def identify(authorization: str | None) -> Identity:
     return identity
 
 
+def request_identity(request: Request) -> Identity:
+    """The identity `request` proves. Behind the API gateway, `Authorization` holds the
+    gateway's own token and the caller's is moved to `X-Forwarded-Authorization`: when that
+    header is there it is the only credential read (and verified like any other)."""
+    return identify(request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization"))
+
+
 def authenticate(request: Request) -> authz.Caller:
-    """The caller of `request` (the authentication step every App is given). Behind the API
-    gateway, `Authorization` holds the gateway's own token and the caller's is moved to
-    `X-Forwarded-Authorization`: when that header is there it is the only credential read
-    (and verified like any other)."""
-    header = request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization")
-    identity = identify(header)
+    """The caller of `request` (the authentication step every App is given)."""
+    identity = request_identity(request)
     return authz.caller_for(identity.email, identity.via)
 
 
-def forget(token_prefix: str) -> None:
-    """Drop remembered tokens that start with a prefix (a revoked API key's: see
-    `apikeys.token_prefix`). The revoking caller calls it, so apikeys need not know of auth."""
+def forget(key_id: str) -> None:
+    """Drop remembered tokens of a revoked API key or clio token. The revoking caller calls it,
+    so apikeys need not know of auth."""
     with _verified_lock:
-        for token in [t for t in _verified if t.startswith(token_prefix)]:
+        for token in [t for t, known in _verified.items() if known.key_id == key_id]:
             del _verified[token]
 
 
@@ -85,7 +100,8 @@ def _verify(token: str) -> Identity:
     if token.startswith(apikeys.PREFIX):
         owner, expires_at = apikeys.verify(token)
         # Re-check keys within the role-cache window so a revocation elsewhere takes effect.
-        return Identity(owner, "api_key", min(expires_at, time.time() + settings().role_cache_seconds))
+        recheck = min(expires_at, time.time() + settings().role_cache_seconds)
+        return Identity(owner, "api_key", recheck, key_id=apikeys.key_id(token))
     header, unverified = _unverified_parts(token)
     issuer = unverified.get("iss")
     if issuer in GOOGLE_ISSUERS:
@@ -98,6 +114,9 @@ def _verify(token: str) -> Identity:
     elif issuer == DEV_ISSUER:
         claims = _verify_dev(token)
         via = "dev"
+    elif issuer == CLIO_ISSUER:
+        claims = _verify_clio(token, header)
+        via = "clio_token"
     else:
         raise errors.Unauthenticated("the token's issuer is not accepted")
     email = claims.get("email")
@@ -108,7 +127,28 @@ def _verify(token: str) -> Identity:
     email = email.strip().lower()
     if not store.valid_id(email):  # e.g. "/" in it: a user record (users/{email}) cannot have it
         raise errors.Unauthenticated("the token's email cannot be a Gatehouse user")
+    if via == "clio_token":
+        return _clio_identity(email, claims)
     return Identity(email, via, float(claims["exp"]))
+
+
+def _clio_identity(email: str, claims: dict[str, Any]) -> Identity:
+    """A verified clio token's identity, unless its `jti` was revoked (a Firestore read, then
+    remembered within the role-cache window, as for API keys)."""
+    s = settings()
+    expires_at = float(claims["exp"])
+    auth_time = claims.get("auth_time", claims.get("iat"))
+    auth_time = float(auth_time) if isinstance(auth_time, (int, float)) else None
+    jti = claims.get("jti")
+    if jti is None:  # minted by clio-store itself, with its secret
+        if not s.accept_legacy_flyem_tokens:
+            raise errors.Unauthenticated("clio-store's own tokens are not accepted here; sign in again")
+        return Identity(email, "clio_token", expires_at, auth_time=auth_time)
+    if not isinstance(jti, str) or not apikeys.is_key_id(jti):
+        raise errors.Unauthenticated("the token is malformed (jti)")
+    apikeys.verify_token_id(jti, email)
+    recheck = min(expires_at, time.time() + s.role_cache_seconds)
+    return Identity(email, "clio_token", recheck, key_id=jti, auth_time=auth_time)
 
 
 MAX_TOKEN_BYTES = 8192  # Google ID tokens and dev tokens are about 1 KiB
@@ -180,6 +220,64 @@ def _verify_dev(token: str) -> dict[str, Any]:
         raise errors.Unauthenticated(f"the token is not valid: {_reason(exc)}") from None
     if claims.get("iss") != DEV_ISSUER:
         raise errors.Unauthenticated("the token's issuer is not accepted")
+    return claims
+
+
+def _verify_clio(token: str, header: dict[str, Any]) -> dict[str, Any]:
+    """A clio token's claims, its signature and expiry checked: RS256 by the signer account (the
+    local issuer's key in dev mode without one), or HS256 with FLYEM_SECRET where configured."""
+    from google.auth import exceptions, jwt
+    from google.oauth2 import id_token
+
+    s = settings()
+    alg = header.get("alg")
+    if alg == "HS256" and s.flyem_secret:
+        return hs256_decode(token, s.flyem_secret)
+    if alg != "RS256" or not (s.clio_token_signer or s.dev_mode):
+        raise errors.Unauthenticated("the token's issuer is not accepted by this deployment")
+    try:
+        if s.clio_token_signer:
+            return dict(
+                id_token.verify_token(
+                    token,
+                    _certs_request(),
+                    audience=None,  # clio tokens name no audience: the issuer and the key say who made them
+                    certs_url=SIGNER_CERTS_URL.format(account=s.clio_token_signer),
+                    clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+                )
+            )
+        return jwt.decode(
+            token, certs={CLIO_DEV_KEY_ID: _dev_public_key()}, clock_skew_in_seconds=CLOCK_SKEW_SECONDS
+        )
+    except exceptions.TransportError:
+        raise errors.Unavailable(
+            "cannot reach the token signer's certificates; try again", retry_after=5
+        ) from None
+    except (ValueError, exceptions.GoogleAuthError) as exc:
+        raise errors.Unauthenticated(f"the token is not valid: {_reason(exc)}") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_encode(claims: dict[str, Any], secret: str) -> str:
+    """A JWT signed as clio-store signed its tokens (HS256 with FLYEM_SECRET); google-auth signs
+    only with keys, and the format is three lines of standard library."""
+    signing_input = _b64(b'{"alg":"HS256","typ":"JWT"}') + "." + _b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def hs256_decode(token: str, secret: str) -> dict[str, Any]:
+    signing_input, _, signature = token.rpartition(".")
+    expected = _b64(hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signature):
+        raise errors.Unauthenticated("the token is not valid: its signature does not match")
+    _, claims = _unverified_parts(token)
+    exp = claims.get("exp")
+    if not isinstance(exp, (int, float)) or exp + CLOCK_SKEW_SECONDS < time.time():
+        raise errors.Unauthenticated("the token is not valid: it has expired")
     return claims
 
 

@@ -29,7 +29,7 @@ from werkzeug.wrappers import Request, Response
 from common import errors, jsonio, logs
 from common.config import settings
 from common.storage import deadlines, failures
-from common.web import openapi
+from common.web import clio, openapi
 
 # Who is calling: the app's authentication step (common.identity.auth.authenticate), run before a route's
 # check. It returns the caller the checks and handlers read as `req.caller`, or raises.
@@ -75,6 +75,7 @@ class Route:
     doc: str | None = None  # the summary, when not the handler's docstring
     operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
     response: Any = None  # a pydantic type: what a success answers (fields beyond it are dropped)
+    clio: bool = False  # one of clio's /v2 routes (common.web.clio): lenient, as clio's clients expect
 
     @functools.cached_property
     def response_adapter(self) -> Any:
@@ -193,10 +194,14 @@ def _answer_unrouted_paths() -> None:
         pass
 
 
-def error_response(error: errors.ApiError, request_id: str) -> Response:
-    body = {"error": error.code, "message": error.message, "request_id": request_id}
+def error_response(error: errors.ApiError, request_id: str, *, detail: bool = False) -> Response:
+    """The error envelope; `detail` adds the message again as `detail`, where clio's clients
+    read it (on its /v2 routes)."""
+    body: dict[str, Any] = {"error": error.code, "message": error.message, "request_id": request_id}
     if error.details is not None:
         body["details"] = error.details
+    if detail:
+        body["detail"] = error.message
     return json_response(body, error.status, error.headers)
 
 
@@ -251,6 +256,8 @@ class App(_Table):
         self.name = name
         self.authenticate = authenticate
         self.prefix = "/" + name
+        # clio's /v2/<resource> routes this function serves beside its own (common.web.clio).
+        self.clio_prefixes = tuple(f"{clio.ROOT}/{r}" for r, f in clio.RESOURCES.items() if f == name)
         self.description = description
         self.settings = settings()  # a forbidden configuration stops start-up here
         self.routes: list[Route] = []
@@ -282,8 +289,9 @@ class App(_Table):
         operation_id: str | None = None,
         response: Any = None,
     ):
-        if not path.startswith(self.prefix):
-            raise ValueError(f"{path} is outside {self.prefix}")
+        is_clio = any(path == p or path.startswith(p + "/") for p in self.clio_prefixes)
+        if not path.startswith(self.prefix) and not is_clio:
+            raise ValueError(f"{path} is outside {self.prefix} (and clio's /v2 routes of {self.name})")
         if check is None and not public:
             raise ValueError(f"{method} {path} has no check")
         if check is not None and self.authenticate is None:
@@ -306,6 +314,7 @@ class App(_Table):
                 doc=summary,
                 operation_id=operation_id,
                 response=response,
+                clio=is_clio,
             )
             if body is not None:
                 route.adapter = TypeAdapter(body)
@@ -333,10 +342,11 @@ class App(_Table):
             with deadlines.request_budget():  # a bounded wait on Firestore / Cloud Storage
                 response = self._dispatch(request, request_id)
         except errors.ApiError as exc:
-            response = error_response(exc, request_id)
+            response = error_response(exc, request_id, detail=self._clio_path(request))
         except Exception as exc:
             # Backend failures are answered in one place (common.storage.failures); the rest are ours.
-            response = error_response(failures.answer(exc) or errors.ApiError(), request_id)
+            error = failures.answer(exc) or errors.ApiError()
+            response = error_response(error, request_id, detail=self._clio_path(request))
             failure = exc  # its stack trace goes to the log line, never to the caller
         response.headers["X-Request-Id"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -360,9 +370,13 @@ class App(_Table):
         # Mounted under a gateway (SCRIPT_NAME=/name) or called at the function's own URL (no
         # prefix): either way route on the full /name/... path the spec writes.
         path = (request.script_root + request.path) or "/"
-        if path != self.prefix and not path.startswith(self.prefix + "/"):
+        if path != self.prefix and not path.startswith(self.prefix + "/") and not clio.under_root(path):
             path = self.prefix + path
         return path.rstrip("/") or "/"
+
+    def _clio_path(self, request: Request) -> bool:
+        """Whether the request is for clio's /v2 API (its errors also carry `detail`)."""
+        return clio.under_root(self._path(request))
 
     def _dispatch(self, request: Request, request_id: str) -> Response:
         if request.method == "OPTIONS":
@@ -396,17 +410,22 @@ class App(_Table):
 
     @staticmethod
     def _check_query_names(request: Request, route: Route) -> None:
-        """Before anything else: an unknown query parameter, or an overlong value, is 400 naming it."""
+        """Before anything else: an unknown query parameter, or an overlong value, is 400 naming it
+        (on clio's routes an unknown one is ignored: its clients add `app=...` to every call)."""
         fields = query_names(route.query)
         unknown = sorted(set(request.args) - set(fields))
-        if unknown:
+        if unknown and not route.clio:
             known = ", ".join(fields) or "none"
             raise errors.BadRequest(
                 f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
                 details={"unknown": unknown},
             )
         for name, value in request.args.items(multi=True):
-            if name != "cursor" and len(value.encode("utf-8", "surrogatepass")) > MAX_QUERY_VALUE_BYTES:
+            if (
+                name != "cursor"
+                and name in fields
+                and len(value.encode("utf-8", "surrogatepass")) > MAX_QUERY_VALUE_BYTES
+            ):
                 raise errors.BadRequest(
                     f"query parameter {name!r} is longer than {MAX_QUERY_VALUE_BYTES} bytes"
                 )
@@ -417,7 +436,8 @@ class App(_Table):
         a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
         if route.query is None:
             return None
-        given = {name: value for name, value in request.args.items() if value != ""}
+        known = set(query_names(route.query))
+        given = {name: value for name, value in request.args.items() if value != "" and name in known}
         try:
             return route.query.model_validate(given)
         except ValidationError as exc:
@@ -434,11 +454,13 @@ class App(_Table):
             return None
         value = jsonio.loads(data)  # NaN, Infinity, deep nesting and lone surrogates end here
         try:
+            # clio's clients were written against pydantic v1's coercion ("1" -> 1): lax on /v2.
+            strict = not route.clio
             if route.max_items is None:
-                return route.adapter.validate_json(data, strict=True)
+                return route.adapter.validate_json(data, strict=strict)
             if isinstance(value, list) and len(value) > route.max_items:
                 raise errors.PayloadTooLarge(f"at most {route.max_items} items per request, not {len(value)}")
-            return route.adapter.validate_python(value, strict=True)
+            return route.adapter.validate_python(value, strict=strict)
         except ValidationError as exc:
             details = validation_details(exc)
             if any(d["type"] == "json_invalid" for d in details):

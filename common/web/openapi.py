@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
+from common.web import clio
+
 if TYPE_CHECKING:  # the type only: common.web.http imports this module
     from common.web.http import App, Route
 
@@ -180,7 +182,8 @@ def _operation(app: App, route: Route, schemas: dict[str, Any], taken: set[str])
     if operation_id in taken:  # one handler on two routes
         operation_id += "_" + route.method.lower()
     taken.add(operation_id)
-    op: dict[str, Any] = {"tags": [app.name], "summary": summary, "operationId": operation_id}
+    tags = [app.name, clio.TAG] if route.clio else [app.name]
+    op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": operation_id}
     if description != summary:
         op["description"] = description
     params = [
@@ -250,7 +253,12 @@ def document(app: App, server: str = "/") -> dict[str, Any]:
             "description": app.description,
         },
         "servers": [{"url": server, "description": "This deployment."}],
-        "tags": [{"name": app.name, "description": app.description}],
+        "tags": [{"name": app.name, "description": app.description}]
+        + (
+            [{"name": clio.TAG, "description": clio.TAG_DESCRIPTION}]
+            if any(r.clio for r in app.routes)
+            else []
+        ),
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -276,7 +284,7 @@ def combine(documents: list[dict[str, Any]], *, version: str, server: str = "/")
     for doc in documents:
         doc = copy.deepcopy(doc)
         function = doc["tags"][0]["name"]
-        tags += doc["tags"]
+        tags += [tag for tag in doc["tags"] if tag not in tags]
         own = doc["components"]["schemas"]
         renames = {
             _REF + name: f"{_REF}{function}.{name}"

@@ -12,7 +12,16 @@ from pydantic import ConfigDict, Field, model_validator
 from common import audit, errors, jsonio
 from common.identity import auth, authz
 from common.identity.exposure import exposed
-from common.models import DatasetName, FreeForm, Location, Paging, Public, check_storable, is_dataset_name
+from common.models import (
+    DatasetName,
+    FreeForm,
+    Location,
+    Paging,
+    Public,
+    Query,
+    check_storable,
+    is_dataset_name,
+)
 from common.storage import blobs, store
 from common.web import workers
 from common.web.http import App, paged, public_item, public_items, streamed
@@ -173,16 +182,53 @@ def _forget(names) -> None:
         authz.forget_dataset(name)
 
 
-@app.get("/datasets", check=authz.AUTHENTICATED, response=dict[str, DatasetPublic])
-def list_datasets(req):
-    """Every dataset the caller may read."""
-    caller = req.caller
+def _readable(caller: authz.Caller):
+    """(name, view) of every dataset the caller may read."""
     snaps = store.collection("datasets").stream()
     records = ((s.id, s.to_dict()) for s in snaps if exposed("dataset", s.id))
     # The check reads the whole record: a grant is bound to the dataset's generation.
-    return streamed(
-        jsonio.stream_object((n, public_item(req, _view(n, r))) for n, r in records if caller.can_read(n, r))
-    )
+    return ((n, _view(n, r)) for n, r in records if caller.can_read(n, r))
+
+
+@app.get("/datasets", check=authz.AUTHENTICATED, response=dict[str, DatasetPublic])
+def list_datasets(req):
+    """Every dataset the caller may read."""
+    return streamed(jsonio.stream_object((n, public_item(req, v)) for n, v in _readable(req.caller)))
+
+
+class ClioDatasetsQuery(Query):
+    templates: bool = Field(False, description="answer `{tag}` and `{uuid}` as stored, not filled in")
+
+
+def fill_templates(value: Any, tag: Any, version: Any) -> Any:
+    """clio's dataset templates: `{tag}` and `{uuid}` in keys and string values become the
+    dataset's own `tag` and `uuid` (where it has them)."""
+
+    def fill(text: str) -> str:
+        for name, by in (("{tag}", tag), ("{uuid}", version)):
+            if isinstance(by, str):
+                text = text.replace(name, by)
+        return text
+
+    if isinstance(value, str):
+        return fill(value)
+    if isinstance(value, dict):
+        return {fill(k): fill_templates(v, tag, version) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_templates(v, tag, version) for v in value]
+    return value
+
+
+@app.get(
+    "/v2/datasets", check=authz.AUTHENTICATED, query=ClioDatasetsQuery, response=dict[str, DatasetPublic]
+)
+def clio_list_datasets(req):
+    """Every dataset the caller may read, as clio answers it: `{tag}`/`{uuid}` filled in
+    (unless `templates=true`)."""
+    views = ((n, public_item(req, v)) for n, v in _readable(req.caller))
+    if not req.query.templates:
+        views = ((n, fill_templates(v, v.get("tag"), v.get("uuid"))) for n, v in views)
+    return streamed(jsonio.stream_object(views))
 
 
 @app.post(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from common import audit, errors
-from common.identity.apikeys import COLLECTION, PREFIX, digest
+from common.identity.apikeys import COLLECTION, PREFIX, TOKEN_KIND, digest
 from common.storage import store
 
 SLOTS = "api_key_slots"  # one per live key, at most MAX_LIVE_KEYS per owner (see `issue`)
@@ -54,7 +54,11 @@ def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
     # The slots are read before the keys: a key committed in between then shows as live with a
     # slot of its own that this read missed, and that slot's write below fails, as it should.
     slots = {snap.reference.id: snap for snap in store.db().get_all(_slots(email))}
-    live = {key.id: key.to_dict() for key in _keys_of(email) if key.get("expires_at") > now}
+    live = {
+        key.id: key.to_dict()
+        for key in _keys_of(email)
+        if key.get("expires_at") > now and key.to_dict().get("kind") != TOKEN_KIND  # tokens hold no slot
+    }
     held = {snap.get("key") for snap in slots.values() if snap.exists and snap.get("key") in live}
     free = [snap for snap in slots.values() if not (snap.exists and snap.get("key") in live)]
     random.shuffle(free)  # concurrent writers mostly try different slots first

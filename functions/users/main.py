@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from common import audit, errors, jsonio
-from common.identity import apikeys, auth, authz
+from common.identity import auth, authz
 from common.models import (
     DatasetName,
     DeletedPublic,
@@ -21,8 +21,9 @@ from common.models import (
     normalize_email,
 )
 from common.storage import store
+from common.web import clio
 from common.web.http import App, streamed
-from functions.users import keys
+from functions.users import keys, tokens
 
 app = App(
     "users", "User records, their global and per-dataset roles, and API keys.", authenticate=auth.authenticate
@@ -46,6 +47,22 @@ class UserUpdate(Strict):
 
 UsersUpdate = Annotated[dict[Email, UserUpdate], Field(min_length=1, max_length=MAX_USERS_PER_REQUEST)]
 EmailList = Annotated[list[Email], Field(min_length=1, max_length=MAX_USERS_PER_REQUEST)]
+
+
+class ClioUserUpdate(clio.Lenient):
+    """A user as clio's user admin sends it: fields Gatehouse does not keep (`email`, `org`) are
+    dropped, the rest as in `UserUpdate`."""
+
+    name: PrintableName = ""
+    global_roles: list[RoleName] = []
+    datasets: dict[DatasetName, list[RoleName]] = {}
+    groups: list[GroupName] = []
+    disabled: bool = False
+
+
+ClioUsersUpdate = Annotated[
+    dict[Email, ClioUserUpdate], Field(min_length=1, max_length=MAX_USERS_PER_REQUEST)
+]
 
 
 class KeyCreate(Strict):
@@ -97,7 +114,7 @@ def _email(value: str) -> str:
 
 def _revoke(req, email: str, key_id: str) -> None:
     keys.revoke(req, email, key_id)
-    auth.forget(apikeys.token_prefix(key_id))  # at once here; other instances within the role window
+    auth.forget(key_id)  # at once here; other instances within the role window
 
 
 @app.get("/users", check=authz.ADMIN, response=dict[str, UserPublic])
@@ -237,6 +254,35 @@ def list_user_keys(req, email):
 def delete_user_key(req, email, key_id):
     """Revoke a user's API key (admin)."""
     _revoke(req, _email(email), key_id)
+
+
+# -- clio's /v2 routes (common.web.clio): the same operations in clio's shapes ------------------
+
+
+@app.post("/v2/server/token", check=authz.AUTHENTICATED, response=str)
+def clio_token(req):
+    """A clio token for the caller: a JSON string holding a JWT (issuer `flyem-clio-store`), as
+    clio's clients fetch and decode it; a bearer token for every Gatehouse function."""
+    return tokens.mint(req, auth.request_identity(req.raw))
+
+
+@app.get("/v2/users", check=authz.ADMIN, response=dict[str, clio.UserPublic])
+def clio_list_users(req):
+    """Every user record, as clio's `User` (admin)."""
+    snaps = store.collection("users").stream()
+    return streamed(jsonio.stream_object((s.id, clio.user(s.id, user_view(s.to_dict()))) for s in snaps))
+
+
+@app.post("/v2/users", check=authz.ADMIN, body=ClioUsersUpdate)
+def clio_update_users(req):
+    """Create or update users as `POST /users` does (unknown per-user fields dropped); answers `null`."""
+    update_users(req)
+
+
+@app.delete("/v2/users", check=authz.ADMIN, body=EmailList)
+def clio_delete_users(req):
+    """Delete users as `DELETE /users` does; answers `null`."""
+    delete_users(req)
 
 
 def handle(request):

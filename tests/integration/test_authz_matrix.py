@@ -162,6 +162,13 @@ ROUTES = [
     ("POST", "/twins/requests/READER_REQUEST/try", None, MANAGERS, 200, {"reader": 403}),
     ("POST", "/twins/requests/READER_APPROVED/run", None, {"reader"}, 200, {p: 403 for p in MANAGERS}),
     ("GET", "/twins/jobs/READER_TWIN_JOB", None, MANAGERS | {"reader"}, 200, 404),
+    # clio's /v2 routes (common.web.clio): the same checks as the routes they adapt.
+    ("POST", "/v2/server/token", None, EVERYONE, 200, 403),
+    ("GET", "/v2/roles", None, EVERYONE, 200, 403),
+    ("GET", "/v2/users", None, ADMINS, 200, 403),
+    ("POST", "/v2/users", {"new@example.com": {"global_roles": ["clio_read"]}}, ADMINS, 200, 403),
+    ("DELETE", "/v2/users", ["reader@example.com"], ADMINS, 200, 403),
+    ("GET", "/v2/datasets", None, EVERYONE, 200, 403),
 ]
 
 
@@ -389,7 +396,7 @@ def test_every_role_checked_route_of_every_function_is_in_the_matrix(test_env):
     unmatched = []
     apps = {name: load_function(name).app for name in app_functions()}
     for method, path, _body, allowed, _ok, _refused in ROUTES:
-        app = apps[path.split("/")[1]]
+        app = apps[_function_of(path)]
         adapter = app._map.bind("localhost")
         try:
             route, _ = adapter.match(path.split("?")[0], method=method)
@@ -406,6 +413,14 @@ def test_every_role_checked_route_of_every_function_is_in_the_matrix(test_env):
         assert set(PERSONAS) - allowed, f"{route} is refused to nobody in the matrix"
 
 
+def _function_of(path: str) -> str:
+    """The function that serves `path` (clio's /v2/<resource>: the one common.web.clio names)."""
+    from common.web import clio
+
+    _, first, second, *_ = (path.split("?")[0] + "/").split("/")
+    return clio.RESOURCES[second] if first == "v2" else first
+
+
 # -- grants given after their dataset was made ---------------------------------------------------
 # The world above grants before the datasets exist (a grant then binds to no generation). A grant
 # given on an existing dataset is bound to its generation: each persona with a dataset grant
@@ -415,6 +430,7 @@ LATE = {p: PERSONAS[p][0].replace("@", "-late@") for p in GRANTED}
 GROUP = "lab"
 LISTINGS = [
     "/datasets",
+    "/v2/datasets",
     "/atlas/all",
     "/roles",
     "/transfer",

@@ -241,6 +241,26 @@ def test_terraform_structure():
     assert check_terraform.problems(TERRAFORM) == []
 
 
+def test_clio_tokens_need_no_secret_and_only_users_signs():
+    """By default no function holds a secret for clio tokens (RS256 by the signer account's
+    Google-held key); only the users function may sign as the signer; FLYEM_SECRET reaches the
+    functions only when var.flyem_secret names a Secret Manager secret."""
+    config = check_terraform.load(TERRAFORM)
+    resources = config["resource"]
+    assert (
+        config["locals"]["common_env"]["CLIO_TOKEN_SIGNER"] == "${google_service_account.clio_signer.email}"
+    )
+    assert not [k for k in config["locals"]["common_env"] if "SECRET" in k]
+    grants = resources["google_service_account_iam_member"].values()
+    on_signer = [g for g in grants if "clio_signer" in str(g.get("service_account_id"))]
+    assert on_signer == [resources["google_service_account_iam_member"]["clio_signer_users"]]
+    assert on_signer[0]["member"] == 'serviceAccount:${google_service_account.function["users"].email}'
+    service = resources["google_cloudfunctions2_function"]["function"]["service_config"][0]
+    [secret] = [d["secret_environment_variables"] for d in service["dynamic"]]
+    assert secret["for_each"] == '${var.flyem_secret != "" ? [var.flyem_secret] : []}'
+    assert re.search(r'variable "flyem_secret" \{[^}]*default\s*=\s*""', config["text"])
+
+
 def test_twins_vpc_egress_is_optional_and_takes_all_traffic():
     """var.twins_vpc_connector set: twins (only) sends ALL its traffic through the connector."""
     config = check_terraform.load(TERRAFORM)
@@ -294,6 +314,7 @@ DEPLOYER_ROLES = {
     "google_api_gateway_api": "roles/apigateway.admin",
     "google_api_gateway_api_config": "roles/apigateway.admin",
     "google_api_gateway_gateway": "roles/apigateway.admin",
+    "google_secret_manager_secret_iam_member": "roles/secretmanager.admin",
 }
 # Besides: acting as the accounts terraform makes (functions and workers run as them, push
 # subscriptions sign tokens as the pushers, the gateway calls as its account); each function's

@@ -57,3 +57,24 @@ def test_production_settings_load(monkeypatch):
     s = _load(monkeypatch, OWNER="Boss@Example.org")
     assert not s.dev_mode and s.owner == "boss@example.org"
     assert s.allowed_audiences == ("32555940559.apps.googleusercontent.com",)  # gcloud's own client
+
+
+def test_clio_token_settings_clients_cannot_use_are_refused(monkeypatch):
+    """clio's clients refetch a token with fewer than 4 h left: a shorter one would loop;
+    clio-store's own tokens can only be checked with its secret."""
+    from common.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        _load(monkeypatch, CLIO_TOKEN_TTL="14399")
+    with pytest.raises(ConfigError):
+        _load(monkeypatch, CLIO_TOKEN_TTL="86400", CLIO_TOKEN_MAX_CHAIN="3600")
+    monkeypatch.delenv("CLIO_TOKEN_MAX_CHAIN")
+    with pytest.raises(ConfigError):
+        _load(monkeypatch, ACCEPT_LEGACY_FLYEM_TOKENS="1")
+    s = _load(monkeypatch, ACCEPT_LEGACY_FLYEM_TOKENS="1", FLYEM_SECRET="s", CLIO_TOKEN_TTL="14400")
+    assert s.accept_legacy_flyem_tokens and s.clio_token_ttl == 14400
+    monkeypatch.delenv("ACCEPT_LEGACY_FLYEM_TOKENS")
+    monkeypatch.delenv("FLYEM_SECRET")
+    monkeypatch.delenv("CLIO_TOKEN_TTL")
+    s = _load(monkeypatch)
+    assert (s.clio_token_ttl, s.clio_token_max_chain, s.flyem_secret) == (21 * 86400, 90 * 86400, "")
