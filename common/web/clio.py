@@ -89,3 +89,10 @@ def epoch(value: Any) -> Any:
 def with_epochs(record: dict[str, Any], *fields: str) -> dict[str, Any]:
     """`record` with each of `fields` it has as epoch seconds (see `epoch`)."""
     return {k: epoch(v) if k in fields else v for k, v in record.items()}
+
+
+def locationkey(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with clio's `locationkey`, the "x_y_z" of its location (Gatehouse's atlas calls
+    it `locationref`; the website matches entries on it)."""
+    key = record.get("locationref") or "_".join(str(c) for c in record["location"])
+    return {**record, "locationkey": key}
