@@ -47,6 +47,10 @@ TAG_DESCRIPTION = (
 )
 
 
+# The response type of a route that answers `null`, as clio's deletes did (documented as such).
+NULL = type(None)
+
+
 def under_root(path: str) -> bool:
     """Whether a request path is one of clio's (`/v2` or below)."""
     return path == ROOT or path.startswith(ROOT + "/")
