@@ -487,11 +487,12 @@ def clio_list(req, name):
     if req.query.groups is not None:
         users.update(_group_members(req))
     page = store.page_by_id(_queries(name, sorted(users)), limit=None, cursor=None)
-    return paged(req, page, lambda s: clio.with_epochs(_set_fields(s.to_dict()), "timestamp"), None)
+    return paged(req, page, lambda s: clio_item(s.to_dict()), None)
 
 
-def _set_fields(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if v is not None}
+def clio_item(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored annotation as clio answers it: fields set to null left out, epoch timestamp."""
+    return {k: clio.epoch(v) if k == "timestamp" else v for k, v in record.items() if v is not None}
 
 
 @app.post(
