@@ -9,7 +9,7 @@
 
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
 .bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py and bench/twinjobs.py,
-the soak in bench/soak.py.
+the soak in bench/soak.py, clio's /v2 routes against Gatehouse's own in bench/clio.py.
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ GOALS = {
     "soak": "SOAK_SECONDS at SOAK_RATE across 5 functions, mixed reads/writes: no errors; RSS flat",
     "twins": "warm mock call over HTTP < 5 ms p50 over the same function in-process; a request run (fresh jailed worker) < 100 ms p50 over in-process; request runs per second; cold start to the first call vs hello",
     "twinjobs": "an async trivial twin call: 202 -> done through the Pub/Sub emulator (p50), against the same call made synchronously",
+    "clio": "a /v2 call (GET 1,000 annotations, POST one) costs < 5 % over the same call on Gatehouse's own route at p50 (clio_vs_own_p50 < 1.05)",
 }
 
 
@@ -222,6 +223,10 @@ def main() -> None:
                 from bench import twins
 
                 results = twins.run(env, {"Authorization": f"Bearer {token}"})
+            elif name == "clio":
+                from bench import clio
+
+                results = clio.run(env, {"Authorization": f"Bearer {token}"})
             elif name == "twinjobs":
                 from bench import twinjobs
 

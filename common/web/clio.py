@@ -47,6 +47,10 @@ TAG_DESCRIPTION = (
 )
 
 
+# The response type of a route that answers `null`, as clio's deletes did (documented as such).
+NULL = type(None)
+
+
 def under_root(path: str) -> bool:
     """Whether a request path is one of clio's (`/v2` or below)."""
     return path == ROOT or path.startswith(ROOT + "/")
@@ -110,3 +114,10 @@ class UserPublic(BaseModel):
 def user(email: str, view: dict[str, Any]) -> dict[str, Any]:
     """clio's `User` from Gatehouse's view of a user (the roles profile or a user record)."""
     return UserPublic(email=email, **{k: v for k, v in view.items() if k != "email"}).model_dump()
+
+
+def locationkey(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with clio's `locationkey`, the "x_y_z" of its location (Gatehouse's atlas calls
+    it `locationref`; the website matches entries on it)."""
+    key = record.get("locationref") or "_".join(str(c) for c in record["location"])
+    return {**record, "locationkey": key}

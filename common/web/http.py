@@ -289,7 +289,7 @@ class App(_Table):
         operation_id: str | None = None,
         response: Any = None,
     ):
-        is_clio = any(path == p or path.startswith(p + "/") for p in self.clio_prefixes)
+        is_clio = self._serves_clio(path)
         if not path.startswith(self.prefix) and not is_clio:
             raise ValueError(f"{path} is outside {self.prefix} (and clio's /v2 routes of {self.name})")
         if check is None and not public:
@@ -369,10 +369,16 @@ class App(_Table):
     def _path(self, request: Request) -> str:
         # Mounted under a gateway (SCRIPT_NAME=/name) or called at the function's own URL (no
         # prefix): either way route on the full /name/... path the spec writes.
+        # clio's /v2/<resource> paths of this function are routed as they are; any other path
+        # (`/v2/mb20` at the annotations function's own URL is its `/annotations/v2/mb20`) is
+        # prefixed.
         path = (request.script_root + request.path) or "/"
-        if path != self.prefix and not path.startswith(self.prefix + "/") and not clio.under_root(path):
+        if path != self.prefix and not path.startswith(self.prefix + "/") and not self._serves_clio(path):
             path = self.prefix + path
         return path.rstrip("/") or "/"
+
+    def _serves_clio(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.clio_prefixes)
 
     def _clio_path(self, request: Request) -> bool:
         """Whether the request is for clio's /v2 API (its errors also carry `detail`)."""

@@ -2,21 +2,42 @@
 
 v1: one free-form object per user and location (`?x=&y=&z=`), as in the seed's curl lines.
 v2: typed points, line segments and spheres, written one at a time or up to 10,000 per request.
+clio's `/v2/annotations/{ds}` routes are v2's operations in clio's shapes (common.web.clio).
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Discriminator, Field, StringConstraints, Tag, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 from common import audit, errors
 from common.catalog.locations import LocationStore, location_routes, user_doc_id
 from common.identity import auth, authz
-from common.models import Coordinate, Email, GroupName, Paging, Payload, Public, Query, Strict
+from common.models import (
+    COORDINATE_RANGE,
+    Coordinate,
+    Email,
+    GroupName,
+    Paging,
+    Payload,
+    Public,
+    Query,
+    Strict,
+)
 from common.storage import store
+from common.web import clio
 from common.web.http import App, paged
 
 app = App(
@@ -160,9 +181,9 @@ class ListQuery(Paging):
     tag: str | None = Field(None, description="only annotations with this tag")
 
 
-def _whose(req, dataset: authz.Dataset) -> str:
-    """The `user` query value (the caller by default); another user's data needs write_others."""
-    email = req.query.user
+def _whose(req, dataset: authz.Dataset, email: str | None) -> str:
+    """Whose data: `email` from the query (the caller by default); another user's needs
+    write_others."""
     if not email:
         return req.caller.email
     if email != req.caller.email and not req.caller.can_write_others(dataset.name, dataset.record):
@@ -170,9 +191,20 @@ def _whose(req, dataset: authz.Dataset) -> str:
     return email
 
 
-def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[str, ...]) -> dict[str, Any]:
+def _is_set(value: Any) -> bool:
+    return value is not None
+
+
+def _merge(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    replace: bool,
+    keep: tuple[str, ...],
+    kept: Callable[[Any], bool] = _is_set,
+) -> dict[str, Any]:
     """`new` written over `old`: replacing it or merged into it (`prop` key by key), with the
-    `keep` (conditional) fields left as they are where `old` has them."""
+    `keep` (conditional) fields left as they are where `old` has a value that is `kept` (set;
+    clio's routes: truthy)."""
     if replace:
         merged = dict(new)
     else:
@@ -180,7 +212,7 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
         if "prop" in old and "prop" in new:
             merged["prop"] = {**old["prop"], **new["prop"]}
     for name in keep:
-        if old.get(name) is not None:
+        if kept(old.get(name)):
             merged[name] = old[name]
     return merged
 
@@ -196,14 +228,25 @@ def _merge(old: dict[str, Any], new: dict[str, Any], replace: bool, keep: tuple[
 )
 def write_v2(req, name, dataset):
     """Write one annotation or a list of up to 10,000, validated as a whole before any write."""
+    return _write(req, dataset, req.query.replace, req.query.conditional)
+
+
+def _write(
+    req,
+    dataset: authz.Dataset,
+    replace: bool,
+    keep: tuple[str, ...],
+    kept: Callable[[Any], bool] = _is_set,
+) -> dict[str, Any]:
+    """The write of one annotation (`{"key"}`) or a list (`{"keys"}`) in `req.body`."""
     single = not isinstance(req.body, list)
     items: list[AnnotationCreate] = [req.body] if single else req.body
-    replace, keep, move_key = req.query.replace, req.query.conditional, req.query.move_key
+    move_key = req.query.move_key
     if move_key is not None and not single:
         raise errors.BadRequest("move_key takes the key of one annotation, with a single annotation")
     caller = req.caller
     if any(a.user not in (None, caller.email) for a in items) and not caller.can_write_others(
-        name, dataset.record
+        dataset.name, dataset.record
     ):
         raise errors.Forbidden("writing another user's annotations needs write_others on the dataset")
 
@@ -223,7 +266,7 @@ def write_v2(req, name, dataset):
     moved = (
         user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
     )
-    _write_all(req, dataset, pending, replace, keep, moved)
+    _write_all(req, dataset, pending, replace, keep, kept, moved)
     keys = [a.key for a in items]
     return {"key": keys[0]} if single else {"keys": keys}
 
@@ -234,6 +277,7 @@ def _write_all(
     pending: dict[str, list[dict[str, Any]]],
     replace: bool,
     keep: tuple[str, ...],
+    kept: Callable[[Any], bool],
     moved: str | None,
 ) -> None:
     """Commit `pending` in commits of at most 500 writes, each with its audit entry. Plain
@@ -250,7 +294,7 @@ def _write_all(
         for doc_id in chunk:
             record = stored.get(doc_id)
             for new in pending[doc_id]:
-                record = new if record is None else _merge(record, new, replace, keep)
+                record = new if record is None else _merge(record, new, replace, keep, kept)
             writer.set(coll.document(doc_id), record)
         if moved is not None and moved not in chunk:
             writer.delete(coll.document(moved))
@@ -307,12 +351,22 @@ def _write_all(
 )
 def list_v2(req, name, dataset):
     """Annotations of the dataset: the caller's, another user's, or a group's."""
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
     if req.query.user and req.query.groups is not None:
         raise errors.BadRequest("give user or groups, not both")
-    users = _group_members(req) if req.query.groups is not None else [_whose(req, dataset)]
-    kind, tag, limit = req.query.kind, req.query.tag, req.query.limit
+    users = _group_members(req) if req.query.groups is not None else [_whose(req, dataset, req.query.user)]
+    queries, limit = _queries(dataset, users, req.query.kind, req.query.tag), req.query.limit
+    if not queries:
+        return []
+    page = store.page_by_id(queries, limit=limit, cursor=req.query.cursor)
+    return paged(req, page, lambda s: s.to_dict(), limit)
+
+
+def _queries(
+    dataset: authz.Dataset, users: list[str], kind: str | None = None, tag: str | None = None
+) -> list[Any]:
+    """The queries of the users' annotations (one per `in` of at most 30 users)."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
     queries = []
     for chunk in store.chunks(sorted(users), store.MAX_IN_VALUES):
         query = _v2(dataset).where(
@@ -325,13 +379,11 @@ def list_v2(req, name, dataset):
         if tag:
             query = query.where(filter=FieldFilter("tags", "array_contains", tag))
         queries.append(query)
-    if not queries:
-        return []
-    page = store.page_by_id(queries, limit=limit, cursor=req.query.cursor)
-    return paged(req, page, lambda s: s.to_dict(), limit)
+    return queries
 
 
 def _group_members(req) -> list[str]:
+    """The members of the `groups` in the query; a non-admin's own groups only."""
     groups = list(req.query.groups)
     if not groups:
         raise errors.BadRequest("groups is a comma list of group names")
@@ -349,7 +401,10 @@ def _group_members(req) -> list[str]:
 )
 def delete_v2(req, name, key, dataset):
     """Delete one annotation by key (404 when there is none)."""
-    user = _whose(req, dataset)
+    _delete(req, dataset, key, _whose(req, dataset, req.query.user))
+
+
+def _delete(req, dataset: authz.Dataset, key: str, user: str) -> None:
     if not KEY.fullmatch(key):
         raise errors.NotFound(f"no annotation {key!r}")
     ref = _v2(dataset).document(user_doc_id(user, key))
@@ -363,6 +418,118 @@ def delete_v2(req, name, key, dataset):
         dataset=dataset,
         before=lambda snap: {"user": user, "kind": snap.get("kind"), "pos": snap.get("pos")},
     )
+
+
+# -- clio's /v2/annotations/{ds}: v2's operations as clio's clients call them ------------------
+# neuroglancer's clio layer, the clio website, malevnc and clio-py. Their bodies are read as
+# clio's pydantic v1 models read them (unknown fields such as neuroglancer's `verified` dropped,
+# float positions truncated); `conditional` names any field and applies with replace=false only,
+# keeping a stored value that is truthy; a listing is the whole array in one answer.
+
+ClioCoordinate = Annotated[clio.Truncated, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1])]
+
+
+class ClioAnnotationCreate(AnnotationCreate):
+    """An annotation as clio's clients send it."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    pos: list[ClioCoordinate] = Field(
+        description="3 numbers for a point, 6 for a line segment or a sphere; floats are truncated"
+    )
+
+
+ClioAnnotationsCreate = Annotated[
+    Annotated[ClioAnnotationCreate, Tag("one")]
+    | Annotated[list[ClioAnnotationCreate], Field(min_length=1), Tag("list")],
+    Discriminator(_one_or_list),
+]
+
+
+class ClioAnnotationPublic(AnnotationPublic):
+    """A v2 annotation as clio answers it: unset fields left out (neuroglancer refuses a `prop`
+    of null), `timestamp` in epoch seconds."""
+
+    timestamp: float | None = None  # type: ignore[assignment]  # clio: epoch seconds
+
+
+FieldNames = Annotated[tuple[str, ...], BeforeValidator(_comma_list, json_schema_input_type=str)]
+
+
+class ClioWriteQuery(Query):
+    replace: bool = Field(
+        True, description="true (default) replaces a stored annotation; false merges into it"
+    )
+    move_key: Annotated[str, StringConstraints(pattern=KEY.pattern)] | None = Field(
+        None, description="one annotation only: delete this key after writing the new one"
+    )
+    conditional: FieldNames = Field(
+        "",
+        validate_default=True,
+        description="with replace=false: comma list of fields whose stored value, when truthy, is kept",
+    )
+
+
+class ClioListQuery(Query):
+    user: Email | None = Field(None, description=_WHOSE)
+    groups: Groups | None = Field(
+        None,
+        description="comma list of groups: their members' annotations too (a non-admin: only their own groups)",
+    )
+
+
+class ClioDeleteQuery(Query):
+    user_email: Email | None = Field(None, description=_WHOSE)
+
+
+@app.get(
+    "/v2/annotations/<name>",
+    check=authz.on_dataset(authz.READ),
+    query=ClioListQuery,
+    response=list[ClioAnnotationPublic],
+)
+def clio_list(req, name, dataset):
+    """The annotations of `user` (the caller by default) and of the members of `groups`, as one
+    array."""
+    users = {_whose(req, dataset, req.query.user)}
+    if req.query.groups is not None:
+        users.update(_group_members(req))
+    page = store.page_by_id(_queries(dataset, sorted(users)), limit=None, cursor=None)
+    return paged(req, page, lambda s: clio_item(s.to_dict()), None)
+
+
+def clio_item(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored annotation as clio answers it: fields set to null left out, epoch timestamp."""
+    return {k: clio.epoch(v) if k == "timestamp" else v for k, v in record.items() if v is not None}
+
+
+@app.post(
+    "/v2/annotations/<name>",
+    check=authz.on_dataset(authz.WRITE_OWN),
+    body=ClioAnnotationsCreate,
+    max_items=MAX_PER_REQUEST,
+    max_body=BULK_BODY_LIMIT,
+    query=ClioWriteQuery,
+    response=AnnotationWrittenPublic | AnnotationsWrittenPublic,
+)
+def clio_write(req, name, dataset):
+    """Write one annotation or a list, read as clio read them: `{"key"}` or `{"keys"}`."""
+    keep = () if req.query.replace else req.query.conditional
+    return _write(req, dataset, req.query.replace, keep, kept=bool)
+
+
+@app.delete(
+    "/v2/annotations/<name>/<key>",
+    check=authz.on_dataset(authz.WRITE_OWN),
+    query=ClioDeleteQuery,
+    response=clio.NULL,
+)
+def clio_delete(req, name, key, dataset):
+    """Delete one annotation by key: 200 null, also when there is none."""
+    try:
+        _delete(req, dataset, key, _whose(req, dataset, req.query.user_email))
+    except errors.NotFound:
+        pass  # clio answered a delete of nothing as a success; neuroglancer treats an error as one
 
 
 def handle(request):

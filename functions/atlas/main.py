@@ -2,7 +2,8 @@
 
 Each user has at most one entry per dataset and location; it starts unverified, and users with
 write_others on its dataset verify it. Entries live in `atlas/{id}`, the id derived from
-(dataset, user, location) so a POST at the same place updates the same entry.
+(dataset, user, location) so a POST at the same place updates the same entry. clio's
+`/v2/atlas` routes are the same operations in clio's shapes (common.web.clio).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from common import audit, errors, jsonio
 from common.catalog.locations import LocationQuery, location, location_key
 from common.identity import auth, authz
 from common.identity.exposure import exposed
-from common.models import FreeForm, Public, Strict, check_document_size, check_storable
+from common.models import Email, FreeForm, Public, Strict, check_document_size, check_storable
 from common.storage import store
+from common.web import clio
 from common.web.http import App, Check, public_item, public_items, streamed
 
 app = App(
@@ -122,6 +124,11 @@ def _query(**equal: Any):
 def list_all(req):
     """Entries across the datasets the caller may read: the verified ones, the caller's own,
     and every entry of datasets where the caller has write_others."""
+    return streamed(jsonio.stream_array(public_items(req, _visible(req))))
+
+
+def _visible(req):
+    """The entries `GET /atlas/all` lists, as stored (without `generation`)."""
     caller = req.caller
     readable = {
         s.id: s.to_dict()
@@ -144,11 +151,7 @@ def list_all(req):
                 if s.get("dataset") in others_set
             )
 
-    return streamed(
-        jsonio.stream_array(
-            public_items(req, (_view(s) for s in entries() if _current(s, readable.get(s.get("dataset")))))
-        )
-    )
+    return (_view(s) for s in entries() if _current(s, readable.get(s.get("dataset"))))
 
 
 @app.post(
@@ -160,10 +163,16 @@ def list_all(req):
 )
 def put_entry(req, name, dataset):
     """Create or update the caller's entry at x, y, z (`verified` is kept on update)."""
+    return _put(req, dataset, req.caller.email, SERVER_FIELDS)
+
+
+def _put(req, dataset: authz.Dataset, owner: str, server_fields: tuple[str, ...]) -> dict[str, Any]:
+    """Create or update `owner`'s entry at x, y, z with the body, less `server_fields`
+    (`verified` is kept on update)."""
     point = location(req)
     key = location_key(point)
-    payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
-    ref = _entries().document(entry_id(dataset, req.caller.email, key))
+    payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in server_fields}
+    ref = _entries().document(entry_id(dataset, owner, key))
     generation = dataset.generation
 
     def write(transaction) -> dict[str, Any]:
@@ -175,8 +184,8 @@ def put_entry(req, name, dataset):
         entry = {
             **payload,
             "id": ref.id,
-            "user": req.caller.email,
-            "dataset": name,
+            "user": owner,
+            "dataset": dataset.name,
             "location": list(point),
             "locationref": key,
             "timestamp": store.now(),
@@ -205,12 +214,13 @@ def put_entry(req, name, dataset):
 @app.get("/atlas/<name>", check=authz.on_dataset(authz.READ), response=dict[str, AtlasEntryPublic])
 def list_own(req, name, dataset):
     """The caller's entries in the dataset, by "x_y_z"."""
-    snaps = _query(dataset=name, user=req.caller.email).stream()
-    return streamed(
-        jsonio.stream_object(
-            (s.get("locationref"), public_item(req, _view(s))) for s in snaps if _current(s, dataset.record)
-        )
-    )
+    return streamed(jsonio.stream_object((k, public_item(req, e)) for k, e in _own(req, dataset)))
+
+
+def _own(req, dataset: authz.Dataset):
+    """(x_y_z, entry) of the caller's entries in the dataset, as stored (without `generation`)."""
+    snaps = _query(dataset=dataset.name, user=req.caller.email).stream()
+    return ((s.get("locationref"), _view(s)) for s in snaps if _current(s, dataset.record))
 
 
 @app.delete(
@@ -218,18 +228,22 @@ def list_own(req, name, dataset):
 )
 def delete_entry(req, name, dataset):
     """Delete the caller's entry at x, y, z (404 when there is none)."""
+    return {"deleted": _delete(req, dataset)}
+
+
+def _delete(req, dataset: authz.Dataset) -> str:
     key = location_key(location(req))
     ref = _entries().document(entry_id(dataset, req.caller.email, key))
     audit.delete_existing(
         req,
         ref,
-        missing=f"you have no atlas entry at {key} in {name!r}",
+        missing=f"you have no atlas entry at {key} in {dataset.name!r}",
         action="atlas_delete",
         target_type="atlas",
         target_id=ref.id,
         dataset=dataset,
     )
-    return {"deleted": ref.id}
+    return ref.id
 
 
 def _may_verify(req, params: dict[str, Any]) -> dict[str, authz.Dataset]:
@@ -258,13 +272,18 @@ def verify(req, entry, dataset):
     """Toggle an entry's `verified`, or set it with `{"verified": bool}`. Each change is written
     only if the entry is as it was read (else it is read and decided again), so concurrent calls
     never lose one; past about 2 s of contention 503 with Retry-After, nothing changed."""
+    return _set_verified(req, entry, None if req.body is None else req.body.verified, dataset)
+
+
+def _set_verified(req, entry: str, verified: bool | None, dataset: authz.Dataset) -> dict[str, Any]:
+    """Set the entry's `verified` (None: toggle it); answers the entry as it now is."""
     ref = _entries().document(entry)
 
     def flip(snap, batch) -> tuple[dict[str, Any], dict[str, Any]]:
         if not snap.exists:
             raise errors.NotFound(f"no atlas entry {entry!r}")
         old = snap.get("verified") is True
-        new = (not old) if req.body is None else req.body.verified
+        new = (not old) if verified is None else verified
         change = {"verified": new, "verified_by": req.caller.email, "verified_at": store.now()}
         audit.record(
             batch,
@@ -280,6 +299,86 @@ def verify(req, entry, dataset):
 
     # Not a transaction: on one hot entry those hold each other's locks, and none gets through.
     return store.guarded_update(ref, flip)
+
+
+# -- clio's /v2/atlas: the same operations as neuroglancer's atlas layer and the clio website
+# call them. Entries carry clio's `locationkey` and epoch-second timestamps. The website verifies
+# an entry by re-POSTing it with `verified` changed and `user` = its owner: that write is the
+# owner's entry, needs write_others, and sets `verified` as POST /atlas/verify/{id} does.
+
+CLIO_SERVER_FIELDS = (*SERVER_FIELDS, "locationkey")
+
+
+class ClioAtlasEntryPublic(AtlasEntryPublic):
+    """An atlas entry as clio answers it."""
+
+    locationkey: str
+    timestamp: float | None = None  # type: ignore[assignment]  # clio: epoch seconds
+    verified_at: float | None = None  # type: ignore[assignment]
+
+
+class ClioAtlasEntryCreate(AtlasEntryCreate):
+    """An entry as clio's clients send it: `user` is whose entry (the caller's by default),
+    `verified` the state it should have; the rest as on POST /atlas/{name}."""
+
+    user: Email | None = None
+    verified: bool | None = None
+
+
+def _clio_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return clio.with_epochs(clio.locationkey(entry), "timestamp", "verified_at")
+
+
+@app.get("/v2/atlas/all", check=authz.AUTHENTICATED, response=list[ClioAtlasEntryPublic])
+def clio_list_all(req):
+    """The entries the caller may see across datasets, as `GET /atlas/all` lists them."""
+    return streamed(jsonio.stream_array(public_items(req, (_clio_entry(e) for e in _visible(req)))))
+
+
+@app.get("/v2/atlas/<name>", check=authz.on_dataset(authz.READ), response=dict[str, ClioAtlasEntryPublic])
+def clio_list_own(req, name, dataset):
+    """The caller's entries in the dataset, by "x_y_z"."""
+    return streamed(
+        jsonio.stream_object((k, public_item(req, _clio_entry(e))) for k, e in _own(req, dataset))
+    )
+
+
+@app.post(
+    "/v2/atlas/<name>",
+    check=authz.on_dataset(authz.WRITE_OWN),
+    body=ClioAtlasEntryCreate,
+    query=LocationQuery,
+    response=ClioAtlasEntryPublic,
+)
+def clio_put_entry(req, name, dataset):
+    """The caller's entry at x, y, z; or, when `user` is another user or `verified` changes,
+    that user's existing entry (write_others), verified as POST /atlas/verify/{id} does."""
+    owner = req.body.user or req.caller.email
+    wanted = req.body.verified
+    snap = _entries().document(entry_id(dataset, owner, location_key(location(req)))).get()
+    exists = snap.exists and _current(snap, dataset.record)
+    if wanted is not None and wanted == (exists and snap.get("verified") is True):
+        wanted = None  # as it is: neuroglancer sends `verified` back on every entry it read
+    if owner == req.caller.email and wanted is None:
+        return _clio_entry(_put(req, dataset, owner, CLIO_SERVER_FIELDS))
+    authz.require(req.caller, name, dataset.record, authz.WRITE_OTHERS)
+    if owner != req.caller.email and not exists:
+        raise errors.NotFound(f"{owner} has no atlas entry at {location_key(location(req))} in {name!r}")
+    entry = _put(req, dataset, owner, CLIO_SERVER_FIELDS)
+    if wanted is not None:
+        entry = _set_verified(req, entry["id"], wanted, dataset)
+    return _clio_entry(entry)
+
+
+@app.delete(
+    "/v2/atlas/<name>", check=authz.on_dataset(authz.WRITE_OWN), query=LocationQuery, response=clio.NULL
+)
+def clio_delete_entry(req, name, dataset):
+    """Delete the caller's entry at x, y, z: 200 null, also when there is none."""
+    try:
+        _delete(req, dataset)
+    except errors.NotFound:
+        pass  # clio answered a delete of nothing as a success; neuroglancer treats an error as one
 
 
 def handle(request):

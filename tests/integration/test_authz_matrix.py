@@ -110,6 +110,40 @@ ROUTES = [
     ("GET", "/atlas/all", None, EVERYONE, 200, 403),
     ("DELETE", f"/atlas/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
     ("POST", "/atlas/verify/READER_ENTRY", None, WRITE_OTHERS, 200, None),
+    # clio's /v2 annotations and atlas: the same checks as Gatehouse's own routes; verifying by
+    # POST (`verified` changed, or another user's entry) needs write_others
+    ("GET", f"/v2/annotations/{PRIV}?app=matrix", None, READERS, 200, 404),
+    ("GET", f"/v2/annotations/{PRIV}?user={OTHER}", None, WRITE_OTHERS, 200, None),
+    (
+        "POST",
+        f"/v2/annotations/{PRIV}",
+        {"kind": "point", "pos": [1, 2, 3], "verified": True},
+        WRITE_OWN,
+        200,
+        None,
+    ),
+    (
+        "POST",
+        f"/v2/annotations/{PRIV}",
+        {"kind": "point", "pos": [1, 2, 3], "user": OTHER},
+        WRITE_OTHERS,
+        200,
+        None,
+    ),
+    ("DELETE", f"/v2/annotations/{PRIV}/Pt1_2_3", None, WRITE_OWN, 200, None),
+    ("DELETE", f"/v2/annotations/{PRIV}/Pt1_2_3?user_email={READER}", None, WRITE_OTHERS, 200, None),
+    ("GET", f"/v2/atlas/{PRIV}", None, READERS, 200, 404),
+    ("GET", "/v2/atlas/all", None, EVERYONE, 200, 403),
+    ("POST", f"/v2/atlas/{PRIV}?{AT}", {"title": "t", "verified": False}, WRITE_OWN, 200, None),
+    (
+        "POST",
+        f"/v2/atlas/{PRIV}?{AT}",
+        {"title": "t", "user": READER, "verified": True},
+        WRITE_OTHERS,
+        200,
+        None,
+    ),
+    ("DELETE", f"/v2/atlas/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
     # signatures: read on the dataset
     ("GET", f"/signatures/atlocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
@@ -436,6 +470,8 @@ LISTINGS = [
     "/transfer",
     "/twins",
     f"/annotations/v2/{PRIV}?groups={GROUP}",
+    "/v2/atlas/all",
+    f"/v2/annotations/{PRIV}?groups={GROUP}",
 ]
 _VOLATILE = {"id", "created_at", "modified_at", "timestamp", "expire_at", "addr", "source"}
 
