@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from common import errors
+from common.cache import TTLCache
 from common.config import DEV_AUDIENCE, DEV_ISSUER, settings
 from common.identity import apikeys, authz
 from common.storage import store
@@ -40,8 +40,8 @@ class Identity:
     expires_at: float  # when this proof of identity must be checked again
 
 
-_verified: dict[str, Identity] = {}
-_verified_lock = threading.Lock()
+# Tokens that passed every check, each kept until its identity must be checked again (`put`'s ttl).
+_verified: TTLCache[str, Identity] = TTLCache(ttl=0, max_entries=_VERIFIED_MAX)
 
 
 def identify(authorization: str | None) -> Identity:
@@ -53,13 +53,10 @@ def identify(authorization: str | None) -> Identity:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise errors.Unauthenticated("the Authorization header must be 'Bearer <token>'")
     known = _verified.get(token)
-    if known is not None and known.expires_at > time.time():
+    if known is not None:
         return known
     identity = _verify(token)
-    with _verified_lock:
-        if len(_verified) >= _VERIFIED_MAX:
-            _verified.clear()
-        _verified[token] = identity
+    _verified.put(token, identity, ttl=identity.expires_at - time.time())
     return identity
 
 
@@ -76,9 +73,7 @@ def authenticate(request: Request) -> authz.Caller:
 def forget(token_prefix: str) -> None:
     """Drop remembered tokens that start with a prefix (a revoked API key's: see
     `apikeys.token_prefix`). The revoking caller calls it, so apikeys need not know of auth."""
-    with _verified_lock:
-        for token in [t for t in _verified if t.startswith(token_prefix)]:
-            del _verified[token]
+    _verified.pop_where(lambda token: token.startswith(token_prefix))
 
 
 def _verify(token: str) -> Identity:

@@ -6,13 +6,12 @@ dropped at once on the instance that changes them (`forget_user`, `forget_datase
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from common import errors
+from common.cache import TTLCache
 from common.config import settings
 from common.identity.exposure import exposed
 from common.models import is_dataset_name
@@ -26,37 +25,6 @@ MANAGE_ROLES = frozenset({"dataset_admin"})  # on the dataset itself only, never
 PUBLIC_GRANTS = frozenset({"clio_general"})
 
 
-class _TTLCache:
-    """A small per-instance cache: value per key for `ttl` seconds, loaded on a miss."""
-
-    def __init__(self, max_items: int = 10_000):
-        self._items: dict[str, tuple[float, Any]] = {}
-        self._max = max_items
-        self._lock = threading.Lock()
-
-    def get(self, key: str, load: Callable[[str], Any]) -> Any:
-        hit = self._items.get(key)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load(key)
-        with self._lock:
-            if len(self._items) >= self._max:
-                self._items.clear()
-            self._items[key] = (now + settings().role_cache_seconds, value)
-        return value
-
-    def forget(self, key: str) -> None:
-        self._items.pop(key, None)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
-_users = _TTLCache()
-_datasets = _TTLCache()
-
-
 def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
     def load(key: str) -> dict[str, Any] | None:
         snap = store.collection(collection).document(key).get()
@@ -67,10 +35,12 @@ def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
 
 _load_user = _load("users")
 _load_dataset = _load("datasets")
+_users: TTLCache[str, dict[str, Any] | None] = TTLCache(lambda: settings().role_cache_seconds, 10_000)
+_datasets: TTLCache[str, dict[str, Any] | None] = TTLCache(lambda: settings().role_cache_seconds, 10_000)
 
 
 def user_record(email: str) -> dict[str, Any] | None:
-    return _users.get(email, _load_user)
+    return _users.load(email, _load_user)
 
 
 def dataset_record(name: str) -> dict[str, Any] | None:
@@ -78,7 +48,7 @@ def dataset_record(name: str) -> dict[str, Any] | None:
     (EXPOSE), so every route and list answers an unexposed dataset as missing."""
     if not is_dataset_name(name) or not exposed("dataset", name):
         return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
-    return _datasets.get(name, _load_dataset)
+    return _datasets.load(name, _load_dataset)
 
 
 def generation(record: dict[str, Any] | None) -> str | None:
@@ -94,16 +64,11 @@ def data_key(name: str) -> str:
 
 
 def forget_user(email: str) -> None:
-    _users.forget(email)
+    _users.pop(email)
 
 
 def forget_dataset(name: str) -> None:
-    _datasets.forget(name)
-
-
-def forget_all() -> None:
-    _users.clear()
-    _datasets.clear()
+    _datasets.pop(name)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ import datetime
 import queue
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from common import errors
+from common.cache import TTLCache
 from common.config import settings
 from common.identity import authz
 from common.identity.exposure import exposed
@@ -120,32 +120,25 @@ def dataset_lives(name: str, generation: str | None, made_at: Any) -> bool:
 # Definitions are kept per instance for a few seconds, which saves a Firestore read on every
 # call; the instance that changes one forgets it at once, the others within this time.
 DEFINITION_CACHE_SECONDS = 5.0
-_definitions: dict[str, tuple[float, Endpoint | None]] = {}
+_definitions: TTLCache[str, Endpoint | None] = TTLCache(DEFINITION_CACHE_SECONDS, 1000)
+
+
+def _read(path: str) -> Endpoint | None:
+    snap = store.collection(ENDPOINTS).document(path).get()
+    return Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
 def load(path: str) -> Endpoint | None:
     """The endpoint at `path`; None when there is none, or its dataset was deleted."""
     if not valid_path(path):
         return None
-    now = time.monotonic()
-    hit = _definitions.get(path)
-    if hit is not None and hit[0] > now:
-        endpoint = hit[1]
-    else:
-        snap = store.collection(ENDPOINTS).document(path).get()
-        endpoint = Endpoint(path, snap.to_dict()) if snap.exists else None
-        if len(_definitions) >= 1000:
-            _definitions.clear()
-        _definitions[path] = (now + DEFINITION_CACHE_SECONDS, endpoint)
+    endpoint = _definitions.load(path, _read)
     return endpoint if endpoint is not None and endpoint.live() else None
 
 
-def forget(path: str | None = None) -> None:
-    """Drop the cached definition of `path` (of every endpoint when None): it was just changed."""
-    if path is None:
-        _definitions.clear()
-    else:
-        _definitions.pop(path, None)
+def forget(path: str) -> None:
+    """Drop the cached definition of `path`: it was just changed."""
+    _definitions.pop(path)
 
 
 def resolve(caller, path: str, side: str | None = None) -> tuple[Endpoint, str]:

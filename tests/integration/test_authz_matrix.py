@@ -1,6 +1,7 @@
 """Every route, allowed and refused, for each kind of caller (SPEC §2)."""
 
 import io
+import time
 
 import pytest
 
@@ -374,8 +375,7 @@ def test_other_instances_see_role_changes_within_the_cache_window(api, world, mo
     # The change is made "elsewhere": straight into Firestore, this instance is not told.
     store.collection("users").document("stranger@example.com").set({"datasets": {PRIV: ["clio_read"]}})
     assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404  # cached
-    clock = [authz.time.monotonic() + 31]
-    monkeypatch.setattr(authz.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(authz._users, "clock", lambda: time.monotonic() + 31)
     assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 200
 
 

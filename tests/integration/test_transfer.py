@@ -318,9 +318,9 @@ def test_validation_and_roles(api, world):
 def test_a_location_the_network_cannot_read_is_refused(api, world, transfer_service):
     """A dataset written before locations were checked: its location never reaches the network."""
     store.collection("datasets").document("mb20").update({"location": "file:///etc/passwd"})
-    from common.identity import authz
+    from common import cache
 
-    authz.forget_all()
+    cache.clear_all()
     body = assert_error(api.post("/transfer", user=READER, json=BODY), 422, "validation_error")
     assert "gs://bucket/path" in body["message"]
     assert not store.collection("transfer_jobs").get() and not transfer_service.calls

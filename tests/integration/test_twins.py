@@ -541,7 +541,9 @@ def test_a_malformed_default_rate_limit_stops_start_up(monkeypatch, value):
         config.load()
 
 
-def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):
+def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(
+    api, world, monkeypatch
+):
     from common.storage import store
     from functions.twins import calls
 
@@ -551,7 +553,8 @@ def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes
     doc = store.collection(calls.ENDPOINTS).document("lab.echo")
     doc.update({"sides.mock.code": ECHO.format(side="changed")})
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
-    calls.forget()  # ...at most DEFINITION_CACHE_SECONDS
+    later = time.monotonic() + calls.DEFINITION_CACHE_SECONDS  # ...at most this long
+    monkeypatch.setattr(calls._definitions, "clock", lambda: later)
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "changed"
     # A change made through this instance applies at once.
     assert patch(api, "lab.echo", {"mock": side(ECHO.format(side="patched"))}).status_code == 200
