@@ -8,8 +8,7 @@ from typing import Any
 
 from common import errors, jsonio
 from common.config import settings
-from common.identity import authz
-from common.storage import store
+from common.storage import datasets, store
 
 COLLECTION = "audit"
 
@@ -41,7 +40,7 @@ def entry(
     if dataset is not None:
         record["dataset"] = dataset
         if generation is None:
-            generation = authz.generation(authz.dataset_record(dataset))
+            generation = datasets.generation(datasets.record(dataset))
         if generation is not None:
             record["generation"] = generation
     before, after, compacted = _bounded(before, after)

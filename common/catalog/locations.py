@@ -15,7 +15,7 @@ from pydantic import Field
 from common import audit, jsonio
 from common.identity import authz
 from common.models import Coordinate, Payload, Query, check_document_size
-from common.storage import store
+from common.storage import datasets, store
 from common.web.http import Req, Router, streamed
 
 _VOXEL = "integer voxel coordinate in [-2^31, 2^31)"
@@ -50,7 +50,7 @@ class LocationStore:
         self.root, self.collection, self.target_type = root, collection, target_type
 
     def _coll(self, dataset: str):
-        return store.collection(self.root).document(authz.data_key(dataset)).collection(self.collection)
+        return store.collection(self.root).document(datasets.data_key(dataset)).collection(self.collection)
 
     @staticmethod
     def view(record: dict[str, Any]) -> dict[str, Any]:

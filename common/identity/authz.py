@@ -1,7 +1,8 @@
-"""May they: roles per user (global and per dataset) and the predicates of SPEC §2.
+"""May they: roles per user (global and per dataset) and the predicates of SPEC §2, against
+the dataset catalog's records (common.storage.datasets).
 
-User and dataset records are cached per instance for at most ROLE_CACHE_SECONDS (30 s), and
-dropped at once on the instance that changes them (`forget_user`, `forget_dataset`).
+User records are cached per instance for at most ROLE_CACHE_SECONDS (30 s), and dropped at once
+on the instance that changes them (`forget_user`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from typing import Any
 from common import errors
 from common.cache import TTLCache
 from common.config import settings
-from common.identity.exposure import exposed
-from common.models import is_dataset_name
-from common.storage import store
+from common.storage import datasets, store
 from common.web.http import Check, Req
 
 READ_ROLES = frozenset({"clio_read", "clio_general", "clio_write", "dataset_admin"})
@@ -25,50 +24,21 @@ MANAGE_ROLES = frozenset({"dataset_admin"})  # on the dataset itself only, never
 PUBLIC_GRANTS = frozenset({"clio_general"})
 
 
-def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
-    def load(key: str) -> dict[str, Any] | None:
-        snap = store.collection(collection).document(key).get()
-        return snap.to_dict() if snap.exists else None
-
-    return load
-
-
-_load_user = _load("users")
-_load_dataset = _load("datasets")
+USERS = "users"  # users/{email}: roles, grants, groups (written by the users function)
 _users: TTLCache[str, dict[str, Any] | None] = TTLCache(lambda: settings().role_cache_seconds, 10_000)
-_datasets: TTLCache[str, dict[str, Any] | None] = TTLCache(lambda: settings().role_cache_seconds, 10_000)
+
+
+def _read_user(email: str) -> dict[str, Any] | None:
+    snap = store.collection(USERS).document(email).get()
+    return snap.to_dict() if snap.exists else None
 
 
 def user_record(email: str) -> dict[str, Any] | None:
-    return _users.load(email, _load_user)
-
-
-def dataset_record(name: str) -> dict[str, Any] | None:
-    """The dataset's record; None when it does not exist or this deployment does not serve it
-    (EXPOSE), so every route and list answers an unexposed dataset as missing."""
-    if not is_dataset_name(name) or not exposed("dataset", name):
-        return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
-    return _datasets.load(name, _load_dataset)
-
-
-def generation(record: dict[str, Any] | None) -> str | None:
-    """The id a dataset got when it was created (None for datasets made before generations).
-    Data and grants are bound to it, so a new dataset of a deleted one's name starts empty."""
-    return (record or {}).get("generation")
-
-
-def data_key(name: str) -> str:
-    """Where the data of dataset `name` is stored: its generation (its name, for a dataset made
-    before generations)."""
-    return generation(dataset_record(name)) or name
+    return _users.load(email, _read_user)
 
 
 def forget_user(email: str) -> None:
     _users.pop(email)
-
-
-def forget_dataset(name: str) -> None:
-    _datasets.pop(name)
 
 
 @dataclass(frozen=True)
@@ -93,7 +63,7 @@ class Caller:
 
         `record` is the dataset's record when the caller has it at hand (saves a lookup).
         """
-        record = record if record is not None else dataset_record(dataset)
+        record = record if record is not None else datasets.record(dataset)
         roles = self.global_roles | self.granted_on(dataset, record)
         if (record or {}).get("public") is True:
             roles = roles | PUBLIC_GRANTS
@@ -103,7 +73,7 @@ class Caller:
         """The roles granted on this generation of `dataset` (a grant on a deleted dataset of the
         same name counts for nothing)."""
         bound = self.grant_generations.get(dataset)
-        if bound is not None and bound != generation(record):
+        if bound is not None and bound != datasets.generation(record):
             return frozenset()
         return self.datasets.get(dataset, frozenset())
 
@@ -122,7 +92,7 @@ class Caller:
     def can_manage(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
         if self.is_admin:
             return True
-        record = record if record is not None else dataset_record(dataset)
+        record = record if record is not None else datasets.record(dataset)
         return record is not None and bool(self.granted_on(dataset, record) & MANAGE_ROLES)
 
     def profile(self) -> dict[str, Any]:
@@ -140,10 +110,10 @@ class Caller:
 
     def _listed(self, dataset: str) -> bool:
         """A grant /roles shows: on a dataset this deployment serves, and not a stale one."""
-        if not exposed("dataset", dataset):
+        if not datasets.exposed("dataset", dataset):
             return False
         bound = self.grant_generations.get(dataset)
-        return bound is None or bound == generation(dataset_record(dataset))
+        return bound is None or bound == datasets.generation(datasets.record(dataset))
 
 
 def caller_for(email: str, via: str) -> Caller:
@@ -199,7 +169,7 @@ def require_dataset(caller: Caller, name: str, need: Need) -> dict[str, Any]:
     A dataset the caller may not read is answered as missing (404), so names do not leak;
     one they may read but not act on is 403.
     """
-    record = dataset_record(name)
+    record = datasets.record(name)
     if record is None or not caller.can_read(name, record):
         raise errors.NotFound(f"dataset {name!r} not found")
     if not need.test(caller, name, record):
@@ -222,6 +192,6 @@ def group_members(groups: list[str]) -> set[str]:
 
     members: set[str] = set()
     for chunk in store.chunks(sorted(set(groups)), store.MAX_IN_VALUES):
-        query = store.collection("users").where(filter=FieldFilter("groups", "array_contains_any", chunk))
+        query = store.collection(USERS).where(filter=FieldFilter("groups", "array_contains_any", chunk))
         members.update(snap.id for snap in query.select([]).stream())
     return members

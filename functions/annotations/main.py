@@ -16,7 +16,7 @@ from common import audit, errors
 from common.catalog.locations import LocationStore, location_routes, user_doc_id
 from common.identity import auth, authz
 from common.models import Coordinate, Email, GroupName, Paging, Payload, Public, Query, Strict
-from common.storage import store
+from common.storage import datasets, store
 from common.web.http import App, paged
 
 app = App(
@@ -112,7 +112,7 @@ app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
 def _v2(dataset: str):
-    return store.collection("annotations").document(authz.data_key(dataset)).collection(V2_COLLECTION)
+    return store.collection("annotations").document(datasets.data_key(dataset)).collection(V2_COLLECTION)
 
 
 def _comma_list(value: object) -> object:

@@ -17,9 +17,8 @@ from pydantic import ConfigDict, StringConstraints, model_validator
 from common import audit, errors, jsonio
 from common.catalog.locations import LocationQuery, location, location_key
 from common.identity import auth, authz
-from common.identity.exposure import exposed
 from common.models import FreeForm, Public, Strict, check_document_size, check_storable
-from common.storage import store
+from common.storage import datasets, store
 from common.web.http import App, Check, public_item, public_items, streamed
 
 app = App(
@@ -86,14 +85,14 @@ def _entries():
 
 
 def entry_id(dataset: str, user: str, key: str) -> str:
-    """The id of an entry: derived from the dataset's generation (authz.data_key), so a new
+    """The id of an entry: derived from the dataset's generation (datasets.data_key), so a new
     dataset of a deleted one's name never meets the old entries."""
-    return hashlib.sha256(f"{authz.data_key(dataset)}\0{user}\0{key}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{datasets.data_key(dataset)}\0{user}\0{key}".encode()).hexdigest()[:32]
 
 
 def _current(snap, record: dict[str, Any] | None) -> bool:
     """The entry belongs to the dataset as it is now (not to a deleted one of the same name)."""
-    return record is not None and snap.get("generation") == authz.generation(record)
+    return record is not None and snap.get("generation") == datasets.generation(record)
 
 
 def _view(snap) -> dict[str, Any]:
@@ -126,7 +125,7 @@ def list_all(req):
     readable = {
         s.id: s.to_dict()
         for s in store.collection("datasets").select(["public", "generation"]).stream()
-        if exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
+        if datasets.exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
     }
     curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))
     others = sorted(set(readable) - set(curated))
@@ -164,7 +163,7 @@ def put_entry(req, name):
     key = location_key(point)
     payload = {k: v for k, v in req.body.model_dump(exclude_unset=True).items() if k not in SERVER_FIELDS}
     ref = _entries().document(entry_id(name, req.caller.email, key))
-    generation = authz.generation(authz.dataset_record(name))
+    generation = datasets.generation(datasets.record(name))
 
     def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
@@ -205,7 +204,7 @@ def put_entry(req, name):
 @app.get("/atlas/<name>", role=authz.on_dataset(authz.READ), response=dict[str, AtlasEntryPublic])
 def list_own(req, name):
     """The caller's entries in the dataset, by "x_y_z"."""
-    record = authz.dataset_record(name)
+    record = datasets.record(name)
     snaps = _query(dataset=name, user=req.caller.email).stream()
     return streamed(
         jsonio.stream_object(
@@ -240,7 +239,7 @@ def _may_verify(req, params: dict[str, Any]) -> None:
     snap = _entries().document(entry).get() if ENTRY_ID.fullmatch(entry) else None
     if snap is None or not snap.exists:
         raise missing
-    record = authz.dataset_record(snap.get("dataset"))
+    record = datasets.record(snap.get("dataset"))
     if not _current(snap, record) or not req.caller.can_read(snap.get("dataset"), record):
         raise missing
     authz.require_dataset(req.caller, snap.get("dataset"), authz.WRITE_OTHERS)

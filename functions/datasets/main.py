@@ -11,9 +11,8 @@ from pydantic import ConfigDict, Field, model_validator
 
 from common import audit, errors, jsonio
 from common.identity import auth, authz
-from common.identity.exposure import exposed
 from common.models import DatasetName, FreeForm, Location, Paging, Public, check_storable, is_dataset_name
-from common.storage import blobs, store
+from common.storage import blobs, datasets, store
 from common.web import workers
 from common.web.http import App, paged, public_item, public_items, streamed
 from functions.datasets import purge
@@ -170,7 +169,7 @@ def _name_claim(name: str):
 
 def _forget(names) -> None:
     for name in names:
-        authz.forget_dataset(name)
+        datasets.forget(name)
 
 
 @app.get("/datasets", role=authz.AUTHENTICATED, response=dict[str, DatasetPublic])
@@ -178,7 +177,7 @@ def list_datasets(req):
     """Every dataset the caller may read."""
     caller = req.caller
     snaps = store.collection("datasets").stream()
-    records = ((s.id, s.to_dict()) for s in snaps if exposed("dataset", s.id))
+    records = ((s.id, s.to_dict()) for s in snaps if datasets.exposed("dataset", s.id))
     # The check reads the whole record: a grant is bound to the dataset's generation.
     return streamed(
         jsonio.stream_object((n, public_item(req, _view(n, r))) for n, r in records if caller.can_read(n, r))
@@ -190,12 +189,12 @@ def list_datasets(req):
 )
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
-    datasets = store.collection("datasets")
+    records = store.collection(datasets.COLLECTION)
 
     def write(transaction) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
         now, actor = store.now(), req.caller.email
-        refs = {name: datasets.document(name) for name in req.body}
+        refs = {name: records.document(name) for name in req.body}
         claims = {name: _name_claim(name) for name in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
         claimed = {s.id: s.get("name") for s in transaction.get_all(list(claims.values())) if s.exists}
@@ -251,12 +250,12 @@ def delete_datasets(req):
     """Delete datasets with everything stored under them and every grant on them (admin); names
     that do not exist are skipped. The data is purged in the background when large: see
     `GET /datasets/_deletions`."""
-    datasets = store.collection("datasets")
+    records = store.collection(datasets.COLLECTION)
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
 
     def delete(transaction) -> dict[str, str]:
         deletions: dict[str, str] = {}  # name -> its deletion's id
-        for snap in transaction.get_all([datasets.document(n) for n in names]):
+        for snap in transaction.get_all([records.document(n) for n in names]):
             if snap.exists:
                 record = snap.to_dict()
                 transaction.delete(snap.reference)
@@ -342,7 +341,7 @@ def deletion_logs(req, deletion_id):
 @app.get("/datasets/<name>", role=authz.on_dataset(authz.READ), response=DatasetPublic)
 def get_dataset(req, name):
     """One dataset (404 when missing or not readable by the caller)."""
-    return _view(name, authz.dataset_record(name) or {})  # the role check found it
+    return _view(name, datasets.record(name) or {})  # the role check found it
 
 
 def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
@@ -363,7 +362,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         return _view(name, record)
 
     result = store.transactional(write)
-    authz.forget_dataset(name)
+    datasets.forget(name)
     return result
 
 
@@ -420,7 +419,7 @@ def finalize_dataset(req, name):
 def dataset_logs(req, name):
     """The dataset's audit entries, newest first (those of a deleted dataset of the same name are
     not among them: see `/datasets/_deletions/{id}/logs`)."""
-    return _log(req, name, authz.generation(authz.dataset_record(name)))
+    return _log(req, name, datasets.generation(datasets.record(name)))
 
 
 def _log(req, name: str, generation: str | None):
@@ -476,7 +475,7 @@ def upload_attachment(req, name):
     if size > ATTACHMENT_LIMIT:
         raise errors.PayloadTooLarge(f"an attachment is at most {ATTACHMENT_LIMIT} bytes")
     upload.stream.seek(0)
-    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{filename}")
+    blob = blobs.bucket(app.settings.attachments_bucket).blob(f"{datasets.data_key(name)}/{filename}")
     blob.content_disposition = _disposition(filename)
     blob.upload_from_file(upload.stream, size=size, content_type=_safe_type(upload.mimetype))
     audit.write(
@@ -489,7 +488,7 @@ def upload_attachment(req, name):
 def list_attachments(req, name):
     """The dataset's attachments, each with a download URL valid for 5 minutes."""
     bucket = blobs.bucket(app.settings.attachments_bucket)
-    prefix = authz.data_key(name) + "/"
+    prefix = datasets.data_key(name) + "/"
     return [
         {
             "name": b.name[len(prefix) :],
@@ -524,7 +523,7 @@ def delete_attachment(req, name, file):
 
     target = f"{name}/{_attachment_name(file)}"
     try:
-        blobs.bucket(app.settings.attachments_bucket).blob(f"{authz.data_key(name)}/{file}").delete()
+        blobs.bucket(app.settings.attachments_bucket).blob(f"{datasets.data_key(name)}/{file}").delete()
     except NotFound:
         return
     audit.write(req, "attachment_delete", "attachment", target, dataset=name)

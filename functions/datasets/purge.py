@@ -2,7 +2,7 @@
 
 The record and a deletion record (`dataset_deletions/{id}`) change in one transaction, so from
 then on nothing of the dataset is reachable: every stored thing and every grant is bound to the
-dataset's generation (see common.identity.authz.generation), and a new dataset of the same name gets a new
+dataset's generation (see common.storage.datasets.generation), and a new dataset of the same name gets a new
 one. Twin endpoints made on the dataset go with it, with their state, call records, jobs and the
 approval requests naming them (functions/twins/calls.py hides them at once). The purge only reclaims the space, in steps of a bounded size that can be repeated at any
 time (idempotent: each step deletes what is still there) until every part is done; the deletion

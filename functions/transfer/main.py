@@ -24,7 +24,7 @@ from pydantic import Field, StringConstraints
 from common import errors, jsonio
 from common.identity import auth, authz
 from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict
-from common.storage import blobs, pubsub, store
+from common.storage import blobs, datasets, pubsub, store
 from common.web.http import App, paged
 from functions.transfer.worker import JOBS, PARTS
 from functions.transfer.worker import work as work  # the worker's entry point (terraform/pubsub.tf)
@@ -250,7 +250,7 @@ def _served(snap) -> bool:
     An older dataset record without `created_at` has no other of its name before it: its jobs
     are its own. A job without `created_at` cannot be told apart, and is not shown."""
     job = snap.to_dict()
-    record = authz.dataset_record(job.get("dataset"))  # None when not exposed or deleted
+    record = datasets.record(job.get("dataset"))  # None when not exposed or deleted
     if record is None or job.get("created_at") is None:
         return False
     return record.get("created_at") is None or job["created_at"] >= record["created_at"]

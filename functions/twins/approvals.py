@@ -30,7 +30,7 @@ from common import audit, errors
 from common.config import settings
 from common.identity import authz
 from common.logs import log
-from common.storage import store
+from common.storage import datasets, store
 from functions.twins import calls, results, sandbox, source
 from functions.twins.calls import clip
 
@@ -275,7 +275,7 @@ def _requester_now(doc: dict[str, Any], via: str):
     revoked or an account disabled on another instance counts at once): 403 when disabled."""
     authz.forget_user(doc["requester"])
     for name in doc.get("datasets") or ():
-        authz.forget_dataset(name)
+        datasets.forget(name)
     return authz.caller_for(doc["requester"], via)
 
 

@@ -23,10 +23,8 @@ from typing import Any
 from common import errors
 from common.cache import TTLCache
 from common.config import settings
-from common.identity import authz
-from common.identity.exposure import exposed
 from common.logs import log
-from common.storage import deadlines, store
+from common.storage import datasets, deadlines, store
 from functions.twins import ratelimit, sandbox, source
 from functions.twins.state import FirestoreState
 
@@ -96,7 +94,7 @@ class Endpoint:
         return caller.is_admin or bool(self.dataset and caller.can_manage(self.dataset))
 
     def visible_to(self, caller) -> bool:
-        if not exposed("twin", self.path) or not self.live():
+        if not datasets.exposed("twin", self.path) or not self.live():
             return False
         return self.dataset is None or caller.can_read(self.dataset)
 
@@ -106,13 +104,13 @@ def dataset_lives(name: str, generation: str | None, made_at: Any) -> bool:
     `generation` (for a thing made before generations were recorded, one created no later than
     `made_at`). A dataset this deployment does not serve (EXPOSE) is not judged here: what it
     holds is hidden where it is read."""
-    if not exposed("dataset", name):
+    if not datasets.exposed("dataset", name):
         return True
-    record = authz.dataset_record(name)
+    record = datasets.record(name)
     if record is None:
         return False
     if generation is not None:
-        return authz.generation(record) == generation
+        return datasets.generation(record) == generation
     created = record.get("created_at")
     return made_at is None or created is None or created <= made_at
 

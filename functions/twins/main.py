@@ -21,7 +21,7 @@ from typing import Any
 from common import audit, errors, jsonio
 from common.identity import auth, authz
 from common.models import Paging
-from common.storage import store
+from common.storage import datasets, store
 from common.web import workers
 from common.web.http import App, json_response, paged, public_items, streamed
 from functions.twins import approvals, calls, jobs, sandbox, source
@@ -176,7 +176,7 @@ def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken (by an endpoint whose
     dataset still exists: one of a deleted dataset is replaced, its state dropped)."""
     body: EndpointCreate = req.body
-    record = authz.dataset_record(body.dataset) if body.dataset is not None else None
+    record = datasets.record(body.dataset) if body.dataset is not None else None
     if body.dataset is not None and record is None:
         raise errors.ValidationFailed(
             f"dataset {body.dataset!r} does not exist",
@@ -199,7 +199,7 @@ def create(req):
         "description": body.description,
         "kind": "public" if body.public else "twin",
         "dataset": body.dataset,
-        "dataset_generation": authz.generation(record),
+        "dataset_generation": datasets.generation(record),
         "timeout_s": body.timeout_s,
         "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
         "hide_mock_definition": body.hide_mock_definition,

@@ -420,11 +420,11 @@ def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world,
     import re
 
     from common import config
-    from common.identity import exposure
+    from common.storage import datasets
 
     job = _start(api)["job"]
     monkeypatch.setattr(
-        exposure, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),))
+        datasets, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),))
     )
     assert api.get("/transfer", user=OWNER).get_json() == []
     assert_error(api.get(f"/transfer/{job}", user=OWNER), 404, "not_found")
