@@ -9,7 +9,8 @@ In layers, lowest first; a module imports only from its own layer or lower ones
 - storage/: store (Firestore), blobs (Cloud Storage), pubsub (Pub/Sub), deadlines (how long a
   request may wait on them), clients (the clients built to keep to it), failures (backend
   failures as answers), datasets (the dataset catalog: records, generations, data keys and
-  EXPOSE; here, below identity, because authz checks roles against its records);
+  EXPOSE; here, below identity, because authz checks roles against its records), collections
+  (the functions' Firestore collections that the dataset purge reaches too, named once);
 - web/: http (routing and the request pipeline), workers (Pub/Sub deliveries), openapi, docs;
   identity/: auth, apikeys, authz (web never imports identity);
 - catalog/: locations, sigindex; and audit (this package's top).

@@ -1,4 +1,4 @@
 """The backends: Firestore (store), Cloud Storage (blobs), Pub/Sub (pubsub); how long a request
 may wait on them (deadlines), the clients built to honour that (clients), and the one place
-their failures become answers (failures); and the dataset catalog over them (datasets), which
-identity's role checks read."""
+their failures become answers (failures); the dataset catalog over them (datasets), which
+identity's role checks read, and the names of the functions' collections (collections)."""

@@ -16,7 +16,7 @@ from common import audit, errors
 from common.catalog.locations import LocationStore, location_routes, user_doc_id
 from common.identity import auth, authz
 from common.models import Coordinate, Email, GroupName, Paging, Payload, Public, Query, Strict
-from common.storage import datasets, store
+from common.storage import collections, datasets, store
 from common.web.http import App, paged
 
 app = App(
@@ -26,7 +26,6 @@ app = App(
     authenticate=auth.authenticate,
 )
 
-V2_COLLECTION = "v2_annotations"
 
 MAX_PER_REQUEST = 10_000
 # 10,000 annotations with titles and props do not fit the usual 1 MiB; this route allows more.
@@ -104,7 +103,7 @@ AnnotationsCreate = Annotated[
 
 # -- v1: the seed's POST/GET/DELETE /annotations/{ds}?x=&y=&z= ----------------------------------
 
-V1 = LocationStore("annotations", "v1_annotations", "annotation_v1")
+V1 = LocationStore(collections.ANNOTATIONS, collections.V1_ANNOTATIONS, "annotation_v1")
 app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
@@ -112,7 +111,11 @@ app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
 def _v2(dataset: str):
-    return store.collection("annotations").document(datasets.data_key(dataset)).collection(V2_COLLECTION)
+    return (
+        store.collection(collections.ANNOTATIONS)
+        .document(datasets.data_key(dataset))
+        .collection(collections.V2_ANNOTATIONS)
+    )
 
 
 def _comma_list(value: object) -> object:

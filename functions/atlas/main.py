@@ -18,7 +18,7 @@ from common import audit, errors, jsonio
 from common.catalog.locations import LocationQuery, location, location_key
 from common.identity import auth, authz
 from common.models import FreeForm, Public, Strict, check_document_size, check_storable
-from common.storage import datasets, store
+from common.storage import collections, datasets, store
 from common.web.http import App, Check, public_item, public_items, streamed
 
 app = App(
@@ -81,7 +81,7 @@ class VerifyUpdate(Strict):
 
 
 def _entries():
-    return store.collection("atlas")
+    return store.collection(collections.ATLAS)
 
 
 def entry_id(dataset: str, user: str, key: str) -> str:
@@ -124,7 +124,7 @@ def list_all(req):
     caller = req.caller
     readable = {
         s.id: s.to_dict()
-        for s in store.collection("datasets").select(["public", "generation"]).stream()
+        for s in store.collection(datasets.COLLECTION).select(["public", "generation"]).stream()
         if datasets.exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
     }
     curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))

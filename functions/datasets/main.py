@@ -23,6 +23,7 @@ app = App(
     authenticate=auth.authenticate,
 )
 
+NAME_CLAIMS = "dataset_names"  # dataset_names/{lower-cased name}: keeps names unique regardless of case
 MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 # 31 MiB: with the multipart overhead an upload stays under API Gateway's 32 MiB request cap.
 ATTACHMENT_LIMIT = 31 << 20
@@ -164,7 +165,7 @@ def _view(name: str, record: dict[str, Any]) -> dict[str, Any]:
 
 def _name_claim(name: str):
     """The document that keeps a name unique regardless of case."""
-    return store.collection("dataset_names").document(name.lower())
+    return store.collection(NAME_CLAIMS).document(name.lower())
 
 
 def _forget(names) -> None:
@@ -176,7 +177,7 @@ def _forget(names) -> None:
 def list_datasets(req):
     """Every dataset the caller may read."""
     caller = req.caller
-    snaps = store.collection("datasets").stream()
+    snaps = store.collection(datasets.COLLECTION).stream()
     records = ((s.id, s.to_dict()) for s in snaps if datasets.exposed("dataset", s.id))
     # The check reads the whole record: a grant is bound to the dataset's generation.
     return streamed(
@@ -349,7 +350,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
 
     `change(old)` returns the new record (without modified_*) or raises.
     """
-    ref = store.collection("datasets").document(name)
+    ref = store.collection(datasets.COLLECTION).document(name)
 
     def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)

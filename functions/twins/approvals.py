@@ -30,11 +30,10 @@ from common import audit, errors
 from common.config import settings
 from common.identity import authz
 from common.logs import log
-from common.storage import datasets, store
+from common.storage import collections, datasets, store
 from functions.twins import calls, results, sandbox, source
 from functions.twins.calls import clip
 
-APPROVALS = "twin_requests"  # the collection keeps the HTTP paths' name
 ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -59,7 +58,7 @@ CLAIM_WAIT_S = 5.0  # how long a run that lost its claim to a concurrent one loo
 def load(approval_id: str) -> dict[str, Any] | None:
     if not ID.fullmatch(approval_id):
         return None
-    snap = store.collection(APPROVALS).document(approval_id).get()
+    snap = store.collection(collections.TWIN_REQUESTS).document(approval_id).get()
     return snap.to_dict() if snap.exists else None
 
 
@@ -172,7 +171,7 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
         "modified_at": now,
     }
     batch = store.db().batch()
-    batch.set(store.collection(APPROVALS).document(doc["id"]), doc)
+    batch.set(store.collection(collections.TWIN_REQUESTS).document(doc["id"]), doc)
     audit.record(batch, req, "twin_request_submit", "twin_request", doc["id"], after=_summary(doc))
     batch.commit()
     return doc
@@ -181,7 +180,7 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
 def decide(req, approval_id: str, *, approve: bool, reason: str) -> dict[str, Any]:
     """Approve (binding the code and the endpoints as they are now) or deny a request that has
     not run. Needs ownership of every endpoint it names (403), else 404 when not visible."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    ref = store.collection(collections.TWIN_REQUESTS).document(approval_id)
     caller = req.caller
 
     def write(transaction) -> dict[str, Any]:
@@ -238,7 +237,7 @@ def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
 
 def _read(transaction, path: str) -> calls.Endpoint | None:
     """The endpoint at `path` as stored, in `transaction` (past the definition cache)."""
-    snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
+    snap = store.collection(collections.TWINS).document(path).get(transaction=transaction)
     return calls.Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
@@ -367,7 +366,7 @@ def contained() -> None:
 def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any], Any]:
     """(state, the request, the requester as they are now when "claimed"). An approved request
     is claimed only if its requester may run it now (403, 404, 409 otherwise: nothing runs)."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    ref = store.collection(collections.TWIN_REQUESTS).document(approval_id)
     caller = req.caller
 
     def claim(transaction) -> tuple[str, dict[str, Any], Any]:
@@ -407,7 +406,7 @@ def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str,
 
 def unqueue(approval_id: str, job_id: str) -> None:
     """Give the run back (approved again) when its job could not be queued."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    ref = store.collection(collections.TWIN_REQUESTS).document(approval_id)
 
     def undo(transaction) -> None:
         snap = ref.get(transaction=transaction)
@@ -427,7 +426,7 @@ def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | N
     holding 409: it ends `failed` with that error and nothing runs); ("busy", doc, None) while
     another delivery runs it; ("gone", None, None). A run that started and was interrupted is
     not run again (single use): it ends `failed`."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    ref = store.collection(collections.TWIN_REQUESTS).document(approval_id)
 
     def start(transaction) -> tuple[str, dict[str, Any] | None, Any]:
         snap = ref.get(transaction=transaction)
@@ -606,7 +605,7 @@ class _NoState:
 def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
     """Store the run's outcome (the result in Cloud Storage when large), if this run still holds
     the claim; the request as stored."""
-    ref = store.collection(APPROVALS).document(doc["id"])
+    ref = store.collection(collections.TWIN_REQUESTS).document(doc["id"])
     run_id = doc["run"]["id"]
     now = store.now()
     change: dict[str, Any] = {
@@ -664,7 +663,7 @@ def _settled(doc: dict[str, Any]) -> dict[str, Any]:
     lease = record.get("lease_until")
     if doc["status"] != ApprovalStatus.RUNNING or lease is None or store.now() < lease:
         return doc
-    ref = store.collection(APPROVALS).document(doc["id"])
+    ref = store.collection(collections.TWIN_REQUESTS).document(doc["id"])
 
     def settle(transaction) -> dict[str, Any]:
         current = ref.get(transaction=transaction).to_dict()
@@ -775,7 +774,7 @@ def listed(caller, status: str | None = None) -> list[dict[str, Any]]:
     on a dataset they manage; admins see all."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    coll = store.collection(APPROVALS)
+    coll = store.collection(collections.TWIN_REQUESTS)
     if caller.is_admin:
         queries = [coll]
     else:

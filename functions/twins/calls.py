@@ -24,12 +24,10 @@ from common import errors
 from common.cache import TTLCache
 from common.config import settings
 from common.logs import log
-from common.storage import datasets, deadlines, store
+from common.storage import collections, datasets, deadlines, store
 from functions.twins import ratelimit, sandbox, source
 from functions.twins.state import FirestoreState
 
-ENDPOINTS = "twins"
-CALLS = "twin_calls"
 PATH = r"^[a-z][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"
 RESERVED_PATHS = frozenset({"requests", "jobs"})  # the function's own routes
 OUTPUT_LIMIT = 64 << 10  # per captured stream in a call record
@@ -122,7 +120,7 @@ _definitions: TTLCache[str, Endpoint | None] = TTLCache(DEFINITION_CACHE_SECONDS
 
 
 def _read(path: str) -> Endpoint | None:
-    snap = store.collection(ENDPOINTS).document(path).get()
+    snap = store.collection(collections.TWINS).document(path).get()
     return Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
@@ -389,7 +387,7 @@ class _RecordWriter:
         while True:
             reference, record = self._queue.get()
             try:
-                store.collection(CALLS).document(reference).set(record)
+                store.collection(collections.TWIN_CALLS).document(reference).set(record)
             except Exception as exc:  # a lost record is logged, never a failed call
                 log("ERROR", f"twin call record {reference} not written: {exc!r}")
             finally:

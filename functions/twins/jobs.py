@@ -23,10 +23,9 @@ from common import errors, jsonio
 from common.config import settings
 from common.identity import authz
 from common.logs import log
-from common.storage import pubsub, store
+from common.storage import collections, pubsub, store
 from functions.twins import approvals, calls, results
 
-JOBS = "twin_jobs"
 ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -85,7 +84,7 @@ def submit_run(req, approval_id: str) -> dict[str, Any]:
             f"the request is {doc['status']}; GET /twins/requests/{approval_id} shows its result when it is done"
         )
     job = _job(req, fields, status=doc["status"])
-    store.collection(JOBS).document(job["id"]).set(job)
+    store.collection(collections.TWIN_JOBS).document(job["id"]).set(job)
     return job
 
 
@@ -107,7 +106,7 @@ def _job(
 
 def _submit(req, fields: dict[str, Any], job_id: str | None = None, on_failure=None) -> dict[str, Any]:
     job = _job(req, fields, job_id)
-    ref = store.collection(JOBS).document(job["id"])
+    ref = store.collection(collections.TWIN_JOBS).document(job["id"])
     ref.set(job)
     try:
         pubsub.publish(settings().twin_jobs_topic, {"job": job["id"]})
@@ -137,7 +136,7 @@ def accepted(job: dict[str, Any]):
 def load(job_id: str) -> dict[str, Any] | None:
     if not ID.fullmatch(job_id):
         return None
-    snap = store.collection(JOBS).document(job_id).get()
+    snap = store.collection(collections.TWIN_JOBS).document(job_id).get()
     return snap.to_dict() if snap.exists else None
 
 
@@ -157,7 +156,7 @@ def work(job_id: str) -> None:
 
 
 def _claim(job_id: str) -> tuple[dict[str, Any], int] | None:
-    ref = store.collection(JOBS).document(job_id)
+    ref = store.collection(collections.TWIN_JOBS).document(job_id)
 
     def claim(transaction) -> tuple[dict[str, Any], int] | None:
         snap = ref.get(transaction=transaction)
@@ -251,7 +250,7 @@ def _finish(
     job: dict[str, Any], attempt: int, status: int, body: dict[str, Any], *, result_from_request: bool = False
 ) -> None:
     """Store the outcome if this attempt still holds the job (a late attempt changes nothing)."""
-    ref = store.collection(JOBS).document(job["id"])
+    ref = store.collection(collections.TWIN_JOBS).document(job["id"])
     now = store.now()
     if status == 200:
         change: dict[str, Any] = {"status": JobStatus.DONE, "http_status": 200, "finished_at": now}
@@ -303,7 +302,7 @@ def _settled(job: dict[str, Any]) -> dict[str, Any]:
         return job
     if store.now() < job["lease_until"] + datetime.timedelta(seconds=ABANDONED_AFTER_S):
         return job
-    ref = store.collection(JOBS).document(job["id"])
+    ref = store.collection(collections.TWIN_JOBS).document(job["id"])
 
     def settle(transaction) -> dict[str, Any]:
         current = ref.get(transaction=transaction).to_dict()

@@ -544,13 +544,13 @@ def test_a_malformed_default_rate_limit_stops_start_up(monkeypatch, value):
 def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(
     api, world, monkeypatch
 ):
-    from common.storage import store
+    from common.storage import collections, store
     from functions.twins import calls
 
     define(api, twin())
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
     # Another instance changes the stored definition: this one serves its copy until it expires...
-    doc = store.collection(calls.ENDPOINTS).document("lab.echo")
+    doc = store.collection(collections.TWINS).document("lab.echo")
     doc.update({"sides.mock.code": ECHO.format(side="changed")})
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
     later = time.monotonic() + calls.DEFINITION_CACHE_SECONDS  # ...at most this long
