@@ -39,14 +39,12 @@ class TTLCache(Generic[K, V]):
         _every.add(self)
 
     def _lookup(self, key: K) -> V:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is None:
-                return _MISSING
-            if hit[0] <= self.clock():
-                del self._entries[key]
-                return _MISSING
-            return hit[1]
+        # No lock: one dict read is atomic. An expired entry stays until it is renewed or, the
+        # oldest, evicted (the size stays bounded either way).
+        hit = self._entries.get(key)
+        if hit is None or hit[0] <= self.clock():
+            return _MISSING
+        return hit[1]
 
     def get(self, key: K) -> V | None:
         """The value of `key`, or None when it is not cached (or has expired)."""
@@ -86,6 +84,7 @@ class TTLCache(Generic[K, V]):
             self._entries.clear()
 
     def __len__(self) -> int:
+        """Entries held, expired ones not yet replaced or evicted included."""
         return len(self._entries)
 
 

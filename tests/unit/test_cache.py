@@ -22,7 +22,8 @@ def test_a_value_is_kept_for_its_ttl_and_no_longer():
     assert cache.get("a") == 1
     clock.now += 0.1
     assert cache.get("a") is None
-    assert len(cache) == 0  # an expired entry is dropped when met
+    cache.put("a", 2)
+    assert cache.get("a") == 2 and len(cache) == 1
 
 
 def test_the_ttl_may_be_read_at_each_put_and_given_per_entry():
