@@ -8,8 +8,7 @@ from typing import Any
 
 from common import errors, jsonio
 from common.config import settings
-from common.identity import authz
-from common.storage import store
+from common.storage import datasets, store
 
 COLLECTION = "audit"
 
@@ -20,7 +19,7 @@ def entry(
     target_type: str,
     target_id: str,
     *,
-    dataset: authz.Dataset | str | None = None,
+    dataset: datasets.Dataset | str | None = None,
     generation: str | None = None,
     before: Any = None,
     after: Any = None,
@@ -39,13 +38,13 @@ def entry(
         # Firestore's TTL policy on `expire_at` (terraform/firestore.tf) deletes the entry then.
         "expire_at": at + datetime.timedelta(days=settings().audit_retention_days),
     }
-    if isinstance(dataset, authz.Dataset):
+    if isinstance(dataset, datasets.Dataset):
         generation = generation or dataset.generation
         dataset = dataset.name
-    elif dataset is not None and generation is None:
-        generation = authz.generation(authz.dataset_record(dataset))
     if dataset is not None:
         record["dataset"] = dataset
+        if generation is None:
+            generation = datasets.generation(datasets.record(dataset))
         if generation is not None:
             record["generation"] = generation
     before, after, compacted = _bounded(before, after)
@@ -103,7 +102,7 @@ def delete_existing(
     action: str,
     target_type: str,
     target_id: str,
-    dataset: authz.Dataset | str | None = None,
+    dataset: datasets.Dataset | str | None = None,
     before=lambda snap: snap.to_dict(),
 ) -> None:
     """Delete one document with its audit entry, in a transaction: 404 (`missing`) when it is

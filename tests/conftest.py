@@ -172,13 +172,9 @@ def clean_state(emulators, test_env, transfer_service, workers):
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
-    from common.catalog import sigindex
-    from common.identity import auth, authz
+    from common import cache
 
-    authz.forget_all()
-    calls.forget()
-    sigindex.forget_info()
-    auth._verified.clear()
+    cache.clear_all()
     yield
 
 

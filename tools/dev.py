@@ -200,9 +200,9 @@ def main() -> None:
 
         with open(dev_key, "rb") as f:
             token = mint_dev_token(owner, f.read())
-        from common.storage import store
+        from common.storage import datasets, store
 
-        kept = store.collection("datasets").document("hemibrain").get().exists
+        kept = store.collection(datasets.COLLECTION).document("hemibrain").get().exists
         if kept:
             # The S3 stand-in starts empty on a new port: its table again, and the twin's
             # private side pointed at it.

@@ -14,9 +14,10 @@ Per dataset (its lower-cased name):
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Callable
 from typing import Any
+
+from common.cache import TTLCache
 
 RECORD = struct.Struct("<IIIq")
 PARTITIONS = 4000
@@ -79,17 +80,9 @@ def hamming(a: int, b: int) -> int:
 
 
 INFO_SECONDS = 60  # how long an instance trusts a dataset's info.json
-_info_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+_info: TTLCache[str, dict[str, Any] | None] = TTLCache(INFO_SECONDS, 1000)
 
 
 def cached_info(dataset: str, load: Callable[[str], dict[str, Any] | None]) -> dict[str, Any] | None:
     """A dataset's info.json (None: no signatures), loaded at most once a minute per instance."""
-    hit = _info_cache.get(dataset)
-    if hit is None or hit[0] < time.monotonic():
-        hit = (time.monotonic() + INFO_SECONDS, load(dataset))
-        _info_cache[dataset] = hit
-    return hit[1]
-
-
-def forget_info() -> None:
-    _info_cache.clear()
+    return _info.load(dataset, load)

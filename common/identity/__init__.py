@@ -1,2 +1,2 @@
 """Who the caller is and what they may do: token and API-key verification (auth, apikeys), roles
-and route checks (authz), and what this deployment exposes at all (exposure)."""
+and route checks (authz)."""

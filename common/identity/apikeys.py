@@ -14,6 +14,7 @@ import re
 import time
 
 from common import errors
+from common.cache import TTLCache
 from common.storage import store
 
 PREFIX = "ghk_"
@@ -23,8 +24,8 @@ COLLECTION = "api_keys"
 TOKEN_KIND = "clio_token"
 _KEY_ID = r"[0-9a-f]{16}"
 _KEY = re.compile(rf"^ghk_({_KEY_ID})_([A-Za-z0-9_-]{{43}})$")
-_LAST_USED_EVERY = 60.0  # seconds between last_used_at writes for one key on one instance
-_last_used_written: dict[str, float] = {}
+# Keys whose last_used_at this instance wrote in the last minute (it is not written again).
+_recently_touched: TTLCache[str, bool] = TTLCache(60.0, 10_000)
 
 
 def digest(secret: str) -> str:
@@ -67,11 +68,10 @@ def verify_token_id(jti: str, email: str) -> None:
 
 
 def _touch(ref, key_id: str) -> None:
-    now = time.monotonic()
-    if now - _last_used_written.get(key_id, -_LAST_USED_EVERY) >= _LAST_USED_EVERY:
+    if _recently_touched.get(key_id) is None:
         from google.api_core.exceptions import NotFound
 
-        _last_used_written[key_id] = now
+        _recently_touched.put(key_id, True)
         try:
             ref.update({"last_used_at": store.now()})
         except NotFound:  # revoked a moment ago

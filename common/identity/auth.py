@@ -23,7 +23,6 @@ import functools
 import hashlib
 import hmac
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from common import errors
+from common.cache import TTLCache
 from common.config import CLIO_ISSUER, DEV_AUDIENCE, DEV_ISSUER, settings
 from common.identity import apikeys, authz
 from common.storage import store
@@ -52,8 +52,8 @@ class Identity:
     auth_time: float | None = None  # a clio token's: when its chain of tokens began (a sign-in)
 
 
-_verified: dict[str, Identity] = {}
-_verified_lock = threading.Lock()
+# Tokens that passed every check, each kept until its identity must be checked again (`put`'s ttl).
+_verified: TTLCache[str, Identity] = TTLCache(ttl=0, max_entries=_VERIFIED_MAX)
 
 
 def identify(authorization: str | None) -> Identity:
@@ -65,13 +65,10 @@ def identify(authorization: str | None) -> Identity:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise errors.Unauthenticated("the Authorization header must be 'Bearer <token>'")
     known = _verified.get(token)
-    if known is not None and known.expires_at > time.time():
+    if known is not None:
         return known
     identity = _verify(token)
-    with _verified_lock:
-        if len(_verified) >= _VERIFIED_MAX:
-            _verified.clear()
-        _verified[token] = identity
+    _verified.put(token, identity, ttl=identity.expires_at - time.time())
     return identity
 
 
@@ -91,9 +88,7 @@ def authenticate(request: Request) -> authz.Caller:
 def forget(key_id: str) -> None:
     """Drop remembered tokens of a revoked API key or clio token. The revoking caller calls it,
     so apikeys need not know of auth."""
-    with _verified_lock:
-        for token in [t for t, known in _verified.items() if known.key_id == key_id]:
-            del _verified[token]
+    _verified.pop_where(lambda token, known: known.key_id == key_id)
 
 
 def _verify(token: str) -> Identity:

@@ -1,22 +1,21 @@
-"""May they: roles per user (global and per dataset) and the predicates of SPEC §2.
+"""May they: roles per user (global and per dataset) and the predicates of SPEC §2, against
+the dataset catalog's records (common.storage.datasets).
 
-User and dataset records are cached per instance for at most ROLE_CACHE_SECONDS (30 s), and
-dropped at once on the instance that changes them (`forget_user`, `forget_dataset`).
+User records are cached per instance for at most ROLE_CACHE_SECONDS (30 s), and dropped at once
+on the instance that changes them (`forget_user`).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from common import errors
+from common.cache import TTLCache
 from common.config import settings
-from common.identity.exposure import exposed
-from common.models import is_dataset_name
-from common.storage import store
+from common.storage import datasets, store
+from common.storage.datasets import Dataset  # what a dataset check hands its handler
 from common.web.http import Check, Req
 
 READ_ROLES = frozenset({"clio_read", "clio_general", "clio_write", "dataset_admin"})
@@ -26,103 +25,21 @@ MANAGE_ROLES = frozenset({"dataset_admin"})  # on the dataset itself only, never
 PUBLIC_GRANTS = frozenset({"clio_general"})
 
 
-class _TTLCache:
-    """A small per-instance cache: value per key for `ttl` seconds, loaded on a miss."""
-
-    def __init__(self, max_items: int = 10_000):
-        self._items: dict[str, tuple[float, Any]] = {}
-        self._max = max_items
-        self._lock = threading.Lock()
-
-    def get(self, key: str, load: Callable[[str], Any]) -> Any:
-        hit = self._items.get(key)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load(key)
-        with self._lock:
-            if len(self._items) >= self._max:
-                self._items.clear()
-            self._items[key] = (now + settings().role_cache_seconds, value)
-        return value
-
-    def forget(self, key: str) -> None:
-        self._items.pop(key, None)
-
-    def clear(self) -> None:
-        self._items.clear()
+USERS = "users"  # users/{email}: roles, grants, groups (written by the users function)
+_users: TTLCache[str, dict[str, Any] | None] = TTLCache(lambda: settings().role_cache_seconds, 10_000)
 
 
-_users = _TTLCache()
-_datasets = _TTLCache()
-
-
-def _load(collection: str) -> Callable[[str], dict[str, Any] | None]:
-    def load(key: str) -> dict[str, Any] | None:
-        snap = store.collection(collection).document(key).get()
-        return snap.to_dict() if snap.exists else None
-
-    return load
-
-
-_load_user = _load("users")
-_load_dataset = _load("datasets")
+def _read_user(email: str) -> dict[str, Any] | None:
+    snap = store.collection(USERS).document(email).get()
+    return snap.to_dict() if snap.exists else None
 
 
 def user_record(email: str) -> dict[str, Any] | None:
-    return _users.get(email, _load_user)
-
-
-def dataset_record(name: str) -> dict[str, Any] | None:
-    """The dataset's record; None when it does not exist or this deployment does not serve it
-    (EXPOSE), so every route and list answers an unexposed dataset as missing."""
-    if not is_dataset_name(name) or not exposed("dataset", name):
-        return None  # `__x__`, `..`: no dataset can have such a name, so none is looked up
-    return _datasets.get(name, _load_dataset)
-
-
-def generation(record: dict[str, Any] | None) -> str | None:
-    """The id a dataset got when it was created (None for datasets made before generations).
-    Data and grants are bound to it, so a new dataset of a deleted one's name starts empty."""
-    return (record or {}).get("generation")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A dataset as a route's check found it: its name and the record it was authorized on,
-    handed to the handler (`dataset`) so the request reads the record once and uses that one."""
-
-    name: str
-    record: dict[str, Any]
-
-    @property
-    def generation(self) -> str | None:
-        return generation(self.record)
-
-    @property
-    def data_key(self) -> str:
-        """Where its data is stored: its generation (its name, for one made before generations)."""
-        return self.generation or self.name
-
-
-def data_key(dataset: Dataset | str) -> str:
-    """Where the data of `dataset` is stored (see Dataset.data_key); a name is looked up."""
-    if isinstance(dataset, Dataset):
-        return dataset.data_key
-    return generation(dataset_record(dataset)) or dataset
+    return _users.load(email, _read_user)
 
 
 def forget_user(email: str) -> None:
-    _users.forget(email)
-
-
-def forget_dataset(name: str) -> None:
-    _datasets.forget(name)
-
-
-def forget_all() -> None:
-    _users.clear()
-    _datasets.clear()
+    _users.pop(email)
 
 
 @dataclass(frozen=True)
@@ -147,7 +64,7 @@ class Caller:
 
         `record` is the dataset's record when the caller has it at hand (saves a lookup).
         """
-        record = record if record is not None else dataset_record(dataset)
+        record = record if record is not None else datasets.record(dataset)
         roles = self.global_roles | self.granted_on(dataset, record)
         if (record or {}).get("public") is True:
             roles = roles | PUBLIC_GRANTS
@@ -157,7 +74,7 @@ class Caller:
         """The roles granted on this generation of `dataset` (a grant on a deleted dataset of the
         same name counts for nothing)."""
         bound = self.grant_generations.get(dataset)
-        if bound is not None and bound != generation(record):
+        if bound is not None and bound != datasets.generation(record):
             return frozenset()
         return self.datasets.get(dataset, frozenset())
 
@@ -176,7 +93,7 @@ class Caller:
     def can_manage(self, dataset: str, record: dict[str, Any] | None = None) -> bool:
         if self.is_admin:
             return True
-        record = record if record is not None else dataset_record(dataset)
+        record = record if record is not None else datasets.record(dataset)
         return record is not None and bool(self.granted_on(dataset, record) & MANAGE_ROLES)
 
     def profile(self) -> dict[str, Any]:
@@ -194,10 +111,10 @@ class Caller:
 
     def _listed(self, dataset: str) -> bool:
         """A grant /roles shows: on a dataset this deployment serves, and not a stale one."""
-        if not exposed("dataset", dataset):
+        if not datasets.exposed("dataset", dataset):
             return False
         bound = self.grant_generations.get(dataset)
-        return bound is None or bound == generation(dataset_record(dataset))
+        return bound is None or bound == datasets.generation(datasets.record(dataset))
 
 
 def caller_for(email: str, via: str) -> Caller:
@@ -253,7 +170,7 @@ def require_dataset(caller: Caller, name: str, need: Need) -> Dataset:
     A dataset the caller may not read is answered as missing (404), so names do not leak;
     one they may read but not act on is 403.
     """
-    return require(caller, name, dataset_record(name), need)
+    return require(caller, name, datasets.record(name), need)
 
 
 def require(caller: Caller, name: str, record: dict[str, Any] | None, need: Need) -> Dataset:
@@ -281,6 +198,6 @@ def group_members(groups: list[str]) -> set[str]:
 
     members: set[str] = set()
     for chunk in store.chunks(sorted(set(groups)), store.MAX_IN_VALUES):
-        query = store.collection("users").where(filter=FieldFilter("groups", "array_contains_any", chunk))
+        query = store.collection(USERS).where(filter=FieldFilter("groups", "array_contains_any", chunk))
         members.update(snap.id for snap in query.select([]).stream())
     return members

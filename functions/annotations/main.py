@@ -36,7 +36,7 @@ from common.models import (
     Query,
     Strict,
 )
-from common.storage import store
+from common.storage import collections, store
 from common.web import clio
 from common.web.http import App, paged
 
@@ -47,7 +47,6 @@ app = App(
     authenticate=auth.authenticate,
 )
 
-V2_COLLECTION = "v2_annotations"
 
 MAX_PER_REQUEST = 10_000
 # 10,000 annotations with titles and props do not fit the usual 1 MiB; this route allows more.
@@ -125,7 +124,7 @@ AnnotationsCreate = Annotated[
 
 # -- v1: the seed's POST/GET/DELETE /annotations/{ds}?x=&y=&z= ----------------------------------
 
-V1 = LocationStore("annotations", "v1_annotations", "annotation_v1")
+V1 = LocationStore(collections.ANNOTATIONS, collections.V1_ANNOTATIONS, "annotation_v1")
 app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
@@ -133,7 +132,11 @@ app.include_router(location_routes(V1, "annotation"), prefix="/annotations")
 
 
 def _v2(dataset: authz.Dataset):
-    return store.collection("annotations").document(dataset.data_key).collection(V2_COLLECTION)
+    return (
+        store.collection(collections.ANNOTATIONS)
+        .document(dataset.data_key)
+        .collection(collections.V2_ANNOTATIONS)
+    )
 
 
 def _comma_list(value: object) -> object:

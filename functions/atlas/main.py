@@ -18,9 +18,8 @@ from pydantic import ConfigDict, StringConstraints, model_validator
 from common import audit, errors, jsonio
 from common.catalog.locations import LocationQuery, location, location_key
 from common.identity import auth, authz
-from common.identity.exposure import exposed
 from common.models import Email, FreeForm, Public, Strict, check_document_size, check_storable
-from common.storage import store
+from common.storage import collections, datasets, store
 from common.web import clio
 from common.web.http import App, Check, public_item, public_items, streamed
 
@@ -84,18 +83,18 @@ class VerifyUpdate(Strict):
 
 
 def _entries():
-    return store.collection("atlas")
+    return store.collection(collections.ATLAS)
 
 
 def entry_id(dataset: authz.Dataset | str, user: str, key: str) -> str:
-    """The id of an entry: derived from the dataset's generation (authz.data_key), so a new
+    """The id of an entry: derived from the dataset's generation (datasets.data_key), so a new
     dataset of a deleted one's name never meets the old entries."""
-    return hashlib.sha256(f"{authz.data_key(dataset)}\0{user}\0{key}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{datasets.data_key(dataset)}\0{user}\0{key}".encode()).hexdigest()[:32]
 
 
 def _current(snap, record: dict[str, Any] | None) -> bool:
     """The entry belongs to the dataset as it is now (not to a deleted one of the same name)."""
-    return record is not None and snap.get("generation") == authz.generation(record)
+    return record is not None and snap.get("generation") == datasets.generation(record)
 
 
 def _view(snap) -> dict[str, Any]:
@@ -132,8 +131,8 @@ def _visible(req):
     caller = req.caller
     readable = {
         s.id: s.to_dict()
-        for s in store.collection("datasets").select(["public", "generation"]).stream()
-        if exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
+        for s in store.collection(datasets.COLLECTION).select(["public", "generation"]).stream()
+        if datasets.exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
     }
     curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))
     others = sorted(set(readable) - set(curated))
@@ -255,7 +254,7 @@ def _may_verify(req, params: dict[str, Any]) -> dict[str, authz.Dataset]:
     if snap is None or not snap.exists:
         raise missing
     name = snap.get("dataset")
-    record = authz.dataset_record(name)
+    record = datasets.record(name)
     if not _current(snap, record) or not req.caller.can_read(name, record):
         raise missing
     return {"dataset": authz.require(req.caller, name, record, authz.WRITE_OTHERS)}

@@ -11,7 +11,6 @@ from pydantic import ConfigDict, Field, model_validator
 
 from common import audit, errors, jsonio
 from common.identity import auth, authz
-from common.identity.exposure import exposed
 from common.models import (
     DatasetName,
     FreeForm,
@@ -22,7 +21,7 @@ from common.models import (
     check_storable,
     is_dataset_name,
 )
-from common.storage import blobs, store
+from common.storage import blobs, datasets, store
 from common.web import workers
 from common.web.http import App, paged, public_item, public_items, streamed
 from functions.datasets import purge
@@ -33,6 +32,7 @@ app = App(
     authenticate=auth.authenticate,
 )
 
+NAME_CLAIMS = "dataset_names"  # dataset_names/{lower-cased name}: keeps names unique regardless of case
 MAX_DATASETS_PER_REQUEST = 200  # two writes each (record + audit) within one 500-write commit
 # 31 MiB: with the multipart overhead an upload stays under API Gateway's 32 MiB request cap.
 ATTACHMENT_LIMIT = 31 << 20
@@ -174,18 +174,18 @@ def _view(name: str, record: dict[str, Any]) -> dict[str, Any]:
 
 def _name_claim(name: str):
     """The document that keeps a name unique regardless of case."""
-    return store.collection("dataset_names").document(name.lower())
+    return store.collection(NAME_CLAIMS).document(name.lower())
 
 
 def _forget(names) -> None:
     for name in names:
-        authz.forget_dataset(name)
+        datasets.forget(name)
 
 
 def _readable(caller: authz.Caller):
     """(name, view) of every dataset the caller may read."""
-    snaps = store.collection("datasets").stream()
-    records = ((s.id, s.to_dict()) for s in snaps if exposed("dataset", s.id))
+    snaps = store.collection(datasets.COLLECTION).stream()
+    records = ((s.id, s.to_dict()) for s in snaps if datasets.exposed("dataset", s.id))
     # The check reads the whole record: a grant is bound to the dataset's generation.
     return ((n, _view(n, r)) for n, r in records if caller.can_read(n, r))
 
@@ -236,12 +236,12 @@ def clio_list_datasets(req):
 )
 def create_datasets(req):
     """Create or replace datasets (admin). A finalized dataset cannot be replaced (409)."""
-    datasets = store.collection("datasets")
+    records = store.collection(datasets.COLLECTION)
 
     def write(transaction) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
         now, actor = store.now(), req.caller.email
-        refs = {name: datasets.document(name) for name in req.body}
+        refs = {name: records.document(name) for name in req.body}
         claims = {name: _name_claim(name) for name in req.body}
         before = {s.id: s.to_dict() for s in transaction.get_all(list(refs.values())) if s.exists}
         claimed = {s.id: s.get("name") for s in transaction.get_all(list(claims.values())) if s.exists}
@@ -297,12 +297,12 @@ def delete_datasets(req):
     """Delete datasets with everything stored under them and every grant on them (admin); names
     that do not exist are skipped. The data is purged in the background when large: see
     `GET /datasets/_deletions`."""
-    datasets = store.collection("datasets")
+    records = store.collection(datasets.COLLECTION)
     names = [n for n in dict.fromkeys(req.body) if is_dataset_name(n)]
 
     def delete(transaction) -> dict[str, str]:
         deletions: dict[str, str] = {}  # name -> its deletion's id
-        for snap in transaction.get_all([datasets.document(n) for n in names]):
+        for snap in transaction.get_all([records.document(n) for n in names]):
             if snap.exists:
                 record = snap.to_dict()
                 transaction.delete(snap.reference)
@@ -396,7 +396,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
 
     `change(old)` returns the new record (without modified_*) or raises.
     """
-    ref = store.collection("datasets").document(name)
+    ref = store.collection(datasets.COLLECTION).document(name)
 
     def write(transaction) -> dict[str, Any]:
         snap = ref.get(transaction=transaction)
@@ -418,7 +418,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         return _view(name, record)
 
     result = store.transactional(write)
-    authz.forget_dataset(name)
+    datasets.forget(name)
     return result
 
 

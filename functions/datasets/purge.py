@@ -2,7 +2,7 @@
 
 The record and a deletion record (`dataset_deletions/{id}`) change in one transaction, so from
 then on nothing of the dataset is reachable: every stored thing and every grant is bound to the
-dataset's generation (see common.identity.authz.generation), and a new dataset of the same name gets a new
+dataset's generation (see common.storage.datasets.generation), and a new dataset of the same name gets a new
 one. Twin endpoints made on the dataset go with it, with their state, call records, jobs and the
 approval requests naming them (functions/twins/calls.py hides them at once). The purge only reclaims the space, in steps of a bounded size that can be repeated at any
 time (idempotent: each step deletes what is still there) until every part is done; the deletion
@@ -19,7 +19,7 @@ from common import errors
 from common.config import settings
 from common.identity import authz
 from common.logs import log
-from common.storage import blobs, pubsub, store
+from common.storage import blobs, collections, pubsub, store
 
 COLLECTION = "dataset_deletions"
 INLINE_BUDGET = 2000  # objects purged per step: in DELETE /datasets, then per background delivery
@@ -114,7 +114,7 @@ def _owned(query, deletion: dict[str, Any]):
 def _atlas(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query = store.collection("atlas").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    query = store.collection(collections.ATLAS).where(filter=FieldFilter("dataset", "==", deletion["name"]))
     return _delete_docs(_owned(query.select(["generation"]), deletion), budget)
 
 
@@ -122,7 +122,9 @@ def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     """Jobs of the dataset made before it was deleted, each with its parts."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query = store.collection("transfer_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    query = store.collection(collections.TRANSFER_JOBS).where(
+        filter=FieldFilter("dataset", "==", deletion["name"])
+    )
     deleted = 0
     for job in query.select(["created_at"]).stream():
         created = (job.to_dict() or {}).get("created_at")  # older records may lack it: theirs too
@@ -130,7 +132,9 @@ def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
             continue
         if deleted >= budget:
             return deleted, False
-        parts, _ = _delete_docs(job.reference.collection("transfer_parts").select([]).stream(), 1 << 30)
+        parts, _ = _delete_docs(
+            job.reference.collection(collections.TRANSFER_PARTS).select([]).stream(), 1 << 30
+        )
         job.reference.delete()
         deleted += parts + 1
     return deleted, True
@@ -146,7 +150,7 @@ def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     name = deletion["name"]
     field = FieldPath("datasets", name).to_api_repr()
     bound = FieldPath("grant_generations", name).to_api_repr()
-    query = store.collection("users").where(filter=FieldFilter(field, "!=", None))
+    query = store.collection(authz.USERS).where(filter=FieldFilter(field, "!=", None))
     deleted, skipped = 0, 0
     for snap in query.stream():
         if (snap.to_dict().get("grant_generations") or {}).get(name) not in (None, deletion["generation"]):
@@ -203,14 +207,18 @@ def _twin_endpoints(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     from google.api_core.exceptions import FailedPrecondition
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query = store.collection("twins").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    query = store.collection(collections.TWINS).where(filter=FieldFilter("dataset", "==", deletion["name"]))
     deleted = 0
     for snap in query.stream():
         doc = snap.to_dict()
         if not _made_on(doc, deletion, "created_at"):
             continue
         for side in doc["sides"].values():
-            keys = store.collection("twin_state").document(side["generation"]).collection("keys")
+            keys = (
+                store.collection(collections.TWIN_STATE)
+                .document(side["generation"])
+                .collection(collections.TWIN_STATE_KEYS)
+            )
             count, done = _delete_docs(keys.limit(budget - deleted + 1).select([]).stream(), budget - deleted)
             deleted += count
             if not done:
@@ -240,7 +248,9 @@ def _results(docs: Iterable[Any]) -> None:
 def _twin_calls(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query = store.collection("twin_calls").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    query = store.collection(collections.TWIN_CALLS).where(
+        filter=FieldFilter("dataset", "==", deletion["name"])
+    )
     owned = (
         s
         for s in query.select(["dataset_generation", "at"]).stream()
@@ -253,7 +263,9 @@ def _twin_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     """Call jobs of the dataset's endpoints, with their results (a request's run job goes with it)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query = store.collection("twin_jobs").where(filter=FieldFilter("dataset", "==", deletion["name"]))
+    query = store.collection(collections.TWIN_JOBS).where(
+        filter=FieldFilter("dataset", "==", deletion["name"])
+    )
     deleted = 0
     for snap in query.select(["dataset_generation", "created_at", "result_blob"]).stream():
         if not _made_on(snap.to_dict(), deletion, "created_at"):
@@ -280,7 +292,7 @@ def _twin_requests(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     """Approval requests naming an endpoint of the dataset, with their results and run jobs."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query = store.collection("twin_requests").where(
+    query = store.collection(collections.TWIN_REQUESTS).where(
         filter=FieldFilter("datasets", "array_contains", deletion["name"])
     )
     deleted = 0
@@ -290,7 +302,7 @@ def _twin_requests(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
             continue
         if deleted >= budget:
             return deleted, False
-        jobs = store.collection("twin_jobs").where(filter=FieldFilter("request", "==", snap.id))
+        jobs = store.collection(collections.TWIN_JOBS).where(filter=FieldFilter("request", "==", snap.id))
         for job in jobs.select(["result_blob"]).stream():
             _results([job.to_dict()])
             job.reference.delete()
@@ -303,9 +315,9 @@ def _twin_requests(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
 
 PARTS: dict[str, Callable[[dict[str, Any], int], tuple[int, bool]]] = {
     "grants": _grants,
-    "annotations_v1": _subcollection("annotations", "v1_annotations"),
-    "annotations_v2": _subcollection("annotations", "v2_annotations"),
-    "savedsearches": _subcollection("savedsearches", "searches"),
+    "annotations_v1": _subcollection(collections.ANNOTATIONS, collections.V1_ANNOTATIONS),
+    "annotations_v2": _subcollection(collections.ANNOTATIONS, collections.V2_ANNOTATIONS),
+    "savedsearches": _subcollection(collections.SAVED_SEARCHES, collections.SEARCHES),
     "atlas": _atlas,
     "transfer_jobs": _transfer_jobs,
     "attachments": _objects(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from common.catalog.locations import LocationStore, location_routes
 from common.identity import auth
+from common.storage import collections
 from common.web.http import App
 
 app = App(
@@ -11,7 +12,7 @@ app = App(
     "Saved searches: one free-form object per user, dataset and location.",
     authenticate=auth.authenticate,
 )
-SEARCHES = LocationStore("savedsearches", "searches", "saved_search")
+SEARCHES = LocationStore(collections.SAVED_SEARCHES, collections.SEARCHES, "saved_search")
 app.include_router(location_routes(SEARCHES, "saved search"), prefix="/savedsearches")
 
 

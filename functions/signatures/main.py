@@ -18,7 +18,7 @@ from common.catalog import sigindex
 from common.catalog.locations import LocationQuery, location
 from common.identity import auth, authz
 from common.models import Public
-from common.storage import blobs
+from common.storage import blobs, datasets
 from common.web.http import App
 
 app = App(
@@ -78,7 +78,7 @@ def _info(dataset: authz.Dataset) -> dict[str, Any]:
 def _built_for(info: dict[str, Any], record: dict[str, Any] | None) -> bool:
     """Signatures are stored under the dataset's name: those built before the dataset was created
     belong to a deleted dataset of the same name, never to this one."""
-    if record is None or not authz.generation(record):
+    if record is None or not datasets.generation(record):
         return True  # a dataset made before generations: its signatures carry no build time
     built_at = info.get("built_at")
     if not isinstance(built_at, str):

@@ -24,9 +24,8 @@ from pydantic import Field, StringConstraints
 from common import errors, jsonio
 from common.identity import auth, authz
 from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict
-from common.storage import blobs, pubsub, store
+from common.storage import blobs, collections, datasets, pubsub, store
 from common.web.http import App, paged
-from functions.transfer.worker import JOBS, PARTS
 from functions.transfer.worker import work as work  # the worker's entry point (terraform/pubsub.tf)
 
 app = App(
@@ -206,7 +205,7 @@ def start_transfer(req):
     addr = neuroglancer_link(source, f"{body.dataset} {body.model_name}")
     created = store.now()
     expire_at = created + datetime.timedelta(days=JOB_DAYS)
-    job = store.collection(JOBS).document()
+    job = store.collection(collections.TRANSFER_JOBS).document()
     batch = store.db().batch()
     batch.set(
         job,
@@ -226,7 +225,7 @@ def start_transfer(req):
     parts = part_requests(dataset["location"], body.model_name, body.center, volume)
     for key, request in parts.items():
         batch.set(
-            job.collection(PARTS).document(key),
+            job.collection(collections.TRANSFER_PARTS).document(key),
             {"request": request, "status": "pending", "attempts": 0, "error": None, "expire_at": expire_at},
         )
     batch.commit()
@@ -254,7 +253,7 @@ def _served(snap) -> bool:
     An older dataset record without `created_at` has no other of its name before it: its jobs
     are its own. A job without `created_at` cannot be told apart, and is not shown."""
     job = snap.to_dict()
-    record = authz.dataset_record(job.get("dataset"))  # None when not exposed or deleted
+    record = datasets.record(job.get("dataset"))  # None when not exposed or deleted
     if record is None or job.get("created_at") is None:
         return False
     return record.get("created_at") is None or job["created_at"] >= record["created_at"]
@@ -272,7 +271,7 @@ def list_jobs(req):
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     limit = req.query.limit
-    jobs = store.collection(JOBS)
+    jobs = store.collection(collections.TRANSFER_JOBS)
     query = jobs if req.caller.is_admin else jobs.where(filter=FieldFilter("user", "==", req.caller.email))
     query = query.order_by("created_at", direction=Query.DESCENDING)
     page = store.page(query, jobs, limit=limit, cursor=req.query.cursor)
@@ -283,7 +282,7 @@ def list_jobs(req):
 def get_job(req, job_id):
     """A transfer job and each part's status, attempts and last error (its requester's and
     admins' only)."""
-    job = store.document(store.collection(JOBS), job_id, f"no transfer job {job_id!r}")
+    job = store.document(store.collection(collections.TRANSFER_JOBS), job_id, f"no transfer job {job_id!r}")
     snap = job.get()
     if (
         not snap.exists
@@ -291,7 +290,9 @@ def get_job(req, job_id):
         or (snap.get("user") != req.caller.email and not req.caller.is_admin)
     ):
         raise errors.NotFound(f"no transfer job {job_id!r}")
-    parts = {part.id: _part_view(part.to_dict()) for part in job.collection(PARTS).stream()}
+    parts = {
+        part.id: _part_view(part.to_dict()) for part in job.collection(collections.TRANSFER_PARTS).stream()
+    }
     return {**_job_view(snap), "parts": parts}
 
 

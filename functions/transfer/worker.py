@@ -12,10 +12,9 @@ import datetime
 from typing import Any
 
 from common.config import settings
-from common.storage import jobs, store
+from common.storage import collections, jobs, store
 from common.web import workers
 
-JOBS, PARTS = "transfer_jobs", "transfer_parts"  # transfer_jobs/{job}/transfer_parts/{key}
 CLAIM_MARGIN_SECONDS = 60  # a part "sending" for longer than the timeout plus this was abandoned
 
 
@@ -33,8 +32,8 @@ def work(cloud_event):
             raise ValueError("not a document id")
     except (ValueError, KeyError) as exc:
         raise workers.Dropped(f"transfer worker: dropped a message that names no part ({exc})") from None
-    job = store.collection(JOBS).document(job_id)
-    part = job.collection(PARTS).document(key)
+    job = store.collection(collections.TRANSFER_JOBS).document(job_id)
+    part = job.collection(collections.TRANSFER_PARTS).document(key)
     claimed = _claim(part)
     if claimed.outcome in (jobs.Outcome.GONE, jobs.Outcome.FINISHED):
         return  # finished already, or the job is gone: a redelivery changes nothing
@@ -126,7 +125,7 @@ def _settle(job) -> None:
     failed, `done` when all are done. Idempotent: every finishing delivery may call it."""
     from google.api_core.exceptions import NotFound
 
-    parts = {p.id: p.to_dict() for p in job.collection(PARTS).stream()}
+    parts = {p.id: p.to_dict() for p in job.collection(collections.TRANSFER_PARTS).stream()}
     failed = sorted(k for k, part in parts.items() if part["status"] == "failed")
     if failed:
         change = {

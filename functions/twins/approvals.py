@@ -30,11 +30,10 @@ from common import audit, errors
 from common.config import settings
 from common.identity import authz
 from common.logs import log
-from common.storage import jobs, store
+from common.storage import collections, datasets, jobs, store
 from functions.twins import calls, results, sandbox, source
 from functions.twins.calls import clip
 
-APPROVALS = "twin_requests"  # the collection keeps the HTTP paths' name
 ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -67,7 +66,7 @@ QUEUED = jobs.Kind(
 def load(approval_id: str) -> dict[str, Any] | None:
     if not ID.fullmatch(approval_id):
         return None
-    snap = store.collection(APPROVALS).document(approval_id).get()
+    snap = store.collection(collections.TWIN_REQUESTS).document(approval_id).get()
     return snap.to_dict() if snap.exists else None
 
 
@@ -180,7 +179,7 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
         "modified_at": now,
     }
     batch = store.db().batch()
-    batch.set(store.collection(APPROVALS).document(doc["id"]), doc)
+    batch.set(store.collection(collections.TWIN_REQUESTS).document(doc["id"]), doc)
     audit.record(batch, req, "twin_request_submit", "twin_request", doc["id"], after=_summary(doc))
     batch.commit()
     return doc
@@ -189,7 +188,7 @@ def submit(req, endpoints: dict[str, str], code: str, reason: str, timeout_s: fl
 def decide(req, approval_id: str, *, approve: bool, reason: str) -> dict[str, Any]:
     """Approve (binding the code and the endpoints as they are now) or deny a request that has
     not run. Needs ownership of every endpoint it names (403), else 404 when not visible."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    ref = store.collection(collections.TWIN_REQUESTS).document(approval_id)
     caller = req.caller
 
     def write(transaction) -> dict[str, Any]:
@@ -246,7 +245,7 @@ def _binding(transaction, doc: dict[str, Any]) -> dict[str, Any]:
 
 def _read(transaction, path: str) -> calls.Endpoint | None:
     """The endpoint at `path` as stored, in `transaction` (past the definition cache)."""
-    snap = store.collection(calls.ENDPOINTS).document(path).get(transaction=transaction)
+    snap = store.collection(collections.TWINS).document(path).get(transaction=transaction)
     return calls.Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
@@ -283,7 +282,7 @@ def _requester_now(doc: dict[str, Any], via: str):
     revoked or an account disabled on another instance counts at once): 403 when disabled."""
     authz.forget_user(doc["requester"])
     for name in doc.get("datasets") or ():
-        authz.forget_dataset(name)
+        datasets.forget(name)
     return authz.caller_for(doc["requester"], via)
 
 
@@ -375,7 +374,7 @@ def contained() -> None:
 def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str, Any], Any]:
     """(state, the request, the requester as they are now when "claimed"). An approved request
     is claimed only if its requester may run it now (403, 404, 409 otherwise: nothing runs)."""
-    ref = store.collection(APPROVALS).document(approval_id)
+    ref = store.collection(collections.TWIN_REQUESTS).document(approval_id)
     caller = req.caller
 
     def claim(transaction) -> tuple[str, dict[str, Any], Any]:
@@ -416,7 +415,7 @@ def _claim(req, approval_id: str, *, job_id: str | None) -> tuple[str, dict[str,
 def unqueue(approval_id: str, job_id: str) -> None:
     """Give the run back (approved again) when its job could not be queued, if it still holds it."""
     change = {"status": ApprovalStatus.APPROVED, "run": None, "modified_at": store.now()}
-    jobs.finish(store.collection(APPROVALS).document(approval_id), QUEUED, job_id, change)
+    jobs.finish(store.collection(collections.TWIN_REQUESTS).document(approval_id), QUEUED, job_id, change)
 
 
 def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | None, Any]:
@@ -441,7 +440,7 @@ def start_queued(approval_id: str, job_id: str) -> tuple[str, dict[str, Any] | N
         return {"run": {**doc["run"], "started_at": now, "lease_until": _lease(doc, now)}, "modified_at": now}
 
     claimed = jobs.claim(
-        store.collection(APPROVALS).document(approval_id),
+        store.collection(collections.TWIN_REQUESTS).document(approval_id),
         RUN,
         start=start,
         abandon=_interrupted,
@@ -625,7 +624,7 @@ def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:
             log("ERROR", f"the result of twin request {doc['id']} was not stored", exc=exc)
             change["status"] = ApprovalStatus.FAILED
             change["outcome"].update(status="result_not_stored", message=f"{type(exc).__name__}: {exc}")
-    ref = store.collection(APPROVALS).document(doc["id"])
+    ref = store.collection(collections.TWIN_REQUESTS).document(doc["id"])
     # Not written when settled meanwhile (e.g. as interrupted); the request as stored then.
     return jobs.finish(ref, RUN, doc["run"]["id"], change).record or {**doc, **change}
 
@@ -647,7 +646,9 @@ def _wait(approval_id: str, doc: dict[str, Any]) -> dict[str, Any]:
 def _settled(doc: dict[str, Any]) -> dict[str, Any]:
     """A run still `running` well past its lease was interrupted (its instance stopped): it ends
     `failed` and is not run again."""
-    return jobs.settle(store.collection(APPROVALS).document(doc["id"]), RUN, doc, _interrupted)
+    return jobs.settle(
+        store.collection(collections.TWIN_REQUESTS).document(doc["id"]), RUN, doc, _interrupted
+    )
 
 
 # -- what callers see ----------------------------------------------------------------------------
@@ -748,7 +749,7 @@ def listed(caller, status: str | None = None) -> list[dict[str, Any]]:
     on a dataset they manage; admins see all."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    coll = store.collection(APPROVALS)
+    coll = store.collection(collections.TWIN_REQUESTS)
     if caller.is_admin:
         queries = [coll]
     else:

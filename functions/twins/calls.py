@@ -15,23 +15,19 @@ import datetime
 import queue
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from common import errors
+from common.cache import TTLCache
 from common.config import settings
-from common.identity import authz
-from common.identity.exposure import exposed
 from common.logs import log
-from common.storage import deadlines, store
+from common.storage import collections, datasets, deadlines, store
 from functions.twins import ratelimit, sandbox, source
 from functions.twins.state import FirestoreState
 
-ENDPOINTS = "twins"
-CALLS = "twin_calls"
 PATH = r"^[a-z][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"
 RESERVED_PATHS = frozenset({"requests", "jobs"})  # the function's own routes
 OUTPUT_LIMIT = 64 << 10  # per captured stream in a call record
@@ -96,7 +92,7 @@ class Endpoint:
         return caller.is_admin or bool(self.dataset and caller.can_manage(self.dataset))
 
     def visible_to(self, caller) -> bool:
-        if not exposed("twin", self.path) or not self.live():
+        if not datasets.exposed("twin", self.path) or not self.live():
             return False
         return self.dataset is None or caller.can_read(self.dataset)
 
@@ -106,13 +102,13 @@ def dataset_lives(name: str, generation: str | None, made_at: Any) -> bool:
     `generation` (for a thing made before generations were recorded, one created no later than
     `made_at`). A dataset this deployment does not serve (EXPOSE) is not judged here: what it
     holds is hidden where it is read."""
-    if not exposed("dataset", name):
+    if not datasets.exposed("dataset", name):
         return True
-    record = authz.dataset_record(name)
+    record = datasets.record(name)
     if record is None:
         return False
     if generation is not None:
-        return authz.generation(record) == generation
+        return datasets.generation(record) == generation
     created = record.get("created_at")
     return made_at is None or created is None or created <= made_at
 
@@ -120,32 +116,25 @@ def dataset_lives(name: str, generation: str | None, made_at: Any) -> bool:
 # Definitions are kept per instance for a few seconds, which saves a Firestore read on every
 # call; the instance that changes one forgets it at once, the others within this time.
 DEFINITION_CACHE_SECONDS = 5.0
-_definitions: dict[str, tuple[float, Endpoint | None]] = {}
+_definitions: TTLCache[str, Endpoint | None] = TTLCache(DEFINITION_CACHE_SECONDS, 1000)
+
+
+def _read(path: str) -> Endpoint | None:
+    snap = store.collection(collections.TWINS).document(path).get()
+    return Endpoint(path, snap.to_dict()) if snap.exists else None
 
 
 def load(path: str) -> Endpoint | None:
     """The endpoint at `path`; None when there is none, or its dataset was deleted."""
     if not valid_path(path):
         return None
-    now = time.monotonic()
-    hit = _definitions.get(path)
-    if hit is not None and hit[0] > now:
-        endpoint = hit[1]
-    else:
-        snap = store.collection(ENDPOINTS).document(path).get()
-        endpoint = Endpoint(path, snap.to_dict()) if snap.exists else None
-        if len(_definitions) >= 1000:
-            _definitions.clear()
-        _definitions[path] = (now + DEFINITION_CACHE_SECONDS, endpoint)
+    endpoint = _definitions.load(path, _read)
     return endpoint if endpoint is not None and endpoint.live() else None
 
 
-def forget(path: str | None = None) -> None:
-    """Drop the cached definition of `path` (of every endpoint when None): it was just changed."""
-    if path is None:
-        _definitions.clear()
-    else:
-        _definitions.pop(path, None)
+def forget(path: str) -> None:
+    """Drop the cached definition of `path`: it was just changed."""
+    _definitions.pop(path)
 
 
 def resolve(caller, path: str, side: str | None = None) -> tuple[Endpoint, str]:
@@ -398,7 +387,7 @@ class _RecordWriter:
         while True:
             reference, record = self._queue.get()
             try:
-                store.collection(CALLS).document(reference).set(record)
+                store.collection(collections.TWIN_CALLS).document(reference).set(record)
             except Exception as exc:  # a lost record is logged, never a failed call
                 log("ERROR", f"twin call record {reference} not written: {exc!r}")
             finally:

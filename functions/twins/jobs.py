@@ -23,11 +23,10 @@ from common import errors, jsonio
 from common.config import settings
 from common.identity import authz
 from common.logs import log
+from common.storage import collections, pubsub, store
 from common.storage import jobs as leases  # the kernel of background work (this module is twins')
-from common.storage import pubsub, store
 from functions.twins import approvals, calls, results
 
-JOBS = "twin_jobs"
 ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -80,7 +79,7 @@ def submit_run(req, approval_id: str) -> dict[str, Any]:
             f"the request is {doc['status']}; GET /twins/requests/{approval_id} shows its result when it is done"
         )
     job = _job(req, fields, status=doc["status"])
-    store.collection(JOBS).document(job["id"]).set(job)
+    store.collection(collections.TWIN_JOBS).document(job["id"]).set(job)
     return job
 
 
@@ -102,7 +101,7 @@ def _job(
 
 def _submit(req, fields: dict[str, Any], job_id: str | None = None, on_failure=None) -> dict[str, Any]:
     job = _job(req, fields, job_id)
-    ref = store.collection(JOBS).document(job["id"])
+    ref = store.collection(collections.TWIN_JOBS).document(job["id"])
     ref.set(job)
     try:
         pubsub.publish(settings().twin_jobs_topic, {"job": job["id"]})
@@ -132,7 +131,7 @@ def accepted(job: dict[str, Any]):
 def load(job_id: str) -> dict[str, Any] | None:
     if not ID.fullmatch(job_id):
         return None
-    snap = store.collection(JOBS).document(job_id).get()
+    snap = store.collection(collections.TWIN_JOBS).document(job_id).get()
     return snap.to_dict() if snap.exists else None
 
 
@@ -142,7 +141,7 @@ def load(job_id: str) -> dict[str, Any] | None:
 def work(job_id: str) -> None:
     """One delivery of a job: claim it and carry it out, or nothing when it has finished."""
     claimed = leases.claim(
-        store.collection(JOBS).document(job_id),
+        store.collection(collections.TWIN_JOBS).document(job_id),
         JOB,
         start=lambda transaction, job, now: {
             "started_at": now,
@@ -240,7 +239,7 @@ def _finish(
             change.update(results.stored("jobs", job["id"], body["result"]))
     else:
         change = {"status": JobStatus.FAILED, "http_status": status, "error": body, "finished_at": now}
-    leases.finish(store.collection(JOBS).document(job["id"]), JOB, attempt, change)
+    leases.finish(store.collection(collections.TWIN_JOBS).document(job["id"]), JOB, attempt, change)
 
 
 # -- what callers see ----------------------------------------------------------------------------
@@ -279,7 +278,7 @@ def _settled(job: dict[str, Any]) -> dict[str, Any]:
         "message": "the job's worker stopped and its message was not delivered again (dead-lettered)",
         "details": {"reference": job["id"], "reason": "dead_lettered"},
     }
-    ref = store.collection(JOBS).document(job["id"])
+    ref = store.collection(collections.TWIN_JOBS).document(job["id"])
     return leases.settle(ref, JOB, job, lambda job, now: _failed_change(error, now), grace=ABANDONED_AFTER_S)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from common import audit, errors, jsonio
 from common.identity import auth, authz
 from common.models import Paging
-from common.storage import store
+from common.storage import collections, datasets, store
 from common.web import workers
 from common.web.http import App, json_response, paged, public_items, streamed
 from functions.twins import approvals, calls, jobs, sandbox, source
@@ -176,7 +176,7 @@ def create(req):
     """Create an endpoint (201 with its view); 409 when the path is taken (by an endpoint whose
     dataset still exists: one of a deleted dataset is replaced, its state dropped)."""
     body: EndpointCreate = req.body
-    record = authz.dataset_record(body.dataset) if body.dataset is not None else None
+    record = datasets.record(body.dataset) if body.dataset is not None else None
     if body.dataset is not None and record is None:
         raise errors.ValidationFailed(
             f"dataset {body.dataset!r} does not exist",
@@ -199,7 +199,7 @@ def create(req):
         "description": body.description,
         "kind": "public" if body.public else "twin",
         "dataset": body.dataset,
-        "dataset_generation": authz.generation(record),
+        "dataset_generation": datasets.generation(record),
         "timeout_s": body.timeout_s,
         "rate_limit": body.rate_limit.model_dump() if body.rate_limit else None,
         "hide_mock_definition": body.hide_mock_definition,
@@ -210,7 +210,7 @@ def create(req):
         "modified_at": now,
         "modified_by": req.caller.email,
     }
-    ref = store.collection(calls.ENDPOINTS).document(body.path)
+    ref = store.collection(collections.TWINS).document(body.path)
 
     def write(transaction) -> dict[str, Any] | None:
         snap = ref.get(transaction=transaction)
@@ -238,7 +238,7 @@ def update(req, path):
     given = body.model_fields_set
     new_sides = {name: getattr(body, name) for name in SIDES if getattr(body, name) is not None}
     analysed = {name: _analysed(side, name) for name, side in new_sides.items()}
-    ref = store.collection(calls.ENDPOINTS).document(path)
+    ref = store.collection(collections.TWINS).document(path)
     result: dict[str, Any] = {}
 
     def write(transaction) -> None:
@@ -301,7 +301,7 @@ def remove(req, path):
     endpoint = calls.load(path)
     if endpoint is None or not endpoint.visible_to(req.caller):
         raise errors.NotFound(f"twin endpoint {path!r} not found")
-    ref = store.collection(calls.ENDPOINTS).document(path)
+    ref = store.collection(collections.TWINS).document(path)
     audit.delete_existing(
         req,
         ref,
@@ -321,7 +321,7 @@ def remove(req, path):
 @app.get("/twins", check=authz.AUTHENTICATED, response=list[EndpointPublic])
 def list_endpoints(req):
     """The endpoints the caller may see (their dataset readable, or none), as views."""
-    snaps = store.collection(calls.ENDPOINTS).order_by("__name__").stream()
+    snaps = store.collection(collections.TWINS).order_by("__name__").stream()
     endpoints = (calls.Endpoint(s.id, s.to_dict()) for s in snaps)
     return streamed(
         jsonio.stream_array(public_items(req, (view(e) for e in endpoints if e.visible_to(req.caller))))
@@ -405,7 +405,7 @@ def list_calls(req, path, endpoint, side):
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    coll = store.collection(calls.CALLS)
+    coll = store.collection(collections.TWIN_CALLS)
     if endpoint.generation is not None:
         query = coll.where(filter=FieldFilter("endpoint_generation", "==", endpoint.generation))
     else:  # made before endpoints had generations: the records since it was made

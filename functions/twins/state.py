@@ -16,9 +16,8 @@ from typing import Any
 
 from common import jsonio
 from common.models import check_storable
-from common.storage import store
+from common.storage import collections, store
 
-COLLECTION = "twin_state"
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 512 << 10  # a Firestore document holds at most 1 MiB
 
@@ -45,7 +44,11 @@ class FirestoreState:
         self.generation = generation
 
     def _keys(self):
-        return store.collection(COLLECTION).document(self.generation).collection("keys")
+        return (
+            store.collection(collections.TWIN_STATE)
+            .document(self.generation)
+            .collection(collections.TWIN_STATE_KEYS)
+        )
 
     def get(self, key: str, default: Any = None) -> Any:
         snap = self._keys().document(_key_id(key)).get()

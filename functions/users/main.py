@@ -20,7 +20,7 @@ from common.models import (
     Strict,
     normalize_email,
 )
-from common.storage import store
+from common.storage import datasets, store
 from common.web import clio
 from common.web.http import App, streamed
 from functions.users import keys, tokens
@@ -120,14 +120,14 @@ def _revoke(req, email: str, key_id: str) -> None:
 @app.get("/users", check=authz.ADMIN, response=dict[str, UserPublic])
 def list_users(req):
     """Every user record."""
-    snaps = store.collection("users").stream()
+    snaps = store.collection(authz.USERS).stream()
     return streamed(jsonio.stream_object((s.id, user_view(s.to_dict())) for s in snaps))
 
 
 @app.post("/users", check=authz.ADMIN, body=UsersUpdate, response=dict[str, UserPublic])
 def update_users(req):
     """Create or update users: a field present replaces that field, a field absent is kept."""
-    users = store.collection("users")
+    users = store.collection(authz.USERS)
 
     def write(transaction) -> dict[str, dict[str, Any]]:
         stored: dict[str, dict[str, Any]] = {}
@@ -142,7 +142,9 @@ def update_users(req):
         generations = (
             {
                 s.id: s.get("generation")
-                for s in transaction.get_all([store.collection("datasets").document(n) for n in granted])
+                for s in transaction.get_all(
+                    [store.collection(datasets.COLLECTION).document(n) for n in granted]
+                )
                 if s.exists
             }
             if granted
@@ -180,7 +182,7 @@ def update_users(req):
 @app.delete("/users", check=authz.ADMIN, body=EmailList, response=DeletedPublic)
 def delete_users(req):
     """Delete users (their roles go with them); emails that have no record are skipped."""
-    users = store.collection("users")
+    users = store.collection(authz.USERS)
 
     def delete(transaction) -> list[str]:
         deleted: list[str] = []

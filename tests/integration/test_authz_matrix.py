@@ -1,6 +1,7 @@
 """Every route, allowed and refused, for each kind of caller (SPEC §2)."""
 
 import io
+import time
 
 import pytest
 
@@ -284,15 +285,14 @@ def _own_data(email):
     straight into Firestore (most personas may not write there themselves), under the dataset's
     generation as the functions store it."""
     from common.catalog.locations import user_doc_id
-    from common.identity import authz
-    from common.storage import store
+    from common.storage import datasets, store
 
     atlas = load_function("atlas")
-    key = authz.data_key(PRIV)
+    key = datasets.data_key(PRIV)
     base = {"user": email, "location": [1, 2, 3], "locationkey": "1_2_3", "timestamp": 0, "payload": {}}
-    datasets = store.collection("annotations").document(key)
-    datasets.collection("v1_annotations").document(user_doc_id(email, "1_2_3")).set(base)
-    datasets.collection("v2_annotations").document(user_doc_id(email, "Pt1_2_3")).set(
+    annotations = store.collection("annotations").document(key)
+    annotations.collection("v1_annotations").document(user_doc_id(email, "1_2_3")).set(base)
+    annotations.collection("v2_annotations").document(user_doc_id(email, "Pt1_2_3")).set(
         {"key": "Pt1_2_3", "user": email, "kind": "point", "pos": [1, 2, 3]}
     )
     store.collection("savedsearches").document(key).collection("searches").document(
@@ -415,8 +415,7 @@ def test_other_instances_see_role_changes_within_the_cache_window(api, world, mo
     # The change is made "elsewhere": straight into Firestore, this instance is not told.
     store.collection("users").document("stranger@example.com").set({"datasets": {PRIV: ["clio_read"]}})
     assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 404  # cached
-    clock = [authz.time.monotonic() + 31]
-    monkeypatch.setattr(authz.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(authz._users, "clock", lambda: time.monotonic() + 31)
     assert api.get(f"/datasets/{PRIV}", user="stranger@example.com").status_code == 200
 
 

@@ -37,7 +37,8 @@ ROUTES = [  # method, path, body
 def reads(api, setting, monkeypatch):
     """The names of the dataset records read from Firestore, with the per-instance cache off so
     that every lookup is a read."""
-    from common.identity import authz
+    from common import cache
+    from common.storage import datasets
 
     api.add_dataset(DS)
     api.add_user(CURATOR, datasets={DS: ["dataset_admin", "clio_write"]})
@@ -46,14 +47,14 @@ def reads(api, setting, monkeypatch):
             api.post(path, user=CURATOR, json=body[:1] if isinstance(body, list) else body)
     api.post(f"/annotations/v2/{DS}", user=CURATOR, json={"kind": "point", "pos": [1, 2, 3]})
     setting("ROLE_CACHE_SECONDS", "0")
-    authz.forget_all()
-    read, load = [], authz._load_dataset
+    cache.clear_all()
+    read, load = [], datasets._read
 
     def counting(name):
         read.append(name)
         return load(name)
 
-    monkeypatch.setattr(authz, "_load_dataset", counting)
+    monkeypatch.setattr(datasets, "_read", counting)
     return read
 
 

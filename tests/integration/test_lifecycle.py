@@ -9,8 +9,8 @@ import io
 import numpy as np
 import pytest
 
+from common import cache
 from common.catalog import sigindex
-from common.identity import authz
 from common.storage import store
 from functions.datasets import purge
 from tests.conftest import BUCKETS, OWNER
@@ -193,7 +193,7 @@ def test_a_grant_bound_to_an_old_generation_counts_for_nothing_before_it_is_revo
     monkeypatch.setattr(purge, "INLINE_BUDGET", 0)  # nothing purged: the grant is still stored
     delete(api)
     api.add_dataset(DS)
-    authz.forget_all()
+    cache.clear_all()
     record = store.collection("users").document(FORMER_ADMIN).get().to_dict()
     assert record["datasets"] == {DS: ["dataset_admin"]}
     assert_error(api.get(f"/datasets/{DS}", user=FORMER_ADMIN), 404, "not_found")
@@ -232,12 +232,12 @@ def expose(monkeypatch):
     def set_to(value: str):
         monkeypatch.setenv("EXPOSE", value)
         config.settings.cache_clear()
-        authz.forget_all()
+        cache.clear_all()
 
     yield set_to
     monkeypatch.delenv("EXPOSE", raising=False)
     config.settings.cache_clear()
-    authz.forget_all()
+    cache.clear_all()
 
 
 def test_expose_hides_datasets_from_every_route_and_list(api, expose):

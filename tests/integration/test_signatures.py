@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.catalog import sigindex
-from common.identity import authz
+from common.storage import datasets
 from tests.conftest import BUCKETS, OWNER
 from tests.utils import assert_error, load_function
 from tools import build_signatures
@@ -157,7 +157,7 @@ def test_likelocation_equals_brute_force(api, world):
     records = _generated()
     build(records, block_size=512)
     signatures = load_function("signatures")
-    dataset = authz.Dataset(DS, authz.dataset_record(DS))  # as the routes' check hands it over
+    dataset = datasets.Dataset(DS, datasets.record(DS))  # as the routes' check hands it over
     checked_close = suppressed_by_kept = 0
     for i in range(10):
         x, y, z, signature = (int(v) for v in records[i])

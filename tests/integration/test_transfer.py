@@ -318,9 +318,9 @@ def test_validation_and_roles(api, world):
 def test_a_location_the_network_cannot_read_is_refused(api, world, transfer_service):
     """A dataset written before locations were checked: its location never reaches the network."""
     store.collection("datasets").document("mb20").update({"location": "file:///etc/passwd"})
-    from common.identity import authz
+    from common import cache
 
-    authz.forget_all()
+    cache.clear_all()
     body = assert_error(api.post("/transfer", user=READER, json=BODY), 422, "validation_error")
     assert "gs://bucket/path" in body["message"]
     assert not store.collection("transfer_jobs").get() and not transfer_service.calls
@@ -420,11 +420,11 @@ def test_jobs_of_a_dataset_this_deployment_does_not_serve_are_hidden(api, world,
     import re
 
     from common import config
-    from common.identity import exposure
+    from common.storage import datasets
 
     job = _start(api)["job"]
     monkeypatch.setattr(
-        exposure, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),))
+        datasets, "settings", lambda: dataclasses.replace(config.load(), expose=(re.compile("dataset:pub"),))
     )
     assert api.get("/transfer", user=OWNER).get_json() == []
     assert_error(api.get(f"/transfer/{job}", user=OWNER), 404, "not_found")

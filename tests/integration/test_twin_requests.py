@@ -522,7 +522,7 @@ def test_a_redelivered_message_does_not_run_the_work_again(api, world, workers):
 def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(api, world):
     import datetime
 
-    from common.storage import store
+    from common.storage import collections, store
     from functions.twins import jobs
 
     def abandoned(attempts):
@@ -543,7 +543,7 @@ def test_a_job_whose_worker_died_is_run_again_and_fails_after_the_last_attempt(a
         )
         past = store.now() - datetime.timedelta(minutes=5)
         job.update(status="running", attempts=attempts, started_at=past, lease_until=past)
-        store.collection(jobs.JOBS).document(job["id"]).set(job)
+        store.collection(collections.TWIN_JOBS).document(job["id"]).set(job)
         return job["id"]
 
     retried = abandoned(1)

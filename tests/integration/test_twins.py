@@ -541,17 +541,20 @@ def test_a_malformed_default_rate_limit_stops_start_up(monkeypatch, value):
         config.load()
 
 
-def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(api, world):
-    from common.storage import store
+def test_definitions_are_cached_briefly_and_dropped_by_the_instance_that_changes_them(
+    api, world, monkeypatch
+):
+    from common.storage import collections, store
     from functions.twins import calls
 
     define(api, twin())
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
     # Another instance changes the stored definition: this one serves its copy until it expires...
-    doc = store.collection(calls.ENDPOINTS).document("lab.echo")
+    doc = store.collection(collections.TWINS).document("lab.echo")
     doc.update({"sides.mock.code": ECHO.format(side="changed")})
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "mock"
-    calls.forget()  # ...at most DEFINITION_CACHE_SECONDS
+    later = time.monotonic() + calls.DEFINITION_CACHE_SECONDS  # ...at most this long
+    monkeypatch.setattr(calls._definitions, "clock", lambda: later)
     assert call(api, "lab.echo", READER, {"text": "a"}).get_json()["result"]["side"] == "changed"
     # A change made through this instance applies at once.
     assert patch(api, "lab.echo", {"mock": side(ECHO.format(side="patched"))}).status_code == 200

@@ -152,8 +152,7 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
     for body in warehouse.definitions(s3_server.credentials, dataset="manc"):
         assert api.post("/twins", user=OWNER, json=body).status_code == 201
     key_id = api.post("/users/me/keys", user=OWNER, json={"name": "to-revoke"}).get_json()["id"]
-    from common.identity import authz
-    from common.storage import store
+    from common.storage import datasets, store
     from functions.twins import results
 
     answers: dict[str, list] = {}  # README line -> the JSON bodies it answered, in order
@@ -161,7 +160,7 @@ def test_readme_curl_lines_work_as_written(gateway, api, workdir, s3_server):
         written = line
         env = {**os.environ, "BASE": gateway, "TOKEN": api.token(who or OWNER)}
         if "PRIMARYKEY" in line:  # the entry the README posted (its id depends on mb20's generation)
-            authz.forget_dataset("mb20")
+            datasets.forget("mb20")
             line = line.replace("PRIMARYKEY", load_function("atlas").entry_id("mb20", OWNER, "50_30_50"))
         for placeholder, collection in (("REQUEST_ID", "twin_requests"), ("TWIN_JOB_ID", "twin_jobs")):
             if placeholder in line:  # the newest the README made (its answer carries the id)
