@@ -80,6 +80,9 @@ ROUTES = [
     ("POST", f"/savedsearches/{PUB}?{AT}", {"q": "s"}, EVERYONE, 200, None),
     ("GET", f"/savedsearches/{PRIV}", None, READERS, 200, 404),
     ("DELETE", f"/savedsearches/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
+    ("POST", f"/v2/savedsearches/{PRIV}?{AT}", {"q": "s"}, WRITE_OWN, 200, None),
+    ("GET", f"/v2/savedsearches/{PRIV}", None, READERS, 200, 404),
+    ("DELETE", f"/v2/savedsearches/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
     # annotations v2: own with write_own, another user's with write_others
     ("POST", f"/annotations/v2/{PRIV}", {"kind": "point", "pos": [1, 2, 3]}, WRITE_OWN, 200, None),
     ("POST", f"/annotations/v2/{PUB}", {"kind": "point", "pos": [1, 2, 3]}, EVERYONE, 200, None),
@@ -114,10 +117,19 @@ ROUTES = [
     ("GET", f"/signatures/atlocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/atlocation/{PUB}?{AT}", None, EVERYONE, 200, 403),
+    ("GET", f"/v2/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
     # transfer: read on the dataset named in the body
     (
         "POST",
         "/transfer",
+        {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]},
+        READERS,
+        200,
+        404,
+    ),
+    (
+        "POST",
+        "/v2/transfer",
         {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]},
         READERS,
         200,
@@ -307,7 +319,7 @@ def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, 
     if "DELETION" in path:
         path = path.replace("DELETION", _deletion(api))
     _own_data(email)
-    if path.startswith("/signatures/"):
+    if path.startswith(("/signatures/", "/v2/signatures/")):
         _signatures()
     if path.startswith("/twins"):
         _twins(api)
@@ -385,11 +397,14 @@ def test_every_role_checked_route_of_every_function_is_in_the_matrix(test_env):
     someone in the matrix (at least the disabled account)."""
     from werkzeug.exceptions import HTTPException
 
+    from common.web import clio
+
     covered: dict[tuple[str, str], set[str]] = {}
     unmatched = []
     apps = {name: load_function(name).app for name in app_functions()}
     for method, path, _body, allowed, _ok, _refused in ROUTES:
-        app = apps[path.split("/")[1]]
+        first, *rest = path.split("?")[0].split("/")[1:]
+        app = apps[clio.RESOURCES[rest[0]] if first == "v2" else first]
         adapter = app._map.bind("localhost")
         try:
             route, _ = adapter.match(path.split("?")[0], method=method)
