@@ -136,6 +136,15 @@ ROUTES = [
         404,
     ),
     ("GET", "/transfer", None, EVERYONE, 200, 403),  # the caller's own jobs (admins: all)
+    # clio's key-value store and pull requests: the caller's own; others' pull requests for admins
+    ("GET", "/v2/kv/s", None, EVERYONE, 200, 403),
+    ("GET", "/v2/kv/s/k", None, EVERYONE, 200, 403),
+    ("POST", "/v2/kv/s/k", {"a": 1}, EVERYONE, 200, 403),
+    ("DELETE", "/v2/kv/s/k", None, EVERYONE, 200, 403),
+    ("POST", "/v2/pull-request", {"pull": "kv/s/k"}, EVERYONE, 200, 403),
+    ("GET", "/v2/pull-request", None, EVERYONE, 200, 403),
+    ("GET", f"/v2/pull-request?user_email={OTHER}", None, ADMINS, 200, 403),
+    ("GET", "/v2/pull-request?user_email=all", None, ADMINS, 200, 403),
     ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
     # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
     (
@@ -251,12 +260,13 @@ def _reader_twin_job() -> str:
 
 
 def _own_data(email):
-    """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV, written
+    """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV (and key-value
+    document s/k), written
     straight into Firestore (most personas may not write there themselves), under the dataset's
     generation as the functions store it."""
     from common.catalog.locations import user_doc_id
     from common.identity import authz
-    from common.storage import store
+    from common.storage import keyvalue, store
 
     atlas = load_function("atlas")
     key = authz.data_key(PRIV)
@@ -269,6 +279,7 @@ def _own_data(email):
     store.collection("savedsearches").document(key).collection("searches").document(
         user_doc_id(email, "1_2_3")
     ).set(base)
+    keyvalue.user_root(keyvalue.KV, email).collection("s").document("k").set({"a": 1, "_timestamp": 0.0})
     entry = atlas.entry_id(PRIV, email, "1_2_3")
     store.collection("atlas").document(entry).set(
         {
