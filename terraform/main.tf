@@ -11,6 +11,7 @@ locals {
     datasets      = { description = "Datasets, logs and attachments", buckets = ["attachments", "signatures"], sign_urls = true }
     annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
     savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
+    kv            = { description = "clio's key-value store and pull requests", buckets = [], sign_urls = false }
     atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
     transfer      = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
     signatures    = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }

@@ -7,6 +7,7 @@ in `<root>/<dataset's generation>/<collection>/<user>|<key>`, with the `user` fi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -80,12 +81,16 @@ class LocationStore:
         batch.commit()
         return {"key": key}
 
-    def list(self, req: Req, dataset: authz.Dataset):
+    def records(self, req: Req, dataset: authz.Dataset) -> Iterator[dict[str, Any]]:
+        """The caller's stored records in the dataset, as stored."""
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self._coll(dataset).where(filter=FieldFilter("user", "==", req.caller.email))
+        return (s.to_dict() for s in query.stream())
+
+    def list(self, req: Req, dataset: authz.Dataset):
         return streamed(
-            jsonio.stream_object((s.get("locationkey"), self.view(s.to_dict())) for s in query.stream())
+            jsonio.stream_object((r["locationkey"], self.view(r)) for r in self.records(req, dataset))
         )
 
     def delete(self, req: Req, dataset: authz.Dataset) -> dict[str, str]:

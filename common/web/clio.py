@@ -17,11 +17,15 @@ implementation of a resource: the helpers below turn Gatehouse's answers into cl
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from common import errors
 
 ROOT = "/v2"
 
@@ -116,8 +120,18 @@ def user(email: str, view: dict[str, Any]) -> dict[str, Any]:
     return UserPublic(email=email, **{k: v for k, v in view.items() if k != "email"}).model_dump()
 
 
-def locationkey(record: dict[str, Any]) -> dict[str, Any]:
-    """`record` with clio's `locationkey`, the "x_y_z" of its location (Gatehouse's atlas calls
-    it `locationref`; the website matches entries on it)."""
-    key = record.get("locationref") or "_".join(str(c) for c in record["location"])
-    return {**record, "locationkey": key}
+def locationkey(record: dict[str, Any]) -> str:
+    """clio's `"x_y_z"` key of a record stored at a location (Gatehouse keeps it as
+    `locationkey` or `locationref`, and always the `location` itself)."""
+    key = record.get("locationkey") or record.get("locationref")
+    return key if isinstance(key, str) else "_".join(str(c) for c in record["location"])
+
+
+@contextlib.contextmanager
+def absent_ok() -> Iterator[None]:
+    """Deleting what is not there answers 200 on clio's routes (its clients treat any failed
+    DELETE as an error): the operation's 404 is swallowed."""
+    try:
+        yield
+    except errors.NotFound:
+        pass

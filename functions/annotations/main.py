@@ -529,10 +529,8 @@ def clio_write(req, name, dataset):
 )
 def clio_delete(req, name, key, dataset):
     """Delete one annotation by key: 200 null, also when there is none."""
-    try:
+    with clio.absent_ok():  # clio answered a delete of nothing as a success
         _delete(req, dataset, key, _whose(req, dataset, req.query.user_email))
-    except errors.NotFound:
-        pass  # clio answered a delete of nothing as a success; neuroglancer treats an error as one
 
 
 def handle(request):

@@ -325,7 +325,7 @@ class ClioAtlasEntryCreate(AtlasEntryCreate):
 
 
 def _clio_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    return clio.with_epochs(clio.locationkey(entry), "timestamp", "verified_at")
+    return clio.with_epochs({**entry, "locationkey": clio.locationkey(entry)}, "timestamp", "verified_at")
 
 
 @app.get("/v2/atlas/all", check=authz.AUTHENTICATED, response=list[ClioAtlasEntryPublic])
@@ -374,10 +374,8 @@ def clio_put_entry(req, name, dataset):
 )
 def clio_delete_entry(req, name, dataset):
     """Delete the caller's entry at x, y, z: 200 null, also when there is none."""
-    try:
+    with clio.absent_ok():  # clio answered a delete of nothing as a success
         _delete(req, dataset)
-    except errors.NotFound:
-        pass  # clio answered a delete of nothing as a success; neuroglancer treats an error as one
 
 
 def handle(request):

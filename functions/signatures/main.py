@@ -206,6 +206,13 @@ def suppress(point: tuple[int, int, int], found, dist) -> list[dict[str, Any]]:
     query=LocationQuery,
     response=MatchesPublic,
 )
+@app.get(  # clio's path for the same search (the clio website's image search)
+    "/v2/signatures/likelocation/<name>",
+    check=authz.on_dataset(authz.READ),
+    query=LocationQuery,
+    response=MatchesPublic,
+    operation_id="clio_like_location",
+)
 def like_location(req, name, dataset):
     """Points whose signature is within Hamming distance 8 of the one at x, y, z, best first."""
     point = location(req)

@@ -19,12 +19,13 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from common import errors, jsonio
 from common.identity import auth, authz
 from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict
 from common.storage import blobs, collections, datasets, pubsub, store
+from common.web import clio
 from common.web.http import App, paged
 from functions.transfer.worker import work as work  # the worker's entry point (terraform/pubsub.tf)
 
@@ -160,12 +161,28 @@ def _split_gs(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+class ClioTransferCreate(TransferCreate):
+    """The same body as clio's clients send it: read leniently, unknown fields dropped, a
+    fractional centre truncated (as clio's pydantic v1 read it)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+    center: Annotated[list[Annotated[clio.Truncated, CubeCentre]], Field(min_length=3, max_length=3)]
+
+
 @app.post(
     "/transfer",
     check=authz.AUTHENTICATED,
     body=TransferCreate,
     answers=(404,),
     response=TransferStartedPublic,
+)
+@app.post(  # clio's path (the clio website's image search posts it as text/plain)
+    "/v2/transfer",
+    check=authz.AUTHENTICATED,
+    body=ClioTransferCreate,
+    answers=(404,),
+    response=TransferStartedPublic,
+    operation_id="clio_start_transfer",
 )
 def start_transfer(req):
     """Start sending the cube around `center` through `model_name`; answers at once with the

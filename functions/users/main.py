@@ -20,7 +20,7 @@ from common.models import (
     Strict,
     normalize_email,
 )
-from common.storage import datasets, store
+from common.storage import datasets, keyvalue, store
 from common.web import clio
 from common.web.http import App, streamed
 from functions.users import keys, tokens
@@ -181,7 +181,8 @@ def update_users(req):
 
 @app.delete("/users", check=authz.ADMIN, body=EmailList, response=DeletedPublic)
 def delete_users(req):
-    """Delete users (their roles go with them); emails that have no record are skipped."""
+    """Delete users (their roles, key-value data and pull requests go with them); emails that
+    have no record are not listed as deleted."""
     users = store.collection(authz.USERS)
 
     def delete(transaction) -> list[str]:
@@ -199,6 +200,10 @@ def delete_users(req):
     deleted = store.transactional(delete)
     for email in deleted:
         authz.forget_user(email)
+    # Their clio key-value data and pull requests go too (also of an email without a record,
+    # whose data any signed-in caller can have made; and again when a failed call is retried).
+    for email in dict.fromkeys(req.body):
+        keyvalue.delete_user(email)
     return {"deleted": sorted(deleted)}
 
 

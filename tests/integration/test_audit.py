@@ -48,6 +48,9 @@ ACTIONS = {
     "twin_request_approve": "twin_request",
     "twin_request_deny": "twin_request",
     "twin_request_run": "twin_request",
+    "kv_put": "kv",
+    "kv_delete": "kv",
+    "pull_request_submit": "pull_request",
 }
 
 
@@ -111,6 +114,15 @@ def _actions(api) -> dict[str, tuple]:
     do("twin_request_approve", "POST", f"/twins/requests/{approved}/approve")
     do("twin_request_run", "POST", f"/twins/requests/{approved}/run", user=READER)
     do("twin_delete", "DELETE", "/twins/t.one")
+    do("kv_put", "POST", "/v2/kv/merges-d1/mainToOthers", user=READER, json={"1": [2]})
+    do(
+        "pull_request_submit",
+        "POST",
+        "/v2/pull-request",
+        user=READER,
+        json={"pull": "kv/merges-d1/mainToOthers"},
+    )
+    do("kv_delete", "DELETE", "/v2/kv/merges-d1/mainToOthers", user=READER)
     do("finalize", "POST", "/datasets/d1/finalize", dataset="d1")
     do("user_delete", "DELETE", "/users", json=[READER])
     do("dataset_delete", "DELETE", "/datasets", json=["d1"], dataset="d1")

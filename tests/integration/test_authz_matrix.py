@@ -81,6 +81,9 @@ ROUTES = [
     ("POST", f"/savedsearches/{PUB}?{AT}", {"q": "s"}, EVERYONE, 200, None),
     ("GET", f"/savedsearches/{PRIV}", None, READERS, 200, 404),
     ("DELETE", f"/savedsearches/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
+    ("POST", f"/v2/savedsearches/{PRIV}?{AT}", {"q": "s"}, WRITE_OWN, 200, None),
+    ("GET", f"/v2/savedsearches/{PRIV}", None, READERS, 200, 404),
+    ("DELETE", f"/v2/savedsearches/{PRIV}?{AT}", None, WRITE_OWN, 200, None),
     # annotations v2: own with write_own, another user's with write_others
     ("POST", f"/annotations/v2/{PRIV}", {"kind": "point", "pos": [1, 2, 3]}, WRITE_OWN, 200, None),
     ("POST", f"/annotations/v2/{PUB}", {"kind": "point", "pos": [1, 2, 3]}, EVERYONE, 200, None),
@@ -149,6 +152,7 @@ ROUTES = [
     ("GET", f"/signatures/atlocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
     ("GET", f"/signatures/atlocation/{PUB}?{AT}", None, EVERYONE, 200, 403),
+    ("GET", f"/v2/signatures/likelocation/{PRIV}?{AT}", None, READERS, 200, 404),
     # transfer: read on the dataset named in the body
     (
         "POST",
@@ -158,7 +162,24 @@ ROUTES = [
         200,
         404,
     ),
+    (
+        "POST",
+        "/v2/transfer",
+        {"dataset": PRIV, "model_name": "denoise", "center": [500, 500, 500]},
+        READERS,
+        200,
+        404,
+    ),
     ("GET", "/transfer", None, EVERYONE, 200, 403),  # the caller's own jobs (admins: all)
+    # clio's key-value store and pull requests: the caller's own; others' pull requests for admins
+    ("GET", "/v2/kv/s", None, EVERYONE, 200, 403),
+    ("GET", "/v2/kv/s/k", None, EVERYONE, 200, 403),
+    ("POST", "/v2/kv/s/k", {"a": 1}, EVERYONE, 200, 403),
+    ("DELETE", "/v2/kv/s/k", None, EVERYONE, 200, 403),
+    ("POST", "/v2/pull-request", {"pull": "kv/s/k"}, EVERYONE, 200, 403),
+    ("GET", "/v2/pull-request", None, EVERYONE, 200, 403),
+    ("GET", f"/v2/pull-request?user_email={OTHER}", None, ADMINS, 200, 403),
+    ("GET", "/v2/pull-request?user_email=all", None, ADMINS, 200, 403),
     ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
     # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
     (
@@ -281,11 +302,12 @@ def _reader_twin_job() -> str:
 
 
 def _own_data(email):
-    """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV, written
+    """Each persona's annotation, saved search and atlas entry at 1,2,3 in PRIV (and key-value
+    document s/k), written
     straight into Firestore (most personas may not write there themselves), under the dataset's
     generation as the functions store it."""
     from common.catalog.locations import user_doc_id
-    from common.storage import datasets, store
+    from common.storage import datasets, keyvalue, store
 
     atlas = load_function("atlas")
     key = datasets.data_key(PRIV)
@@ -298,6 +320,7 @@ def _own_data(email):
     store.collection("savedsearches").document(key).collection("searches").document(
         user_doc_id(email, "1_2_3")
     ).set(base)
+    keyvalue.user_root(keyvalue.KV, email).collection("s").document("k").set({"a": 1, "_timestamp": 0.0})
     entry = atlas.entry_id(PRIV, email, "1_2_3")
     store.collection("atlas").document(entry).set(
         {
@@ -348,7 +371,7 @@ def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, 
     if "DELETION" in path:
         path = path.replace("DELETION", _deletion(api))
     _own_data(email)
-    if path.startswith("/signatures/"):
+    if path.startswith(("/signatures/", "/v2/signatures/")):
         _signatures()
     if path.startswith("/twins"):
         _twins(api)

@@ -90,13 +90,18 @@ def test_package_writes_the_bundle_document(tmp_path):
     """`make package` writes dist/openapi.json: every function's operations, for the gateway."""
     import json
 
+    from common.web import clio
+
     target = package.write_openapi(str(tmp_path / "openapi.json"), "https://gateway.example.org")
     with open(target) as f:
         document = json.load(f)
     assert document["servers"][0]["url"] == "https://gateway.example.org"
     prefixes = {path.split("/")[1] for path in document["paths"]}
-    assert prefixes == set(function_names())
-    assert {tag["name"] for tag in document["tags"]} == set(function_names())
+    assert prefixes == set(function_names()) | {"v2"}  # clio's routes, served beside the functions'
+    assert {path.split("/")[2] for path in document["paths"] if path.startswith("/v2/")} <= set(
+        clio.RESOURCES
+    )
+    assert {tag["name"] for tag in document["tags"]} == set(function_names()) | {clio.TAG}
 
 
 @pytest.mark.parametrize("worker", WORKERS, ids=[f"{w.function}.{w.target}" for w in WORKERS])
