@@ -116,7 +116,6 @@ def test_malevnc_soma_points(api, world):
     _neuroglancer_reads(item)
 
 
-@pytest.mark.xfail(reason="needs clio names (R11): group names with spaces", strict=True)
 def test_malevnc_default_group_has_spaces(api, world):
     """malevnc's default group is "UK Drosophila Connectomics"."""
     api.add_user(CAROL, datasets={DS: ["clio_general"]}, groups=["UK Drosophila Connectomics"])

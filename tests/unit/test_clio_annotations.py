@@ -14,8 +14,9 @@ from common.web import clio, http
 
 
 def test_locationkey_names_the_location_as_clio_did():
-    assert clio.locationkey({"locationref": "1_2_3", "title": "t"})["locationkey"] == "1_2_3"
-    assert clio.locationkey({"location": [4, -5, 6]}) == {"location": [4, -5, 6], "locationkey": "4_-5_6"}
+    assert clio.locationkey({"locationref": "1_2_3", "title": "t"}) == "1_2_3"
+    assert clio.locationkey({"locationkey": "7_8_9", "location": [7, 8, 9]}) == "7_8_9"
+    assert clio.locationkey({"location": [4, -5, 6]}) == "4_-5_6"
 
 
 @pytest.fixture
