@@ -459,14 +459,10 @@ class ClioAnnotationPublic(AnnotationPublic):
 FieldNames = Annotated[tuple[str, ...], BeforeValidator(_comma_list, json_schema_input_type=str)]
 
 
-class ClioWriteQuery(Query):
-    replace: bool = Field(
-        True, description="true (default) replaces a stored annotation; false merges into it"
-    )
-    move_key: Annotated[str, StringConstraints(pattern=KEY.pattern)] | None = Field(
-        None, description="one annotation only: delete this key after writing the new one"
-    )
-    conditional: FieldNames = Field(
+class ClioWriteQuery(WriteQuery):
+    """WriteQuery as clio read it: `conditional` names any field (kept when truthy)."""
+
+    conditional: FieldNames = Field(  # type: ignore[assignment]
         "",
         validate_default=True,
         description="with replace=false: comma list of fields whose stored value, when truthy, is kept",
