@@ -137,7 +137,8 @@ class Credentials:
         self._expires = float("inf")
         self.kind = "unresolved"
         self.source = "none"
-        self.signin: dict[str, Any] | None = None  # a saved sign-in in use: what refreshes it
+        self.signin: dict[str, Any] | None = None  # a sign-in in use: what refreshes it
+        self._save_signin = False
         saved = saved_key(self.url)
         for kind, value, source in (
             ("token", token, "the token= argument"),
@@ -163,10 +164,12 @@ class Credentials:
             self.source = source or kind
             self.signin = None
 
-    def use_signin(self, record: dict[str, Any], source: str) -> None:
-        """Uses a sign-in's ID token until it expires (then its refresh token, if it has one)."""
+    def use_signin(self, record: dict[str, Any], source: str, *, saved: bool = True) -> None:
+        """Uses a sign-in's ID token until it expires (then its refresh token, if it has one;
+        the new token replaces the saved one when the sign-in is `saved`)."""
         with self._lock:
             self.kind, self._token, self.source, self.signin = "signin", record["id_token"], source, record
+            self._save_signin = saved
             self._expires = float(record.get("expires_at") or _expiry(record["id_token"]))
 
     def _refresh_signin(self) -> bool:
@@ -176,7 +179,8 @@ class Credentials:
             return False
         record["expires_at"] = _expiry(record["id_token"])
         self.signin, self._token, self._expires = record, record["id_token"], record["expires_at"]
-        store_key(self.url, record)
+        if self._save_signin:
+            store_key(self.url, record)
         return True
 
     def refused_hint(self) -> str:
@@ -368,7 +372,7 @@ class Auth:
                 return None
             record = signin.saved(config, signin.sign_in(config, browser=browser, opener=opener))
             record["expires_at"] = _expiry(record["id_token"])
-            credentials.use_signin(record, f"the sign-in of {config['issuer']} given to login()")
+            credentials.use_signin(record, f"the sign-in of {config['issuer']} given to login()", saved=save)
             email = str(self._client.whoami()["email"])
             if save:
                 where = store_key(credentials.url, record)
