@@ -12,6 +12,7 @@ from common import version
 # The gcloud CLI's OAuth client: `gcloud auth print-identity-token` mints tokens for this audience.
 GCLOUD_CLI_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUER = "https://accounts.google.com"
 DEV_ISSUER = "gatehouse-dev"
 DEV_AUDIENCE = "gatehouse-dev"
 # clio's tokens (POST /v2/server/token): the clients check this issuer, and refetch a token with
@@ -85,19 +86,32 @@ class Settings:
     clio_token_max_chain: int = 90 * 86400  # a token re-minted from a token never outlives this
     flyem_secret: str = ""  # clio-store's HS256 secret: tokens Janelia's DVID also accepts
     accept_legacy_flyem_tokens: bool = False
+    # The OAuth client the Python client signs researchers in with (GET /users/_signin).
+    oauth_client_id: str = ""
+    oauth_client_secret: str = ""
+    oauth_issuer: str = GOOGLE_ISSUER
 
     @property
     def on_emulators(self) -> bool:
         return bool(self.firestore_emulator and self.storage_emulator)
 
 
+def _audiences(oauth_client_id: str) -> tuple[str, ...]:
+    """ALLOWED_AUDIENCES, and the sign-in's OAuth client: its ID tokens are for that audience."""
+    audiences = _csv("ALLOWED_AUDIENCES", GCLOUD_CLI_CLIENT_ID)
+    return (
+        (*audiences, oauth_client_id) if oauth_client_id and oauth_client_id not in audiences else audiences
+    )
+
+
 def load() -> Settings:
     """Read the environment; refuse combinations that must never run."""
     env = os.environ
+    oauth_client_id = env.get("OAUTH_CLIENT_ID", "").strip()
     s = Settings(
         project=env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCP_PROJECT") or "gatehouse-dev",
         owner=env.get("OWNER", "").strip().lower(),
-        allowed_audiences=_csv("ALLOWED_AUDIENCES", GCLOUD_CLI_CLIENT_ID),
+        allowed_audiences=_audiences(oauth_client_id),
         allowed_origins=_csv("ALLOWED_ORIGINS"),
         dev_mode=env.get("GATEHOUSE_DEV_MODE", "").lower() in ("1", "true", "yes"),
         dev_key_file=env.get("GATEHOUSE_DEV_KEY_FILE", ""),
@@ -132,6 +146,9 @@ def load() -> Settings:
         clio_token_max_chain=int(env.get("CLIO_TOKEN_MAX_CHAIN", str(90 * 86400))),
         flyem_secret=env.get("FLYEM_SECRET", ""),
         accept_legacy_flyem_tokens=env.get("ACCEPT_LEGACY_FLYEM_TOKENS", "").lower() in ("1", "true", "yes"),
+        oauth_client_id=oauth_client_id,
+        oauth_client_secret=env.get("OAUTH_CLIENT_SECRET", "").strip(),
+        oauth_issuer=env.get("OAUTH_ISSUER", "").strip().rstrip("/") or GOOGLE_ISSUER,
     )
     if s.clio_token_ttl < CLIO_TOKEN_MIN_SECONDS or s.clio_token_max_chain < s.clio_token_ttl:
         raise ConfigError(
@@ -156,6 +173,11 @@ def load() -> Settings:
         raise ConfigError("GATEHOUSE_DEV_MODE needs GATEHOUSE_DEV_KEY_FILE (the dev issuer's key)")
     if s.google_certs_url != GOOGLE_CERTS_URL and not s.on_emulators:
         raise ConfigError("GOOGLE_CERTS_URL may only be changed for tests against emulators")
+    if s.oauth_issuer != GOOGLE_ISSUER and not s.on_emulators:
+        # Gatehouse verifies Google's ID tokens only: another issuer is a test's stand-in.
+        raise ConfigError("OAUTH_ISSUER may only be changed for tests against emulators")
+    if s.oauth_client_secret and not s.oauth_client_id:
+        raise ConfigError("OAUTH_CLIENT_SECRET needs OAUTH_CLIENT_ID")
     return s
 
 

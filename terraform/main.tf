@@ -48,6 +48,8 @@ locals {
     OWNER                    = lower(var.owner)
     ALLOWED_AUDIENCES        = join(",", var.allowed_audiences)
     ALLOWED_ORIGINS          = join(",", var.allowed_origins)
+    OAUTH_CLIENT_ID          = var.oauth_client_id
+    OAUTH_CLIENT_SECRET      = var.oauth_client_secret
     ATTACHMENTS_BUCKET       = google_storage_bucket.bucket["attachments"].name
     SIG_BUCKET               = google_storage_bucket.bucket["signatures"].name
     TRANSFER_DEST            = "gs://${google_storage_bucket.transfer_output.name}/volumes"

@@ -26,6 +26,18 @@ variable "allowed_audiences" {
   default     = ["32555940559.apps.googleusercontent.com"]
 }
 
+variable "oauth_client_id" {
+  description = "OAuth client the Python client signs researchers in with (OAUTH_CLIENT_ID; Google type Desktop app or TVs and Limited Input devices), also accepted as a token audience. Empty: no browser or device sign-in."
+  type        = string
+  default     = ""
+}
+
+variable "oauth_client_secret" {
+  description = "That client's secret (OAUTH_CLIENT_SECRET), published by GET /users/_signin: not confidential for these client types (Google's docs)."
+  type        = string
+  default     = ""
+}
+
 variable "allowed_origins" {
   description = "CORS origins (ALLOWED_ORIGINS), e.g. the web viewer's; `*` allows any origin without credentials."
   type        = list(string)

@@ -2,9 +2,10 @@
 
 1. `Gatehouse(url, token=...)`, or `api_key=...`;
 2. the environment: `GATEHOUSE_TOKEN`, then `GATEHOUSE_API_KEY`;
-3. an API key saved for this server by `client.auth.save_key()` (the file `GATEHOUSE_KEY_FILE`,
-   by default `~/.config/gatehouse/keys.json`, mode 0600, one key per server URL so a key is
-   never sent to another server);
+3. an API key saved for this server by `client.auth.save_key()`, or a sign-in saved by
+   `client.auth.login()` (its ID token, expiry and refresh token), in the file
+   `GATEHOUSE_KEY_FILE`, by default `~/.config/gatehouse/keys.json`, mode 0600, one credential
+   per server URL so it is never sent to another server;
 4. Google credentials: an ID token for the audience (`audience=`, `GATEHOUSE_AUDIENCE`, by
    default the gcloud CLI's, which a Gatehouse deployment accepts unless told otherwise),
    through google-auth from a service-account key (`GOOGLE_APPLICATION_CREDENTIALS`); else
@@ -12,7 +13,7 @@
    login`; `GATEHOUSE_GCLOUD` names it when it is not on PATH, empty to skip it); else through google-auth from the metadata server (Cloud Run, GCE, Vertex...).
 
 Google ID tokens last an hour; the client fetches a new one shortly before expiry and once
-more after a 401.
+more after a 401 (a saved sign-in's from its refresh token; without one, `login()` again).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from gatehouse import signin
 
 if TYPE_CHECKING:
     from gatehouse.client import Gatehouse
@@ -64,17 +68,19 @@ def _server_id(url: str) -> str:
     return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
 
 
-def saved_key(url: str, path: Path | None = None) -> str | None:
-    """The API key saved for the server `url` names (however its URL was written), or None."""
+def saved_key(url: str, path: Path | None = None) -> str | dict[str, Any] | None:
+    """What is saved for the server `url` names (however its URL was written): an API key, a
+    sign-in (a dict: `id_token`, `expires_at`, `refresh_token`...), or None."""
     wanted = _server_id(url)
     for saved_url, key in saved_keys(path).items():
-        if _server_id(saved_url) == wanted and isinstance(key, str):
+        if _server_id(saved_url) == wanted and isinstance(key, (str, dict)):
             return key
     return None
 
 
-def store_key(url: str, key: str, path: Path | None = None) -> Path:
-    """Saves `key` for the server `url` names (replacing any saved for it), mode 0600."""
+def store_key(url: str, key: str | dict[str, Any], path: Path | None = None) -> Path:
+    """Saves `key` (an API key or a sign-in) for the server `url` names (replacing any saved for
+    it), mode 0600."""
     path = path or key_file()
     wanted = _server_id(url)
     keys = {u: k for u, k in saved_keys(path).items() if _server_id(u) != wanted}
@@ -82,7 +88,7 @@ def store_key(url: str, key: str, path: Path | None = None) -> Path:
     return write_keys(keys, path)
 
 
-def saved_keys(path: Path | None = None) -> dict[str, str]:
+def saved_keys(path: Path | None = None) -> dict[str, Any]:
     path = path or key_file()
     try:
         with open(path) as f:
@@ -92,7 +98,7 @@ def saved_keys(path: Path | None = None) -> dict[str, str]:
     return keys if isinstance(keys, dict) else {}
 
 
-def write_keys(keys: dict[str, str], path: Path | None = None) -> Path:
+def write_keys(keys: dict[str, Any], path: Path | None = None) -> Path:
     """Writes the key file readable by its owner alone (0600; its folder 0700), replacing it
     atomically so a crash never leaves half a file."""
     path = path or key_file()
@@ -120,8 +126,8 @@ def _expiry(token: str) -> float:
 
 
 class Credentials:
-    """The token in use: `kind` is `token`, `api_key`, `google`, `gcloud` or `none` (no credentials
-    found: meta routes still work, anything else answers 401)."""
+    """The token in use: `kind` is `token`, `api_key`, `signin` (from `login()`), `google`,
+    `gcloud` or `none` (no credentials found: meta routes still work, anything else answers 401)."""
 
     def __init__(self, url: str, token: str | None, api_key: str | None, audience: str | None):
         self.url = _server_id(url)
@@ -131,21 +137,51 @@ class Credentials:
         self._expires = float("inf")
         self.kind = "unresolved"
         self.source = "none"
+        self.signin: dict[str, Any] | None = None  # a sign-in in use: what refreshes it
+        self._save_signin = False
+        saved = saved_key(self.url)
         for kind, value, source in (
             ("token", token, "the token= argument"),
             ("api_key", api_key, "the api_key= argument"),
             ("token", os.environ.get("GATEHOUSE_TOKEN"), "the environment variable GATEHOUSE_TOKEN"),
             ("api_key", os.environ.get("GATEHOUSE_API_KEY"), "the environment variable GATEHOUSE_API_KEY"),
-            ("api_key", saved_key(self.url), f"the API key saved for {self.url} in {key_file()}"),
+            (
+                "api_key",
+                saved if isinstance(saved, str) else None,
+                f"the API key saved for {self.url} in {key_file()}",
+            ),
         ):
             if value:
                 self.use(kind, value.strip(), source)
                 break
+        else:
+            if isinstance(saved, dict) and isinstance(saved.get("id_token"), str):
+                self.use_signin(saved, f"the sign-in saved for {self.url} in {key_file()}")
 
     def use(self, kind: str, token: str, source: str = "") -> None:
         with self._lock:
             self.kind, self._token, self._expires = kind, token, float("inf")
             self.source = source or kind
+            self.signin = None
+
+    def use_signin(self, record: dict[str, Any], source: str, *, saved: bool = True) -> None:
+        """Uses a sign-in's ID token until it expires (then its refresh token, if it has one;
+        the new token replaces the saved one when the sign-in is `saved`)."""
+        with self._lock:
+            self.kind, self._token, self.source, self.signin = "signin", record["id_token"], source, record
+            self._save_signin = saved
+            self._expires = float(record.get("expires_at") or _expiry(record["id_token"]))
+
+    def _refresh_signin(self) -> bool:
+        """A new ID token from the saved sign-in's refresh token, saved in its place (lock held)."""
+        record = signin.refresh(self.signin) if self.signin else None
+        if record is None:
+            return False
+        record["expires_at"] = _expiry(record["id_token"])
+        self.signin, self._token, self._expires = record, record["id_token"], record["expires_at"]
+        if self._save_signin:
+            store_key(self.url, record)
+        return True
 
     def refused_hint(self) -> str:
         """What to do when the server answers 401 to these credentials."""
@@ -161,6 +197,11 @@ class Credentials:
                 "connect once with another credential, Gatehouse(url, token=...) or api_key=..., "
                 "and call client.auth.save_key(); or drop it with client.auth.forget_key(revoke=False))"
             )
+        if self.kind == "signin":
+            return (
+                f" (the client sent the ID token of {self.source}: it has expired or was refused, "
+                "and could not be refreshed; sign in again with client.auth.login())"
+            )
         if self.kind in ("google", "gcloud"):
             return (
                 f" (the client sent a Google ID token from {self.source}: the deployment does not "
@@ -171,7 +212,9 @@ class Credentials:
     def header(self) -> str | None:
         """`Bearer <token>`, fetching a Google token when there is none yet or it is about to expire."""
         with self._lock:
-            if (
+            if self.kind == "signin" and time.time() > self._expires - REFRESH_MARGIN_S:
+                self._refresh_signin()  # when it cannot, the server says so and refused_hint() what to do
+            elif (
                 self.kind in ("unresolved", "google", "gcloud")
                 and time.time() > self._expires - REFRESH_MARGIN_S
             ):
@@ -181,8 +224,10 @@ class Credentials:
             return f"Bearer {self._token}" if self._token else None
 
     def refresh(self) -> bool:
-        """After a 401: a Google token is fetched again (True when that may help)."""
+        """After a 401: a Google token is fetched again, or a sign-in refreshed (True when that may help)."""
         with self._lock:
+            if self.kind == "signin":
+                return self._refresh_signin()
             if self.kind not in ("google", "gcloud"):
                 return False
             self._fetch_google()
@@ -241,7 +286,7 @@ def _gcloud_id_token(audience: str) -> tuple[str | None, str]:
 
 LOGIN_STEPS = """\
 To use {url} this client needs a credential; it found none that works{why}.
-This deployment has no browser or device-code sign-in configured for the client, so:
+This deployment configures no browser or device-code sign-in for the client (OAUTH_CLIENT_ID), so:
 
   1. Without the gcloud CLI: ask an admin of the deployment for an API key (they run
      gh.keys.create("your-laptop", 90, user="you@example.org"), or POST /users/you@example.org/keys).
@@ -280,18 +325,29 @@ class Auth:
         return self._client._credentials.source
 
     def login(
-        self, *, api_key: str | None = None, token: str | None = None, save: bool = True, quiet: bool = False
+        self,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        save: bool = True,
+        quiet: bool = False,
+        browser: bool | None = None,
+        opener: Callable[[str], Any] | None = None,
     ) -> str | None:
         """Signs in without the gcloud CLI -> the caller's email, or None (with the steps to get
         a credential printed).
 
         With `api_key=` (an admin gave you one) or `token=`: checks it with the server and
         uses it; an API key is also saved for this server (unless `save=False`) so later
-        clients find it. Without either: the credentials already found are checked, and when
-        there are none that work, the exact steps to get one are printed. (A browser or
-        device-code sign-in needs an OAuth client of the deployment's, which Gatehouse does not
-        configure yet: the steps are an API key from an admin, or gcloud.)"""
-        from gatehouse.errors import Unauthenticated
+        clients find it. Without either: the credentials already found are checked; when none
+        work and the deployment configures an OAuth client (`GET /users/_signin`), signs in
+        there: in the browser when asked (`browser=True`, or an `opener(url)` that opens it)
+        or when a graphical browser can be opened, otherwise with a code to enter on any device
+        (printed even when `quiet`). The ID token it yields is used and saved for this server
+        with its refresh token (unless `save=False`). Raises SignInDenied or SignInExpired when
+        the sign-in does not complete. Where the deployment configures none, the exact steps
+        to get a credential are printed (an API key from an admin, or gcloud)."""
+        from gatehouse.errors import NotFound, Unauthenticated
 
         credentials = self._client._credentials
         if api_key or token:
@@ -306,9 +362,21 @@ class Auth:
                 if credentials.kind != "none"
                 else ""
             )
-            if not quiet:
-                print(LOGIN_STEPS.format(url=self._client.url, why=why, keys=key_file()))
-            return None
+            try:
+                config = None if api_key or token else self._client.get("/users/_signin", auth=False)
+            except NotFound:
+                config = None
+            if config is None:
+                if not quiet:
+                    print(LOGIN_STEPS.format(url=self._client.url, why=why, keys=key_file()))
+                return None
+            record = signin.saved(config, signin.sign_in(config, browser=browser, opener=opener))
+            record["expires_at"] = _expiry(record["id_token"])
+            credentials.use_signin(record, f"the sign-in of {config['issuer']} given to login()", saved=save)
+            email = str(self._client.whoami()["email"])
+            if save:
+                where = store_key(credentials.url, record)
+                credentials.source = f"the sign-in saved for {credentials.url} in {where}"
         if api_key and save:
             where = store_key(credentials.url, api_key.strip())
             credentials.source = f"the API key saved for {credentials.url} in {where}"
@@ -339,7 +407,8 @@ class Auth:
         return {**record, "path": str(where)}
 
     def forget_key(self, *, revoke: bool = True, path: str | Path | None = None) -> bool:
-        """Removes this server's saved key (and revokes it on the server unless `revoke=False`)."""
+        """Removes this server's saved key or sign-in (and revokes a key on the server unless
+        `revoke=False`)."""
         path = Path(path).expanduser() if path else key_file()
         keys = saved_keys(path)
         server = self._client._credentials.url
@@ -349,7 +418,7 @@ class Auth:
         key = keys[matching[0]]
         for u in matching:
             del keys[u]
-        if revoke and key.startswith("ghk_") and key.count("_") >= 2:
+        if revoke and isinstance(key, str) and key.startswith("ghk_") and key.count("_") >= 2:
             from gatehouse.errors import NotFound
 
             try:
@@ -358,6 +427,7 @@ class Auth:
                 pass  # revoked or expired already
         write_keys(keys, path)
         credentials = self._client._credentials
-        if credentials.kind == "api_key" and credentials._token == key:
+        in_use = key.get("id_token") if isinstance(key, dict) else key
+        if credentials.kind in ("api_key", "signin") and credentials._token == in_use:
             credentials.use("unresolved", "", "none")  # Google credentials next, if there are any
         return True

@@ -135,6 +135,20 @@ class Unreachable(GatehouseError, ConnectionError):
     message names the URL and what to check. `status` is 0: no HTTP answer came."""
 
 
+class SignInFailed(GatehouseError):
+    """`auth.login()`'s browser or device-code sign-in did not complete; `error` is the OAuth
+    error (RFC 6749 §5.2, RFC 8628 §3.5), `status` 0 or the token endpoint's."""
+
+
+class SignInDenied(SignInFailed):
+    """The person (or the OAuth provider) refused the sign-in: `access_denied`."""
+
+
+class SignInExpired(SignInFailed):
+    """The device code expired before anyone entered it, or the browser never came back:
+    `expired_token`; call `login()` again."""
+
+
 class VersionMismatchWarning(UserWarning):
     """The server runs another release series than this client."""
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, StringConstraints
 
 from common import audit, errors, jsonio
+from common.config import GOOGLE_ISSUER, settings
 from common.identity import auth, authz
 from common.models import (
     DatasetName,
@@ -92,6 +94,28 @@ class KeyCreatedPublic(KeyPublic):
     """A new API key: the secret `key` is in this answer only."""
 
     key: str
+
+
+class SigninPublic(Public):
+    """How the Python client signs a researcher in (OAuth 2.0 device or browser sign-in)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    device_authorization_endpoint: str
+    token_endpoint: str
+    authorization_endpoint: str
+    scopes: list[str]
+
+
+# Google's endpoints; another issuer (a test's stand-in, tools/oidc_standin.py) serves the same
+# paths under its own URL.
+GOOGLE_ENDPOINTS = {
+    "device_authorization_endpoint": "https://oauth2.googleapis.com/device/code",
+    "token_endpoint": "https://oauth2.googleapis.com/token",
+    "authorization_endpoint": "https://accounts.google.com/o/oauth2/v2/auth",
+}
+SIGNIN_SCOPES = ["openid", "email"]
 
 
 def user_view(record: dict[str, Any] | None) -> dict[str, Any]:
@@ -205,6 +229,29 @@ def delete_users(req):
     for email in dict.fromkeys(req.body):
         keyvalue.delete_user(email)
     return {"deleted": sorted(deleted)}
+
+
+@app.get("/users/_signin", public=True, answers=(404,), response=SigninPublic)
+def get_signin(req):
+    """How to sign in without the gcloud CLI: the deployment's OAuth client (OAUTH_CLIENT_ID),
+    its issuer's endpoints and scopes; the ID token it yields has the client id as audience.
+    Needs no token; 404 when the deployment configures no OAuth client."""
+    s = settings()
+    if not s.oauth_client_id:
+        raise errors.NotFound("this deployment configures no OAuth client (OAUTH_CLIENT_ID) for sign-in")
+    endpoints = (
+        GOOGLE_ENDPOINTS
+        if s.oauth_issuer == GOOGLE_ISSUER
+        else {name: s.oauth_issuer + urlsplit(url).path for name, url in GOOGLE_ENDPOINTS.items()}
+    )
+    secret = {"client_secret": s.oauth_client_secret} if s.oauth_client_secret else {}
+    return {
+        "issuer": s.oauth_issuer,
+        "client_id": s.oauth_client_id,
+        **secret,
+        **endpoints,
+        "scopes": SIGNIN_SCOPES,
+    }
 
 
 @app.get("/users/me", check=authz.AUTHENTICATED, response=ProfilePublic)

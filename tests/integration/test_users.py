@@ -248,3 +248,39 @@ def test_key_listing_answers_key_public_only(api):
     [listed] = api.get("/users/me/keys", user="a@example.com").get_json()
     assert set(listed) == {"id", "name", "created_at", "expires_at", "last_used_at"}
     assert listed["id"] == key["id"] and listed["last_used_at"] is None
+
+
+def test_signin_is_404_until_an_oauth_client_is_configured(api):
+    r = api.get("/users/_signin")  # no token: the route is public
+    body = assert_error(r, 404, "not_found")
+    assert "OAUTH_CLIENT_ID" in body["message"]
+
+
+def test_signin_publishes_googles_endpoints_and_accepts_its_tokens(api, setting):
+    setting("OAUTH_CLIENT_ID", "123-desktop.apps.googleusercontent.com")
+    r = api.get("/users/_signin")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json() == {
+        "issuer": "https://accounts.google.com",
+        "client_id": "123-desktop.apps.googleusercontent.com",
+        "device_authorization_endpoint": "https://oauth2.googleapis.com/device/code",
+        "token_endpoint": "https://oauth2.googleapis.com/token",
+        "authorization_endpoint": "https://accounts.google.com/o/oauth2/v2/auth",
+        "scopes": ["openid", "email"],
+    }
+    # The sign-in's ID token has the client id as audience: accepted without ALLOWED_AUDIENCES.
+    token = api.google_token("signed.in@example.com", aud="123-desktop.apps.googleusercontent.com")
+    r = api.get("/users/me", token=token)
+    assert r.status_code == 200 and r.get_json()["email"] == "signed.in@example.com"
+
+
+def test_signin_with_a_secret_and_a_stand_in_issuer(api, setting):
+    """A Google "Desktop app" client's secret is not confidential (Google's docs): published."""
+    setting("OAUTH_CLIENT_ID", "desktop")
+    setting("OAUTH_CLIENT_SECRET", "not-secret")
+    setting("OAUTH_ISSUER", "http://127.0.0.1:9/")  # a test's stand-in (on emulators only)
+    body = api.get("/users/_signin").get_json()
+    assert body["client_secret"] == "not-secret" and body["issuer"] == "http://127.0.0.1:9"
+    assert body["device_authorization_endpoint"] == "http://127.0.0.1:9/device/code"
+    assert body["token_endpoint"] == "http://127.0.0.1:9/token"
+    assert body["authorization_endpoint"] == "http://127.0.0.1:9/o/oauth2/v2/auth"

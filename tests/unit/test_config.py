@@ -16,6 +16,9 @@ def _load(monkeypatch, **env):
         "K_SERVICE",
         "GOOGLE_CERTS_URL",
         "GATEHOUSE_DEV_MODE",
+        "OAUTH_CLIENT_ID",
+        "OAUTH_CLIENT_SECRET",
+        "OAUTH_ISSUER",
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -78,3 +81,21 @@ def test_clio_token_settings_clients_cannot_use_are_refused(monkeypatch):
     monkeypatch.delenv("CLIO_TOKEN_TTL")
     s = _load(monkeypatch)
     assert (s.clio_token_ttl, s.clio_token_max_chain, s.flyem_secret) == (21 * 86400, 90 * 86400, "")
+
+
+def test_the_sign_in_client_is_an_accepted_audience(monkeypatch):
+    """Its ID tokens are for its client id: the deployment accepts them with no second setting."""
+    monkeypatch.setenv("ALLOWED_AUDIENCES", "a,b")
+    s = _load(monkeypatch, OAUTH_CLIENT_ID="123-desktop.apps.googleusercontent.com")
+    assert s.allowed_audiences == ("a", "b", "123-desktop.apps.googleusercontent.com")
+    assert s.oauth_issuer == "https://accounts.google.com"
+    assert _load(monkeypatch, OAUTH_CLIENT_ID="b").allowed_audiences == ("a", "b")
+
+
+def test_another_sign_in_issuer_off_emulators_or_a_secret_alone_is_refused(monkeypatch):
+    from common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="OAUTH_ISSUER"):  # Gatehouse verifies Google's tokens only
+        _load(monkeypatch, OAUTH_CLIENT_ID="c", OAUTH_ISSUER="http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="OAUTH_CLIENT_ID"):
+        _load(monkeypatch, OAUTH_CLIENT_SECRET="s")
