@@ -241,13 +241,23 @@ def _readme_line(needle: str) -> str:
 
 def test_the_readme_likelocation_line_finds_matches_on_a_fresh_stack(tmp_path):
     """The demo's signatures are built after its datasets are seeded: signatures built before
-    a dataset was created belong to an older dataset of its name, and are never served."""
+    a dataset was created belong to an older dataset of its name, and are never served. The same
+    search at clio's /v2 path, and clio's token, roles and datasets, answer through the local
+    gateway at the root of the host, as clio's clients call them."""
     path = _readme_line("/signatures/likelocation/")
     run = DevRun(str(tmp_path / "dev"), "--fresh")
     try:
         found = run.call("GET", path)
         assert found.status_code == 200, found.text
         assert found.json()["matches"], found.json()
+        clio = run.call("GET", path.replace("/signatures/", "/v2/signatures/", 1) + "&app=natverse")
+        assert clio.status_code == 200 and clio.json()["matches"] == found.json()["matches"], clio.text
+        token = run.call("POST", "/v2/server/token")
+        assert token.status_code == 200 and token.json().count(".") == 2, token.text
+        run.token = token.json()  # clio's clients use only the token they were given from here
+        assert run.call("GET", "/v2/roles").json()["email"]
+        assert run.call("GET", "/v2/datasets/").status_code == 200
+        assert run.call("GET", "/v2/nothing").status_code == 404
     finally:
         run.stop()
 
