@@ -99,7 +99,7 @@ def with_epochs(record: dict[str, Any], *fields: str) -> dict[str, Any]:
     return {k: epoch(v) if k in fields else v for k, v in record.items()}
 
 
-class UserPublic(BaseModel):
+class ClioUserPublic(BaseModel):
     """A user as clio's `User` model answered it (`GET /v2/roles`, `GET /v2/users`): Gatehouse's
     fields, and clio's that Gatehouse does not keep (`org`, `picture`, terms of service) empty."""
 
@@ -117,7 +117,7 @@ class UserPublic(BaseModel):
 
 def user(email: str, view: dict[str, Any]) -> dict[str, Any]:
     """clio's `User` from Gatehouse's view of a user (the roles profile or a user record)."""
-    return UserPublic(email=email, **{k: v for k, v in view.items() if k != "email"}).model_dump()
+    return ClioUserPublic(email=email, **{k: v for k, v in view.items() if k != "email"}).model_dump()
 
 
 def locationkey(record: dict[str, Any]) -> str:

@@ -122,11 +122,17 @@ def _schema_of(
 ) -> dict[str, Any]:
     """A pydantic type's JSON schema; its definitions go to `schemas`, a model class by name."""
     schema = TypeAdapter(model).json_schema(ref_template=_REF + "{model}", mode=mode)
-    schemas.update(schema.pop("$defs", {}))
+    for name, definition in {**schema.pop("$defs", {}), **_named(model, schema)}.items():
+        if schemas.setdefault(name, definition) != definition:  # one name, two shapes: a wrong document
+            raise ValueError(f"two schemas are named {name!r} in one document: rename one model")
     if isinstance(model, type) and issubclass(model, BaseModel):
-        schemas[model.__name__] = schema
         return {"$ref": _REF + model.__name__}
     return schema
+
+
+def _named(model: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """{model's name: its schema} for a model class; {} for any other type."""
+    return {model.__name__: schema} if isinstance(model, type) and issubclass(model, BaseModel) else {}
 
 
 def _query_parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:

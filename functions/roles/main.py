@@ -14,7 +14,7 @@ def get_roles(req):
     return req.caller.profile()
 
 
-@app.get("/v2/roles", check=authz.AUTHENTICATED, response=clio.UserPublic)
+@app.get("/v2/roles", check=authz.AUTHENTICATED, response=clio.ClioUserPublic)
 def clio_roles(req):
     """The caller's roles as clio's `User` (clio's clients read `global_roles`, `datasets`, `groups`)."""
     return clio.user(req.caller.email, req.caller.profile())

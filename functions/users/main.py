@@ -320,7 +320,7 @@ def clio_token(req):
     return tokens.mint(req, auth.request_identity(req.raw))
 
 
-@app.get("/v2/users", check=authz.ADMIN, response=dict[str, clio.UserPublic])
+@app.get("/v2/users", check=authz.ADMIN, response=dict[str, clio.ClioUserPublic])
 def clio_list_users(req):
     """Every user record, as clio's `User` (admin)."""
     snaps = store.collection("users").stream()

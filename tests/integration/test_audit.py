@@ -31,6 +31,7 @@ ACTIONS = {
     "user_delete": "user",
     "key_issue": "api_key",
     "key_revoke": "api_key",
+    "token_issue": "api_key",  # a clio token (POST /v2/server/token) is kept as a key record
     "annotation_v1_put": "annotation_v1",
     "annotation_v1_delete": "annotation_v1",
     "saved_search_put": "saved_search",
@@ -114,6 +115,7 @@ def _actions(api) -> dict[str, tuple]:
     do("twin_request_approve", "POST", f"/twins/requests/{approved}/approve")
     do("twin_request_run", "POST", f"/twins/requests/{approved}/run", user=READER)
     do("twin_delete", "DELETE", "/twins/t.one")
+    do("token_issue", "POST", "/v2/server/token", user=READER)
     do("kv_put", "POST", "/v2/kv/merges-d1/mainToOthers", user=READER, json={"1": [2]})
     do(
         "pull_request_submit",

@@ -581,12 +581,12 @@ def test_a_run_whose_instance_stopped_is_interrupted_and_never_runs_again(api, w
     back (busy); once it has run out the run ends `failed` (interrupted), read or delivered."""
     import datetime
 
-    from common.storage import store
+    from common.storage import collections, store
     from functions.twins import approvals
 
     request = submit(api, USE_COUNT, {"count": "lab.count"})
     approve(api, request["id"])
-    ref = store.collection(approvals.APPROVALS).document(request["id"])
+    ref = store.collection(collections.TWIN_REQUESTS).document(request["id"])
     now = store.now()
     run = {"id": "r1", "request_id": "req", "job": "j1", "started_at": now, "lease_until": now}
     ref.update({"status": "running", "run": {**run, "lease_until": now + datetime.timedelta(minutes=5)}})
@@ -614,7 +614,7 @@ def test_a_job_whose_message_was_dead_lettered_ends_failed_when_it_is_read(api, 
     ends it `failed` (dead-lettered); one whose lease ran out only lately is still waited for."""
     import datetime
 
-    from common.storage import store
+    from common.storage import collections, store
     from functions.twins import jobs
 
     def running(lease_ran_out_s_ago):
@@ -634,7 +634,7 @@ def test_a_job_whose_message_was_dead_lettered_ends_failed_when_it_is_read(api, 
         )
         lease = store.now() - datetime.timedelta(seconds=lease_ran_out_s_ago)
         job.update(status="running", attempts=1, started_at=lease, lease_until=lease)
-        store.collection(jobs.JOBS).document(job["id"]).set(job)
+        store.collection(collections.TWIN_JOBS).document(job["id"]).set(job)
         return job["id"]
 
     lately = running(60)
@@ -642,7 +642,7 @@ def test_a_job_whose_message_was_dead_lettered_ends_failed_when_it_is_read(api, 
     gone = running(jobs.ABANDONED_AFTER_S + 60)
     job = api.get(f"/twins/jobs/{gone}", user=MANAGER).get_json()
     assert job["status"] == "failed" and job["error"]["details"]["reason"] == "dead_lettered"
-    assert store.collection(jobs.JOBS).document(gone).get().get("status") == "failed"
+    assert store.collection(collections.TWIN_JOBS).document(gone).get().get("status") == "failed"
     assert runs(api) == 0
 
 

@@ -255,7 +255,9 @@ def test_clio_tokens_need_no_secret_and_only_users_signs():
     assert (
         config["locals"]["common_env"]["CLIO_TOKEN_SIGNER"] == "${google_service_account.clio_signer.email}"
     )
-    assert not [k for k in config["locals"]["common_env"] if "SECRET" in k]
+    # OAUTH_CLIENT_SECRET is an installed app's client secret, which is not confidential (Google
+    # says so; GET /users/_signin hands it to anyone): the sign-in client's, not a token key.
+    assert not [k for k in config["locals"]["common_env"] if "SECRET" in k and k != "OAUTH_CLIENT_SECRET"]
     grants = resources["google_service_account_iam_member"].values()
     on_signer = [g for g in grants if "clio_signer" in str(g.get("service_account_id"))]
     assert on_signer == [resources["google_service_account_iam_member"]["clio_signer_users"]]
