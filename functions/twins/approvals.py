@@ -486,7 +486,7 @@ def execute(doc: dict[str, Any], requester, request_id: str) -> dict[str, Any]:
         sandbox.Program(code=doc["code"]),
         {},
         user={"email": requester.email},
-        state=_NoState(),
+        state=sandbox.NoState(),
         timeout_s=float(doc["timeout_s"]),
         services=services,
         handles=list(doc["endpoints"]),
@@ -564,7 +564,7 @@ def try_on_mock(req, doc: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         sandbox.Program(code=doc["code"]),
         {},
         user={"email": req.caller.email},
-        state=_NoState(),
+        state=sandbox.NoState(),
         timeout_s=float(doc["timeout_s"]),
         services=services,
         handles=list(doc["endpoints"]),
@@ -587,15 +587,6 @@ def _gone(path: str):
         raise sandbox.ServiceError(f"twin endpoint {path!r} changed or was deleted after the approval", 409)
 
     return call
-
-
-class _NoState:
-    """Request code has no `context.state`; nothing reaches a store through it."""
-
-    def _refuse(self, *args: Any) -> Any:
-        raise PermissionError("request code has no state")
-
-    get = set = delete = increment = items = _refuse
 
 
 def finish(doc: dict[str, Any], outcome, made: list[str]) -> dict[str, Any]:

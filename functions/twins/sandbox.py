@@ -312,7 +312,7 @@ def _probe() -> Boundary:
                     "handles": [],
                 },
                 time.monotonic() + 20,
-                _NoState(),
+                NoState(),
                 {},
                 1 << 20,
             )
@@ -359,9 +359,12 @@ def _report(held: Boundary) -> None:
         )
 
 
-class _NoState:
+class NoState:
+    """The state of code that has none (request code, the boundary probe): nothing reaches a
+    store through it."""
+
     def _refuse(self, *args: Any) -> Any:
-        raise RuntimeError("there is no state here")
+        raise PermissionError("request code has no state")
 
     get = set = delete = increment = items = _refuse
 
