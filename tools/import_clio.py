@@ -47,6 +47,7 @@ from common.storage import collections, datasets, keyvalue, store
 from functions.annotations.main import KEY, OPTIONAL_FIELDS, POS_LENGTH
 from functions.atlas.main import CLIO_SERVER_FIELDS, entry_id
 from functions.datasets.main import NAME_CLAIMS, DatasetCreate
+from functions.datasets.main import SERVER_FIELDS as DATASET_SERVER_FIELDS
 
 # clio-store's collections (its config.py) and the documents it keeps under them.
 CLIO_DATASETS = "clio_datasets"
@@ -65,6 +66,7 @@ NOT_IMPORTED = {  # collection -> why its documents are left behind
 VERSION_MAP_KEYS = ("tag_to_uuid", "uuid_to_tag", "head_tag", "head_uuid")
 KINDS = ("datasets", "users", "annotations", "atlas", "savedsearches", "kv", "pull_requests")
 READ_CHUNK = 300  # target documents read (get_all) and decided at a time
+PROGRESS_EVERY = 10  # chunks between two progress lines
 ACTOR = "clio-store-import"
 
 
@@ -240,7 +242,7 @@ class Importer:
 
     def sync(self, kind: str, items: Iterable[Item]) -> None:
         counts = self.report.counts[kind]
-        batch, size = store.db().batch(), 0
+        batch, size, chunks = store.db().batch(), 0, 0
         for chunk in _chunks(items, READ_CHUNK):
             stored = {
                 s.reference.path: s.to_dict()
@@ -259,7 +261,10 @@ class Importer:
                 for ref, record in writes:
                     batch.set(ref, record)
                 size += len(writes)
-            self._progress(kind)
+            chunks += 1
+            if chunks % PROGRESS_EVERY == 0:
+                self._progress(kind)
+        self._progress(kind)
         if counts["created"] + counts["updated"] and not self.dry_run:
             after = {k: counts[k] for k in ("created", "updated", "unchanged", "conflicts")}
             audit.record(batch, self.req, "clio_import", kind, self.run_id, after=after)
@@ -351,6 +356,7 @@ class Importer:
                     f"the name is taken by {claims[name.lower()]!r} (names are unique regardless of case)",
                 )
                 continue
+            claims[name.lower()] = name  # another clio dataset differing only in case is refused
             metadata = snap.to_dict() or {}
             changed = [snap.update_time]
             if name in neurons:
@@ -380,6 +386,9 @@ class Importer:
         from pydantic import ValidationError
 
         metadata = {"description": "", **metadata}
+        for field in sorted(set(metadata) & set(DATASET_SERVER_FIELDS)):
+            self.report.notes.append(f"dataset {name}: field {field!r} dropped (Gatehouse sets it)")
+            metadata.pop(field)
         try:
             return DatasetCreate.model_validate(metadata).model_dump()
         except ValidationError as first:

@@ -341,7 +341,9 @@ def _rest_read_back(api, seeded):
 def test_a_newer_gatehouse_record_is_kept_and_what_cannot_be_mapped_is_reported(api, capsys):
     _wipe(SMALL)
     w = Writer(SMALL)
-    w.set(f"clio_datasets/{MB20}", {"description": "mb20", "location": "file:///local/em"})
+    w.set(f"clio_datasets/{MB20}", {"description": "mb20", "location": "file:///local/em", "name": MB20})
+    w.set("clio_datasets/CNS", {"description": "in capitals"})
+    w.set("clio_datasets/cns", {"description": "in small letters"})  # Firestore lists CNS first
     w.set("clio_datasets/v2", {"description": "a reserved name"})
     w.set(f"clio_users/{ALICE}", {"global_roles": [], "datasets": {MB20: ["clio_general", "tracer"]}})
     w.set("clio_users/alice", {"global_roles": ["admin"]})  # no email
@@ -350,15 +352,17 @@ def test_a_newer_gatehouse_record_is_kept_and_what_cannot_be_mapped_is_reported(
     w.flush()
     try:
         first = run(capsys, project=SMALL)
-        assert first["counts"]["datasets"] == {"created": 1, "unmapped": 1}
+        assert first["counts"]["datasets"] == {"created": 2, "unmapped": 2}
         assert first["counts"]["users"] == {"created": 1, "unmapped": 1}
         assert first["counts"]["annotations"] == {"created": 1, "unmapped": 1}
         why = {u["what"]: u["why"] for u in first["unmapped"]}
         assert why["alice"] == "the user's id is not an email"
         assert "not a valid Gatehouse dataset name" in why["v2"]
+        assert why["cns"] == "the name is taken by 'CNS' (names are unique regardless of case)"
         assert why[f"v2/{ALICE}/Pt1_2_3"] == "its dataset 'v2' was not imported"
         notes = "\n".join(first["notes"])
         assert "location 'file:///local/em' cannot be stored" in notes and "role 'tracer'" in notes
+        assert "field 'name' dropped" in notes
         assert api.get("/v2/datasets", user=OWNER).get_json()[MB20].get("location") is None
 
         # Alice edits her annotation in Gatehouse; an admin changes her roles. Both are kept.
