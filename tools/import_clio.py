@@ -515,7 +515,7 @@ class Importer:
 
     def atlas_items(self) -> Iterator[Item]:
         """clio's atlas entries; of several at one (dataset, user, place), the newest."""
-        newest: dict[Any, Any] = {}
+        newest = Newest()
         for snap in self._collection(CLIO_ANNOTATIONS, "ATLAS", "annotations").stream():
             doc = snap.to_dict() or {}
             what = f"{doc.get('dataset')}/{snap.id}"
@@ -543,15 +543,14 @@ class Importer:
             if dataset.generation is not None:
                 record["generation"] = dataset.generation
             ref = store.collection(collections.ATLAS).document(record["id"])
-            _keep_newest(
-                newest, (dataset.name, email, key), Item(f"{dataset.name}/{email}/{key}", ref, record)
-            )
-        self.report.counts["atlas"]["duplicates"] += newest.pop(DROPPED, 0)  # type: ignore[call-overload]
-        yield from newest.values()
+            newest.add((dataset.name, email, key), Item(f"{dataset.name}/{email}/{key}", ref, record))
+        if newest.dropped:
+            self.report.counts["atlas"]["duplicates"] += newest.dropped
+        yield from newest.items.values()
 
     def saved_search_items(self) -> Iterator[Item]:
         """clio's saved searches (clio added one per POST); of several at one place, the newest."""
-        newest: dict[Any, Any] = {}
+        newest = Newest()
         for snap in self._collection(CLIO_SAVEDSEARCHES, "USER", "searches").stream():
             doc = snap.to_dict() or {}
             what = f"{doc.get('dataset')}/{snap.id}"
@@ -584,11 +583,10 @@ class Importer:
                 .collection(collections.SEARCHES)
                 .document(user_doc_id(email, key))
             )
-            _keep_newest(
-                newest, (dataset.name, email, key), Item(f"{dataset.name}/{email}/{key}", ref, record)
-            )
-        self.report.counts["savedsearches"]["duplicates"] += newest.pop(DROPPED, 0)  # type: ignore[call-overload]
-        yield from newest.values()
+            newest.add((dataset.name, email, key), Item(f"{dataset.name}/{email}/{key}", ref, record))
+        if newest.dropped:
+            self.report.counts["savedsearches"]["duplicates"] += newest.dropped
+        yield from newest.items.values()
 
     def value_items(self, source_root: str, target_root: str, kind: str) -> Iterator[Item]:
         """Key-value documents or pull requests: `{root}/{email}/{scope}/{key}`, documents as they are."""
@@ -630,18 +628,21 @@ class Importer:
                 self.report.notes.append(f"{n} documents of {collection} not imported: {why}")
 
 
-DROPPED = "dropped"  # how many older duplicates _keep_newest left out
+class Newest:
+    """Of the items at one place (clio could hold several there), the one with the latest
+    `timestamp`; how many were left out."""
 
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, ...], Item] = {}
+        self.dropped = 0
 
-def _keep_newest(newest: dict[Any, Any], place: tuple[str, ...], item: Item) -> None:
-    """Keep, of the items at one place (clio could hold several), the one with the latest
-    `timestamp`; count the others under DROPPED."""
-    kept = newest.get(place)
-    if kept is not None:
-        newest[DROPPED] = newest.get(DROPPED, 0) + 1
-        if kept.record["timestamp"] >= item.record["timestamp"]:
-            return
-    newest[place] = item
+    def add(self, place: tuple[str, ...], item: Item) -> None:
+        kept = self.items.get(place)
+        if kept is not None:
+            self.dropped += 1
+            if kept.record["timestamp"] >= item.record["timestamp"]:
+                return
+        self.items[place] = item
 
 
 def _count(collection) -> int:
