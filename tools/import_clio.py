@@ -655,7 +655,10 @@ def _first_error(exc) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.import_clio", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.import_clio",
+        description="Move a clio-store deployment's data into Gatehouse (README: Moving from clio-store).",
+    )
     parser.add_argument(
         "--source-project", required=True, help="the Google Cloud project of clio-store's Firestore"
     )

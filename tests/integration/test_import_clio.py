@@ -392,6 +392,15 @@ def test_a_newer_gatehouse_record_is_kept_and_what_cannot_be_mapped_is_reported(
         (mine,) = api.get(f"/v2/annotations/{MB20}", user=ALICE).get_json()
         assert mine["title"] == "new"
         assert api.get("/v2/roles", user=ALICE).get_json()["datasets"] == {MB20: ["clio_write"]}
+        # The report as an operator reads it (without --json).
+        assert import_clio.main(["--source-project", SMALL, "--source-emulator", _host(), "--dry-run"]) == 0
+        text = capsys.readouterr().out
+        assert "clio-store import (dry run: nothing written); would write:" in text
+        assert (
+            f"conflict: annotations {MB20}/{ALICE}/Pt1_2_3: Gatehouse's record differs and is newer" in text
+        )
+        assert "conflict: users alice@example.com: Gatehouse's record differs and neither side" in text
+        assert "not imported: users alice: the user's id is not an email" in text
 
         # --overwrite puts clio's back.
         forced = run(capsys, "--overwrite", project=SMALL)
