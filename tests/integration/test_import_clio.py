@@ -413,5 +413,16 @@ def test_a_newer_gatehouse_record_is_kept_and_what_cannot_be_mapped_is_reported(
         assert forced["counts"]["annotations"]["updated"] == 1 and forced["counts"]["users"]["updated"] == 1
         (mine,) = api.get(f"/v2/annotations/{MB20}", user=ALICE).get_json()
         assert "title" not in mine
+
+        # Alice goes on working in clio; the next import brings the newer write over.
+        w.set(
+            f"clio_annotations_v2/{MB20}/{ALICE}/Pt1_2_3",
+            {"kind": "point", "pos": [1, 2, 3], "user": ALICE, "title": "in clio"},
+        )
+        w.flush()
+        later = run(capsys, project=SMALL)
+        assert later["counts"]["annotations"] == {"updated": 1, "unmapped": 1} and not later["conflicts"]
+        (mine,) = api.get(f"/v2/annotations/{MB20}", user=ALICE).get_json()
+        assert mine["title"] == "in clio"
     finally:
         _wipe(SMALL)
