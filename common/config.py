@@ -91,6 +91,7 @@ class Settings:
     oauth_client_secret: str = ""
     oauth_issuer: str = GOOGLE_ISSUER
     transfer_parallel_parts: int = 8  # a job's parts one transfer delivery sends at once (1-8)
+    sig_cache_mb: int = 64  # signature blocks and index partitions an instance keeps
 
     @property
     def on_emulators(self) -> bool:
@@ -131,6 +132,7 @@ def load() -> Settings:
         transfer_attempts=max(1, int(env.get("TRANSFER_ATTEMPTS", "4"))),
         transfer_topic=env.get("TRANSFER_TOPIC", "gatehouse-transfer-parts"),
         transfer_parallel_parts=int(env.get("TRANSFER_PARALLEL_PARTS", "8")),
+        sig_cache_mb=max(0, int(env.get("SIG_CACHE_MB", "64"))),
         purge_topic=env.get("PURGE_TOPIC", "gatehouse-dataset-purges"),
         neuroglancer_url=env.get("NEUROGLANCER_URL", "https://neuroglancer-demo.appspot.com").rstrip("/"),
         expose=_patterns("EXPOSE"),
