@@ -3,8 +3,8 @@ Pub/Sub push subscription on TRANSFER_TOPIC). `POST /transfer` publishes one mes
 and one delivery sends every unfinished part of the job at once (TRANSFER_PARALLEL_PARTS at a
 time), each attempt bounded by TRANSFER_TIMEOUT_SECONDS: the job is done when its slowest part
 is, not after the subscription has pushed eight messages one or two at a time. Each part keeps
-its own claim and attempt count (a lease in its record, common/storage/jobs.py), so a redelivery
-never counts twice. The message is acknowledged once every part has finished; while one failed
+its own claim and attempt count (a lease in its record, common/storage/jobs.py; the parts a
+delivery starts at once are claimed in one transaction), so a redelivery never counts twice. The message is acknowledged once every part has finished; while one failed
 and may be tried again (or another delivery holds it), the delivery raises, Pub/Sub delivers the
 message again after its retry policy's backoff, and that delivery sends only the unfinished parts.
 After TRANSFER_ATTEMPTS a part is `failed` and so is the job. A message that names a part (as
@@ -85,26 +85,30 @@ def _send_parts(job, keys: list[str]) -> list[tuple[Sent, str]]:
     """One attempt at each part, TRANSFER_PARALLEL_PARTS at a time; an unexpected failure of one
     is raised once the others have finished."""
     token = functools.cache(_id_token)  # fetched once per delivery, when a part is sent
+    parts = [job.collection(collections.TRANSFER_PARTS).document(key) for key in keys]
     if len(keys) == 1:
-        return [_attempt(job, keys[0], token)]
+        return [_attempt(parts[0], _claim(parts[0]), token)]
     parallel = min(settings().transfer_parallel_parts, len(keys))
+    # The first `parallel` are claimed together (one transaction) and start at once; a later one
+    # is claimed when it starts, only while the window is open (a claim counts an attempt).
+    claims = _claim_all(parts[:parallel])
     latest_start = time.monotonic() + START_WINDOW_SECONDS
 
-    def attempt(index: int, key: str) -> tuple[Sent, str]:
-        # The first `parallel` start at once; a later one only while the window is open.
-        if index >= parallel and time.monotonic() > latest_start:
-            return Sent.LEFT, f"part {key} left for the next delivery"
-        return _attempt(job, key, token)
+    def attempt(index: int, part) -> tuple[Sent, str]:
+        if index < parallel:
+            return _attempt(part, claims[index], token)
+        if time.monotonic() > latest_start:
+            return Sent.LEFT, f"part {part.id} left for the next delivery"
+        return _attempt(part, _claim(part), token)
 
     with ThreadPoolExecutor(parallel, thread_name_prefix="transfer-part") as pool:
-        futures = [pool.submit(attempt, i, key) for i, key in enumerate(keys)]
+        futures = [pool.submit(attempt, i, part) for i, part in enumerate(parts)]
     return [future.result() for future in futures]
 
 
-def _attempt(job, key: str, token: Callable[[], str | None]) -> tuple[Sent, str]:
-    """Claim the part, send it, and write how it went (if this delivery still holds it)."""
-    part = job.collection(collections.TRANSFER_PARTS).document(key)
-    claimed = _claim(part)
+def _attempt(part, claimed: jobs.Claim, token: Callable[[], str | None]) -> tuple[Sent, str]:
+    """Send the part as `claimed`, and write how it went (if this delivery still holds it)."""
+    key = part.id
     if claimed.outcome in (jobs.Outcome.GONE, jobs.Outcome.FINISHED):
         return Sent.UNCHANGED, ""
     if claimed.outcome == jobs.Outcome.HELD:
@@ -140,16 +144,23 @@ PART = jobs.Kind(lease_ends=_lease_ends, running="sending")
 
 def _claim(part) -> jobs.Claim:
     """Count one attempt at the part, in a transaction on its own record."""
-    return jobs.claim(
-        part,
-        PART,
-        start=lambda transaction, record, now: {"claimed_at": now},
-        abandon=lambda record, now: {
+    return jobs.claim(part, PART, **_claiming())
+
+
+def _claim_all(parts) -> list[jobs.Claim]:
+    """Count one attempt at each part (each in its own record), in one transaction."""
+    return jobs.claim_all(parts, PART, **_claiming())
+
+
+def _claiming() -> dict[str, Any]:
+    return {
+        "start": lambda transaction, record, now: {"claimed_at": now},
+        "abandon": lambda record, now: {
             "status": "failed",
             "error": f"no answer after {record['attempts']} attempts",
         },
-        max_attempts=settings().transfer_attempts,
-    )
+        "max_attempts": settings().transfer_attempts,
+    }
 
 
 def _record(part, attempt: int, change: dict[str, Any]) -> None:
