@@ -2,8 +2,13 @@
 
 1. index build time (tools/build_signatures.py: blocks + 4 x 4,000 partitions + info.json);
 2. likelocation p50/p95 over HTTP through the function (functions-framework process), for
-   queries at stored points that have near-copies;
-3. the same queries by brute force over all records: reading every block from the bucket and
+   queries at stored points that have near-copies (the first query at each point);
+3. where storage is slow: the same queries on the function with DELAY_MS added to every object
+   read (bench/slow_storage, the bench's own wrapper: real Cloud Storage takes tens of ms per
+   small GET), interleaved query by query with (2): the first query at a point (two rounds of
+   reads: its block, then four index partitions) and the same query again (the instance kept
+   the objects); each answer checked against a brute-force scan of every record;
+4. the same queries by brute force over all records: reading every block from the bucket and
    scanning them (what the function would do without the index), and the scan alone with
    the records already in memory.
 """
@@ -23,6 +28,7 @@ RECORDS = 1_000_000
 VOLUME = 16_384  # voxels per axis
 BLOCK_SIZE = 1024
 QUERIES = 40
+DELAY_MS = 20  # added to each object read in (3)
 BRUTE_QUERIES = 3
 BUCKET = "gatehouse-signatures-bench"
 
@@ -81,6 +87,19 @@ def read_all_blocks(dataset: str):
     return np.concatenate(parts)
 
 
+def expected_matches(records, q: int) -> list[dict]:
+    """The answer at stored point q, by brute force over every record (the function's own
+    suppression, which tests/integration/test_signatures.py checks against the spec)."""
+    from functions.signatures.main import suppress
+
+    point = tuple(int(records[q][a]) for a in "xyz")
+    return suppress(point, *brute_force_scan(records, int(records[q]["signature"])))  # type: ignore[arg-type]
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values) * 1000:.1f}-{max(values) * 1000:.1f} ms, n={len(values)}"
+
+
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[float, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     started = time.perf_counter()
@@ -106,22 +125,46 @@ def run(env: dict[str, str], headers: dict[str, str], emulators) -> dict[str, fl
     results["build_objects"] = stats["objects"]
 
     fn = Function(env, headers, os.path.join(ROOT, "functions", "signatures", "main.py"))
+    slow = Function(
+        {**env, "BENCH_BLOB_DELAY_MS": str(DELAY_MS)},
+        headers,
+        os.path.join(ROOT, "bench", "slow_storage", "main.py"),
+    )
     try:
-        timings, matches = [], []
+        # warm both instances at a point none of the queries reads (info.json is then cached)
+        x, y, z = (int(records[-1][a]) for a in "xyz")
+        for function in (fn, slow):
+            _get(function.port, f"/likelocation/{dataset}?x={x}&y={y}&z={z}", headers)
+        timings, first, again, matches, exact = [], [], [], [], 0
         for q in range(QUERIES):
             x, y, z = (int(records[q][a]) for a in "xyz")
             path = f"/likelocation/{dataset}?x={x}&y={y}&z={z}"
-            if q == 0:
-                _get(fn.port, path, headers)  # the first query warms the instance
             elapsed, body = _get(fn.port, path, headers)
             timings.append(elapsed)
             matches.append(len(body["matches"]))
+            elapsed, slow_first = _get(slow.port, path, headers)
+            first.append(elapsed)
+            elapsed, slow_again = _get(slow.port, path, headers)
+            again.append(elapsed)
+            expected = expected_matches(records, q)
+            exact += body["matches"] == slow_first["matches"] == slow_again["matches"] == expected
     finally:
         fn.close()
+        slow.close()
     timings.sort()
     results["likelocation_p50_ms"] = statistics.median(timings) * 1000
     results["likelocation_p95_ms"] = timings[int(len(timings) * 0.95) - 1] * 1000
     results["likelocation_mean_matches"] = statistics.mean(matches)
+    results[f"slow_storage_{DELAY_MS}ms_first_query_p50_ms"] = statistics.median(first) * 1000
+    results[f"slow_storage_{DELAY_MS}ms_again_p50_ms"] = statistics.median(again) * 1000
+    results["slow_storage_again_vs_no_delay_first"] = statistics.median(again) / statistics.median(timings)
+    results["answers_exact"] = exact
+    results["queries"] = QUERIES
+    print(
+        f"likelocation, no delay: {_spread(timings)}; {DELAY_MS} ms per object read, first query at "
+        f"a point: {_spread(first)}; the same again: {_spread(again)}; exact {exact}/{QUERIES}",
+        flush=True,
+    )
 
     brute_read, brute_scan = [], []
     for q in range(BRUTE_QUERIES):

@@ -90,6 +90,8 @@ class Settings:
     oauth_client_id: str = ""
     oauth_client_secret: str = ""
     oauth_issuer: str = GOOGLE_ISSUER
+    transfer_parallel_parts: int = 8  # a job's parts one transfer delivery sends at once (1-8)
+    sig_cache_mb: int = 64  # signature blocks and index partitions an instance keeps
 
     @property
     def on_emulators(self) -> bool:
@@ -129,6 +131,8 @@ def load() -> Settings:
         transfer_timeout_seconds=float(env.get("TRANSFER_TIMEOUT_SECONDS", "120")),
         transfer_attempts=max(1, int(env.get("TRANSFER_ATTEMPTS", "4"))),
         transfer_topic=env.get("TRANSFER_TOPIC", "gatehouse-transfer-parts"),
+        transfer_parallel_parts=int(env.get("TRANSFER_PARALLEL_PARTS", "8")),
+        sig_cache_mb=max(0, int(env.get("SIG_CACHE_MB", "64"))),
         purge_topic=env.get("PURGE_TOPIC", "gatehouse-dataset-purges"),
         neuroglancer_url=env.get("NEUROGLANCER_URL", "https://neuroglancer-demo.appspot.com").rstrip("/"),
         expose=_patterns("EXPOSE"),
@@ -157,6 +161,8 @@ def load() -> Settings:
         )
     if s.accept_legacy_flyem_tokens and not s.flyem_secret:
         raise ConfigError("ACCEPT_LEGACY_FLYEM_TOKENS needs FLYEM_SECRET (clio-store signed them with it)")
+    if not 1 <= s.transfer_parallel_parts <= 8:
+        raise ConfigError("TRANSFER_PARALLEL_PARTS must be 1-8 (a job has eight parts)")
     if s.twin_calls_per_caller < 1:
         raise ConfigError("TWIN_CALLS_PER_CALLER must be at least 1")
     if not 0 < s.backend_deadline_seconds <= 240:

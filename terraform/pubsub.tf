@@ -3,8 +3,10 @@
 # Eventarc event_trigger (Eventarc's subscription cannot carry a dead-letter policy set by
 # Terraform); this is exactly the wiring the tests and `make dev` run on the emulator, and
 # functions-framework turns the push body into the same messagePublished CloudEvent.
-# - transfer: POST /transfer publishes one message per part; `work` sends one part per delivery
-#   and stops a part after var.transfer_attempts, so dead letters are only what it could not handle.
+# - transfer: POST /transfer publishes one message per job; `work` sends the job's unfinished
+#   parts at once in one delivery (each attempt within var.transfer_timeout_seconds, all started
+#   in its first 20 s, hence the timeout below) and stops a part after var.transfer_attempts, so
+#   dead letters are only what it could not handle.
 # - purge: DELETE /datasets purges a first bounded step and queues the next; `purge_work` runs one
 #   step per delivery and queues the next until done. It runs as the datasets function's account,
 #   which may already delete everything a dataset holds.
@@ -15,7 +17,7 @@ locals {
   workers = {
     transfer = {
       function        = "transfer", entry_point = "work", topic = "gatehouse-transfer-parts",
-      description     = "Transfer worker: one part per Pub/Sub delivery",
+      description     = "Transfer worker: a job's parts at once per Pub/Sub delivery",
       service_account = google_service_account.transfer_worker.email, publisher = "transfer",
       memory          = "256Mi", timeout = var.transfer_timeout_seconds + 60, max_instances = var.max_instances,
       retention       = "86400s", max_backoff = "300s",

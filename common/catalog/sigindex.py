@@ -13,11 +13,13 @@ Per dataset (its lower-cased name):
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from typing import Any
 
 from common.cache import TTLCache
+from common.config import settings
 
 RECORD = struct.Struct("<IIIq")
 PARTITIONS = 4000
@@ -86,3 +88,39 @@ _info: TTLCache[str, dict[str, Any] | None] = TTLCache(INFO_SECONDS, 1000)
 def cached_info(dataset: str, load: Callable[[str], dict[str, Any] | None]) -> dict[str, Any] | None:
     """A dataset's info.json (None: no signatures), loaded at most once a minute per instance."""
     return _info.load(dataset, load)
+
+
+# Blocks and index partitions this instance read, by (build, path): a query at a point it has
+# seen, or near one, reads nothing from Cloud Storage (tens of ms per object there). The build is
+# info.json's `built_at`, written by every rebuild, so once an instance sees a new info.json
+# (within INFO_SECONDS) it reads the new objects and the old ones only age out.
+# Sizing, from a dataset's info.json: its `count` records of RECORD.size (20) bytes are stored
+# five times (the blocks, and once per mask in the index); a query reads four partitions of
+# about 20 * count / 4000 bytes (5 KB at 1M records) and the 1-8 blocks near its point. So
+# SIG_CACHE_MB (64) holds every object of a dataset of about 600k records, or at 1M the objects
+# of the last ~2,000 queries; the entry bound (OBJECTS) counts missing objects (kept as empty)
+# and keeps the bookkeeping small (about 200 bytes an entry).
+OBJECT_SECONDS = 3600
+OBJECTS = 20_000
+
+
+@functools.cache
+def _objects() -> TTLCache[tuple[str, str], bytes]:
+    return TTLCache(OBJECT_SECONDS, OBJECTS, max_bytes=settings().sig_cache_mb << 20)
+
+
+def build_of(info: dict[str, Any]) -> str:
+    """Which build of a dataset's signatures `info` describes (older builds carry no built_at)."""
+    return str(info.get("built_at", ""))
+
+
+def cached_objects(build: str, paths: list[str], read: Callable[[list[str]], list[bytes]]) -> list[bytes]:
+    """The bytes of each object of `build` at `paths` (empty: missing), reading those this
+    instance does not keep with `read` (all in one call: one round of parallel reads)."""
+    cache = _objects()
+    found = [cache.get((build, path)) for path in paths]
+    missing = [path for path, data in zip(paths, found) if data is None]
+    read_now = dict(zip(missing, read(missing))) if missing else {}
+    for path, data in read_now.items():
+        cache.put((build, path), data)
+    return [data if data is not None else read_now[path] for path, data in zip(paths, found)]

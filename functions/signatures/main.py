@@ -52,14 +52,20 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _read_all(paths: list[str]):
-    """The records of each object (missing ones are empty), read in parallel."""
+def _read_many(paths: list[str]) -> list[bytes]:
+    """The bytes of each object (missing ones: empty), read in parallel."""
+    return [data or b"" for data in _executor().map(_read, paths)]
+
+
+def _read_all(info: dict[str, Any], paths: list[str]):
+    """The records of each object of the dataset's build `info` describes (missing ones are
+    empty): those this instance read recently from its cache, the others in one parallel round."""
     import numpy as np
 
     dtype = sigindex.record_dtype()
     return [
-        np.frombuffer(data, dtype=dtype) if data else np.zeros(0, dtype=dtype)
-        for data in _executor().map(_read, paths)
+        np.frombuffer(data, dtype=dtype)
+        for data in sigindex.cached_objects(sigindex.build_of(info), paths, _read_many)
     ]
 
 
@@ -114,7 +120,9 @@ def nearest(dataset: authz.Dataset, point: tuple[int, int, int]):
     info = _info(dataset)
     blocks = _blocks_near(point, info["block_size"])
     records: Any = (
-        np.concatenate(_read_all([sigindex.block_path(dataset.name, *b) for b in blocks])) if blocks else []
+        np.concatenate(_read_all(info, [sigindex.block_path(dataset.name, *b) for b in blocks]))
+        if blocks
+        else []
     )
     if not len(records):
         return None
@@ -169,7 +177,8 @@ def candidates(dataset: authz.Dataset, signature: int):
     info = _info(dataset)
     masks = [info[f"ham_{i}"] for i in range(sigindex.MASKS)]
     parts = _read_all(
-        [sigindex.index_path(dataset.name, i, sigindex.partition(m, signature)) for i, m in enumerate(masks)]
+        info,
+        [sigindex.index_path(dataset.name, i, sigindex.partition(m, signature)) for i, m in enumerate(masks)],
     )
     # Same partition is not enough (4000 partitions share hashes); the masked bits must agree.
     shared = [

@@ -4,9 +4,11 @@
 Two entry points share this source (one archive, deployed twice; terraform/pubsub.tf):
 - `handle`, the HTTP function: `POST /transfer` writes the volume's `info`, records the job
   (`transfer_jobs/{job}`) and its parts (`transfer_jobs/{job}/transfer_parts/{key}`), publishes
-  one message per part to TRANSFER_TOPIC and answers at once; `GET /transfer[/{job}]` reads them.
+  one message for the job to TRANSFER_TOPIC and answers at once; `GET /transfer[/{job}]` reads
+  them.
 - `work`, the worker (a CloudEvent function behind a push subscription on that topic; its code
-  is functions/transfer/worker.py): one delivery is one attempt at one part.
+  is functions/transfer/worker.py): one delivery is one attempt at each unfinished part, sent
+  at once.
 """
 
 from __future__ import annotations
@@ -247,7 +249,8 @@ def start_transfer(req):
         )
     batch.commit()
     try:
-        pubsub.publish_many(app.settings.transfer_topic, [{"job": job.id, "part": key} for key in parts])
+        # One message for the job: one delivery sends its parts at once (functions/transfer/worker.py).
+        pubsub.publish(app.settings.transfer_topic, {"job": job.id})
     except errors.ApiError as exc:
         job.update(
             {

@@ -41,11 +41,19 @@ def build(records, block_size=256):
     return build_signatures.build(SIG_BUCKET, DS, records, block_size=block_size, progress=False)
 
 
+def a_minute_later(monkeypatch):
+    """The instance's info.json is stale (sigindex.INFO_SECONDS): it reads it again, so it
+    sees a rebuild, and then reads the new build's objects instead of those it kept."""
+    import time
+
+    monkeypatch.setattr(sigindex._info, "clock", lambda: time.monotonic() + sigindex.INFO_SECONDS + 1)
+
+
 def get(api, route, x, y, z, user=READER, ds=DS):
     return api.get(f"/signatures/{route}/{ds}?x={x}&y={y}&z={z}", user=user)
 
 
-def test_atlocation_looks_across_block_faces(api, world):
+def test_atlocation_looks_across_block_faces(api, world, monkeypatch):
     # The query at x=257 is in block 1; the nearest point (x=255) is in block 0, and a point
     # of block 1 (x=300) is farther. Reading the query's own block only would answer 300.
     build(records_of([(255, 10, 10, 111), (300, 10, 10, 222), (600, 600, 600, -5)]))
@@ -53,6 +61,7 @@ def test_atlocation_looks_across_block_faces(api, world):
     assert r.status_code == 200 and r.get_json() == {"point": [255, 10, 10], "signature": "111"}
     # across a corner too: query in block (1,1,1), nearest in block (0,0,0)
     build(records_of([(250, 250, 250, 7), (340, 340, 340, 8)]))
+    a_minute_later(monkeypatch)  # an instance sees a rebuild once its info.json is stale
     assert get(api, "atlocation", 260, 260, 260).get_json()["point"] == [250, 250, 250]
     assert_error(get(api, "atlocation", 600, 600, 700), 404, "not_found")  # the rebuild dropped it
 
@@ -195,3 +204,51 @@ def test_rebuild_replaces_the_index(api, world):
     assert not any(n.startswith("sig/blocks/11_") for n in names)  # the old far block is gone
     assert get(api, "atlocation", 10, 10, 10).get_json()["signature"] == "5"
     assert os.path.basename(sigindex.info_path(DS)) in {n.split("/")[-1] for n in names}
+
+
+def test_objects_are_read_once_per_build_and_a_rebuild_reads_the_new_ones(api, world, monkeypatch):
+    """Blocks and index partitions are kept per instance (reads from Cloud Storage take tens of
+    ms): a query at a point seen before reads nothing; the answers are those of the build the
+    instance's info.json names, and after a rebuild, once it sees the new info.json, the new
+    build's objects are read, however many of the old ones it kept."""
+    base = 0x0123_4567_89AB_CDEF
+    build(records_of([(1000, 1000, 1000, base), (3000, 1000, 1000, flip(base, [3]))]))
+    signatures = load_function("signatures")
+    reads: list[str] = []
+    read = signatures._read
+    monkeypatch.setattr(signatures, "_read", lambda path: reads.append(path) or read(path))
+    dataset = datasets.Dataset(DS, datasets.record(DS))
+
+    def query():
+        origin = signatures.nearest(dataset, (1000, 1000, 1000))
+        found, dist = signatures.candidates(dataset, int(origin["signature"]))
+        return int(origin["signature"]), [(int(r["x"]), int(d)) for r, d in zip(found, dist)]
+
+    assert query() == (base, [(1000, 0), (3000, 1)])
+    first = list(reads)  # info.json, the point's block(s) and four partitions
+    assert len([p for p in first if "/index/" in p]) == 4 and any("/blocks/" in p for p in first)
+    assert query() == (base, [(1000, 0), (3000, 1)]) and reads == first  # nothing read again
+
+    build(records_of([(1000, 1000, 1000, base), (3000, 1000, 1000, flip(base, [3, 4]))]))
+    assert query() == (base, [(1000, 0), (3000, 1)]) and reads == first  # the build it knows
+    a_minute_later(monkeypatch)
+    assert query() == (base, [(1000, 0), (3000, 2)])  # the new build
+    assert sorted(reads[len(first) :]) == sorted(first)  # each object read again, once
+
+
+def test_the_kept_objects_stay_within_their_byte_bound(api, world, monkeypatch):
+    """SIG_CACHE_MB bounds the bytes an instance keeps: with a bound of a few objects, queries
+    over many blocks keep no more than it, and their answers stay exact."""
+    import time
+
+    from common import cache
+
+    records = _generated(count=400, copies=(5,) * 10)
+    build(records, block_size=128)
+    monkeypatch.setattr(sigindex, "_objects", lambda: kept)
+    kept = cache.TTLCache(60, 1000, clock=time.monotonic, max_bytes=3 * 20 * 20)  # ~3 small objects
+    for i in range(10):
+        x, y, z, signature = (int(v) for v in records[i])
+        r = get(api, "likelocation", x, y, z)
+        assert r.get_json()["matches"] == _spec_likelocation(records, (x, y, z), signature), i
+        assert kept.bytes <= 3 * 20 * 20 and len(kept) > 0

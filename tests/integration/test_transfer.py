@@ -5,6 +5,7 @@ neuroglancer."""
 
 import base64
 import json
+import threading
 import time
 from urllib.parse import unquote
 
@@ -119,19 +120,56 @@ def test_eight_parts_in_the_wire_format_fill_a_volume_neuroglancer_opens(api, wo
     assert all(b.size == 64**3 for b in objects.values())
 
 
-def test_the_answer_comes_before_any_part_is_written(api, world, transfer_service):
-    transfer_service.script = lambda offset, attempt: "slow"
-    transfer_service.slow_seconds = (
-        0.5  # well within TRANSFER_TIMEOUT_SECONDS (1 s in tests), also on a loaded machine
-    )
+HOLD = 5.0  # seconds the stand-in holds a part in `held_parts`
+TIMEOUT = 3  # TRANSFER_TIMEOUT_SECONDS here (see `patient_worker`)
+
+
+def _worker_settings(monkeypatch, **changes):
+    """The transfer worker's settings with `changes` (it reads them at each delivery)."""
+    import dataclasses
+
+    from common import config
+    from functions.transfer import worker
+
+    changed = dataclasses.replace(config.load(), **changes)
+    monkeypatch.setattr(worker, "settings", lambda: changed)
+
+
+@pytest.fixture(autouse=True)
+def patient_worker(monkeypatch):
+    """An attempt may take TIMEOUT s here (1 s in the rest of the tests): one delivery writes a
+    job's eight parts at once through the in-process stand-in, which took over a second on a
+    loaded machine; a part that should time out hangs longer than this."""
+    _worker_settings(monkeypatch, transfer_timeout_seconds=TIMEOUT)
+
+
+@pytest.fixture
+def held_parts(transfer_service, monkeypatch):
+    """The stand-in holds every part until the test sets the event (HOLD s at most), and the
+    worker waits as long for it: what must be true while parts are in flight is checked then,
+    however loaded the machine is (a fixed 0.5 s part was sometimes over before the check)."""
+    release = threading.Event()
+    _worker_settings(monkeypatch, transfer_timeout_seconds=HOLD + 5)
+
+    def script(offset, attempt):
+        release.wait(HOLD)
+        return "ok"
+
+    transfer_service.script = script
+    yield release
+    release.set()
+
+
+def test_the_answer_comes_before_any_part_is_written(api, world, held_parts):
     api.get("/transfer", user=READER)  # the function's instance is warm, as a second request finds it
     began = time.monotonic()
     started = _start(api)
     elapsed = time.monotonic() - began
     job = api.get(f"/transfer/{started['job']}", user=READER).get_json()
-    assert elapsed < 0.5, elapsed
+    assert elapsed < HOLD, elapsed  # it did not wait for the parts, which are held longer
     assert job["status"] == "running" and not any(p["status"] == "done" for p in job["parts"].values())
     assert set(_objects(started["source"])) == {"info"}  # neuroglancer can open it already
+    held_parts.set()
     assert _wait(api, started["job"])["status"] == "done"
     assert len(_objects(started["source"])) == 65
 
@@ -146,7 +184,7 @@ def test_a_part_failing_twice_then_succeeding_ends_done(api, world, transfer_ser
         return "ok"
 
     transfer_service.script = script
-    transfer_service.hang_seconds = 1.3
+    transfer_service.hang_seconds = TIMEOUT + 0.3
     started = _start(api)
     job = _wait(api, started["job"])
     assert job["status"] == "done", job
@@ -169,8 +207,9 @@ def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_s
         "error": "HTTP 500",
     }
     assert sum(p["status"] == "done" for p in job["parts"].values()) == 7
-    # Its last delivery was acknowledged, so Pub/Sub sends it no more: the part is sent no more.
-    message = {"job": started["job"], "part": "0_128_0"}
+    # The job's message was acknowledged once that part had failed for good, so Pub/Sub sends it
+    # no more: the part is sent no more (the other parts were done in its first delivery).
+    message = {"job": started["job"]}
     wait_until(lambda: acknowledged(workers["transfer"], payload=message), "the last delivery acknowledged")
     answers = [d.status for d in workers["transfer"].answered if d.payload == message]
     assert answers == [500] * (ATTEMPTS - 1) + [200], answers
@@ -179,10 +218,10 @@ def test_a_part_that_always_fails_fails_the_job_naming_it(api, world, transfer_s
 
 def test_a_part_that_never_answers_in_time_fails_after_its_attempts(api, world, transfer_service):
     transfer_service.script = lambda offset, attempt: "hang" if offset == (0, 0, 128) else "ok"
-    transfer_service.hang_seconds = 1.2
+    transfer_service.hang_seconds = TIMEOUT + 0.2
     job = _wait(api, _start(api)["job"])
     assert job["status"] == "failed" and job["failed_parts"] == ["0_0_128"]
-    assert job["parts"]["0_0_128"]["error"] == "no answer within 1 s"
+    assert job["parts"]["0_0_128"]["error"] == f"no answer within {TIMEOUT} s"
     assert job["parts"]["0_0_128"]["attempts"] == ATTEMPTS
 
 
@@ -208,11 +247,15 @@ def test_a_redelivered_message_counts_nothing(api, world, transfer_service, work
     before = _wait(api, started["job"], until=_finished)
     calls = len(_calls(transfer_service, started["source"]))
     url = workers["transfer"].url
-    # the same messages again: pushed straight at the worker, and published through Pub/Sub
+    # the same messages again: pushed straight at the worker, and published through Pub/Sub; the
+    # job's own, and messages naming one part (as published before a job's parts went out whole)
     published = []
-    for key in ("0_0_0", "128_0_0"):
-        assert _push(url, {"job": started["job"], "part": key}).status_code == 200
-        published.append(pubsub.publish("gatehouse-transfer-parts", {"job": started["job"], "part": key}))
+    for message in (
+        {"job": started["job"]},
+        *({"job": started["job"], "part": k} for k in ("0_0_0", "128_0_0")),
+    ):
+        assert _push(url, message).status_code == 200
+        published.append(pubsub.publish("gatehouse-transfer-parts", message))
     wait_until(
         lambda: all(acknowledged(workers["transfer"], message_id=m) for m in published),
         "the published messages delivered and acknowledged",
@@ -225,16 +268,71 @@ def test_a_redelivered_message_counts_nothing(api, world, transfer_service, work
     assert _push(url, {"job": "nosuchjob", "part": "0_0_0"}).status_code == 200
 
 
-def test_a_second_delivery_while_a_part_is_being_sent_waits(api, world, transfer_service, workers):
-    transfer_service.script = lambda offset, attempt: "slow"
-    transfer_service.slow_seconds = 0.5  # well within TRANSFER_TIMEOUT_SECONDS (1 s in tests)
+def test_a_second_delivery_while_a_part_is_being_sent_waits(
+    api, world, transfer_service, workers, held_parts
+):
     started = _start(api)
     _wait(api, started["job"], until=lambda j: j["parts"]["0_0_0"]["status"] == "sending")
-    # a duplicate of an in-flight message is refused (redelivered later), never sent twice
+    # a duplicate of an in-flight message is refused (redelivered later), never sent twice: the
+    # job's message, and one naming the part
+    assert _push(workers["transfer"].url, {"job": started["job"]}).status_code == 500
     assert _push(workers["transfer"].url, {"job": started["job"], "part": "0_0_0"}).status_code == 500
+    held_parts.set()
     job = _wait(api, started["job"])
-    assert job["status"] == "done" and job["parts"]["0_0_0"]["attempts"] == 1
-    assert len(_calls(transfer_service, started["source"], (0, 0, 0))) == 1
+    assert job["status"] == "done" and all(p["attempts"] == 1 for p in job["parts"].values())
+    assert len(_calls(transfer_service, started["source"])) == 8
+
+
+class _InFlight:
+    """A stand-in script that holds each part `seconds` and counts the parts in flight at once."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.now, self.peak = seconds, 0, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, offset, attempt):
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(self.seconds)
+        with self._lock:
+            self.now -= 1
+        return "ok"
+
+
+def test_one_delivery_sends_the_jobs_parts_at_once(api, world, transfer_service, workers):
+    """The job's one message: its first delivery sends all eight parts concurrently (the Pub/Sub
+    emulator pushes two messages at a time, so one message per part took four rounds)."""
+    transfer_service.script = in_flight = _InFlight(0.5)
+    started = _start(api)
+    job = _wait(api, started["job"])
+    assert job["status"] == "done" and all(p["attempts"] == 1 for p in job["parts"].values())
+    assert in_flight.peak > 3, in_flight.peak  # eight at once, but for a loaded machine's stragglers
+    message = {"job": started["job"]}
+    wait_until(lambda: acknowledged(workers["transfer"], payload=message), "the job's message acknowledged")
+    assert [d.status for d in workers["transfer"].answered if d.payload == message] == [200]
+
+
+def test_parts_in_flight_are_bounded_and_the_rest_left_to_the_next_delivery(
+    api, world, transfer_service, workers, monkeypatch
+):
+    """TRANSFER_PARALLEL_PARTS bounds the parts in flight; parts a delivery could not start within
+    its window go to the next delivery of the job's message, each part still sent once."""
+    from functions.transfer import worker
+
+    _worker_settings(monkeypatch, transfer_parallel_parts=3, transfer_timeout_seconds=TIMEOUT)
+    transfer_service.script = in_flight = _InFlight(0.3)
+    assert _wait(api, _start(api)["job"])["status"] == "done"
+    assert 2 <= in_flight.peak <= 3, in_flight.peak
+
+    monkeypatch.setattr(worker, "START_WINDOW_SECONDS", 0)  # only the first three start per delivery
+    started = _start(api)
+    job = _wait(api, started["job"])
+    assert job["status"] == "done" and all(p["attempts"] == 1 for p in job["parts"].values())
+    assert len(_calls(transfer_service, started["source"])) == 8
+    message = {"job": started["job"]}
+    wait_until(lambda: acknowledged(workers["transfer"], payload=message), "the job's message acknowledged")
+    assert [d.status for d in workers["transfer"].answered if d.payload == message] == [500, 500, 200]
 
 
 def test_the_stand_in_refuses_another_wire_format(transfer_service):

@@ -49,6 +49,26 @@ def test_the_oldest_entry_goes_when_the_cache_is_full():
     assert [cache.get(k) for k in "abcd"] == [10, None, 2, 3]
 
 
+def test_a_byte_bounded_cache_keeps_at_most_max_bytes_oldest_going_first():
+    cache: TTLCache[str, bytes] = TTLCache(ttl=30, max_entries=100, clock=Clock(), max_bytes=10)
+    cache.put("a", b"1234")
+    cache.put("b", b"1234")
+    cache.put("c", b"")  # an empty value (a missing object) counts as an entry, of no bytes
+    assert cache.bytes == 8 and len(cache) == 3
+    cache.put("d", b"123")  # 11 bytes: the oldest goes
+    assert [cache.get(k) for k in "abcd"] == [None, b"1234", b"", b"123"] and cache.bytes == 7
+    cache.put("b", b"1")  # renewed: its old size is given back
+    assert cache.bytes == 4
+    cache.put("e", b"12345678901")  # larger than the whole bound: not kept, nothing evicted
+    assert cache.get("e") is None and len(cache) == 3 and cache.bytes == 4
+    cache.pop("d")
+    cache.pop_where(lambda key, value: key == "b")
+    assert cache.bytes == 0 and [cache.get(k) for k in "bcd"] == [None, b"", None]
+    cache.put("f", b"12")
+    cache.clear()
+    assert cache.bytes == 0 and len(cache) == 0
+
+
 def test_load_reads_on_a_miss_only_and_keeps_none_too():
     clock, reads = Clock(), []
     cache: TTLCache[str, int | None] = TTLCache(ttl=30, max_entries=10, clock=clock)

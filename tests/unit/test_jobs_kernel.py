@@ -14,8 +14,8 @@ LEASE = datetime.timedelta(seconds=60)
 
 
 class _Snap:
-    def __init__(self, doc):
-        self.exists, self._doc = doc is not None, doc
+    def __init__(self, doc, reference=None):
+        self.exists, self._doc, self.reference = doc is not None, doc, reference
 
     def to_dict(self):
         return dict(self._doc) if self._doc is not None else None
@@ -26,12 +26,16 @@ class _Ref:
 
     def __init__(self, doc=None):
         self.doc, self.writes = doc, 0
+        self.path = f"work/{id(self)}"
 
     def get(self, transaction=None):
-        return _Snap(self.doc)
+        return _Snap(self.doc, self)
 
 
 class _Transaction:
+    def get_all(self, refs):
+        return (ref.get(transaction=self) for ref in reversed(refs))  # in no particular order
+
     def update(self, ref, change):
         ref.doc = {**ref.doc, **change}
         ref.writes += 1
@@ -133,3 +137,36 @@ def test_the_lease_of_work_that_is_not_claimed_is_never_read():
     pending = {"status": "pending", "attempts": 0}
     assert jobs.settle(_Ref(pending), kind, pending, _abandon) == pending
     assert not kind.expired({"status": "done"}, NOW)
+
+
+def test_claim_all_decides_for_each_piece_in_one_transaction(monkeypatch):
+    """The pieces of one job claimed together: each its own decision, claim and attempt count."""
+    transactions = []
+    pieces = [
+        _Ref({"status": "pending", "attempts": 0}),
+        _Ref(_running(1, NOW + LEASE)),  # held
+        _Ref({"status": "done", "attempts": 1}),
+        _Ref(),  # gone
+        _Ref(_running(3, NOW - LEASE)),  # its holder vanished with its last attempt
+        _Ref(_running(1, NOW - LEASE)),  # its holder vanished: claimed again
+    ]
+
+    def once(fn):
+        transactions.append(fn)
+        return fn(_Transaction())
+
+    monkeypatch.setattr(store, "transactional", once)
+    claims = jobs.claim_all(pieces, KIND, **START, abandon=_abandon, max_attempts=3)
+    assert len(transactions) == 1
+    assert [c.outcome for c in claims] == [
+        jobs.Outcome.CLAIMED,
+        jobs.Outcome.HELD,
+        jobs.Outcome.FINISHED,
+        jobs.Outcome.GONE,
+        jobs.Outcome.ABANDONED,
+        jobs.Outcome.CLAIMED,
+    ]
+    assert [c.attempt for c in claims] == [1, 0, 0, 0, 0, 2]
+    assert [p.writes for p in pieces] == [1, 0, 0, 0, 1, 1]
+    assert pieces[0].doc == {"status": "running", "attempts": 1, "lease_until": NOW + LEASE}
+    assert pieces[4].doc["status"] == "failed"
