@@ -90,6 +90,7 @@ class Settings:
     oauth_client_id: str = ""
     oauth_client_secret: str = ""
     oauth_issuer: str = GOOGLE_ISSUER
+    dvid_timeout_seconds: float = 30.0  # connecting to DVID, and between two reads of its answer
 
     @property
     def on_emulators(self) -> bool:
@@ -149,6 +150,7 @@ def load() -> Settings:
         oauth_client_id=oauth_client_id,
         oauth_client_secret=env.get("OAUTH_CLIENT_SECRET", "").strip(),
         oauth_issuer=env.get("OAUTH_ISSUER", "").strip().rstrip("/") or GOOGLE_ISSUER,
+        dvid_timeout_seconds=float(env.get("DVID_TIMEOUT_SECONDS", "30")),
     )
     if s.clio_token_ttl < CLIO_TOKEN_MIN_SECONDS or s.clio_token_max_chain < s.clio_token_ttl:
         raise ConfigError(
@@ -157,6 +159,8 @@ def load() -> Settings:
         )
     if s.accept_legacy_flyem_tokens and not s.flyem_secret:
         raise ConfigError("ACCEPT_LEGACY_FLYEM_TOKENS needs FLYEM_SECRET (clio-store signed them with it)")
+    if not 0 < s.dvid_timeout_seconds <= 240:
+        raise ConfigError("DVID_TIMEOUT_SECONDS must be more than 0 and at most 240")
     if s.twin_calls_per_caller < 1:
         raise ConfigError("TWIN_CALLS_PER_CALLER must be at least 1")
     if not 0 < s.backend_deadline_seconds <= 240:
