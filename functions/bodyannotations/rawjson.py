@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-# A string (with its escapes) or one structural character; everything else is skipped.
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
+# A string (with its escapes), one structural character, or a quote that opens no whole string;
+# everything else is skipped.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]|"', re.DOTALL)
 
 
 class Malformed(ValueError):
@@ -29,9 +30,12 @@ def values(data: bytes) -> Iterator[bytes]:
     is_object = text[:1] == b"{"
     depth, start, closed = 0, 0, False
     for match in _TOKEN.finditer(text):
-        char = match.group()[:1]
+        token = match.group()
+        char = token[:1]
         if closed:
             raise Malformed("text after the closing bracket")
+        if token == b'"':
+            raise Malformed("an unterminated string")
         if char in (b"[", b"{"):
             depth += 1
             if depth == 1:
