@@ -30,6 +30,7 @@ from tools.emulators import free_port
 
 INSTANCE = "segmentation_annotations"
 _META = ("_user", "_time")
+CHUNK = 1 << 20  # bytes per chunk of a streamed `all`
 
 
 @dataclass
@@ -122,7 +123,8 @@ class DvidService:
     """Nodes by uuid, each `{bodyid: record}`; every request kept in `calls`. `script(call)`
     answers "ok", "fail" (HTTP 500) or "hang" (HTTP 500 after `hang_seconds`)."""
 
-    def __init__(self):
+    def __init__(self, port: int | None = None):
+        self.port = port
         self.nodes: dict[str, dict[int, dict[str, Any]]] = {}
         self.calls: list[Call] = []
         self.script = lambda call: "ok"
@@ -151,7 +153,7 @@ class DvidService:
     # -- serving --------------------------------------------------------------------------------
     def start(self) -> DvidService:
         self._server = make_server(
-            "127.0.0.1", free_port(), self._wsgi, threaded=True, request_handler=_Quiet
+            "127.0.0.1", self.port or free_port(), self._wsgi, threaded=True, request_handler=_Quiet
         )
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -225,7 +227,7 @@ class DvidService:
             return Response(
                 gzip.compress(data, 1), mimetype="application/json", headers={"Content-Encoding": "gzip"}
             )
-        chunks = (data[i : i + (1 << 16)] for i in range(0, len(data), 1 << 16))
+        chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
         return Response(chunks, mimetype="application/json")  # chunked, as DVID streams it
 
     def _key(self, uuid, node, key: str, call: Call, show: str, fields: str) -> Response:

@@ -20,7 +20,7 @@ from common.storage import failures
 from common.storage.datasets import Dataset
 
 INSTANCE = "segmentation_annotations"  # clio's name for a dataset's body annotations
-CHUNK = 1 << 16  # bytes per read of a streamed answer
+CHUNK = 1 << 20  # bytes per read of a streamed answer
 MAX_ERROR_TEXT = 500  # of DVID's error text, in our message
 
 _pool: Any = None
