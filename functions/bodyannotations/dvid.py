@@ -118,24 +118,37 @@ def stream(answer: Any) -> Iterator[bytes]:
     the pool at the end. A failure midway cuts the answer short (it cannot become an error)."""
     import urllib3  # lazy: only a call to DVID needs it
 
+    complete = False
     try:
         yield from answer.stream(CHUNK, decode_content=False)
+        complete = True
     except urllib3.exceptions.HTTPError:
         raise _late() from None
     finally:
-        answer.release_conn()
+        _release(answer, complete)
 
 
 def read(answer: Any) -> bytes:
     """A DVID answer's whole body (a small one: a record, a few records, field names)."""
     import urllib3  # lazy: only a call to DVID needs it
 
+    complete = False
     try:
-        return answer.read(decode_content=True)
+        data = answer.read(decode_content=True)
+        complete = True
+        return data
     except urllib3.exceptions.HTTPError:
         raise _late() from None
     finally:
-        answer.release_conn()
+        _release(answer, complete)
+
+
+def _release(answer: Any, complete: bool) -> None:
+    """The connection back to the pool; one with an answer left unread (the client went away,
+    DVID failed midway, an error's text was cut) is closed, never reused."""
+    if not complete:
+        answer.close()
+    answer.release_conn()
 
 
 def _late() -> errors.ApiError:
@@ -161,7 +174,7 @@ def _refused(answer: Any) -> errors.ApiError:
     except Exception:  # noqa: BLE001 -- the status says enough
         text = ""
     finally:
-        answer.release_conn()
+        _release(answer, complete=False)
     if answer.status >= 500 or answer.status < 400:
         return _down()
     error = (errors.NotFound if answer.status == 404 else errors.BadRequest)(

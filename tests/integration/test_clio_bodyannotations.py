@@ -326,3 +326,18 @@ def test_values_in_dvids_urls_are_encoded(api, manc):
     call = manc.calls[-1]
     assert call.query == "conditional=a%26b%3Dc,type&u=x%2By@example.com"
     assert call.args == {"conditional": "a&b=c,type", "u": "x+y@example.com"}
+
+
+def test_a_client_leaving_midway_leaves_no_half_read_connection(api, manc):
+    """The function's connection to DVID is closed, not reused, when the client stops reading
+    `/all` midway: the next call reads its own answer."""
+    manc.add_node(HEAD, [{"bodyid": i, "note": "x" * 100} for i in range(1, 20_001)])  # ~2.5 MB
+    client = api.client("bodyannotations")
+    r = client.get(f"{BASE}/all", headers={"Authorization": f"Bearer {api.token(READER)}"}, buffered=False)
+    assert r.status_code == 200
+    first = next(iter(r.response))
+    assert first.startswith(b'[{"bodyid":1,')
+    r.close()
+    for _ in range(3):
+        r = api.get(f"{BASE}/fields", user=READER)
+        assert r.status_code == 200 and r.get_json() == ["bodyid", "note"]
