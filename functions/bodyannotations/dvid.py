@@ -9,6 +9,7 @@ DVID unreachable, too slow or failing (5xx) -> 503 with Retry-After; DVID refusi
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,20 @@ def version_map(dataset: Dataset) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+def public_host(host: str) -> bool:
+    """Whether `host` may be a DVID server: a name or an address on the internet, never this
+    machine, the metadata server or a private network (dataset managers set `dvid`; the
+    function must not be made to call what only it can reach). Names are not resolved here."""
+    host = host.lower().rstrip(".")
+    if not host or host == "localhost" or host.endswith((".localhost", ".internal", ".local")):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host  # a bare name resolves inside the network
+    return address.is_global
+
+
 @dataclass(frozen=True)
 class Node:
     """The dataset's `neuronjson` instance at one DVID node."""
@@ -57,6 +72,8 @@ class Node:
         server = dataset.record.get("dvid")
         if not isinstance(server, str) or urlsplit(server).scheme not in ("http", "https"):
             raise errors.NotFound(f"dataset {dataset.name!r} has no DVID server (metadata `dvid`)")
+        if not settings().on_emulators and not public_host(urlsplit(server).hostname or ""):
+            raise errors.NotFound(f"dataset {dataset.name!r} names no public DVID server (metadata `dvid`)")
         versions = version_map(dataset)
         node = dataset.record.get("uuid")
         if version:
