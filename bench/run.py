@@ -9,7 +9,8 @@
 
 Medians of several runs; the machine is noisy, so compare the ratios. Results also go to
 .bench/<name>.json. The annotations figures are described in bench/annotations.py, the twins ones in bench/twins.py and bench/twinjobs.py,
-the soak in bench/soak.py, clio's /v2 routes against Gatehouse's own in bench/clio.py.
+the soak in bench/soak.py, clio's /v2 routes against Gatehouse's own in bench/clio.py, body
+annotations' /all through DVID in bench/bodyannotations.py.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ GOALS = {
     "journey": "git clone -> make dev -> token -> the walkthrough's submit, review, approve, run -> the private result: under 2 minutes",
     "twinjobs": "an async trivial twin call: 202 -> done through the Pub/Sub emulator (p50), against the same call made synchronously",
     "clio": "a /v2 call (GET 1,000 annotations, POST one) costs < 5 % over the same call on Gatehouse's own route at p50 (clio_vs_own_p50 < 1.05)",
+    "bodyannotations": "/all of 100,000 DVID records through the function >= 0.9x fetching the same bytes from DVID directly; peak RSS flat (all_rss_growth_mb small against all_mb)",
 }
 
 
@@ -244,6 +246,10 @@ def main() -> None:
                 from bench import clio
 
                 results = clio.run(env, {"Authorization": f"Bearer {token}"})
+            elif name == "bodyannotations":
+                from bench import bodyannotations
+
+                results = bodyannotations.run(env, {"Authorization": f"Bearer {token}"})
             elif name == "twinjobs":
                 from bench import twinjobs
 

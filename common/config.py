@@ -92,6 +92,7 @@ class Settings:
     oauth_issuer: str = GOOGLE_ISSUER
     transfer_parallel_parts: int = 8  # a job's parts one transfer delivery sends at once (1-8)
     sig_cache_mb: int = 64  # signature blocks and index partitions an instance keeps
+    dvid_timeout_seconds: float = 30.0  # connecting to DVID, and between two reads of its answer
 
     @property
     def on_emulators(self) -> bool:
@@ -153,6 +154,7 @@ def load() -> Settings:
         oauth_client_id=oauth_client_id,
         oauth_client_secret=env.get("OAUTH_CLIENT_SECRET", "").strip(),
         oauth_issuer=env.get("OAUTH_ISSUER", "").strip().rstrip("/") or GOOGLE_ISSUER,
+        dvid_timeout_seconds=float(env.get("DVID_TIMEOUT_SECONDS", "30")),
     )
     if s.clio_token_ttl < CLIO_TOKEN_MIN_SECONDS or s.clio_token_max_chain < s.clio_token_ttl:
         raise ConfigError(
@@ -163,6 +165,8 @@ def load() -> Settings:
         raise ConfigError("ACCEPT_LEGACY_FLYEM_TOKENS needs FLYEM_SECRET (clio-store signed them with it)")
     if not 1 <= s.transfer_parallel_parts <= 8:
         raise ConfigError("TRANSFER_PARALLEL_PARTS must be 1-8 (a job has eight parts)")
+    if not 0 < s.dvid_timeout_seconds <= 240:
+        raise ConfigError("DVID_TIMEOUT_SECONDS must be more than 0 and at most 240")
     if s.twin_calls_per_caller < 1:
         raise ConfigError("TWIN_CALLS_PER_CALLER must be at least 1")
     if not 0 < s.backend_deadline_seconds <= 240:

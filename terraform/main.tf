@@ -12,26 +12,29 @@ locals {
     annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
     savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
     kv            = { description = "clio's key-value store and pull requests", buckets = [], sign_urls = false }
-    atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }
-    transfer      = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
-    signatures    = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
-    twins         = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = ["twin-results"], sign_urls = false }
+    # No bucket: Firestore (datasets, roles) and egress to the datasets' DVID servers only.
+    bodyannotations = { description = "clio's body annotations, proxied to the datasets' DVID servers", buckets = [], sign_urls = false }
+    atlas           = { description = "Atlas entries", buckets = [], sign_urls = false }
+    transfer        = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
+    signatures      = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
+    twins           = { description = "Twin endpoints: mock and private sides of API bridges to private data", buckets = ["twin-results"], sign_urls = false }
   }
 
   # clio's /v2/<resource> API: the function that serves each resource (the gateway routes
   # /v2/<resource>/** there; tools/check_terraform.py keeps it equal to common.web.clio.RESOURCES).
   clio_resources = {
-    server         = "users"
-    users          = "users"
-    roles          = "roles"
-    datasets       = "datasets"
-    annotations    = "annotations"
-    atlas          = "atlas"
-    savedsearches  = "savedsearches"
-    signatures     = "signatures"
-    transfer       = "transfer"
-    kv             = "kv"
-    "pull-request" = "kv"
+    server             = "users"
+    users              = "users"
+    roles              = "roles"
+    datasets           = "datasets"
+    annotations        = "annotations"
+    atlas              = "atlas"
+    savedsearches      = "savedsearches"
+    signatures         = "signatures"
+    transfer           = "transfer"
+    kv                 = "kv"
+    "pull-request"     = "kv"
+    "json-annotations" = "bodyannotations"
   }
 
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.

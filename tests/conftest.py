@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
+from tools.dvid_standin import DvidService  # noqa: E402
 from tools.emulators import Emulators, MissingComponent, S3Server  # noqa: E402
 from tools.transfer_standin import TransferService  # noqa: E402
 
@@ -90,6 +91,14 @@ def transfer_service():
 
 
 @pytest.fixture(scope="session")
+def dvid_service():
+    """A DVID stand-in (tools/dvid_standin.py): a dataset names it in its metadata `dvid`."""
+    service = DvidService().start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
 def emulators(workdir):
     try:
         emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
@@ -125,6 +134,7 @@ def test_env(emulators, keys, certs_server, transfer_service):
         "TWIN_RESULTS_BUCKET": BUCKETS[3],
         "TRANSFER_TIMEOUT_SECONDS": "1",
         "TRANSFER_ATTEMPTS": "3",
+        "DVID_TIMEOUT_SECONDS": "1",
         "SIGNER_KEY_FILE": keys.signer_file,
         "GATEHOUSE_VERSION": "test",
     }
@@ -159,10 +169,10 @@ def workers(emulators, test_env):
 
 
 @pytest.fixture
-def clean_state(emulators, test_env, transfer_service, workers):
-    """Empty emulators, cold per-instance caches, workers with no deliveries answered yet and a
-    transfer service that answers every part: where each test of the integration and system
-    tiers starts (autouse in their conftests, and in client/tests)."""
+def clean_state(emulators, test_env, transfer_service, dvid_service, workers):
+    """Empty emulators, cold per-instance caches, workers with no deliveries answered yet, a
+    transfer service that answers every part and an empty DVID stand-in: where each test of the
+    integration and system tiers starts (autouse in their conftests, and in client/tests)."""
     from functions.twins import calls
 
     calls.flush_records()  # the last test's call records are written before the wipe
@@ -172,6 +182,7 @@ def clean_state(emulators, test_env, transfer_service, workers):
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
+    dvid_service.reset()
     from common import cache
 
     cache.clear_all()

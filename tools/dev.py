@@ -118,6 +118,29 @@ def refresh_twins(s3: dict[str, str]) -> list[tuple[str, str, object]]:
     return [("PATCH", "/twins/warehouse.query", {"private": query["private"]})]
 
 
+DEMO_NODE = "d3m0a1"  # manc's body annotations: a node of the DVID stand-in
+DEMO_BODIES = [
+    {"bodyid": 10005, "type": "DNa01", "instance": "DNa01_L", "status": "Traced"},
+    {"bodyid": 10006, "type": "DNa01", "instance": "DNa01_R", "status": "Traced"},
+    {"bodyid": 23456789012345678, "type": "IN08B", "status": "Roughly traced"},  # above 2^53
+]
+
+
+def demo_bodies(dvid) -> list[tuple[str, str, object]]:
+    """manc's body annotations, kept by this run's DVID stand-in `dvid` (seeded here; it starts
+    empty on a new port each run): its node, and manc's metadata pointed at it."""
+    dvid.add_node(DEMO_NODE, DEMO_BODIES)
+    neurons = {
+        "tag_to_uuid": {"v1.0": DEMO_NODE},
+        "uuid_to_tag": {DEMO_NODE: "v1.0"},
+        "head_tag": "v1.0",
+        "head_uuid": DEMO_NODE,
+    }
+    return [
+        ("PUT", "/datasets/manc", {"dvid": dvid.url, "uuid": DEMO_NODE, "tag": "v1.0", "neurons": neurons})
+    ]
+
+
 def seed(app, owner: str, token: str, calls: list[tuple[str, str, object]] | None = None) -> None:
     from werkzeug.test import Client
 
@@ -185,9 +208,11 @@ def main() -> None:
                 "TWIN_RESULTS_BUCKET": TWIN_RESULTS_BUCKET,
             }
         )
+        from tools.dvid_standin import DvidService
         from tools.transfer_standin import TransferService
 
         os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
+        dvid = DvidService().start()
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
         emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET, TWIN_RESULTS_BUCKET)
         from tools import workers
@@ -206,12 +231,12 @@ def main() -> None:
         if kept:
             # The S3 stand-in starts empty on a new port: its table again, and the twin's
             # private side pointed at it.
-            seed(app, owner, token, refresh_twins(s3.credentials))
+            seed(app, owner, token, refresh_twins(s3.credentials) + demo_bodies(dvid))
         else:
             from tools import build_signatures
 
             seed(app, owner, token)
-            seed(app, owner, token, demo_twins(s3.credentials))
+            seed(app, owner, token, demo_twins(s3.credentials) + demo_bodies(dvid))
             # After the seed: signatures built before their dataset was created are taken for
             # an older dataset's of the same name, and never served.
             demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
@@ -229,7 +254,8 @@ Docs: {base}/ (every function; Authorize with the token below, then Try it out) 
 Firestore emulator {emulators.firestore_host}, Cloud Storage emulator {emulators.storage_host}, Pub/Sub emulator {emulators.pubsub_host}, S3 (moto) {s3.url}
 {data}
 The demo: datasets hemibrain (public, with two v2 annotations, an atlas entry and signatures built
-from .dev/hemibrain-signatures.npy) and manc (private); users {owner} (owner, admin) and {RESEARCHER}.
+from .dev/hemibrain-signatures.npy) and manc (private; its body annotations at a local DVID
+stand-in, {dvid.url}, node {DEMO_NODE}); users {owner} (owner, admin) and {RESEARCHER}.
 POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
 sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
 Twin endpoints warehouse.schema (public) and warehouse.query (on manc; its private side reads
@@ -242,6 +268,7 @@ Pub/Sub topic {workers.WORKERS[2].topic}, carried out by the twins worker at {ru
   curl -H "Authorization: Bearer $TOKEN" $BASE/datasets
   curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
+  curl -H "Authorization: Bearer $TOKEN" "$BASE/v2/json-annotations/manc/neurons/id-number/10005,23456789012345678?show=user"
 
 In Python (the client in client/, installed in .venv; see README "Python"):
   GATEHOUSE_TOKEN=$TOKEN .venv/bin/python -c 'from gatehouse import Gatehouse; print(Gatehouse("{base}").datasets.list())'

@@ -52,6 +52,8 @@ ACTIONS = {
     "kv_put": "kv",
     "kv_delete": "kv",
     "pull_request_submit": "pull_request",
+    "body_annotations_write": "body_annotation",
+    "body_annotation_delete": "body_annotation",
 }
 
 
@@ -67,7 +69,7 @@ def _entries(response) -> list[dict]:
     return [s.to_dict() for s in entries.stream()]
 
 
-def _actions(api) -> dict[str, tuple]:
+def _actions(api, dvid_service) -> dict[str, tuple]:
     """Each action done once through the HTTP API: action -> (response, caller, dataset)."""
     done: dict[str, tuple] = {}
 
@@ -125,13 +127,21 @@ def _actions(api) -> dict[str, tuple]:
         json={"pull": "kv/merges-d1/mainToOthers"},
     )
     do("kv_delete", "DELETE", "/v2/kv/merges-d1/mainToOthers", user=READER)
+    # body annotations, kept by DVID (a stand-in's node n1)
+    dvid_service.add_node("n1")
+    assert (
+        api.put("/datasets/d1", user=OWNER, json={"dvid": dvid_service.url, "uuid": "n1"}).status_code == 200
+    )
+    neurons = "/v2/json-annotations/d1/neurons"
+    do("body_annotations_write", "POST", neurons, user=READER, json=[{"bodyid": 7}], dataset="d1")
+    do("body_annotation_delete", "DELETE", f"{neurons}/id-number/7", user=READER, dataset="d1")
     do("finalize", "POST", "/datasets/d1/finalize", dataset="d1")
     do("user_delete", "DELETE", "/users", json=[READER])
     do("dataset_delete", "DELETE", "/datasets", json=["d1"], dataset="d1")
     return done
 
 
-def test_every_audit_action_is_written_with_its_request_and_its_expiry(api):
+def test_every_audit_action_is_written_with_its_request_and_its_expiry(api, dvid_service):
     """Each action leaves exactly one entry of its name in the request that did it: by the
     caller, of the right target type, about the dataset when there is one, and set to expire
     AUDIT_RETENTION_DAYS after it was written (Firestore's TTL policy deletes it then)."""
@@ -139,7 +149,7 @@ def test_every_audit_action_is_written_with_its_request_and_its_expiry(api):
 
     retention = datetime.timedelta(days=settings().audit_retention_days)
     assert retention == datetime.timedelta(days=int(os.environ.get("AUDIT_RETENTION_DAYS", "400")))
-    done = _actions(api)
+    done = _actions(api, dvid_service)
     assert set(done) == set(ACTIONS)
     for action, (response, caller, dataset) in done.items():
         entries = [e for e in _entries(response) if e["action"] == action]

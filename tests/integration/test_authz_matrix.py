@@ -28,6 +28,7 @@ WRITE_OWN = WRITE_OTHERS | {"general"}
 EVERYONE = set(PERSONAS) - {"disabled"}
 AT = "x=1&y=2&z=3"
 READER = PERSONAS["reader"][0]
+NEURONS = f"/v2/json-annotations/{PRIV}/neurons"
 OTHER = "someone@example.com"  # a user who is none of the personas
 
 
@@ -181,6 +182,19 @@ ROUTES = [
     ("GET", f"/v2/pull-request?user_email={OTHER}", None, ADMINS, 200, 403),
     ("GET", "/v2/pull-request?user_email=all", None, ADMINS, 200, 403),
     ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
+    # clio's body annotations (kept by DVID): read on the dataset; writes need write_others
+    ("GET", f"{NEURONS}/fields", None, READERS, 200, None),
+    ("GET", f"{NEURONS}/all", None, READERS, 200, None),
+    ("GET", f"{NEURONS}/id-number/1,2", None, READERS, 200, None),
+    ("POST", f"{NEURONS}/query", {"bodyid": [1]}, READERS, 200, None),
+    ("GET", f"{NEURONS}/versions", None, READERS, 200, None),
+    ("GET", f"{NEURONS}/head_tag", None, READERS, 200, None),
+    ("GET", f"{NEURONS}/head_uuid", None, READERS, 200, None),
+    ("GET", f"{NEURONS}/tag_to_uuid/v1", None, READERS, 200, None),
+    ("GET", f"{NEURONS}/uuid_to_tag/abc1", None, READERS, 200, None),
+    ("POST", NEURONS, {"bodyid": 1, "type": "t"}, WRITE_OTHERS, 200, None),
+    ("POST", f"{NEURONS}?designated_user={OTHER}", [{"bodyid": 1}], WRITE_OTHERS, 200, None),
+    ("DELETE", f"{NEURONS}/id-number/1", None, WRITE_OTHERS, 200, None),
     # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
     (
         "POST",
@@ -240,11 +254,26 @@ def _refused_status(persona, route_refused):
 
 
 @pytest.fixture
-def world(api):
+def world(api, dvid_service):
     for email, record in PERSONAS.values():
         if record is not None:
             api.add_user(email, **record)
-    api.add_dataset(PRIV, location="gs://em-data/priv", transfer=["denoise"])
+    # PRIV's body annotations: at a DVID stand-in's node abc1 (version v1)
+    neurons = {
+        "tag_to_uuid": {"v1": "abc1"},
+        "uuid_to_tag": {"abc1": "v1"},
+        "head_tag": "v1",
+        "head_uuid": "abc1",
+    }
+    dvid_service.add_node("abc1", [{"bodyid": 1, "type": "t"}])
+    api.add_dataset(
+        PRIV,
+        location="gs://em-data/priv",
+        transfer=["denoise"],
+        dvid=dvid_service.url,
+        uuid="abc1",
+        neurons=neurons,
+    )
     api.add_dataset(PUB, public=True)
 
 
@@ -361,7 +390,7 @@ def _reader_job() -> str:
 @pytest.mark.parametrize(
     "method,path,body,allowed,ok,refused", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES]
 )
-def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, ok, refused):
+def test_route_matrix(api, world, dvid_service, capsys, persona, method, path, body, allowed, ok, refused):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
     if "READER_KEY" in path:
@@ -387,6 +416,7 @@ def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, 
     assert r.status_code == expected, (persona, method, path, r.get_data(as_text=True))
     if expected >= 400:
         assert r.get_json()["error"] in {"forbidden", "not_found"}
+        assert not dvid_service.calls, "a refused request reached DVID"
     assert_request_logged_without_secrets(capsys.readouterr().err, api.token(email), body, r, path, email)
 
 
