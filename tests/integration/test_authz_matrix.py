@@ -60,6 +60,7 @@ ROUTES = [
     ("PUT", f"/datasets/{PRIV}", {"description": "new"}, MANAGERS, 200, None),
     ("PUT", f"/datasets/{PUB}", {"description": "new"}, ADMINS, 200, 403),
     ("PUT", f"/datasets/{PRIV}", {"location": "gs://em-data/moved"}, ADMINS, 200, None),  # admins set it
+    ("PUT", f"/datasets/{PRIV}", {"neuprintHTTP": {"server": "neuprint.example.org"}}, ADMINS, 200, None),
     ("POST", f"/datasets/{PRIV}/finalize", None, MANAGERS, 200, None),
     ("GET", f"/datasets/{PRIV}/logs", None, MANAGERS, 200, None),
     ("GET", f"/datasets/{PUB}/logs", None, ADMINS, 200, 403),  # public: readable, not managed
