@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
 from tools.emulators import Emulators, MissingComponent, S3Server  # noqa: E402
+from tools.neuprint_standin import NeuprintService  # noqa: E402
 from tools.transfer_standin import TransferService  # noqa: E402
 
 PROJECT = "gatehouse-test"
@@ -90,6 +91,15 @@ def transfer_service():
 
 
 @pytest.fixture(scope="session")
+def neuprint_service():
+    """The neuPrint stand-in: a dataset whose `neuprintHTTP.server` is `neuprint_service.server`
+    is queried there, with NEUPRINT_TOKEN = `neuprint_service.token`."""
+    service = NeuprintService().start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
 def emulators(workdir):
     try:
         emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
@@ -108,7 +118,7 @@ def s3_server(workdir):
 
 
 @pytest.fixture(scope="session")
-def test_env(emulators, keys, certs_server, transfer_service):
+def test_env(emulators, keys, certs_server, transfer_service, neuprint_service):
     """The environment every function under test runs with (in-process and in subprocesses)."""
     env = {
         **emulators.env,
@@ -125,6 +135,8 @@ def test_env(emulators, keys, certs_server, transfer_service):
         "TWIN_RESULTS_BUCKET": BUCKETS[3],
         "TRANSFER_TIMEOUT_SECONDS": "1",
         "TRANSFER_ATTEMPTS": "3",
+        "NEUPRINT_TOKEN": neuprint_service.token,
+        "NEUPRINT_TIMEOUT_SECONDS": "5",
         "SIGNER_KEY_FILE": keys.signer_file,
         "GATEHOUSE_VERSION": "test",
     }
@@ -159,10 +171,11 @@ def workers(emulators, test_env):
 
 
 @pytest.fixture
-def clean_state(emulators, test_env, transfer_service, workers):
-    """Empty emulators, cold per-instance caches, workers with no deliveries answered yet and a
-    transfer service that answers every part: where each test of the integration and system
-    tiers starts (autouse in their conftests, and in client/tests)."""
+def clean_state(emulators, test_env, transfer_service, neuprint_service, workers):
+    """Empty emulators, cold per-instance caches, workers with no deliveries answered yet, a
+    transfer service that answers every part and a neuPrint stand-in that has received nothing:
+    where each test of the integration and system tiers starts (autouse in their conftests, and
+    in client/tests)."""
     from functions.twins import calls
 
     calls.flush_records()  # the last test's call records are written before the wipe
@@ -172,6 +185,7 @@ def clean_state(emulators, test_env, transfer_service, workers):
     transfer_service.calls.clear()
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
+    neuprint_service.reset()
     from common import cache
 
     cache.clear_all()

@@ -42,6 +42,7 @@ RESOURCES = {
     "transfer": "transfer",
     "kv": "kv",
     "pull-request": "kv",
+    "neuprint": "neuprint",
 }
 
 TAG = "clio compatibility"

@@ -28,6 +28,7 @@ WRITE_OWN = WRITE_OTHERS | {"general"}
 EVERYONE = set(PERSONAS) - {"disabled"}
 AT = "x=1&y=2&z=3"
 READER = PERSONAS["reader"][0]
+CYPHER = "MATCH (n: Neuron) WHERE n.bodyId in [1] RETURN n.bodyId AS id, n.type AS type"
 OTHER = "someone@example.com"  # a user who is none of the personas
 
 
@@ -182,6 +183,9 @@ ROUTES = [
     ("GET", f"/v2/pull-request?user_email={OTHER}", None, ADMINS, 200, 403),
     ("GET", "/v2/pull-request?user_email=all", None, ADMINS, 200, 403),
     ("GET", "/transfer/READER_JOB", None, ADMINS | {"reader"}, 200, 404),  # its requester and admins
+    # clio's neuPrint proxy: read on the dataset (a refused query reaches neuPrint not at all)
+    ("POST", f"/v2/neuprint/{PRIV}", {"cypher": CYPHER, "dataset": PRIV}, READERS, 200, 404),
+    ("POST", f"/v2/neuprint/{PUB}", {"cypher": CYPHER, "dataset": f"{PUB}:v1"}, EVERYONE, 200, 403),
     # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
     (
         "POST",
@@ -241,12 +245,13 @@ def _refused_status(persona, route_refused):
 
 
 @pytest.fixture
-def world(api):
+def world(api, neuprint_service):
     for email, record in PERSONAS.values():
         if record is not None:
             api.add_user(email, **record)
-    api.add_dataset(PRIV, location="gs://em-data/priv", transfer=["denoise"])
-    api.add_dataset(PUB, public=True)
+    neuprint = {"server": neuprint_service.server}  # its neuPrint dataset: the dataset's name
+    api.add_dataset(PRIV, location="gs://em-data/priv", transfer=["denoise"], neuprintHTTP=neuprint)
+    api.add_dataset(PUB, public=True, neuprintHTTP=neuprint)
 
 
 def _signatures():
@@ -362,7 +367,9 @@ def _reader_job() -> str:
 @pytest.mark.parametrize(
     "method,path,body,allowed,ok,refused", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES]
 )
-def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, ok, refused):
+def test_route_matrix(
+    api, world, neuprint_service, capsys, persona, method, path, body, allowed, ok, refused
+):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
     if "READER_KEY" in path:
@@ -388,6 +395,8 @@ def test_route_matrix(api, world, capsys, persona, method, path, body, allowed, 
     assert r.status_code == expected, (persona, method, path, r.get_data(as_text=True))
     if expected >= 400:
         assert r.get_json()["error"] in {"forbidden", "not_found"}
+    if path.startswith("/v2/neuprint/"):
+        assert len(neuprint_service.received) == (1 if expected < 400 else 0)
     assert_request_logged_without_secrets(capsys.readouterr().err, api.token(email), body, r, path, email)
 
 
