@@ -123,7 +123,8 @@ def test_make_dev_keeps_its_data_and_fresh_starts_empty(tmp_path):
         query = {"sql": "SELECT count(*) AS n FROM cells"}
         assert second.call("POST", "/twins/warehouse.query/private", json=query).status_code == 200
         # hemibrain's neuPrint is this run's stand-in: the printed curl line's query answers.
-        [line] = [line for line in second.output().splitlines() if "/v2/neuprint/hemibrain" in line]
+        lines = second.output().splitlines()
+        [line] = [line for line in lines if line.strip().startswith("curl") and "/v2/neuprint/" in line]
         body = line.split(" -d '", 1)[1].removesuffix("'")
         r = second.call("POST", "/v2/neuprint/hemibrain", data=body)
         assert r.status_code == 200 and r.json() == {
