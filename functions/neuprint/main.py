@@ -43,7 +43,7 @@ MAX_ERROR_BYTES = 64 << 10
 
 
 class NeuprintQuery(clio.Lenient):
-    """The website's body (`NeuPrintManager.doQuery`), sent without a content type."""
+    """The website's body (`NeuPrintManager.doQuery`), a string fetch() sends as text/plain."""
 
     cypher: Annotated[str, StringConstraints(min_length=1)] = Field(
         description="the Cypher query (neuPrint runs reads only)"
