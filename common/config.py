@@ -93,6 +93,9 @@ class Settings:
     transfer_parallel_parts: int = 8  # a job's parts one transfer delivery sends at once (1-8)
     sig_cache_mb: int = 64  # signature blocks and index partitions an instance keeps
     dvid_timeout_seconds: float = 30.0  # connecting to DVID, and between two reads of its answer
+    # neuPrint (POST /v2/neuprint/{ds}): the service token sent to every dataset's neuPrint server.
+    neuprint_token: str = ""
+    neuprint_timeout_seconds: float = 60.0
 
     @property
     def on_emulators(self) -> bool:
@@ -155,6 +158,8 @@ def load() -> Settings:
         oauth_client_secret=env.get("OAUTH_CLIENT_SECRET", "").strip(),
         oauth_issuer=env.get("OAUTH_ISSUER", "").strip().rstrip("/") or GOOGLE_ISSUER,
         dvid_timeout_seconds=float(env.get("DVID_TIMEOUT_SECONDS", "30")),
+        neuprint_token=env.get("NEUPRINT_TOKEN", "").strip(),
+        neuprint_timeout_seconds=float(env.get("NEUPRINT_TIMEOUT_SECONDS", "60")),
     )
     if s.clio_token_ttl < CLIO_TOKEN_MIN_SECONDS or s.clio_token_max_chain < s.clio_token_ttl:
         raise ConfigError(
@@ -172,6 +177,9 @@ def load() -> Settings:
     if not 0 < s.backend_deadline_seconds <= 240:
         # Under the function's 300 s timeout, with time left to answer 503 before it is killed.
         raise ConfigError("BACKEND_DEADLINE_SECONDS must be more than 0 and at most 240")
+    if not 0 < s.neuprint_timeout_seconds <= 240:
+        # Under the function's 300 s timeout, with time left to answer 503 before it is killed.
+        raise ConfigError("NEUPRINT_TIMEOUT_SECONDS must be more than 0 and at most 240")
     if s.dev_mode and not s.on_emulators:
         raise ConfigError(
             "GATEHOUSE_DEV_MODE needs FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST: "

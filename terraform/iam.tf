@@ -45,6 +45,15 @@ resource "google_secret_manager_secret_iam_member" "flyem_secret" {
   member    = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
+# Only with var.neuprint_token_secret: neuPrint's service token, readable by the neuprint function alone.
+resource "google_secret_manager_secret_iam_member" "neuprint_token" {
+  count     = var.neuprint_token_secret != "" ? 1 : 0
+  project   = var.project
+  secret_id = var.neuprint_token_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function["neuprint"].email}"
+}
+
 resource "google_service_account" "gateway" {
   account_id   = "gatehouse-gateway"
   display_name = "Gatehouse API gateway (invokes the functions)"

@@ -6,14 +6,14 @@ locals {
   # buckets: which of local.buckets the function reads and writes.
   # sign_urls: it signs V4 URLs, through IAM signBlob as itself.
   functions = {
-    roles         = { description = "The caller's roles", buckets = [], sign_urls = false }
-    users         = { description = "Users, roles and API keys", buckets = [], sign_urls = false }
-    datasets      = { description = "Datasets, logs and attachments", buckets = ["attachments", "signatures"], sign_urls = true }
-    annotations   = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
-    savedsearches = { description = "Saved searches", buckets = [], sign_urls = false }
-    kv            = { description = "clio's key-value store and pull requests", buckets = [], sign_urls = false }
-    # No bucket: Firestore (datasets, roles) and egress to the datasets' DVID servers only.
+    roles           = { description = "The caller's roles", buckets = [], sign_urls = false }
+    users           = { description = "Users, roles and API keys", buckets = [], sign_urls = false }
+    datasets        = { description = "Datasets, logs and attachments", buckets = ["attachments", "signatures"], sign_urls = true }
+    annotations     = { description = "Annotations v1 and v2", buckets = [], sign_urls = false }
+    savedsearches   = { description = "Saved searches", buckets = [], sign_urls = false }
+    kv              = { description = "clio's key-value store and pull requests", buckets = [], sign_urls = false }
     bodyannotations = { description = "clio's body annotations, proxied to the datasets' DVID servers", buckets = [], sign_urls = false }
+    neuprint        = { description = "clio's neuPrint proxy (Cypher to a dataset's neuPrint server)", buckets = [], sign_urls = false }
     atlas           = { description = "Atlas entries", buckets = [], sign_urls = false }
     transfer        = { description = "Transfer to neuroglancer volumes", buckets = [], sign_urls = false }
     signatures      = { description = "Image signatures: at a location, and similar locations", buckets = ["signatures"], sign_urls = false }
@@ -35,6 +35,7 @@ locals {
     kv                 = "kv"
     "pull-request"     = "kv"
     "json-annotations" = "bodyannotations"
+    neuprint           = "neuprint"
   }
 
   # versioned: where an overwrite or delete could lose data, old versions are kept 30 days.
@@ -67,6 +68,7 @@ locals {
     GATEHOUSE_VERSION        = var.gatehouse_version
     AUDIT_RETENTION_DAYS     = tostring(var.audit_retention_days)
     EXPOSE                   = join(",", var.expose)
+    NEUPRINT_TIMEOUT_SECONDS = tostring(var.neuprint_timeout_seconds)
     # clio tokens (POST /v2/server/token): only users may sign as the signer (iam.tf); every
     # function verifies with its published keys.
     CLIO_TOKEN_SIGNER          = google_service_account.clio_signer.email
@@ -88,7 +90,7 @@ resource "google_project_service" "api" {
     "cloudfunctions.googleapis.com", "firestore.googleapis.com", "iam.googleapis.com",
     "iamcredentials.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com",
     "servicecontrol.googleapis.com", "servicemanagement.googleapis.com", "storage.googleapis.com",
-  ], var.flyem_secret != "" ? ["secretmanager.googleapis.com"] : []))
+  ], var.flyem_secret != "" || var.neuprint_token_secret != "" ? ["secretmanager.googleapis.com"] : []))
   service            = each.value
   disable_on_destroy = false
 }
@@ -145,6 +147,16 @@ resource "google_cloudfunctions2_function" "function" {
         version    = "latest"
       }
     }
+    # neuPrint's service token (var.neuprint_token_secret): in the neuprint function only.
+    dynamic "secret_environment_variables" {
+      for_each = each.key == "neuprint" && var.neuprint_token_secret != "" ? [var.neuprint_token_secret] : []
+      content {
+        key        = "NEUPRINT_TOKEN"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
     # Optional VPC egress for twins (var.twins_vpc_connector): all of its traffic leaves through
     # the connector, so endpoint code reaches private data platforms without public addresses.
     vpc_connector                 = each.key == "twins" && var.twins_vpc_connector != "" ? var.twins_vpc_connector : null
@@ -152,6 +164,7 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   depends_on = [
-    google_project_service.api, google_project_iam_member.firestore_user, google_secret_manager_secret_iam_member.flyem_secret
+    google_project_service.api, google_project_iam_member.firestore_user,
+    google_secret_manager_secret_iam_member.flyem_secret, google_secret_manager_secret_iam_member.neuprint_token,
   ]
 }

@@ -189,6 +189,18 @@ variable "flyem_secret" {
   default     = ""
 }
 
+variable "neuprint_token_secret" {
+  description = "Secret Manager secret id holding the token clio's neuPrint queries (POST /v2/neuprint) carry to a dataset's neuPrint server (NEUPRINT_TOKEN); only the neuprint function can read it. Empty (the default): queries go without a token."
+  type        = string
+  default     = ""
+}
+
+variable "neuprint_timeout_seconds" {
+  description = "Seconds neuPrint has to start answering a query before it is 503 (NEUPRINT_TIMEOUT_SECONDS); at most 240."
+  type        = number
+  default     = 60
+}
+
 variable "accept_legacy_flyem_tokens" {
   description = "Accept tokens clio-store minted (no jti; needs flyem_secret) until they expire (ACCEPT_LEGACY_FLYEM_TOKENS)."
   type        = bool

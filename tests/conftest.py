@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 from tests.utils import Api, CertsServer, Keys  # noqa: E402
 from tools.dvid_standin import DvidService  # noqa: E402
 from tools.emulators import Emulators, MissingComponent, S3Server  # noqa: E402
+from tools.neuprint_standin import NeuprintService  # noqa: E402
 from tools.transfer_standin import TransferService  # noqa: E402
 
 PROJECT = "gatehouse-test"
@@ -99,6 +100,15 @@ def dvid_service():
 
 
 @pytest.fixture(scope="session")
+def neuprint_service():
+    """The neuPrint stand-in: a dataset whose `neuprintHTTP.server` is `neuprint_service.server`
+    is queried there, with NEUPRINT_TOKEN = `neuprint_service.token`."""
+    service = NeuprintService().start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
 def emulators(workdir):
     try:
         emu = Emulators(project=PROJECT, log_dir=os.path.join(workdir, "logs")).start()
@@ -117,7 +127,7 @@ def s3_server(workdir):
 
 
 @pytest.fixture(scope="session")
-def test_env(emulators, keys, certs_server, transfer_service):
+def test_env(emulators, keys, certs_server, transfer_service, neuprint_service):
     """The environment every function under test runs with (in-process and in subprocesses)."""
     env = {
         **emulators.env,
@@ -135,6 +145,8 @@ def test_env(emulators, keys, certs_server, transfer_service):
         "TRANSFER_TIMEOUT_SECONDS": "1",
         "TRANSFER_ATTEMPTS": "3",
         "DVID_TIMEOUT_SECONDS": "1",
+        "NEUPRINT_TOKEN": neuprint_service.token,
+        "NEUPRINT_TIMEOUT_SECONDS": "5",
         "SIGNER_KEY_FILE": keys.signer_file,
         "GATEHOUSE_VERSION": "test",
     }
@@ -169,10 +181,11 @@ def workers(emulators, test_env):
 
 
 @pytest.fixture
-def clean_state(emulators, test_env, transfer_service, dvid_service, workers):
+def clean_state(emulators, test_env, transfer_service, dvid_service, neuprint_service, workers):
     """Empty emulators, cold per-instance caches, workers with no deliveries answered yet, a
-    transfer service that answers every part and an empty DVID stand-in: where each test of the
-    integration and system tiers starts (autouse in their conftests, and in client/tests)."""
+    transfer service that answers every part, an empty DVID stand-in and a neuPrint stand-in that
+    has received nothing: where each test of the integration and system tiers starts (autouse in
+    their conftests, and in client/tests)."""
     from functions.twins import calls
 
     calls.flush_records()  # the last test's call records are written before the wipe
@@ -183,6 +196,7 @@ def clean_state(emulators, test_env, transfer_service, dvid_service, workers):
     transfer_service.refused.clear()
     transfer_service.script = lambda offset, attempt: "ok"
     dvid_service.reset()
+    neuprint_service.reset()
     from common import cache
 
     cache.clear_all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -141,6 +142,11 @@ def demo_bodies(dvid) -> list[tuple[str, str, object]]:
     ]
 
 
+def demo_neuprint(server: str) -> list[tuple[str, str, object]]:
+    """hemibrain's neuPrint is the stand-in (a new port each run, so set on every start)."""
+    return [("PUT", "/datasets/hemibrain", {"neuprintHTTP": {"server": server, "dataset": "hemibrain"}})]
+
+
 def seed(app, owner: str, token: str, calls: list[tuple[str, str, object]] | None = None) -> None:
     from werkzeug.test import Client
 
@@ -213,6 +219,10 @@ def main() -> None:
 
         os.environ.setdefault("TRANSFER_FUNC", TransferService().start().url)
         dvid = DvidService().start()
+        from tools.neuprint_standin import NeuprintService
+
+        neuprint = NeuprintService(token=secrets.token_urlsafe()).start()
+        os.environ["NEUPRINT_TOKEN"] = neuprint.token  # the demo's neuPrint is the stand-in
         os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{args.port},http://127.0.0.1:{args.port}")
         emulators.create_buckets(ATTACHMENTS_BUCKET, SIG_BUCKET, TRANSFER_BUCKET, TWIN_RESULTS_BUCKET)
         from tools import workers
@@ -231,12 +241,22 @@ def main() -> None:
         if kept:
             # The S3 stand-in starts empty on a new port: its table again, and the twin's
             # private side pointed at it.
-            seed(app, owner, token, refresh_twins(s3.credentials) + demo_bodies(dvid))
+            seed(
+                app,
+                owner,
+                token,
+                refresh_twins(s3.credentials) + demo_bodies(dvid) + demo_neuprint(neuprint.server),
+            )
         else:
             from tools import build_signatures
 
             seed(app, owner, token)
-            seed(app, owner, token, demo_twins(s3.credentials) + demo_bodies(dvid))
+            seed(
+                app,
+                owner,
+                token,
+                demo_twins(s3.credentials) + demo_bodies(dvid) + demo_neuprint(neuprint.server),
+            )
             # After the seed: signatures built before their dataset was created are taken for
             # an older dataset's of the same name, and never served.
             demo_file = demo_signatures(os.path.join(devkeys.DEV_DIR, "hemibrain-signatures.npy"))
@@ -258,6 +278,8 @@ from .dev/hemibrain-signatures.npy) and manc (private; its body annotations at a
 stand-in, {dvid.url}, node {DEMO_NODE}); users {owner} (owner, admin) and {RESEARCHER}.
 POST /transfer queues its parts on Pub/Sub topic {workers.WORKERS[0].topic}; the worker at {running[0].url}
 sends them to a local stand-in for the transfer network ({os.environ["TRANSFER_FUNC"]}).
+hemibrain's neuPrint (`neuprintHTTP`, for POST /v2/neuprint/hemibrain) is a stand-in at {neuprint.server}
+that answers the clio website's queries (neuron types, partners).
 Twin endpoints warehouse.schema (public) and warehouse.query (on manc; its private side reads
 cells.csv from the S3 server) from examples/warehouse; `?async=1` calls and request runs go to
 Pub/Sub topic {workers.WORKERS[2].topic}, carried out by the twins worker at {running[2].url}.
@@ -269,6 +291,7 @@ Pub/Sub topic {workers.WORKERS[2].topic}, carried out by the twins worker at {ru
   curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/datasets -d '{{"mb20": {{"description": "4nm MB", "location": "gs://em-data/mb20"}}}}'
   curl -H "Authorization: Bearer $(make -s token EMAIL={RESEARCHER})" $BASE/datasets
   curl -H "Authorization: Bearer $TOKEN" "$BASE/v2/json-annotations/manc/neurons/id-number/10005,23456789012345678?show=user"
+  curl -H "Authorization: Bearer $TOKEN" -X POST $BASE/v2/neuprint/hemibrain -d '{{"cypher": "MATCH (n: Neuron) WHERE n.bodyId in [1,2] RETURN n.bodyId AS id, n.type AS type", "dataset": "hemibrain"}}'
 
 In Python (the client in client/, installed in .venv; see README "Python"):
   GATEHOUSE_TOKEN=$TOKEN .venv/bin/python -c 'from gatehouse import Gatehouse; print(Gatehouse("{base}").datasets.list())'

@@ -43,6 +43,7 @@ RESOURCES = {
     "kv": "kv",
     "pull-request": "kv",
     "json-annotations": "bodyannotations",
+    "neuprint": "neuprint",
 }
 
 TAG = "clio compatibility"

@@ -47,6 +47,7 @@ SERVER_FIELDS = (
     "generation",
 )
 EDITABLE_AFTER_FINALIZE = {"description", "tags"}
+ADMIN_FIELDS = ("location", "neuprintHTTP", "dvid")  # only admins set or change these (PUT /datasets/{name})
 # A plain file name: no path separators, no leading dot (so no "." or ".."), no control characters.
 DELETION_ID = re.compile(r"^[0-9a-f]{32}$")
 ATTACHMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()=@-]{0,254}$")
@@ -431,15 +432,17 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
 )
 def update_dataset(req, name, dataset):
     """Merge metadata into a dataset. After finalize only description and tags may change;
-    only admins change `location` (403)."""
+    only admins change `location` and `neuprintHTTP` (403)."""
     extra = req.body.model_extra or {}
     changes = req.body.model_dump(include=req.body.model_fields_set) | dict(extra)
 
     def merge(old: dict[str, Any]) -> dict[str, Any]:
-        # The location says where the image data is read from (transfer sends it on): admins
-        # set it. The same value sent back with other changes is not a change.
-        if "location" in changes and changes["location"] != old.get("location") and not req.caller.is_admin:
-            raise errors.Forbidden("only admins set or change a dataset's location")
+        # These say where data is read from or sent to (transfer sends the location on; neuprint
+        # sends the deployment's neuPrint token to neuprintHTTP.server): admins set them. The
+        # same value sent back with other changes is not a change.
+        for field in ADMIN_FIELDS:
+            if field in changes and changes[field] != old.get(field) and not req.caller.is_admin:
+                raise errors.Forbidden(f"only admins set or change a dataset's {field}")
         refused = set(changes) - EDITABLE_AFTER_FINALIZE
         if old.get("finalized_at") and refused:
             raise errors.Conflict(

@@ -29,6 +29,7 @@ EVERYONE = set(PERSONAS) - {"disabled"}
 AT = "x=1&y=2&z=3"
 READER = PERSONAS["reader"][0]
 NEURONS = f"/v2/json-annotations/{PRIV}/neurons"
+CYPHER = "MATCH (n: Neuron) WHERE n.bodyId in [1] RETURN n.bodyId AS id, n.type AS type"
 OTHER = "someone@example.com"  # a user who is none of the personas
 
 
@@ -61,6 +62,7 @@ ROUTES = [
     ("PUT", f"/datasets/{PRIV}", {"description": "new"}, MANAGERS, 200, None),
     ("PUT", f"/datasets/{PUB}", {"description": "new"}, ADMINS, 200, 403),
     ("PUT", f"/datasets/{PRIV}", {"location": "gs://em-data/moved"}, ADMINS, 200, None),  # admins set it
+    ("PUT", f"/datasets/{PRIV}", {"neuprintHTTP": {"server": "neuprint.example.org"}}, ADMINS, 200, None),
     ("POST", f"/datasets/{PRIV}/finalize", None, MANAGERS, 200, None),
     ("GET", f"/datasets/{PRIV}/logs", None, MANAGERS, 200, None),
     ("GET", f"/datasets/{PUB}/logs", None, ADMINS, 200, 403),  # public: readable, not managed
@@ -195,6 +197,9 @@ ROUTES = [
     ("POST", NEURONS, {"bodyid": 1, "type": "t"}, WRITE_OTHERS, 200, None),
     ("POST", f"{NEURONS}?designated_user={OTHER}", [{"bodyid": 1}], WRITE_OTHERS, 200, None),
     ("DELETE", f"{NEURONS}/id-number/1", None, WRITE_OTHERS, 200, None),
+    # clio's neuPrint proxy: read on the dataset (a refused query reaches neuPrint not at all)
+    ("POST", f"/v2/neuprint/{PRIV}", {"cypher": CYPHER, "dataset": PRIV}, READERS, 200, 404),
+    ("POST", f"/v2/neuprint/{PUB}", {"cypher": CYPHER, "dataset": f"{PUB}:v1"}, EVERYONE, 200, 403),
     # twins: definitions by admins; an endpoint on PRIV is read-gated, its private side manage-gated
     (
         "POST",
@@ -254,7 +259,7 @@ def _refused_status(persona, route_refused):
 
 
 @pytest.fixture
-def world(api, dvid_service):
+def world(api, dvid_service, neuprint_service):
     for email, record in PERSONAS.values():
         if record is not None:
             api.add_user(email, **record)
@@ -266,6 +271,7 @@ def world(api, dvid_service):
         "head_uuid": "abc1",
     }
     dvid_service.add_node("abc1", [{"bodyid": 1, "type": "t"}])
+    neuprint = {"server": neuprint_service.server}  # its neuPrint dataset: the dataset's name
     api.add_dataset(
         PRIV,
         location="gs://em-data/priv",
@@ -273,8 +279,9 @@ def world(api, dvid_service):
         dvid=dvid_service.url,
         uuid="abc1",
         neurons=neurons,
+        neuprintHTTP=neuprint,
     )
-    api.add_dataset(PUB, public=True)
+    api.add_dataset(PUB, public=True, neuprintHTTP=neuprint)
 
 
 def _signatures():
@@ -390,7 +397,9 @@ def _reader_job() -> str:
 @pytest.mark.parametrize(
     "method,path,body,allowed,ok,refused", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES]
 )
-def test_route_matrix(api, world, dvid_service, capsys, persona, method, path, body, allowed, ok, refused):
+def test_route_matrix(
+    api, world, dvid_service, neuprint_service, capsys, persona, method, path, body, allowed, ok, refused
+):
     email = PERSONAS[persona][0]
     path = path.replace("READER_ENTRY", _own_data(READER)).replace("READER_JOB", _reader_job())
     if "READER_KEY" in path:
@@ -417,6 +426,8 @@ def test_route_matrix(api, world, dvid_service, capsys, persona, method, path, b
     if expected >= 400:
         assert r.get_json()["error"] in {"forbidden", "not_found"}
         assert not dvid_service.calls, "a refused request reached DVID"
+    if path.startswith("/v2/neuprint/"):
+        assert len(neuprint_service.received) == (1 if expected < 400 else 0)
     assert_request_logged_without_secrets(capsys.readouterr().err, api.token(email), body, r, path, email)
 
 

@@ -288,6 +288,17 @@ def test_a_dataset_without_dvid_is_404(api, manc):
     assert_error(api.get("/v2/json-annotations/nodvid/neurons/head_tag", user=READER), 404, "not_found")
 
 
+def test_only_admins_set_or_change_dvid(api, manc):
+    """`dvid` says where the dataset's users' reads and writes go: a dataset manager may not
+    point it at a server of their own (as for `location` and `neuprintHTTP`)."""
+    manager = "manager@example.com"
+    api.add_user(manager, datasets={"manc": ["dataset_admin"]})
+    evil = {"dvid": "https://dvid.evil.example"}
+    assert_error(api.put("/datasets/manc", user=manager, json=evil), 403, "forbidden")
+    assert api.put("/datasets/manc", user=manager, json={"dvid": manc.url, "description": "d"}).status_code == 200
+    assert api.put("/datasets/manc", user=OWNER, json=evil).status_code == 200
+
+
 def test_dvids_refusal_is_passed_on_with_its_words(api, manc):
     """DVID answers 400 with its reason as text: the client gets 400 and that reason in
     `detail`."""

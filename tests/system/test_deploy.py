@@ -262,10 +262,34 @@ def test_clio_tokens_need_no_secret_and_only_users_signs():
     on_signer = [g for g in grants if "clio_signer" in str(g.get("service_account_id"))]
     assert on_signer == [resources["google_service_account_iam_member"]["clio_signer_users"]]
     assert on_signer[0]["member"] == 'serviceAccount:${google_service_account.function["users"].email}'
-    service = resources["google_cloudfunctions2_function"]["function"]["service_config"][0]
-    [secret] = [d["secret_environment_variables"] for d in service["dynamic"]]
+    secret = _secret_variables(config)["FLYEM_SECRET"]
     assert secret["for_each"] == '${var.flyem_secret != "" ? [var.flyem_secret] : []}'
     assert re.search(r'variable "flyem_secret" \{[^}]*default\s*=\s*""', config["text"])
+
+
+def _secret_variables(config) -> dict:
+    """The functions' secret environment variables (dynamic blocks), by variable name."""
+    service = config["resource"]["google_cloudfunctions2_function"]["function"]["service_config"][0]
+    blocks = [
+        d["secret_environment_variables"] for d in service["dynamic"] if "secret_environment_variables" in d
+    ]
+    return {block["content"][0]["key"]: block for block in blocks}
+
+
+def test_only_the_neuprint_function_holds_the_neuprint_token():
+    """NEUPRINT_TOKEN is mounted from Secret Manager into the neuprint function alone, and only
+    its service account may read the secret; without var.neuprint_token_secret there is none."""
+    config = check_terraform.load(TERRAFORM)
+    secret = _secret_variables(config)["NEUPRINT_TOKEN"]
+    assert secret["for_each"] == (
+        '${each.key == "neuprint" && var.neuprint_token_secret != "" ? [var.neuprint_token_secret] : []}'
+    )
+    grant = config["resource"]["google_secret_manager_secret_iam_member"]["neuprint_token"]
+    assert grant["count"] == '${var.neuprint_token_secret != "" ? 1 : 0}'
+    assert grant["member"] == 'serviceAccount:${google_service_account.function["neuprint"].email}'
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert "NEUPRINT_TOKEN" not in config["locals"]["common_env"]
+    assert re.search(r'variable "neuprint_token_secret" \{[^}]*default\s*=\s*""', config["text"])
 
 
 def test_twins_vpc_egress_is_optional_and_takes_all_traffic():

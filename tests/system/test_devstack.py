@@ -34,6 +34,8 @@ _SESSION_ONLY = (
     "TRANSFER_FUNC",
     "TRANSFER_DEST",
     "SIGNER_KEY_FILE",
+    "NEUPRINT_TOKEN",
+    "NEUPRINT_TIMEOUT_SECONDS",
 )
 
 
@@ -120,6 +122,15 @@ def test_make_dev_keeps_its_data_and_fresh_starts_empty(tmp_path):
         # The twins example still answers: its private side points at this run's S3 server.
         query = {"sql": "SELECT count(*) AS n FROM cells"}
         assert second.call("POST", "/twins/warehouse.query/private", json=query).status_code == 200
+        # hemibrain's neuPrint is this run's stand-in: the printed curl line's query answers.
+        lines = second.output().splitlines()
+        [line] = [line for line in lines if line.strip().startswith("curl") and "/v2/neuprint/" in line]
+        body = line.split(" -d '", 1)[1].removesuffix("'")
+        r = second.call("POST", "/v2/neuprint/hemibrain", data=body)
+        assert r.status_code == 200 and r.json() == {
+            "columns": ["id", "type"],
+            "data": [[1, "T1"], [2, "T2"]],
+        }
     finally:
         second.stop()
 
