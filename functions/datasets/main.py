@@ -19,8 +19,8 @@ from common.models import (
     Public,
     Query,
     check_storable,
-    is_dataset_name,
 )
+from common.names import is_dataset_name
 from common.storage import blobs, datasets, store
 from common.web import workers
 from common.web.http import App, paged, public_item, public_items, streamed
