@@ -285,10 +285,15 @@ def _reason(exc: Exception) -> str:
 
 @functools.cache
 def _dev_public_key() -> bytes:
+    """The local issuer's public key, from its private key file. Only the public half is used,
+    so the private half's consistency is not checked: that check (OpenSSL's primality tests)
+    cost 30-500 ms of every dev instance's cold start."""
     from cryptography.hazmat.primitives import serialization
 
     with open(settings().dev_key_file, "rb") as f:
-        private = serialization.load_pem_private_key(f.read(), password=None)
+        private = serialization.load_pem_private_key(
+            f.read(), password=None, unsafe_skip_rsa_key_validation=True
+        )
     return private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
