@@ -352,7 +352,7 @@ class App(_Table):
         # Always our own id (in the answer, the log and audit entries); a caller's id is echoed
         # apart, so it can never name or collide with an audit entry.
         request_id = uuid.uuid4().hex
-        client_id = request.headers.get("X-Request-Id", "")
+        client_id = request.environ.get("HTTP_X_REQUEST_ID", "")  # request.headers.get, unparsed
         started = time.perf_counter()
         failure = None
         try:
