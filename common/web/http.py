@@ -435,6 +435,8 @@ class App(_Table):
     def _check_query_names(request: Request, route: Route) -> None:
         """Before anything else: an unknown query parameter, or an overlong value, is 400 naming it
         (on clio's routes an unknown one is ignored: its clients add `app=...` to every call)."""
+        if not request.environ.get("QUERY_STRING"):
+            return  # most requests: nothing to parse
         fields = query_names(route.query)
         unknown = sorted(set(request.args) - set(fields))
         if unknown and not route.clio:
@@ -521,7 +523,7 @@ class App(_Table):
         return json_response(result, status, headers)
 
     def _add_cors(self, request: Request, response: Response) -> None:
-        origin = request.headers.get("Origin")
+        origin = request.environ.get("HTTP_ORIGIN")  # request.headers.get, unparsed
         allowed = self.settings.allowed_origins
         if not origin:
             return
