@@ -21,6 +21,9 @@ import sys
 import traceback
 from typing import Any
 
+# One encoder for every line (json.dumps with `default` builds a new one per call).
+_ENCODER = json.JSONEncoder(default=str)
+_TEXT = os.environ.get("LOG_FORMAT", "").lower() == "text"  # read once per instance, as every setting
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
@@ -29,18 +32,23 @@ def log(severity: str, message: str, *, exc: BaseException | None = None, **fiel
     entry = {"severity": severity, "message": message, **fields}
     if exc is not None:
         entry["stack_trace"] = "".join(traceback.format_exception(exc))
-    text = os.environ.get("LOG_FORMAT", "").lower() == "text"
-    sys.stderr.write((_text(entry) if text else json.dumps(entry, default=str)) + "\n")
+    sys.stderr.write((_text(entry) if _TEXT else _ENCODER.encode(entry)) + "\n")
 
 
 def trace_fields(headers: Any, project: str) -> dict[str, Any]:
     """The trace fields of a request from `traceparent` (W3C) or `X-Cloud-Trace-Context`
     (TRACE/SPAN;o=1), so its line joins the platform's own entries of the same request."""
-    match = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    return _trace(headers.get("traceparent", ""), headers.get("X-Cloud-Trace-Context", ""), project)
+
+
+def _trace(traceparent: str, cloud_trace: str, project: str) -> dict[str, Any]:
+    if not traceparent and not cloud_trace:
+        return {}
+    match = _TRACEPARENT.match(traceparent.strip())
     if match and match[1] != "0" * 32:
         trace, span, sampled = match[1], match[2], int(match[3], 16) & 1 == 1
     else:
-        match = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+        match = _CLOUD_TRACE.match(cloud_trace.strip())
         if not match:
             return {}
         trace, span, sampled = match[1].lower(), match[2], match[3] == "1"
@@ -71,31 +79,34 @@ def request_line(
     seconds: float,
     exc: BaseException | None = None,
 ) -> None:
-    """The one line of a finished request (`request`, `response`: werkzeug's)."""
+    """The one line of a finished request (`request`, `response`: werkzeug's). Its headers are
+    read from the WSGI environ, as werkzeug's `request.headers` would, without its parsing."""
+    environ = request.environ
     status = response.status_code
+    method = request.method
     path = request.script_root + request.path  # never the query string
     route_name = route or "(no route)"
     fields: dict[str, Any] = {
-        **trace_fields(request.headers, project),
+        **_trace(environ.get("HTTP_TRACEPARENT", ""), environ.get("HTTP_X_CLOUD_TRACE_CONTEXT", ""), project),
         "request_id": request_id,
         "function": function,
-        "method": request.method,
+        "method": method,
         "route": route_name,
         "status": status,
         "latency_ms": round(seconds * 1000, 3),
         "caller": caller,
         "httpRequest": {
-            "requestMethod": request.method,
+            "requestMethod": method,
             "requestUrl": path,
             "status": status,
             "responseSize": str(response.calculate_content_length() or 0),
-            "userAgent": request.headers.get("User-Agent", "")[:256],
+            "userAgent": environ.get("HTTP_USER_AGENT", "")[:256],
             "remoteIp": remote_ip(request),
             "latency": f"{seconds:.6f}s",
-            "protocol": request.environ.get("SERVER_PROTOCOL", ""),
+            "protocol": environ.get("SERVER_PROTOCOL", ""),
         },
     }
-    message = f"{request.method} {route_name} {status} {seconds * 1000:.0f} ms"
+    message = f"{method} {route_name} {status} {seconds * 1000:.0f} ms"
     log(severity_of(status), message, exc=exc, **fields)
 
 
@@ -146,8 +157,9 @@ def delivery_line(
 def remote_ip(request: Any) -> str:
     """Who connected: the last hop of X-Forwarded-For, the one the platform's front end appended
     (the hops before it are whatever the caller sent); the socket's peer without the header."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    return forwarded.rsplit(",", 1)[-1].strip() or request.remote_addr or ""
+    environ = request.environ
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+    return forwarded.rsplit(",", 1)[-1].strip() or environ.get("REMOTE_ADDR") or ""
 
 
 def _text(entry: dict[str, Any]) -> str:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from common import errors, jsonio
 from common.config import settings
+from common.names import DATASET_NAME, RESERVED_DATASET_NAMES
 
-# clio's names are storable: dataset names carry versions (`manc:v1.0`), group names may have
-# spaces (`UK Drosophila Connectomics`) and the clio website hides groups whose name starts
-# with `.`. A name is a Firestore document id or a field, never a path: `/` stays out.
-DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-RESERVED_DATASET_NAMES = frozenset({"all", "v2"})
+# Group names may have spaces (`UK Drosophila Connectomics`) and the clio website hides groups
+# whose name starts with `.`. A name is a Firestore document id or a field, never a path: `/`
+# stays out (dataset names: common.names).
 ROLE_NAME = r"^[a-z][a-z0-9_:-]{0,63}$"
 GROUP_NAME = r"^[A-Za-z0-9.](?:[A-Za-z0-9_.:@ -]{0,126}[A-Za-z0-9_.:@-])?$"
 
@@ -87,10 +87,6 @@ def _location(value: str) -> str:
 
 
 Location = Annotated[str, AfterValidator(_location)]
-
-
-def is_dataset_name(value: str) -> bool:
-    return bool(re.fullmatch(DATASET_NAME, value)) and value not in RESERVED_DATASET_NAMES
 
 
 class Strict(BaseModel):
@@ -192,3 +188,38 @@ def _storable_object(value: dict[str, Any]) -> dict[str, Any]:
 
 # A free-form JSON object the caller owns (annotation payloads, saved searches, `prop`).
 Payload = Annotated[dict[str, Any], AfterValidator(_storable_object)]
+
+
+# clio's /v2 routes (common.web.clio): bodies read as clio's pydantic v1 models read them, and its `User`.
+class Lenient(BaseModel):
+    """Base of a clio route's body model: unknown fields are dropped, as clio's pydantic v1
+    models did (neuroglancer sends `verified` back on entries it decoded with one)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def _truncate(value: Any) -> Any:
+    """A finite float becomes the int toward zero (pydantic v1's `1.7 -> 1`); anything else is
+    left for the field's own validation."""
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return value
+
+
+Truncated = Annotated[int, BeforeValidator(_truncate)]
+
+
+class ClioUserPublic(BaseModel):
+    """A user as clio's `User` model answered it (`GET /v2/roles`, `GET /v2/users`): Gatehouse's
+    fields, and clio's that Gatehouse does not keep (`org`, `picture`, terms of service) empty."""
+
+    email: str
+    name: str = ""
+    org: str = ""
+    picture: str = ""
+    disabled: bool = False
+    global_roles: list[str] = []
+    datasets: dict[str, list[str]] = {}
+    datasets_ignore_tos: dict[str, Any] = {}
+    missing_tos: list[str] = []
+    groups: list[str] = []

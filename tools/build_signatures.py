@@ -138,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 100 <= args.block_size <= 1 << 16:
         parser.error("--block-size is between 100 and 65536")
-    from common.models import is_dataset_name
+    from common.names import is_dataset_name
 
     if not is_dataset_name(args.dataset):
         parser.error(f"--dataset {args.dataset!r} is not a dataset name (letters, digits, _ . -)")

@@ -23,6 +23,8 @@ import functools
 import hashlib
 import hmac
 import json
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +78,8 @@ def request_identity(request: Request) -> Identity:
     """The identity `request` proves. Behind the API gateway, `Authorization` holds the
     gateway's own token and the caller's is moved to `X-Forwarded-Authorization`: when that
     header is there it is the only credential read (and verified like any other)."""
-    return identify(request.headers.get("X-Forwarded-Authorization") or request.headers.get("Authorization"))
+    environ = request.environ  # request.headers.get's source, without its parsing of each name
+    return identify(environ.get("HTTP_X_FORWARDED_AUTHORIZATION") or environ.get("HTTP_AUTHORIZATION"))
 
 
 def authenticate(request: Request) -> authz.Caller:
@@ -175,11 +178,54 @@ def _certs_request():
     return google.auth.transport.requests.Request(session=cachecontrol.CacheControl(requests.Session()))
 
 
+PREFETCH_TIMEOUT_SECONDS = 5  # the first verify waits at most this long for the prefetch, then fetches itself
+_prefetch: threading.Thread | None = None
+
+
+def prefetch_certs() -> None:
+    """Fetch the certificates tokens are verified against (Google's, and the clio token signer's
+    where there is one) into the cached session, in a background thread: at cold start the
+    network wait overlaps the import of the Firestore client (`_await_prefetch`) instead of
+    adding to it. Fails safe: whatever goes wrong here, the verify path fetches as always."""
+    global _prefetch
+
+    def fetch() -> None:
+        try:
+            s = settings()
+            urls = [s.google_certs_url]
+            if s.clio_token_signer:
+                urls.append(SIGNER_CERTS_URL.format(account=s.clio_token_signer))
+            for url in urls:
+                _certs_request()(url=url, method="GET", timeout=PREFETCH_TIMEOUT_SECONDS)
+        except Exception:  # noqa: BLE001, S110 -- the verify path fetches again and answers its failure
+            pass
+
+    _prefetch = threading.Thread(target=fetch, name="certs-prefetch", daemon=True)
+    _prefetch.start()
+
+
+def _await_prefetch() -> None:
+    """Before the first certificate-based verify: while the prefetch is still on the network,
+    build the Firestore client (the caller's roles are read next anyway), then wait for it."""
+    global _prefetch
+    if _prefetch is None:
+        return
+    if _prefetch.is_alive():
+        store.db()
+    _prefetch.join(PREFETCH_TIMEOUT_SECONDS)
+    _prefetch = None
+
+
+if os.environ.get("K_SERVICE"):  # on Cloud Functions / Cloud Run, at cold start (never in dev mode)
+    prefetch_certs()
+
+
 def _verify_google(token: str) -> dict[str, Any]:
     from google.auth import exceptions
     from google.oauth2 import id_token
 
     s = settings()
+    _await_prefetch()
     try:
         claims = id_token.verify_token(
             token,
@@ -232,6 +278,7 @@ def _verify_clio(token: str, header: dict[str, Any]) -> dict[str, Any]:
         raise errors.Unauthenticated("the token's issuer is not accepted by this deployment")
     try:
         if s.clio_token_signer:
+            _await_prefetch()
             return dict(
                 id_token.verify_token(
                     token,
@@ -285,10 +332,15 @@ def _reason(exc: Exception) -> str:
 
 @functools.cache
 def _dev_public_key() -> bytes:
+    """The local issuer's public key, from its private key file. Only the public half is used,
+    so the private half's consistency is not checked: that check (OpenSSL's primality tests)
+    cost 30-500 ms of every dev instance's cold start."""
     from cryptography.hazmat.primitives import serialization
 
     with open(settings().dev_key_file, "rb") as f:
-        private = serialization.load_pem_private_key(f.read(), password=None)
+        private = serialization.load_pem_private_key(
+            f.read(), password=None, unsafe_skip_rsa_key_validation=True
+        )
     return private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from common.cache import TTLCache
 from common.config import settings
-from common.models import is_dataset_name
+from common.names import is_dataset_name
 from common.storage import store
 
 COLLECTION = "datasets"  # datasets/{name}: the record

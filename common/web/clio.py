@@ -8,7 +8,7 @@ route, and the request pipeline (common.web.http) treats it as clio's clients ex
 - unknown query parameters are ignored (malevnc adds `app=natverse` to every call, clio-py
   `app=clio-py`), known ones are validated as on Gatehouse's routes;
 - bodies are validated lax, as pydantic v1 did (`"1"` -> 1); body models for clio routes drop
-  unknown fields (`Lenient`) and truncate numeric positions (`Truncated`);
+  unknown fields (`common.models.Lenient`) and truncate numeric positions (`Truncated`);
 - every error body also carries `detail` (the clients show it).
 
 The shapes are adapters over the same operations as Gatehouse's routes, never a second
@@ -18,12 +18,10 @@ implementation of a resource: the helpers below turn Gatehouse's answers into cl
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
-import math
 from collections.abc import Iterator
-from typing import Annotated, Any
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from typing import Any
 
 from common import errors
 
@@ -62,24 +60,6 @@ def under_root(path: str) -> bool:
     return path == ROOT or path.startswith(ROOT + "/")
 
 
-class Lenient(BaseModel):
-    """Base of a clio route's body model: unknown fields are dropped, as clio's pydantic v1
-    models did (neuroglancer sends `verified` back on entries it decoded with one)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-def _truncate(value: Any) -> Any:
-    """A finite float becomes the int toward zero (pydantic v1's `1.7 -> 1`); anything else is
-    left for the field's own validation."""
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    return value
-
-
-Truncated = Annotated[int, BeforeValidator(_truncate)]
-
-
 def epoch(value: Any) -> Any:
     """A timestamp as clio answered it: float seconds since the epoch (the clients compute
     `new Date(t * 1000)` and sort by `b.timestamp - a.timestamp`). Takes a datetime or the ISO
@@ -101,25 +81,24 @@ def with_epochs(record: dict[str, Any], *fields: str) -> dict[str, Any]:
     return {k: epoch(v) if k in fields else v for k, v in record.items()}
 
 
-class ClioUserPublic(BaseModel):
-    """A user as clio's `User` model answered it (`GET /v2/roles`, `GET /v2/users`): Gatehouse's
-    fields, and clio's that Gatehouse does not keep (`org`, `picture`, terms of service) empty."""
-
-    email: str
-    name: str = ""
-    org: str = ""
-    picture: str = ""
-    disabled: bool = False
-    global_roles: list[str] = []
-    datasets: dict[str, list[str]] = {}
-    datasets_ignore_tos: dict[str, Any] = {}
-    missing_tos: list[str] = []
-    groups: list[str] = []
+# clio's `User` (common.models.ClioUserPublic): its fields, and the value of those Gatehouse does not keep.
+USER_DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "org": "",
+    "picture": "",
+    "disabled": False,
+    "global_roles": [],
+    "datasets": {},
+    "datasets_ignore_tos": {},
+    "missing_tos": [],
+    "groups": [],
+}
 
 
 def user(email: str, view: dict[str, Any]) -> dict[str, Any]:
-    """clio's `User` from Gatehouse's view of a user (the roles profile or a user record)."""
-    return ClioUserPublic(email=email, **{k: v for k, v in view.items() if k != "email"}).model_dump()
+    """clio's `User` from Gatehouse's view of a user (the roles profile or a user record): plain
+    dicts, so answering it loads no pydantic (the route's response model still shapes it)."""
+    return {"email": email, **{k: copy.copy(view.get(k, v)) for k, v in USER_DEFAULTS.items()}}
 
 
 def locationkey(record: dict[str, Any]) -> str:

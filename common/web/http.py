@@ -21,15 +21,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import functions_framework
-from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, MapAdapter, Rule
+from werkzeug.utils import import_string
 from werkzeug.wrappers import Request, Response
 
 from common import errors, jsonio, logs
 from common.config import settings
 from common.storage import deadlines, failures
-from common.web import clio, openapi
+from common.web import clio
 
 # Who is calling: the app's authentication step (common.identity.auth.authenticate), run before a route's
 # check. It returns the caller the checks and handlers read as `req.caller`, or raises.
@@ -71,24 +71,43 @@ class Route:
     body_required: bool = True  # False: an empty body gives req.body None
     max_items: int | None = None  # a JSON array body longer than this is 413, before validation
     answers: tuple[int, ...] = ()  # statuses the handler answers beyond the pipeline's (OpenAPI)
-    adapter: Any = None
     doc: str | None = None  # the summary, when not the handler's docstring
     operation_id: str | None = None  # the OpenAPI operationId, when not the handler's name
-    response: Any = None  # a pydantic type: what a success answers (fields beyond it are dropped)
+    # What a success answers (fields beyond it are dropped): a pydantic type, or its name as
+    # "module:Name", imported on first use, so that a function whose first answer needs no
+    # model loads no pydantic at cold start (roles). Read it as `response`.
+    declared_response: Any = None
     clio: bool = False  # one of clio's /v2 routes (common.web.clio): lenient, as clio's clients expect
+
+    @functools.cached_property
+    def response(self) -> Any:
+        """The response type (imported here when declared by name), or None."""
+        if isinstance(self.declared_response, str):
+            return import_string(self.declared_response)
+        return self.declared_response
+
+    @functools.cached_property
+    def adapter(self) -> Any:
+        """The body type's TypeAdapter, built on the route's first request (not at import: cold
+        start), or None."""
+        from pydantic import TypeAdapter  # lazy: a function without bodies may never need pydantic
+
+        return None if self.body is None else TypeAdapter(self.body)
 
     @functools.cached_property
     def response_adapter(self) -> Any:
         """The response type's TypeAdapter, built on the route's first answer (not at import:
         cold start), or None."""
-        if self.response is None:
-            return None
-        return TypeAdapter(self.response)
+        from pydantic import TypeAdapter  # lazy: a function without models may never need pydantic
+
+        return None if self.response is None else TypeAdapter(self.response)
 
     @functools.cached_property
     def item_adapter(self) -> Any:
         """For a `list[X]` or `dict[str, X]` response, X's adapter: a streamed answer applies
         it item by item (common.web.http.public_items)."""
+        from pydantic import TypeAdapter  # lazy: a function without models may never need pydantic
+
         origin = typing.get_origin(self.response)
         if origin not in (list, dict):
             return None
@@ -313,11 +332,9 @@ class App(_Table):
                 answers,
                 doc=summary,
                 operation_id=operation_id,
-                response=response,
+                declared_response=response,
                 clio=is_clio,
             )
-            if body is not None:
-                route.adapter = TypeAdapter(body)
             self.routes.append(route)
             self._map.add(Rule(path, methods=[method], endpoint=route))
             self._adapter = None
@@ -335,7 +352,7 @@ class App(_Table):
         # Always our own id (in the answer, the log and audit entries); a caller's id is echoed
         # apart, so it can never name or collide with an audit entry.
         request_id = uuid.uuid4().hex
-        client_id = request.headers.get("X-Request-Id", "")
+        client_id = request.environ.get("HTTP_X_REQUEST_ID", "")  # request.headers.get, unparsed
         started = time.perf_counter()
         failure = None
         try:
@@ -407,7 +424,7 @@ class App(_Table):
             request.environ[_CALLER] = req.caller.email
             params = {**params, **(route.check.run(req, params) or {})}
         req.query = self._parse_query(request, route)
-        if route.adapter is not None:
+        if route.body is not None:
             req.body = self._parse_body(request, route)
         elif route.multipart:
             self._check_multipart(request, route)
@@ -418,6 +435,8 @@ class App(_Table):
     def _check_query_names(request: Request, route: Route) -> None:
         """Before anything else: an unknown query parameter, or an overlong value, is 400 naming it
         (on clio's routes an unknown one is ignored: its clients add `app=...` to every call)."""
+        if not request.environ.get("QUERY_STRING"):
+            return  # most requests: nothing to parse
         fields = query_names(route.query)
         unknown = sorted(set(request.args) - set(fields))
         if unknown and not route.clio:
@@ -442,6 +461,8 @@ class App(_Table):
         a value of the wrong type or range is 400 naming it. An empty value counts as not given."""
         if route.query is None:
             return None
+        from pydantic import ValidationError  # lazy: loaded with the query model already
+
         known = set(query_names(route.query))
         given = {name: value for name, value in request.args.items() if value != "" and name in known}
         try:
@@ -455,6 +476,8 @@ class App(_Table):
             ) from None
 
     def _parse_body(self, request: Request, route: Route) -> Any:
+        from pydantic import ValidationError  # lazy: loaded with the body model already
+
         data = read_json_body(request, route.max_body, required=route.body_required)
         if not data:
             return None
@@ -500,7 +523,7 @@ class App(_Table):
         return json_response(result, status, headers)
 
     def _add_cors(self, request: Request, response: Response) -> None:
-        origin = request.headers.get("Origin")
+        origin = request.environ.get("HTTP_ORIGIN")  # request.headers.get, unparsed
         allowed = self.settings.allowed_origins
         if not origin:
             return
@@ -525,6 +548,8 @@ class App(_Table):
 
     def _openapi(self, req: Req) -> dict[str, Any]:
         """This function's OpenAPI 3.1 document, generated from its route table."""
+        from common.web import openapi  # lazy: only this route needs it (and all of pydantic)
+
         return openapi.document(self)
 
     def _docs(self, req: Req) -> Response:

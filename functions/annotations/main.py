@@ -35,6 +35,7 @@ from common.models import (
     Public,
     Query,
     Strict,
+    Truncated,
 )
 from common.storage import collections, store
 from common.web import clio
@@ -429,7 +430,7 @@ def _delete(req, dataset: authz.Dataset, key: str, user: str) -> None:
 # float positions truncated); `conditional` names any field and applies with replace=false only,
 # keeping a stored value that is truthy; a listing is the whole array in one answer.
 
-ClioCoordinate = Annotated[clio.Truncated, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1])]
+ClioCoordinate = Annotated[Truncated, Field(ge=COORDINATE_RANGE[0], lt=COORDINATE_RANGE[1])]
 
 
 class ClioAnnotationCreate(AnnotationCreate):

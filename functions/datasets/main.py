@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, model_validator
 
 from common import audit, errors, jsonio
+from common.cache import TTLCache
+from common.config import settings
 from common.identity import auth, authz
 from common.models import (
     DatasetName,
@@ -19,8 +21,8 @@ from common.models import (
     Public,
     Query,
     check_storable,
-    is_dataset_name,
 )
+from common.names import is_dataset_name
 from common.storage import blobs, datasets, store
 from common.web import workers
 from common.web.http import App, paged, public_item, public_items, streamed
@@ -178,15 +180,26 @@ def _name_claim(name: str):
     return store.collection(NAME_CLAIMS).document(name.lower())
 
 
+# Every dataset's (name, record), read once per instance within ROLE_CACHE_SECONDS, the window
+# roles and public flags are trusted for (README), and dropped at once by this instance's own
+# writes (`_forget`). Each request still filters it for its caller (`_readable`).
+_listing: TTLCache[str, list[tuple[str, dict[str, Any]]]] = TTLCache(lambda: settings().role_cache_seconds, 1)
+
+
+def _all_records(_key: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(s.id, s.to_dict()) for s in store.collection(datasets.COLLECTION).stream()]
+
+
 def _forget(names) -> None:
     for name in names:
         datasets.forget(name)
+    _listing.clear()
 
 
 def _readable(caller: authz.Caller):
     """(name, view) of every dataset the caller may read."""
-    snaps = store.collection(datasets.COLLECTION).stream()
-    records = ((s.id, s.to_dict()) for s in snaps if datasets.exposed("dataset", s.id))
+    listing = _listing.load("all", _all_records)
+    records = ((n, r) for n, r in listing if datasets.exposed("dataset", n))
     # The check reads the whole record: a grant is bound to the dataset's generation.
     return ((n, _view(n, r)) for n, r in records if caller.can_read(n, r))
 
@@ -419,7 +432,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
         return _view(name, record)
 
     result = store.transactional(write)
-    datasets.forget(name)
+    _forget([name])
     return result
 
 

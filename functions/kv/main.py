@@ -15,7 +15,7 @@ from pydantic import Field, StringConstraints
 
 from common import audit, errors
 from common.identity import auth, authz
-from common.models import Payload, Query, check_document_size, normalize_email
+from common.models import Lenient, Payload, Query, check_document_size, normalize_email
 from common.storage import keyvalue, store
 from common.web import clio
 from common.web.http import App
@@ -38,7 +38,7 @@ class PullRequestQuery(Query):
     )
 
 
-class PullRequestCreate(clio.Lenient):
+class PullRequestCreate(Lenient):
     pull: Annotated[str, StringConstraints(max_length=3000)] = Field(
         description='the value to submit, as "kv/<scope>/<key>"'
     )

@@ -25,9 +25,8 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from common import errors, jsonio
 from common.identity import auth, authz
-from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict
+from common.models import COORDINATE_RANGE, DatasetName, Paging, Public, Strict, Truncated
 from common.storage import blobs, collections, datasets, pubsub, store
-from common.web import clio
 from common.web.http import App, paged
 from functions.transfer.worker import work as work  # the worker's entry point (terraform/pubsub.tf)
 
@@ -168,7 +167,7 @@ class ClioTransferCreate(TransferCreate):
     fractional centre truncated (as clio's pydantic v1 read it)."""
 
     model_config = ConfigDict(extra="ignore", strict=False)
-    center: Annotated[list[Annotated[clio.Truncated, CubeCentre]], Field(min_length=3, max_length=3)]
+    center: Annotated[list[Annotated[Truncated, CubeCentre]], Field(min_length=3, max_length=3)]
 
 
 @app.post(

@@ -12,10 +12,12 @@ from common import audit, errors, jsonio
 from common.config import GOOGLE_ISSUER, settings
 from common.identity import auth, authz
 from common.models import (
+    ClioUserPublic,
     DatasetName,
     DeletedPublic,
     Email,
     GroupName,
+    Lenient,
     ProfilePublic,
     Public,
     RoleName,
@@ -51,7 +53,7 @@ UsersUpdate = Annotated[dict[Email, UserUpdate], Field(min_length=1, max_length=
 EmailList = Annotated[list[Email], Field(min_length=1, max_length=MAX_USERS_PER_REQUEST)]
 
 
-class ClioUserUpdate(clio.Lenient):
+class ClioUserUpdate(Lenient):
     """A user as clio's user admin sends it: fields Gatehouse does not keep (`email`, `org`) are
     dropped, the rest as in `UserUpdate`."""
 
@@ -320,7 +322,7 @@ def clio_token(req):
     return tokens.mint(req, auth.request_identity(req.raw))
 
 
-@app.get("/v2/users", check=authz.ADMIN, response=dict[str, clio.ClioUserPublic])
+@app.get("/v2/users", check=authz.ADMIN, response=dict[str, ClioUserPublic])
 def clio_list_users(req):
     """Every user record, as clio's `User` (admin)."""
     snaps = store.collection("users").stream()

@@ -253,3 +253,33 @@ def test_google_certificates_unreachable_is_503_not_401(api, monkeypatch):
     finally:
         monkeypatch.undo()
         config.settings.cache_clear()
+
+
+def test_certs_prefetched_at_cold_start_serve_the_first_google_token(api, certs_server):
+    """In the cloud an instance fetches the certificates in the background at cold start; the
+    first verify waits for that fetch and fetches nothing more."""
+    from common.identity import auth
+
+    auth._certs_request.cache_clear()  # a new instance: nothing cached yet
+    before = certs_server.fetches
+    auth.prefetch_certs()
+    assert api.get("/roles", token=api.google_token("first@example.com")).status_code == 200
+    assert certs_server.fetches == before + 1
+    assert auth._prefetch is None  # joined once, then out of the way
+
+
+def test_a_failed_prefetch_leaves_the_fetch_to_the_first_verify(api, certs_server, monkeypatch):
+    from common.identity import auth
+
+    def unreachable():
+        raise OSError("no network yet")
+
+    auth._certs_request.cache_clear()
+    with monkeypatch.context() as m:
+        m.setattr(auth, "_certs_request", unreachable)
+        auth.prefetch_certs()
+        assert auth._prefetch is not None
+        auth._prefetch.join()
+    before = certs_server.fetches
+    assert api.get("/roles", token=api.google_token("second@example.com")).status_code == 200
+    assert certs_server.fetches == before + 1

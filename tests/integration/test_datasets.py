@@ -300,3 +300,29 @@ def test_attachment_needs_multipart(api):
         "/datasets/mb20/attachments", user=OWNER, content_type="multipart/form-data", data={"name": "x"}
     )
     assert_error(r, 422, "validation_error")
+
+
+def test_the_listing_is_cached_per_instance_filtered_per_caller_and_dropped_by_own_writes(api):
+    """GET /datasets lists from this instance's copy of the records (30 s, as roles and public
+    flags): a record written behind its back is not listed yet, each caller still sees only what
+    they may read, and the instance's own writes show at once."""
+    from common.storage import store
+
+    api.add_dataset("open", public=True)
+    api.add_dataset("closed")
+    researcher = "researcher@example.com"
+    api.add_user(researcher, datasets={"closed": ["clio_read"]})
+    stranger = "stranger@example.com"
+    assert set(api.get("/datasets", user=OWNER).get_json()) == {"open", "closed"}  # the copy is made
+    store.collection("datasets").document("elsewhere").set({"description": "made by another instance"})
+    assert set(api.get("/datasets", user=OWNER).get_json()) == {"open", "closed"}
+    assert set(api.get("/datasets", user=researcher).get_json()) == {"open", "closed"}
+    assert set(api.get("/datasets", user=stranger).get_json()) == {"open"}
+    assert set(api.get("/v2/datasets", user=stranger).get_json()) == {"open"}
+
+    api.add_dataset("fresh")  # this instance's own write: listed at once, with "elsewhere" now read
+    assert set(api.get("/datasets", user=OWNER).get_json()) == {"open", "closed", "elsewhere", "fresh"}
+    assert api.put("/datasets/closed", user=OWNER, json={"public": True}).status_code == 200
+    assert set(api.get("/v2/datasets", user=stranger).get_json()) == {"open", "closed"}
+    assert api.delete("/datasets", user=OWNER, json=["open"]).status_code == 200
+    assert set(api.get("/datasets", user=stranger).get_json()) == {"closed"}

@@ -14,7 +14,7 @@ from pydantic import Field
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from common.models import Query, Strict
+from common.models import Lenient, Query, Strict, Truncated
 from common.web import clio, http
 
 
@@ -22,8 +22,8 @@ class Point(Strict):
     pos: list[int]
 
 
-class ClioPoint(clio.Lenient):
-    pos: Annotated[list[clio.Truncated], Field(min_length=3, max_length=3)]
+class ClioPoint(Lenient):
+    pos: Annotated[list[Truncated], Field(min_length=3, max_length=3)]
 
 
 class Groups(Query):

@@ -1,5 +1,5 @@
 """The layers of the server, lowest first: the kernel (common/'s top-level modules: config,
-errors, logs, version, jsonio, models, cache) <- storage (common/storage/, the dataset catalog
+errors, logs, version, jsonio, names, models, cache) <- storage (common/storage/, the dataset catalog
 included: authz checks roles against its records, so it cannot sit with catalog/) <- web and identity
 (common/web/, common/identity/) <- catalog and audit (common/catalog/, common/audit.py) <- the
 functions (functions/<name>/). A module imports only from its own layer or lower ones, web never
@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from tests.unit.test_imports import import_graph
 
 LAYERS = ["kernel", "storage", "web/identity", "catalog/audit", "functions"]
-KERNEL = {"config", "errors", "logs", "version", "jsonio", "models", "cache"}
+KERNEL = {"config", "errors", "logs", "version", "jsonio", "names", "models", "cache"}
 
 
 def layer_of(module: str) -> str:
