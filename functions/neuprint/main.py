@@ -23,10 +23,9 @@ from werkzeug.wrappers import Response
 from common import errors
 from common.config import settings
 from common.identity import auth, authz
-from common.models import Public
+from common.models import Lenient, Public
 from common.storage import failures
 from common.storage.datasets import Dataset
-from common.web import clio
 from common.web.http import App
 from common.web.openapi import ERRORS
 
@@ -42,7 +41,7 @@ CHUNK = 64 << 10
 MAX_ERROR_BYTES = 64 << 10
 
 
-class NeuprintQuery(clio.Lenient):
+class NeuprintQuery(Lenient):
     """The website's body (`NeuPrintManager.doQuery`), a string fetch() sends as text/plain."""
 
     cypher: Annotated[str, StringConstraints(min_length=1)] = Field(

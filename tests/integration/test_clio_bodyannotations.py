@@ -295,7 +295,10 @@ def test_only_admins_set_or_change_dvid(api, manc):
     api.add_user(manager, datasets={"manc": ["dataset_admin"]})
     evil = {"dvid": "https://dvid.evil.example"}
     assert_error(api.put("/datasets/manc", user=manager, json=evil), 403, "forbidden")
-    assert api.put("/datasets/manc", user=manager, json={"dvid": manc.url, "description": "d"}).status_code == 200
+    assert (
+        api.put("/datasets/manc", user=manager, json={"dvid": manc.url, "description": "d"}).status_code
+        == 200
+    )
     assert api.put("/datasets/manc", user=OWNER, json=evil).status_code == 200
 
 
