@@ -97,7 +97,7 @@ def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any
 def entry_write(req, action: str, target_type: str, target_id: str, **kw: Any) -> Any:
     """The entry as a plain Firestore `Write` (common.storage.commits), to commit with the change."""
     return commits.set_write(
-        store.collection(COLLECTION).document(), entry(req, action, target_type, target_id, **kw)
+        commits.document_name(COLLECTION, commits.auto_id()), entry(req, action, target_type, target_id, **kw)
     )
 
 

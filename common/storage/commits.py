@@ -19,6 +19,9 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import datetime
+import functools
+import random
+import string
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -91,7 +94,7 @@ def _put_time(timestamp: Any, value: datetime.datetime) -> None:
 def _put_other(target: Any, value: Any) -> None:
     from google.cloud.firestore_v1 import GeoPoint  # lazy: loads the Firestore client, at first use
 
-    reference = getattr(value, "_document_path", None)  # a DocumentReference, as the client tells it
+    reference = getattr(value, "_document_path", None)  # a DocumentReference, as the client knows one
     if reference is not None:
         target.reference_value = reference
     elif isinstance(value, GeoPoint):
@@ -101,19 +104,41 @@ def _put_other(target: Any, value: Any) -> None:
         raise TypeError(f"Firestore cannot store a {type(value).__name__}: {value!r}")
 
 
-def _name(ref: Any) -> str:
-    """The full resource name of a DocumentReference."""
-    return f"{store.db()._database_string}/documents/{ref.path}"
+@functools.cache
+def _types() -> tuple[Any, Any, Any, Any]:
+    """The plain protobuf classes of Write and CommitRequest, and the client's proto-plus
+    CommitRequest and CommitResponse (the generated API takes and gives those)."""
+    from google.cloud.firestore_v1.types import (  # lazy: loads the Firestore client, at first use
+        CommitRequest,
+        CommitResponse,
+        Write,
+    )
+
+    return Write.pb(), CommitRequest.pb(), CommitRequest, CommitResponse
 
 
-def set_write(ref: Any, data: dict[str, Any], *, create: bool = False) -> Any:
-    """`batch.set(ref, data)` as a plain `Write` protobuf; `create`: only if `ref` does not exist
-    (`batch.create`)."""
-    from google.cloud.firestore_v1.types import Write  # lazy: loads the Firestore client, at first use
+def document_name(*path: str) -> str:
+    """The full resource name of the document at `path` (collection, id, collection, id...), or
+    the prefix of the names of a collection's documents (`name + "/" + id`); the ids are
+    trusted (this code's own, or checked with store.valid_id)."""
+    return f"{store.db()._database_string}/documents/{'/'.join(path)}"
 
-    write = Write.pb()()
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def auto_id() -> str:
+    """A new document id, as the client's `collection.document()` makes one (20 letters and
+    digits), without building a DocumentReference."""
+    return "".join(random.choices(_ID_ALPHABET, k=20))
+
+
+def set_write(name: str, data: dict[str, Any], *, create: bool = False) -> Any:
+    """`batch.set(ref, data)` of the document `name` (`document_name`) as a plain `Write`
+    protobuf; `create`: only if there is none (`batch.create`)."""
+    write = _types()[0]()
     document = write.update
-    document.name = _name(ref)
+    document.name = name
     fields = document.fields
     for key, value in data.items():
         _put(fields[_field_name(key)], value)
@@ -122,26 +147,21 @@ def set_write(ref: Any, data: dict[str, Any], *, create: bool = False) -> Any:
     return write
 
 
-def delete_write(ref: Any) -> Any:
-    """`batch.delete(ref)` as a plain `Write` protobuf."""
-    from google.cloud.firestore_v1.types import Write  # lazy: loads the Firestore client, at first use
-
-    return Write.pb()(delete=_name(ref))
+def delete_write(name: str) -> Any:
+    """`batch.delete(ref)` of the document `name` as a plain `Write` protobuf."""
+    return _types()[0](delete=name)
 
 
 def commit(writes: Sequence[Any]) -> Any:
     """Commit plain `Write`s atomically (at most 500, Firestore's limit); the plain
     `CommitResponse`. Raises the client's errors (google.api_core.exceptions) as `batch.commit()`."""
-    from google.cloud.firestore_v1.types import CommitRequest, CommitResponse  # lazy: as above
-
     if len(writes) > store.MAX_WRITES_PER_COMMIT:
         raise ValueError(f"a commit holds at most {store.MAX_WRITES_PER_COMMIT} writes, not {len(writes)}")
+    _, request_pb, request_type, response_type = _types()
     client = store.db()
-    request = CommitRequest.pb()(database=client._database_string, writes=writes)
-    response = client._firestore_api.commit(
-        request=CommitRequest.wrap(request), metadata=client._rpc_metadata
-    )
-    return CommitResponse.pb(response)
+    request = request_pb(database=client._database_string, writes=writes)
+    response = client._firestore_api.commit(request=request_type.wrap(request), metadata=client._rpc_metadata)
+    return response_type.pb(response)
 
 
 def concurrently(jobs: Sequence[Callable[[], Any]]) -> list[Exception | None]:

@@ -140,6 +140,11 @@ def _v2(dataset: authz.Dataset):
     )
 
 
+def _v2_path(dataset: authz.Dataset) -> tuple[str, str, str]:
+    """The path of `_v2`, for names of its documents (common.storage.commits)."""
+    return collections.ANNOTATIONS, dataset.data_key, collections.V2_ANNOTATIONS
+
+
 def _comma_list(value: object) -> object:
     """`a,b` -> ("a", "b"): how a query parameter carries a list."""
     return (
@@ -291,16 +296,15 @@ def _write_all(
     retry is safe."""
     from google.api_core import exceptions
 
-    coll = _v2(dataset)
     chunks = list(store.chunks(list(pending), PER_COMMIT))
 
-    def records(chunk: list[str], stored: dict[str, dict[str, Any]]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def records(chunk: list[str], stored: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
         for doc_id in chunk:
             record = stored.get(doc_id)
             for new in pending[doc_id]:
                 record = new if record is None else _merge(record, new, replace, keep, kept)
             assert record is not None  # every document has at least one write
-            yield coll.document(doc_id), record
+            yield doc_id, record
 
     def audited(chunk: list[str]) -> tuple[str, dict[str, Any]]:
         """The target and the details of the audit entry of the commit of `chunk`."""
@@ -310,20 +314,23 @@ def _write_all(
         return target, {"dataset": dataset, "after": after}
 
     def blind(chunk: list[str]) -> None:
-        writes = [commits.set_write(ref, record) for ref, record in records(chunk, {})]
+        names = commits.document_name(*_v2_path(dataset)) + "/"
+        writes = [commits.set_write(names + doc_id, record) for doc_id, record in records(chunk, {})]
         if moved is not None and moved not in chunk:
-            writes.append(commits.delete_write(coll.document(moved)))
+            writes.append(commits.delete_write(names + moved))
         target, kw = audited(chunk)
         writes.append(audit.entry_write(req, "annotations_write", "annotation", target, **kw))
         commits.commit(writes)
 
     def merged(chunk: list[str]) -> None:
+        coll = _v2(dataset)
+
         def in_transaction(transaction) -> None:
             stored = {
                 s.id: s.to_dict() for s in transaction.get_all([coll.document(i) for i in chunk]) if s.exists
             }
-            for ref, record in records(chunk, stored):
-                transaction.set(ref, record)
+            for doc_id, record in records(chunk, stored):
+                transaction.set(coll.document(doc_id), record)
             if moved is not None and moved not in chunk:
                 transaction.delete(coll.document(moved))
             target, kw = audited(chunk)

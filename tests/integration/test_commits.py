@@ -60,6 +60,10 @@ def _values() -> dict:
     }
 
 
+def _name(ref) -> str:
+    return commits.document_name(*ref._path)  # noqa: SLF001
+
+
 def _same(a, b) -> bool:
     """Equal, with NaN equal to NaN and -0.0 told from 0.0."""
     if isinstance(a, float) and isinstance(b, float):
@@ -81,7 +85,7 @@ def test_a_document_stored_by_commits_is_the_one_batch_set_stores(test_env):
     batch = store.db().batch()
     batch.set(coll.document("by_wire"), data)
     [by_library] = batch._write_pbs  # noqa: SLF001  # the client's own encoding of the same write
-    by_commits = commits.set_write(coll.document("by_wire"), data)
+    by_commits = commits.set_write(_name(coll.document("by_wire")), data)
     assert by_commits.SerializeToString(deterministic=True) == type(by_library).pb(
         by_library
     ).SerializeToString(deterministic=True)
@@ -107,36 +111,43 @@ def test_an_integer_beyond_int64_is_refused_as_by_the_client(test_env, value):
     with pytest.raises(ValueError):
         store.db().batch().set(ref, {"n": value})
     with pytest.raises(ValueError):
-        commits.set_write(ref, {"n": value})
+        commits.set_write(_name(ref), {"n": value})
 
 
 def test_what_the_client_refuses_commits_refuses(test_env):
     ref = store.collection("commits_kinds").document("x")
     with pytest.raises(TypeError):
-        commits.set_write(ref, {"f": object()})
+        commits.set_write(_name(ref), {"f": object()})
     for data in ({"": 1}, {"m": {"": 1}}):
         with pytest.raises(ValueError):
             store.db().batch().set(ref, data)
         with pytest.raises(ValueError):
-            commits.set_write(ref, data)
+            commits.set_write(_name(ref), data)
 
 
 def test_create_delete_and_the_response(test_env):
     coll = store.collection("commits_ops")
     response = commits.commit(
         [
-            commits.set_write(coll.document("a"), {"n": 1}, create=True),
-            commits.set_write(coll.document("b"), {}),
+            commits.set_write(_name(coll.document("a")), {"n": 1}, create=True),
+            commits.set_write(_name(coll.document("b")), {}),
         ]
     )
     assert len(response.write_results) == 2 and response.commit_time.seconds > 0
     with pytest.raises(exceptions.AlreadyExists):  # create: only where there is none
-        commits.commit([commits.set_write(coll.document("a"), {"n": 2}, create=True)])
+        commits.commit([commits.set_write(_name(coll.document("a")), {"n": 2}, create=True)])
     assert coll.document("a").get().to_dict() == {"n": 1}
-    commits.commit([commits.delete_write(coll.document("a"))])
+    commits.commit([commits.delete_write(_name(coll.document("a")))])
     assert not coll.document("a").get().exists and coll.document("b").get().to_dict() == {}
     with pytest.raises(ValueError):
-        commits.commit([commits.delete_write(coll.document("a"))] * (store.MAX_WRITES_PER_COMMIT + 1))
+        commits.commit([commits.delete_write(_name(coll.document("a")))] * (store.MAX_WRITES_PER_COMMIT + 1))
+
+
+def test_names_and_ids_are_the_clients(test_env):
+    ref = store.collection("a").document("b").collection("c").document("d")
+    assert commits.document_name("a", "b", "c", "d") == ref._document_path  # noqa: SLF001
+    ids = {commits.auto_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 20 and i.isalnum() and store.valid_id(i) for i in ids)
 
 
 def test_the_client_internals_a_commit_uses_are_there(test_env):
@@ -166,7 +177,7 @@ def test_commits_run_concurrently_in_the_request_budget_and_report_each_outcome(
                 in_flight[0] -= 1
             if i == 1:
                 raise exceptions.ServiceUnavailable("chunk 1 failed")
-            commits.commit([commits.set_write(coll.document(str(i)), {"i": i})])
+            commits.commit([commits.set_write(_name(coll.document(str(i))), {"i": i})])
 
         return run
 
