@@ -260,23 +260,23 @@ def _write(
         raise errors.Forbidden("writing another user's annotations needs write_others on the dataset")
 
     stamp = store.now()
+    # user_doc_id(user, key) is a prefix of the user's (their quoted email) and the key: quoted
+    # once per user, not once per annotation.
+    id_prefix = functools.cache(lambda user: user_doc_id(user, ""))
     pending: dict[str, list[dict[str, Any]]] = {}  # document id -> its writes, in request order
+    keys = []
     for a in items:
-        user = a.user or caller.email
-        record = {
-            "key": a.key,
-            "user": user,
-            "kind": a.kind,
-            "pos": a.pos,
-            "timestamp": stamp,
-            **a.model_dump(include=set(OPTIONAL_FIELDS) & a.model_fields_set),
-        }
-        pending.setdefault(user_doc_id(user, a.key), []).append(record)
+        user, key = a.user or caller.email, a.key
+        keys.append(key)
+        # The validated values as they are (they are not changed, only stored): no model_dump copy.
+        record = {"key": key, "user": user, "kind": a.kind, "pos": a.pos, "timestamp": stamp}
+        for name in a.model_fields_set.intersection(OPTIONAL_FIELDS):
+            record[name] = getattr(a, name)
+        pending.setdefault(id_prefix(user) + key, []).append(record)
     moved = (
         user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
     )
     _write_all(req, dataset, pending, replace, keep, kept, moved)
-    keys = [a.key for a in items]
     return {"key": keys[0]} if single else {"keys": keys}
 
 
