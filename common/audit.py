@@ -8,7 +8,7 @@ from typing import Any
 
 from common import errors, jsonio
 from common.config import settings
-from common.storage import datasets, store
+from common.storage import commits, datasets, store
 
 COLLECTION = "audit"
 
@@ -92,6 +92,13 @@ def _summarized(value: Any) -> Any:
 def record(writer, req, action: str, target_type: str, target_id: str, **kw: Any) -> None:
     """Add the entry to `writer` (a WriteBatch or Transaction) so it commits with the change."""
     writer.set(store.collection(COLLECTION).document(), entry(req, action, target_type, target_id, **kw))
+
+
+def entry_write(req, action: str, target_type: str, target_id: str, **kw: Any) -> Any:
+    """The entry as a plain Firestore `Write` (common.storage.commits), to commit with the change."""
+    return commits.set_write(
+        commits.document_name(COLLECTION, commits.auto_id()), entry(req, action, target_type, target_id, **kw)
+    )
 
 
 def delete_existing(

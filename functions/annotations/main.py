@@ -8,8 +8,9 @@ clio's `/v2/annotations/{ds}` routes are v2's operations in clio's shapes (commo
 from __future__ import annotations
 
 import datetime
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -37,7 +38,7 @@ from common.models import (
     Strict,
     Truncated,
 )
-from common.storage import collections, store
+from common.storage import collections, commits, store
 from common.web import clio
 from common.web.http import App, paged
 
@@ -138,6 +139,11 @@ def _v2(dataset: authz.Dataset):
         .document(dataset.data_key)
         .collection(collections.V2_ANNOTATIONS)
     )
+
+
+def _v2_path(dataset: authz.Dataset) -> tuple[str, str, str]:
+    """The path of `_v2`, for names of its documents (common.storage.commits)."""
+    return collections.ANNOTATIONS, dataset.data_key, collections.V2_ANNOTATIONS
 
 
 def _comma_list(value: object) -> object:
@@ -255,23 +261,23 @@ def _write(
         raise errors.Forbidden("writing another user's annotations needs write_others on the dataset")
 
     stamp = store.now()
+    # user_doc_id(user, key) is a prefix of the user's (their quoted email) and the key: quoted
+    # once per user, not once per annotation.
+    id_prefix = functools.cache(lambda user: user_doc_id(user, ""))
     pending: dict[str, list[dict[str, Any]]] = {}  # document id -> its writes, in request order
+    keys = []
     for a in items:
-        user = a.user or caller.email
-        record = {
-            "key": a.key,
-            "user": user,
-            "kind": a.kind,
-            "pos": a.pos,
-            "timestamp": stamp,
-            **a.model_dump(include=set(OPTIONAL_FIELDS) & a.model_fields_set),
-        }
-        pending.setdefault(user_doc_id(user, a.key), []).append(record)
+        user, key = a.user or caller.email, a.key
+        keys.append(key)
+        # The validated values as they are (they are not changed, only stored): no model_dump copy.
+        record = {"key": key, "user": user, "kind": a.kind, "pos": a.pos, "timestamp": stamp}
+        for name in a.model_fields_set.intersection(OPTIONAL_FIELDS):
+            record[name] = getattr(a, name)
+        pending.setdefault(id_prefix(user) + key, []).append(record)
     moved = (
         user_doc_id(caller.email if items[0].user is None else items[0].user, move_key) if move_key else None
     )
     _write_all(req, dataset, pending, replace, keep, kept, moved)
-    keys = [a.key for a in items]
     return {"key": keys[0]} if single else {"keys": keys}
 
 
@@ -284,67 +290,75 @@ def _write_all(
     kept: Callable[[Any], bool],
     moved: str | None,
 ) -> None:
-    """Commit `pending` in commits of at most 500 writes, each with its audit entry. Plain
-    replacements are blind batched writes; merges read the stored annotations in a transaction.
-    A failed commit answers with what was written: the writes are idempotent, so a retry is safe."""
+    """Commit `pending` in commits of at most 500 writes, each with its audit entry, several at
+    once (common.storage.commits). Plain replacements are blind writes built as plain protobufs;
+    merges read the stored annotations in a transaction. A failed commit answers with what was
+    written (the commits that succeeded, in request order): the writes are idempotent, so a
+    retry is safe."""
     from google.api_core import exceptions
 
-    coll = _v2(dataset)
-    needs_read = not replace or bool(keep)
-    ids = list(pending)
-    written: list[str] = []
+    chunks = list(store.chunks(list(pending), PER_COMMIT))
 
-    def write_chunk(writer, chunk: list[str], stored: dict[str, dict[str, Any]]) -> None:
+    def records(chunk: list[str], stored: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
         for doc_id in chunk:
             record = stored.get(doc_id)
             for new in pending[doc_id]:
                 record = new if record is None else _merge(record, new, replace, keep, kept)
-            writer.set(coll.document(doc_id), record)
-        if moved is not None and moved not in chunk:
-            writer.delete(coll.document(moved))
+            assert record is not None  # every document has at least one write
+            yield doc_id, record
+
+    def audited(chunk: list[str]) -> tuple[str, dict[str, Any]]:
+        """The target and the details of the audit entry of the commit of `chunk`."""
         keys = [pending[i][0]["key"] for i in chunk]
-        audit.record(
-            writer,
-            req,
-            "annotations_write",
-            "annotation",
-            keys[0] if len(keys) == 1 else f"{len(keys)} annotations",
-            dataset=dataset,
-            after={"keys": keys, "users": sorted({pending[i][0]["user"] for i in chunk})},
-        )
+        target = keys[0] if len(keys) == 1 else f"{len(keys)} annotations"
+        after = {"keys": keys, "users": sorted({pending[i][0]["user"] for i in chunk})}
+        return target, {"dataset": dataset, "after": after}
 
-    for chunk in store.chunks(ids, PER_COMMIT):
-        try:
-            if needs_read:
+    def blind(chunk: list[str]) -> None:
+        names = commits.document_name(*_v2_path(dataset)) + "/"
+        writes = [commits.set_write(names + doc_id, record) for doc_id, record in records(chunk, {})]
+        if moved is not None and moved not in chunk:
+            writes.append(commits.delete_write(names + moved))
+        target, kw = audited(chunk)
+        writes.append(audit.entry_write(req, "annotations_write", "annotation", target, **kw))
+        commits.commit(writes)
 
-                def in_transaction(transaction, chunk=chunk):
-                    refs = [coll.document(i) for i in chunk]
-                    stored = {s.id: s.to_dict() for s in transaction.get_all(refs) if s.exists}
-                    write_chunk(transaction, chunk, stored)
+    def merged(chunk: list[str]) -> None:
+        coll = _v2(dataset)
 
-                store.transactional(in_transaction)
-            else:
-                batch = store.db().batch()
-                write_chunk(batch, chunk, {})
-                batch.commit()
-        except exceptions.GoogleAPIError as exc:
-            details = {
-                "written": [pending[i][0]["key"] for i in written],
-                "not_written": [pending[i][0]["key"] for i in ids[len(written) :]],
+        def in_transaction(transaction) -> None:
+            stored = {
+                s.id: s.to_dict() for s in transaction.get_all([coll.document(i) for i in chunk]) if s.exists
             }
-            if isinstance(exc, exceptions.InvalidArgument):
-                raise errors.ValidationFailed(
-                    "the data store cannot hold these annotations (a field name, size or nesting "
-                    "limit; an annotation is at most 1 MiB stored); what was written is listed",
-                    details=details,
-                ) from None
-            raise errors.Unavailable(
-                "the annotation store failed part-way; what was written is listed, "
-                "and retrying the same request is safe",
-                retry_after=1,
-                details=details,
-            ) from None
-        written.extend(chunk)
+            for doc_id, record in records(chunk, stored):
+                transaction.set(coll.document(doc_id), record)
+            if moved is not None and moved not in chunk:
+                transaction.delete(coll.document(moved))
+            target, kw = audited(chunk)
+            audit.record(transaction, req, "annotations_write", "annotation", target, **kw)
+
+        store.transactional(in_transaction)
+
+    write_chunk = merged if not replace or keep else blind
+    outcomes = commits.concurrently([functools.partial(write_chunk, chunk) for chunk in chunks])
+    failure = next((outcome for outcome in outcomes if outcome is not None), None)
+    if failure is None:
+        return
+    details: dict[str, list[str]] = {"written": [], "not_written": []}
+    for chunk, outcome in zip(chunks, outcomes, strict=True):
+        details["written" if outcome is None else "not_written"] += [pending[i][0]["key"] for i in chunk]
+    if isinstance(failure, exceptions.InvalidArgument):
+        raise errors.ValidationFailed(
+            "the data store cannot hold these annotations (a field name, size or nesting "
+            "limit; an annotation is at most 1 MiB stored); what was written is listed",
+            details=details,
+        )
+    raise errors.Unavailable(
+        "the annotation store failed part-way; what was written is listed, "
+        "and retrying the same request is safe",
+        retry_after=1,
+        details=details,
+    )
 
 
 @app.get(

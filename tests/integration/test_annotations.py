@@ -1,5 +1,8 @@
 """annotations v1 and v2, saved searches: per-user data, validation, bulk writes, paging."""
 
+import threading
+import time
+
 import pytest
 
 from tests.conftest import OWNER
@@ -148,28 +151,68 @@ def test_v2_bulk_is_committed_500_writes_at_a_time_and_idempotent(api, world):
     assert len(listed(api)) == 1_200
 
 
-def test_v2_failure_part_way_reports_what_was_written(api, world, monkeypatch):
+def _failing_commit(monkeypatch, failing_key: str, *, pause: float = 0.0) -> dict[str, int]:
+    """commits.commit failing with ServiceUnavailable for the commit that writes `failing_key`
+    (after pause / 3 s; the others commit after `pause` s); counts the commits in flight at once."""
     from google.api_core import exceptions
-    from google.cloud.firestore_v1.batch import WriteBatch
 
-    real_commit, calls = WriteBatch.commit, []
+    from common.storage import commits
 
-    def flaky_commit(self, *args, **kwargs):  # the store goes away after the first commit
-        calls.append(1)
-        if len(calls) == 2:
-            raise exceptions.ServiceUnavailable("store unavailable")
-        return real_commit(self, *args, **kwargs)
+    real_commit, lock, seen = commits.commit, threading.Lock(), {"in_flight": 0, "most": 0}
 
-    monkeypatch.setattr(WriteBatch, "commit", flaky_commit)
+    def flaky_commit(writes):
+        with lock:
+            seen["in_flight"] += 1
+            seen["most"] = max(seen["most"], seen["in_flight"])
+        try:
+            failing = any(
+                "key" in w.update.fields and w.update.fields["key"].string_value == failing_key
+                for w in writes
+            )
+            time.sleep(pause / 3 if failing else pause)
+            if failing:
+                raise exceptions.ServiceUnavailable("store unavailable")
+            return real_commit(writes)
+        finally:
+            with lock:
+                seen["in_flight"] -= 1
+
+    monkeypatch.setattr(commits, "commit", flaky_commit)
+    return seen
+
+
+def test_v2_failure_part_way_reports_what_was_written(api, world, monkeypatch):
+    """The commits run concurrently: the one that fails is not written, the others are (the
+    third commit, in flight with the second, is written although the second failed)."""
+    _failing_commit(monkeypatch, "Pt499_0_0")  # the second commit's first annotation
     body = [{"kind": "point", "pos": [i, 0, 0]} for i in range(1_000)]
     r = v2(api, json=body)
     error = assert_error(r, 503, "unavailable")
     assert r.headers["Retry-After"]
     keys = [f"Pt{i}_0_0" for i in range(1_000)]
-    assert error["details"]["written"] == keys[:499] and error["details"]["not_written"] == keys[499:]
-    assert sorted(a["key"] for a in listed(api)) == sorted(keys[:499])
+    assert error["details"] == {"written": keys[:499] + keys[998:], "not_written": keys[499:998]}
+    assert sorted(a["key"] for a in listed(api)) == sorted(keys[:499] + keys[998:])
+    monkeypatch.undo()
     assert v2(api, json=body).status_code == 200  # the retry completes it
     assert len(listed(api)) == 1_000
+
+
+def test_v2_bulk_commits_run_concurrently_and_one_failing_is_reported_exactly(api, world, monkeypatch):
+    """Four commits in flight at once; the second fails: the three others in flight are written,
+    the one queued behind them starts only if none had failed yet, and the answer lists exactly
+    what is stored."""
+    from common.storage import commits
+
+    seen = _failing_commit(monkeypatch, "Pt499_0_0", pause=0.3)
+    body = [{"kind": "point", "pos": [i, 0, 0]} for i in range(2_000)]  # 5 commits: 4 x 499 + 4
+    error = assert_error(v2(api, json=body), 503, "unavailable")
+    assert seen["most"] == commits.CONCURRENT_COMMITS
+    keys = [f"Pt{i}_0_0" for i in range(2_000)]
+    written, not_written = error["details"]["written"], error["details"]["not_written"]
+    assert written == keys[:499] + keys[998:1996]  # the fifth waited behind the failed second
+    assert not_written == keys[499:998] + keys[1996:]
+    assert sorted(a["key"] for a in listed(api)) == sorted(written)
+    assert sorted(len(c["after"]["keys"]) for c in _audit("annotations_write")) == [499, 499, 499]
 
 
 def test_v2_replace_merge_and_conditional(api, world):

@@ -203,7 +203,7 @@ def _written_actions() -> set[str]:
     audit.record / audit.write / _change_dataset, the `action=` of audit.delete_existing and
     other helpers, and the `<kind>_put` / `<kind>_delete` of each LocationStore."""
     written = set()
-    positions = {"record": 2, "write": 1, "_change_dataset": 2}
+    positions = {"record": 2, "write": 1, "entry_write": 1, "_change_dataset": 2}
     for base in ("common", "functions"):
         for folder, _, files in os.walk(os.path.join(ROOT, base)):
             for name in (n for n in files if n.endswith(".py")):
