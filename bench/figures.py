@@ -62,6 +62,7 @@ def figure(
     out[key] = statistics.median(ratios)
     out[f"{key}_min"] = min(ratios)
     out[f"{key}_max"] = max(ratios)
+    print(f"  measured {key} = {out[key]:.3f} (n={len(pairs)})", flush=True)  # progress
     return out
 
 

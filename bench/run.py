@@ -226,6 +226,8 @@ def main() -> None:
             "GATEHOUSE_DEV_MODE": "1",
             "GATEHOUSE_DEV_KEY_FILE": dev_key,
             "SIGNER_KEY_FILE": signer,
+            # a listing of 100,000 on a loaded machine can take longer than the default 30 s
+            "BACKEND_DEADLINE_SECONDS": "240",
         }
         os.environ.update(env)
         from common.identity.auth import mint_dev_token
