@@ -304,6 +304,7 @@ def side_by_side(
         process.wait(timeout=10)
         log.close()
         gateway.stop()
+        shutil.rmtree(copy, ignore_errors=True)  # its log stays beside it
 
 
 def _wait_for(port: int, process: subprocess.Popen, log: str, timeout: float = 60) -> None:
