@@ -62,8 +62,9 @@ token: venv
 	@test -n "$(EMAIL)" || (echo "usage: make token EMAIL=someone@example.com" >&2; exit 2)
 	@$(BIN)/python -m tools.token $(EMAIL)
 
+# BENCH=<name> runs one; CLIO_STORE=<a clio-store checkout> adds clio-store side by side (BENCH=clio).
 bench: venv
-	$(BIN)/python -m bench.run $(BENCH)
+	CLIO_STORE="$(CLIO_STORE)" $(BIN)/python -m bench.run $(BENCH)
 
 package: venv
 	$(BIN)/python -m tools.package --out dist
