@@ -42,7 +42,8 @@ from common import audit
 from common.catalog.locations import location_key, user_doc_id
 from common.config import settings
 from common.identity import authz
-from common.models import BUILTIN_ROLES, COORDINATE_RANGE, GROUP_NAME, is_dataset_name, normalize_email
+from common.models import BUILTIN_ROLES, COORDINATE_RANGE, GROUP_NAME, normalize_email
+from common.names import is_dataset_name
 from common.storage import collections, datasets, keyvalue, store
 from functions.annotations.main import KEY, OPTIONAL_FIELDS, POS_LENGTH
 from functions.atlas.main import CLIO_SERVER_FIELDS, entry_id
