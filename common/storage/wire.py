@@ -29,6 +29,7 @@ from google.cloud.firestore_v1 import _helpers, field_path
 from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.document import DocumentSnapshot
 from google.cloud.firestore_v1.types import firestore as requests
+from proto.datetime_helpers import DatetimeWithNanoseconds as ProtoDatetime
 
 _DOCUMENTS = "/documents/"
 
@@ -125,14 +126,21 @@ def fields(pb_fields: Any, client: Any) -> Any:
     return res
 
 
+def _time(pb: Any) -> Any:
+    """A document's create, update or read time as the client's snapshot has it: proto-plus's
+    own DatetimeWithNanoseconds, which a precondition (`write_option(last_update_time=...)`)
+    sends back to the nanosecond."""
+    return ProtoDatetime.from_timestamp_pb(pb)
+
+
 def _doc(client: Any, document: Any, read_time: Any) -> Doc:
     return Doc(
         client,
         document.name,
         fields(document.fields, client),
-        DatetimeWithNanoseconds.from_timestamp_pb(document.create_time),
-        DatetimeWithNanoseconds.from_timestamp_pb(document.update_time),
-        DatetimeWithNanoseconds.from_timestamp_pb(read_time),
+        _time(document.create_time),
+        _time(document.update_time),
+        _time(read_time),
     )
 
 
@@ -175,9 +183,7 @@ def get_all(client: Any, references: Iterable[Any]) -> Iterator[Doc]:
         if pb.WhichOneof("result") == "found":
             yield _doc(client, pb.found, pb.read_time)
         else:
-            yield Doc(
-                client, pb.missing, None, read_time=DatetimeWithNanoseconds.from_timestamp_pb(pb.read_time)
-            )
+            yield Doc(client, pb.missing, None, read_time=_time(pb.read_time))
 
 
 def _run(client: Any, query: Any) -> Iterator[Any]:

@@ -125,7 +125,7 @@ def _settle(job) -> None:
     failed, `done` when all are done. Idempotent: every finishing delivery may call it."""
     from google.api_core.exceptions import NotFound
 
-    parts = {p.id: p.to_dict() for p in job.collection(collections.TRANSFER_PARTS).stream()}
+    parts = {p.id: p.to_dict() for p in store.stream(job.collection(collections.TRANSFER_PARTS))}
     failed = sorted(k for k, part in parts.items() if part["status"] == "failed")
     if failed:
         change = {

@@ -68,7 +68,8 @@ def _every_kind() -> dict:
 def test_every_value_kind_decodes_as_to_dict_does(test_env):
     ref = store.collection("wire_kinds").document("one")
     ref.set(_every_kind())
-    expected = ref.get().to_dict()
+    snap = ref.get()
+    expected = snap.to_dict()
     (queried,) = list(store.stream(store.collection("wire_kinds")))
     (fetched,) = list(store.get_all([ref]))
     for doc in (queried, fetched):
@@ -77,6 +78,10 @@ def test_every_value_kind_decodes_as_to_dict_does(test_env):
         for name in expected:
             assert _same(got[name], expected[name]), name
         assert got["timestamp"].nanosecond == 123456000  # what the emulator keeps of it
+        for time in ("create_time", "update_time"):  # the same type: a precondition sends it back
+            assert getattr(doc, time) == getattr(snap, time)
+            assert type(getattr(doc, time)) is type(getattr(snap, time))
+            assert getattr(doc, time).nanosecond == getattr(snap, time).nanosecond
         assert doc.id == "one" and doc.exists and doc.reference.path == ref.path
         assert doc.get("map.a.b") == {"c": [1, {"d": True}]}
         with pytest.raises(KeyError):
