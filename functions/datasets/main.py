@@ -23,7 +23,7 @@ from common.models import (
 )
 from common.storage import blobs, datasets, store
 from common.web import workers
-from common.web.http import App, paged, public_item, public_items, streamed
+from common.web.http import App, paged, public_item, public_items, streamed, trusted
 from functions.datasets import purge
 
 app = App(
@@ -184,7 +184,7 @@ def _forget(names) -> None:
 
 def _readable(caller: authz.Caller):
     """(name, view) of every dataset the caller may read."""
-    snaps = store.collection(datasets.COLLECTION).stream()
+    snaps = store.stream(store.collection(datasets.COLLECTION))
     records = ((s.id, s.to_dict()) for s in snaps if datasets.exposed("dataset", s.id))
     # The check reads the whole record: a grant is bound to the dataset's generation.
     return ((n, _view(n, r)) for n, r in records if caller.can_read(n, r))
@@ -340,7 +340,9 @@ def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
 
-    snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
+    snaps = store.stream(
+        store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING)
+    )
     return streamed(
         jsonio.stream_array(public_items(req, (_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps)))
     )
@@ -495,7 +497,9 @@ def _log(req, name: str, generation: str | None):
     return paged(
         req,
         page,
-        lambda s: {"id": s.id, **s.to_dict()},  # AuditEntryPublic leaves out the generation
+        # Audit entries are written here only (common/audit.py): no pydantic round trip;
+        # AuditEntryPublic leaves out the generation.
+        lambda s: trusted(AuditEntryPublic, {"id": s.id, **s.to_dict()}),
         limit,
     )
 
