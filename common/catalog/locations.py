@@ -86,7 +86,7 @@ class LocationStore:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self._coll(dataset).where(filter=FieldFilter("user", "==", req.caller.email))
-        return (s.to_dict() for s in query.stream())
+        return (s.to_dict() for s in store.stream(query))
 
     def list(self, req: Req, dataset: authz.Dataset):
         return streamed(

@@ -199,5 +199,5 @@ def group_members(groups: list[str]) -> set[str]:
     members: set[str] = set()
     for chunk in store.chunks(sorted(set(groups)), store.MAX_IN_VALUES):
         query = store.collection(USERS).where(filter=FieldFilter("groups", "array_contains_any", chunk))
-        members.update(snap.id for snap in query.select([]).stream())
+        members.update(snap.id for snap in store.stream(query.select([])))
     return members

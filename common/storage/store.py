@@ -35,6 +35,21 @@ def collection(name: str):
     return db().collection(name)
 
 
+def stream(query) -> Iterator[Any]:
+    """The documents of `query` (common.storage.wire: as `query.stream()`, decoded at the wire)."""
+    from common.storage import wire  # lazy: loads grpc and the Firestore client, at first read
+
+    return wire.stream(db(), query)
+
+
+def get_all(references) -> Iterator[Any]:
+    """The documents at `references`, in the order they arrive; a missing one's `exists` is False
+    (common.storage.wire: as `Client.get_all`, decoded at the wire)."""
+    from common.storage import wire  # lazy: loads grpc and the Firestore client, at first read
+
+    return wire.get_all(db(), references)
+
+
 # Firestore's limit on the values of one `in` / `array-contains-any` filter.
 MAX_IN_VALUES = 30
 
@@ -190,7 +205,7 @@ def page(query, coll, *, limit: int | None, cursor: str | None) -> Page:
         query = query.start_after(after)
     if limit:
         query = query.limit(limit)
-    return Page(query.stream(), limit)
+    return Page(stream(query), limit)
 
 
 def page_by_id(queries: list[Any], *, limit: int | None, cursor: str | None) -> Page:
@@ -205,6 +220,6 @@ def page_by_id(queries: list[Any], *, limit: int | None, cursor: str | None) -> 
             query = query.start_after({"__name__": after})
         if limit:
             query = query.limit(limit)
-        streams.append(query.stream())
+        streams.append(stream(query))
     merged = heapq.merge(*streams, key=lambda snap: snap.id) if len(streams) > 1 else iter(streams[0])
     return Page(merged, limit)

@@ -40,7 +40,7 @@ from common.models import (
 )
 from common.storage import collections, commits, store
 from common.web import clio
-from common.web.http import App, paged
+from common.web.http import App, paged, trusted
 
 app = App(
     "annotations",
@@ -376,7 +376,8 @@ def list_v2(req, name, dataset):
     if not queries:
         return []
     page = store.page_by_id(queries, limit=limit, cursor=req.query.cursor)
-    return paged(req, page, lambda s: s.to_dict(), limit)
+    # Each document was written here from a validated AnnotationCreate: no pydantic round trip.
+    return paged(req, page, lambda s: trusted(AnnotationPublic, s.to_dict()), limit)
 
 
 def _queries(
@@ -509,7 +510,7 @@ def clio_list(req, name, dataset):
     if req.query.groups is not None:
         users.update(_group_members(req))
     page = store.page_by_id(_queries(dataset, sorted(users)), limit=None, cursor=None)
-    return paged(req, page, lambda s: clio_item(s.to_dict()), None)
+    return paged(req, page, lambda s: trusted(ClioAnnotationPublic, clio_item(s.to_dict())), None)
 
 
 def clio_item(record: dict[str, Any]) -> dict[str, Any]:

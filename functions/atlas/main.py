@@ -131,7 +131,7 @@ def _visible(req):
     caller = req.caller
     readable = {
         s.id: s.to_dict()
-        for s in store.collection(datasets.COLLECTION).select(["public", "generation"]).stream()
+        for s in store.stream(store.collection(datasets.COLLECTION).select(["public", "generation"]))
         if datasets.exposed("dataset", s.id) and caller.can_read(s.id, s.to_dict())
     }
     curated = sorted(n for n, record in readable.items() if caller.can_write_others(n, record))
@@ -139,14 +139,14 @@ def _visible(req):
 
     def entries():
         for chunk in store.chunks(curated, store.MAX_IN_VALUES):
-            yield from _query(dataset=chunk).stream()
+            yield from store.stream(_query(dataset=chunk))
         for chunk in store.chunks(others, store.MAX_IN_VALUES):
-            yield from _query(dataset=chunk, verified=True).stream()
+            yield from store.stream(_query(dataset=chunk, verified=True))
         if others:
             others_set = set(others)
             yield from (
                 s
-                for s in _query(user=caller.email, verified=False).stream()
+                for s in store.stream(_query(user=caller.email, verified=False))
                 if s.get("dataset") in others_set
             )
 
@@ -218,7 +218,7 @@ def list_own(req, name, dataset):
 
 def _own(req, dataset: authz.Dataset):
     """(x_y_z, entry) of the caller's entries in the dataset, as stored (without `generation`)."""
-    snaps = _query(dataset=dataset.name, user=req.caller.email).stream()
+    snaps = store.stream(_query(dataset=dataset.name, user=req.caller.email))
     return ((s.get("locationref"), _view(s)) for s in snaps if _current(s, dataset.record))
 
 

@@ -25,7 +25,7 @@ from common.models import (
 from common.names import is_dataset_name
 from common.storage import blobs, datasets, store
 from common.web import workers
-from common.web.http import App, paged, public_item, public_items, streamed
+from common.web.http import App, paged, public_item, public_items, streamed, trusted
 from functions.datasets import purge
 
 app = App(
@@ -187,7 +187,7 @@ _listing: TTLCache[str, list[tuple[str, dict[str, Any]]]] = TTLCache(lambda: set
 
 
 def _all_records(_key: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(s.id, s.to_dict()) for s in store.collection(datasets.COLLECTION).stream()]
+    return [(s.id, s.to_dict()) for s in store.stream(store.collection(datasets.COLLECTION))]
 
 
 def _forget(names) -> None:
@@ -354,7 +354,9 @@ def list_deletions(req):
     """Deleted datasets, newest first, with the progress of their purge (admin)."""
     from google.cloud.firestore import Query
 
-    snaps = store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING).stream()
+    snaps = store.stream(
+        store.collection(purge.COLLECTION).order_by("deleted_at", direction=Query.DESCENDING)
+    )
     return streamed(
         jsonio.stream_array(public_items(req, (_deletion_view({"id": s.id, **s.to_dict()}) for s in snaps)))
     )
@@ -511,7 +513,9 @@ def _log(req, name: str, generation: str | None):
     return paged(
         req,
         page,
-        lambda s: {"id": s.id, **s.to_dict()},  # AuditEntryPublic leaves out the generation
+        # Audit entries are written here only (common/audit.py): no pydantic round trip;
+        # AuditEntryPublic leaves out the generation.
+        lambda s: trusted(AuditEntryPublic, {"id": s.id, **s.to_dict()}),
         limit,
     )
 

@@ -100,7 +100,7 @@ def _delete_docs(snapshots: Iterable[Any], budget: int) -> tuple[int, bool]:
 def _subcollection(root: str, collection: str) -> Callable[[dict[str, Any], int], tuple[int, bool]]:
     def purge(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         docs = store.collection(root).document(deletion["data_key"]).collection(collection)
-        return _delete_docs(docs.limit(budget + 1).select([]).stream(), budget)
+        return _delete_docs(store.stream(docs.limit(budget + 1).select([])), budget)
 
     return purge
 
@@ -108,7 +108,7 @@ def _subcollection(root: str, collection: str) -> Callable[[dict[str, Any], int]
 def _owned(query, deletion: dict[str, Any]):
     """The documents of `query` that belong to the deleted generation (not to a new dataset of
     the same name)."""
-    return (snap for snap in query.stream() if snap.get("generation") == deletion["generation"])
+    return (snap for snap in store.stream(query) if snap.get("generation") == deletion["generation"])
 
 
 def _atlas(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
@@ -126,14 +126,14 @@ def _transfer_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         filter=FieldFilter("dataset", "==", deletion["name"])
     )
     deleted = 0
-    for job in query.select(["created_at"]).stream():
+    for job in store.stream(query.select(["created_at"])):
         created = (job.to_dict() or {}).get("created_at")  # older records may lack it: theirs too
         if created is not None and created >= deletion["deleted_at"]:
             continue
         if deleted >= budget:
             return deleted, False
         parts, _ = _delete_docs(
-            job.reference.collection(collections.TRANSFER_PARTS).select([]).stream(), 1 << 30
+            store.stream(job.reference.collection(collections.TRANSFER_PARTS).select([])), 1 << 30
         )
         job.reference.delete()
         deleted += parts + 1
@@ -152,7 +152,7 @@ def _grants(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     bound = FieldPath("grant_generations", name).to_api_repr()
     query = store.collection(authz.USERS).where(filter=FieldFilter(field, "!=", None))
     deleted, skipped = 0, 0
-    for snap in query.stream():
+    for snap in store.stream(query):
         if (snap.to_dict().get("grant_generations") or {}).get(name) not in (None, deletion["generation"]):
             skipped += 1
             continue
@@ -209,7 +209,7 @@ def _twin_endpoints(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
 
     query = store.collection(collections.TWINS).where(filter=FieldFilter("dataset", "==", deletion["name"]))
     deleted = 0
-    for snap in query.stream():
+    for snap in store.stream(query):
         doc = snap.to_dict()
         if not _made_on(doc, deletion, "created_at"):
             continue
@@ -219,7 +219,9 @@ def _twin_endpoints(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
                 .document(side["generation"])
                 .collection(collections.TWIN_STATE_KEYS)
             )
-            count, done = _delete_docs(keys.limit(budget - deleted + 1).select([]).stream(), budget - deleted)
+            count, done = _delete_docs(
+                store.stream(keys.limit(budget - deleted + 1).select([])), budget - deleted
+            )
             deleted += count
             if not done:
                 return deleted, False
@@ -253,7 +255,7 @@ def _twin_calls(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
     )
     owned = (
         s
-        for s in query.select(["dataset_generation", "at"]).stream()
+        for s in store.stream(query.select(["dataset_generation", "at"]))
         if _made_on(s.to_dict(), deletion, "at")
     )
     return _delete_docs(owned, budget)
@@ -267,7 +269,7 @@ def _twin_jobs(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         filter=FieldFilter("dataset", "==", deletion["name"])
     )
     deleted = 0
-    for snap in query.select(["dataset_generation", "created_at", "result_blob"]).stream():
+    for snap in store.stream(query.select(["dataset_generation", "created_at", "result_blob"])):
         if not _made_on(snap.to_dict(), deletion, "created_at"):
             continue
         if deleted >= budget:
@@ -296,14 +298,14 @@ def _twin_requests(deletion: dict[str, Any], budget: int) -> tuple[int, bool]:
         filter=FieldFilter("datasets", "array_contains", deletion["name"])
     )
     deleted = 0
-    for snap in query.select(["endpoint_datasets", "created_at", "result_blob"]).stream():
+    for snap in store.stream(query.select(["endpoint_datasets", "created_at", "result_blob"])):
         request = snap.to_dict()
         if not _named_the_dataset(request, deletion):
             continue
         if deleted >= budget:
             return deleted, False
         jobs = store.collection(collections.TWIN_JOBS).where(filter=FieldFilter("request", "==", snap.id))
-        for job in jobs.select(["result_blob"]).stream():
+        for job in store.stream(jobs.select(["result_blob"])):
             _results([job.to_dict()])
             job.reference.delete()
             deleted += 1

@@ -79,7 +79,7 @@ def _stamped(value: dict[str, Any]) -> dict[str, Any]:
 )
 def list_values(req, scope):
     """The caller's values in a scope, by key."""
-    values = _scope(keyvalue.KV, req.caller.email, scope).stream()
+    values = store.stream(_scope(keyvalue.KV, req.caller.email, scope))
     return {snap.id: _shown(snap.to_dict(), req.query.timestamp) for snap in values}
 
 
@@ -172,7 +172,7 @@ def list_pull_requests(req):
     found = {}
     for email in _pull_request_owners(req):
         scopes = {
-            scope.id: {snap.id: snap.to_dict() for snap in scope.stream()}
+            scope.id: {snap.id: snap.to_dict() for snap in store.stream(scope)}
             for scope in keyvalue.user_root(keyvalue.PULL_REQUESTS, email).collections()
         }
         if scopes:

@@ -310,7 +310,8 @@ def get_job(req, job_id):
     ):
         raise errors.NotFound(f"no transfer job {job_id!r}")
     parts = {
-        part.id: _part_view(part.to_dict()) for part in job.collection(collections.TRANSFER_PARTS).stream()
+        part.id: _part_view(part.to_dict())
+        for part in store.stream(job.collection(collections.TRANSFER_PARTS))
     }
     return {**_job_view(snap), "parts": parts}
 

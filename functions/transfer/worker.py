@@ -77,7 +77,7 @@ def work(cloud_event):
 
 def _unfinished(job) -> list[str]:
     """The keys of the job's parts that are not done or failed (none when the job is gone)."""
-    parts = job.collection(collections.TRANSFER_PARTS).stream()
+    parts = store.stream(job.collection(collections.TRANSFER_PARTS))
     return [p.id for p in parts if p.to_dict().get("status") not in jobs.FINISHED]
 
 
@@ -210,7 +210,7 @@ def _settle(job) -> None:
     failed, `done` when all are done. Idempotent: every finishing delivery may call it."""
     from google.api_core.exceptions import NotFound
 
-    parts = {p.id: p.to_dict() for p in job.collection(collections.TRANSFER_PARTS).stream()}
+    parts = {p.id: p.to_dict() for p in store.stream(job.collection(collections.TRANSFER_PARTS))}
     failed = sorted(k for k, part in parts.items() if part["status"] == "failed")
     if failed:
         change = {

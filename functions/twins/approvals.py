@@ -752,7 +752,7 @@ def listed(caller, status: str | None = None) -> list[dict[str, Any]]:
         ]
     found: dict[str, dict[str, Any]] = {}
     for query in queries:
-        for snap in query.stream():
+        for snap in store.stream(query):
             found.setdefault(snap.id, snap.to_dict())
     docs = [
         _settled(d)

@@ -23,7 +23,7 @@ from common.identity import auth, authz
 from common.models import Paging
 from common.storage import collections, datasets, store
 from common.web import workers
-from common.web.http import App, json_response, paged, public_items, streamed
+from common.web.http import App, json_response, paged, public_items, streamed, trusted
 from functions.twins import approvals, calls, jobs, sandbox, source
 from functions.twins.checks import (
     APPROVAL_OWNERS,
@@ -321,7 +321,7 @@ def remove(req, path):
 @app.get("/twins", check=authz.AUTHENTICATED, response=list[EndpointPublic])
 def list_endpoints(req):
     """The endpoints the caller may see (their dataset readable, or none), as views."""
-    snaps = store.collection(collections.TWINS).order_by("__name__").stream()
+    snaps = store.stream(store.collection(collections.TWINS).order_by("__name__"))
     endpoints = (calls.Endpoint(s.id, s.to_dict()) for s in snaps)
     return streamed(
         jsonio.stream_array(public_items(req, (view(e) for e in endpoints if e.visible_to(req.caller))))
@@ -415,7 +415,8 @@ def list_calls(req, path, endpoint, side):
     query = query.order_by("at", direction=firestore.Query.DESCENDING)
     limit = req.query.limit
     page = store.page(query, coll, limit=limit, cursor=req.query.cursor)
-    return paged(req, page, lambda snap: snap.to_dict(), limit)
+    # Call records are written here only (functions/twins/calls.py): no pydantic round trip.
+    return paged(req, page, lambda snap: trusted(CallPublic, snap.to_dict()), limit)
 
 
 # -- approval requests (the HTTP paths' `/twins/requests`; `approval` in the code) ---------------

@@ -72,7 +72,7 @@ class FirestoreState:
         return _number(result.transform_results[0])
 
     def items(self) -> dict[str, Any]:
-        return {snap.get("key"): snap.get("value") for snap in self._keys().stream()}
+        return {snap.get("key"): snap.get("value") for snap in store.stream(self._keys())}
 
 
 def _number(value) -> int | float:
@@ -84,7 +84,7 @@ def delete_generation(generation: str) -> None:
     """Drop a replaced side's state (every key), in batches of the commit limit."""
     keys = FirestoreState(generation)._keys()
     while True:
-        snaps = list(keys.limit(store.MAX_WRITES_PER_COMMIT).select([]).stream())
+        snaps = list(store.stream(keys.limit(store.MAX_WRITES_PER_COMMIT).select([])))
         if not snaps:
             return
         batch = store.db().batch()

@@ -53,7 +53,7 @@ def issue(req, email: str, name: str, expires_in_days: int) -> dict[str, Any]:
     }
     # The slots are read before the keys: a key committed in between then shows as live with a
     # slot of its own that this read missed, and that slot's write below fails, as it should.
-    slots = {snap.reference.id: snap for snap in store.db().get_all(_slots(email))}
+    slots = {snap.reference.id: snap for snap in store.get_all(_slots(email))}
     live = {
         key.id: key.to_dict()
         for key in _keys_of(email)
@@ -108,7 +108,7 @@ def _slots(email: str) -> list[Any]:
 def _keys_of(email: str) -> Iterator[Any]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    return store.collection(COLLECTION).where(filter=FieldFilter("email", "==", email)).stream()
+    return store.stream(store.collection(COLLECTION).where(filter=FieldFilter("email", "==", email)))
 
 
 def list_for(email: str) -> list[dict[str, Any]]:

@@ -146,7 +146,7 @@ def _revoke(req, email: str, key_id: str) -> None:
 @app.get("/users", check=authz.ADMIN, response=dict[str, UserPublic])
 def list_users(req):
     """Every user record."""
-    snaps = store.collection(authz.USERS).stream()
+    snaps = store.stream(store.collection(authz.USERS))
     return streamed(jsonio.stream_object((s.id, user_view(s.to_dict())) for s in snaps))
 
 
@@ -325,7 +325,7 @@ def clio_token(req):
 @app.get("/v2/users", check=authz.ADMIN, response=dict[str, ClioUserPublic])
 def clio_list_users(req):
     """Every user record, as clio's `User` (admin)."""
-    snaps = store.collection("users").stream()
+    snaps = store.stream(store.collection(authz.USERS))
     return streamed(jsonio.stream_object((s.id, clio.user(s.id, user_view(s.to_dict()))) for s in snaps))
 
 

@@ -80,3 +80,29 @@ def test_a_check_hands_the_handler_what_it_loaded():
 
     response = probe(Request(EnvironBuilder(path="/probe/x").get_environ()))
     assert json.loads(response.get_data()) == {"name": "x", "thing": {"of": "x"}}
+
+
+def test_a_trusted_answer_keeps_its_declared_fields_and_skips_validation():
+    """http.trusted: a document this code wrote in the model's shape goes out as it is, without
+    a pydantic round trip; only fields the model does not declare are left out."""
+    from pydantic import Field
+
+    from common.models import Public
+    from common.web import http
+
+    class ItemPublic(Public):
+        name: str
+        size: int | None = None
+        kind: str = Field(alias="type")
+
+    route = http.Route("GET", "/x/items", lambda req: None, None, declared_response=list[ItemPublic])
+    item = http.trusted(ItemPublic, {"type": "t", "internal": 1, "name": "a"})
+    assert list(item.items()) == [("name", "a"), ("type", "t")]  # in the model's order, as validated
+    assert isinstance(item, http.Trusted)
+    assert route.public(item, route.item_adapter) is item
+    answer = [item, http.trusted(ItemPublic, {"name": "b", "type": "u", "size": 2})]
+    assert route.public(answer) is answer
+    # An untrusted answer (or a list with one untrusted item) is validated as before.
+    assert route.public([{"name": "c", "type": "v", "internal": 1}]) == [{"name": "c", "type": "v"}]
+    with pytest.raises(ValueError):
+        route.public([item, {"name": "d"}])
