@@ -16,6 +16,26 @@ RETRY_DEADLINE = 5
 RETRY_CONTENTION = 1
 
 
+def too_slow(service: str, seconds: float, **details) -> errors.ApiError:
+    """A service outside Google's (DVID, neuPrint) silent past its timeout: 503, try again later."""
+    return errors.Unavailable(
+        f"{service} did not answer within {seconds:g} s; try again shortly",
+        retry_after=RETRY_DEADLINE,
+        details={"reason": "deadline", **details},
+    )
+
+
+def unreachable(service: str, status: int | None = None, **details) -> errors.ApiError:
+    """A service outside Google's unreachable, or answering that it is down (`status`, a 502,
+    503 or 504 of its own): 503, try again later."""
+    said = f"is unavailable (HTTP {status})" if status else "is unreachable"
+    return errors.Unavailable(
+        f"{service} {said}; try again shortly",
+        retry_after=RETRY_UNAVAILABLE,
+        details={"reason": "unavailable", **details},
+    )
+
+
 def answer(exc: BaseException) -> errors.ApiError | None:
     """The answer for a backend failure, in our words (never the backend's): unreachable,
     unavailable or out of time -> 503 with Retry-After; contention -> 503 with a short Retry-After;

@@ -169,19 +169,11 @@ def _release(answer: Any, complete: bool) -> None:
 
 
 def _late() -> errors.ApiError:
-    return errors.Unavailable(
-        "DVID did not answer in time; try again shortly",
-        retry_after=failures.RETRY_DEADLINE,
-        details={"reason": "dvid_timeout"},
-    )
+    return failures.too_slow("DVID", settings().dvid_timeout_seconds)
 
 
 def _down() -> errors.ApiError:
-    return errors.Unavailable(
-        "DVID is unavailable; try again shortly",
-        retry_after=failures.RETRY_UNAVAILABLE,
-        details={"reason": "dvid_unavailable"},
-    )
+    return failures.unreachable("DVID")
 
 
 def _refused(answer: Any) -> errors.ApiError:

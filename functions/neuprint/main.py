@@ -158,17 +158,9 @@ def _send(target: Target, body: bytes):
             target.url, data=body, headers=headers, timeout=timeout, stream=True, allow_redirects=False
         )
     except requests.Timeout:
-        raise errors.Unavailable(
-            f"neuPrint ({target.host}) did not answer within {timeout:g} s; try again shortly",
-            retry_after=failures.RETRY_DEADLINE,
-            details={"reason": "deadline"},
-        ) from None
+        raise failures.too_slow(f"neuPrint ({target.host})", timeout) from None
     except requests.RequestException:
-        raise errors.Unavailable(
-            f"neuPrint ({target.host}) is unreachable; try again shortly",
-            retry_after=failures.RETRY_UNAVAILABLE,
-            details={"reason": "unavailable"},
-        ) from None
+        raise failures.unreachable(f"neuPrint ({target.host})") from None
 
 
 def _relay(upstream) -> Iterator[bytes]:
@@ -230,11 +222,7 @@ def answer(upstream, target: Target) -> Response:
         return Response(data, status=status, headers=headers, mimetype="application/json")
     text = data[:500].decode("utf-8", "replace").strip()
     if status in (502, 503, 504):
-        raise errors.Unavailable(
-            f"{where} is unavailable (HTTP {status}); try again shortly",
-            retry_after=failures.RETRY_UNAVAILABLE,
-            details={"reason": "unavailable", "neuprint_status": status},
-        )
+        raise failures.unreachable(where, status, neuprint_status=status)
     if status >= 500:
         raise errors.BadGateway(
             f"{where} failed (HTTP {status}): {text}", details={"neuprint_status": status}

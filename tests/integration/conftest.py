@@ -50,7 +50,8 @@ def answers_fit_their_response_models():
 
     def checking(result, route):
         response = to_response(result, route)
-        if route.response is not None and response.status_code == route.status and response.is_json:
+        plain = "Content-Encoding" not in response.headers  # a gzip DVID sent is passed on as it is
+        if route.response is not None and response.status_code == route.status and response.is_json and plain:
             if response.is_sequence:
                 _fits(route, response.get_data())
             else:
