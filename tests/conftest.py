@@ -189,6 +189,8 @@ def clean_state(emulators, test_env, transfer_service, dvid_service, neuprint_se
     from functions.twins import calls
 
     calls.flush_records()  # the last test's call records are written before the wipe
+    for running in workers.values():
+        running.in_flight.wait_idle(15)  # the last test's deliveries end before the wipe
     emulators.wipe(*BUCKETS)
     for running in workers.values():
         running.answered.clear()

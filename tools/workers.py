@@ -48,19 +48,43 @@ class Delivery:
     status: int
 
 
+class InFlight:
+    """How many deliveries the worker is handling now: the tests wait until it handles none
+    before they wipe the emulators, so that no delivery of one test works on into the next."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
 @dataclass
 class Running:
     worker: Worker
     url: str
     server: object
     answered: list[Delivery] = field(default_factory=list)  # in order, when served with record=True
+    in_flight: InFlight = field(default_factory=InFlight)  # counted when served with record=True
 
     def stop(self) -> None:
         self.server.shutdown()
 
 
-def _recording(app: Any, answered: list[Delivery]) -> Any:
-    """`app`, keeping each delivery it answers (once its handler has run) in `answered`."""
+def _recording(app: Any, answered: list[Delivery], in_flight: InFlight) -> Any:
+    """`app`, keeping each delivery it answers (once its handler has run) in `answered`, and
+    counting those it is handling in `in_flight`."""
 
     def recorded(environ: dict[str, Any], start_response: Any) -> Any:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -77,7 +101,8 @@ def _recording(app: Any, answered: list[Delivery]) -> Any:
             answered.append(Delivery(message_id, payload, int(status.split()[0])))
             return start_response(status, headers, exc_info)
 
-        return app(environ, start)
+        with in_flight:
+            return app(environ, start)
 
     return recorded
 
@@ -109,8 +134,9 @@ def serve(
     else:
         os.environ["FUNCTION_SIGNATURE_TYPE"] = before
     answered: list[Delivery] = []
+    in_flight = InFlight()
     server = make_server(
-        "127.0.0.1", free_port(), _recording(app, answered) if record else app, threaded=True
+        "127.0.0.1", free_port(), _recording(app, answered, in_flight) if record else app, threaded=True
     )
     threading.Thread(target=server.serve_forever, daemon=True, name=f"worker-{worker.topic}").start()
     url = f"http://127.0.0.1:{server.server_port}/"
@@ -124,7 +150,7 @@ def serve(
         max_backoff=max_backoff,
         ack_deadline_seconds=ack_deadline_seconds,
     )
-    return Running(worker, url, server, answered)
+    return Running(worker, url, server, answered, in_flight)
 
 
 def serve_all(emulators: Emulators, **policy) -> list[Running]:

@@ -447,7 +447,7 @@ def _change_dataset(req, name: str, action: str, change) -> dict[str, Any]:
 )
 def update_dataset(req, name, dataset):
     """Merge metadata into a dataset. After finalize only description and tags may change;
-    only admins change `location` and `neuprintHTTP` (403)."""
+    only admins change `location`, `neuprintHTTP` and `dvid` (403)."""
     extra = req.body.model_extra or {}
     changes = req.body.model_dump(include=req.body.model_fields_set) | dict(extra)
 

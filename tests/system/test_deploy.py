@@ -408,7 +408,7 @@ BROKEN_TERRAFORM = {
     "a function not deployed": (
         (
             "main.tf",
-            '    atlas         = { description = "Atlas entries", buckets = [], sign_urls = false }\n',
+            '    atlas           = { description = "Atlas entries", buckets = [], sign_urls = false }\n',
             "",
         ),
         "",

@@ -37,6 +37,9 @@ def browser():
         options.add_argument(flag)  # no sandbox: the tests run as root
     driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
     driver.set_page_load_timeout(60)
+    # Swagger UI renders a long list of operations as it comes into view: a tall window shows
+    # them all at once (a reader scrolling sees the same list).
+    driver.set_window_size(1280, 20_000)
     yield driver
     driver.quit()
 
@@ -48,7 +51,11 @@ def _operations(document: dict) -> set[tuple[str, str]]:
 def _listed(driver, expected: int) -> set[tuple[str, str]]:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 60).until(lambda d: len(d.execute_script(LISTED)) >= expected)
+    def all_listed(d) -> bool:
+        d.execute_script("window.scrollTo(0, document.body.scrollHeight)")  # as a reader scrolls
+        return len(d.execute_script(LISTED)) >= expected
+
+    WebDriverWait(driver, 60).until(all_listed)
     return {tuple(pair) for pair in driver.execute_script(LISTED)}
 
 

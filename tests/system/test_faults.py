@@ -123,8 +123,9 @@ def test_firestore_gone_answers_503_in_bounded_time_and_the_same_instance_recove
     port = emulators.ports["firestore"]
     emulators.stop_one("firestore")
     try:
+        # (GET /datasets is not here: an instance answers it from its 30 s cache of the records.)
         for method, path, body in (
-            ("GET", "/datasets", None),
+            ("GET", "/users", None),
             ("POST", "/datasets", {"more": {"description": "d"}}),
             ("GET", "/annotations/v2/faulty", None),
         ):
@@ -179,13 +180,15 @@ def test_pubsub_gone_fails_the_transfer_job_it_reports(stack):
     assert stack.call("POST", "/transfer", json=transfer).status_code == 200
 
 
-def _stored_keys(stack: Stack) -> set[str]:
-    query = {
+def _stored_keys(stack: Stack, limit: int | None = None) -> set[str]:
+    query: dict = {
         "structuredQuery": {
             "from": [{"collectionId": "v2_annotations", "allDescendants": True}],
             "select": {"fields": [{"fieldPath": "key"}]},
         }
     }
+    if limit is not None:
+        query["structuredQuery"]["limit"] = limit
     rows = stack.firestore("POST", "documents:runQuery", json=query).json()
     return {row["document"]["fields"]["key"]["stringValue"] for row in rows if "document" in row}
 
@@ -196,8 +199,11 @@ def test_bulk_write_cut_short_by_a_hung_store_names_what_was_written(stack):
     written is stored, and nothing beyond the commits that were in flight (several run at once,
     common.storage.commits)."""
     _dataset(stack)
-    points = [{"kind": "point", "pos": [i, 0, 0]} for i in range(6_000)]
-    keys = [f"Pt{i}_0_0" for i in range(6_000)]
+    # As many as one request may write (20 commits), each with a note of 1,200 bytes: with 4
+    # commits in flight at once, smaller writes were all stored before the store could be frozen.
+    note = "n" * 1200
+    points = [{"kind": "point", "pos": [i, 0, 0], "prop": {"note": note}} for i in range(10_000)]
+    keys = [f"Pt{i}_0_0" for i in range(10_000)]
     answer: dict = {}
 
     def write():
@@ -209,7 +215,7 @@ def test_bulk_write_cut_short_by_a_hung_store_names_what_was_written(stack):
     writer.start()
     firestore = stack.emulators.named["firestore"]
     try:
-        while not _stored_keys(stack):  # the first commit has landed
+        while not _stored_keys(stack, limit=1):  # the first commit has landed (asked cheaply)
             assert writer.is_alive(), answer["response"].text
             time.sleep(0.02)
         os.killpg(firestore.pid, signal.SIGSTOP)
@@ -219,7 +225,8 @@ def test_bulk_write_cut_short_by_a_hung_store_names_what_was_written(stack):
     assert not writer.is_alive()
     body = _assert_unavailable(stack, answer["response"], answer["elapsed"])
     written, not_written = body["details"]["written"], body["details"]["not_written"]
-    assert written and not_written and sorted(written + not_written) == sorted(keys)
+    # `written` may be empty: the store can freeze after it took the first commit, before its answer.
+    assert not_written and sorted(written + not_written) == sorted(keys)
     assert written == [k for k in keys if k in set(written)]  # each list in request order
     stored = _stored_keys(stack)
     assert set(written) <= stored
